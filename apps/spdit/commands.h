@@ -1,0 +1,16 @@
+#pragma once
+// Each subcommand of `spdit` lives in its own file and registers itself here.
+#include <CLI/CLI.hpp>
+
+#include <functional>
+
+namespace spdit::cli {
+
+/// A subcommand's body; returns the process exit code.
+using Action = std::function<int()>;
+
+/// Each adds its subcommand to `app` and sets `action` when it is chosen.
+void add_launch_command(CLI::App& app, Action& action);
+void add_layout_command(CLI::App& app, Action& action);
+
+}  // namespace spdit::cli

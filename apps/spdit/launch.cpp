@@ -1,0 +1,22 @@
+// `spdit launch`: torchrun's standalone mode, for local ranks.
+#include "launcher.h"
+
+#include "commands.h"
+
+namespace spdit::cli {
+
+void add_launch_command(CLI::App& app, Action& action) {
+  auto* cmd = app.add_subcommand(
+      "launch", "Start N local ranks of a command with RANK/WORLD_SIZE/MASTER_* set");
+  static LaunchOptions opts;
+  cmd->add_option("--nproc", opts.nproc, "Number of ranks")->required()->check(CLI::PositiveNumber);
+  cmd->add_option("--master-port", opts.master_port, "Rendezvous port (default: a free one)")
+      ->check(CLI::Range(1, 65535));
+  cmd->add_option("--timeout", opts.timeout_s,
+                  "Seconds a rank may wait for a peer before failing (default 300)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("command", opts.command, "CMD [ARGS...] after --")->required();
+  cmd->callback([&action] { action = [] { return launch_local(opts); }; });
+}
+
+}  // namespace spdit::cli

@@ -1,0 +1,23 @@
+#pragma once
+// Starts N local ranks of a command with torchrun's environment, prefixes
+// their output with the rank, and stops them all when one fails.
+#include <string>
+#include <vector>
+
+namespace spdit::cli {
+
+struct LaunchOptions {
+  int nproc = 1;
+  int master_port = 0;         // 0: pick a free port
+  double timeout_s = 300;      // process-group timeout given to the ranks
+  std::vector<std::string> command;
+};
+
+/// Runs the ranks to completion. Returns 0 when all exit 0; otherwise the
+/// first failing rank's exit code, or 128 + its signal.
+int launch_local(const LaunchOptions& options);
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+int find_free_port();
+
+}  // namespace spdit::cli

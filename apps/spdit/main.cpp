@@ -1,0 +1,25 @@
+// `spdit`: one binary, one small file per subcommand.
+#include <exception>
+#include <iostream>
+
+#include "commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"spdit: sequence-parallel diffusion transformers on LibTorch"};
+  app.require_subcommand(1);
+  spdit::cli::Action action;
+  spdit::cli::add_launch_command(app, action);
+  spdit::cli::add_layout_command(app, action);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    return action();
+  } catch (const std::exception& e) {
+    std::cerr << "spdit " << app.get_subcommands().front()->get_name() << ": error: " << e.what()
+              << std::endl;
+    return 1;
+  }
+}

@@ -1,0 +1,314 @@
+#include "spdit/runtime/world.h"
+
+#include <torch/csrc/distributed/c10d/HashStore.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef SPDIT_WITH_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
+#include <cstdlib>
+#include <exception>
+#include <mutex>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+#include <unistd.h>
+
+#include "group_impl.h"
+
+namespace spdit {
+namespace {
+
+thread_local World* g_current_world = nullptr;
+
+std::string join_ints(const std::vector<int>& v) {
+  std::ostringstream os;
+  for (size_t i = 0; i < v.size(); ++i) os << (i ? "," : "") << v[i];
+  return os.str();
+}
+
+std::string env_or_throw(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) {
+    throw std::runtime_error(std::string("spdit: environment variable ") + name +
+                             " is not set; start the program with `spdit launch --nproc N -- ...`, "
+                             "torchrun, or set RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT");
+  }
+  return v;
+}
+
+int parse_int_env(const char* name, const std::string& value) {
+  try {
+    size_t used = 0;
+    int v = std::stoi(value, &used);
+    if (used != value.size()) throw std::invalid_argument(value);
+    return v;
+  } catch (const std::exception&) {
+    throw std::runtime_error(std::string("spdit: environment variable ") + name + "='" + value +
+                             "' is not an integer");
+  }
+}
+
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
+}
+
+c10::intrusive_ptr<c10d::ProcessGroup> make_process_group(
+    const c10::intrusive_ptr<c10d::Store>& store, int rank, int size, const RuntimeOptions& opts,
+    const std::string& hostname) {
+  if (opts.device().is_cuda()) {
+#ifdef SPDIT_WITH_NCCL
+    auto nccl_opts = c10d::ProcessGroupNCCL::Options::create();
+    nccl_opts->timeout = opts.timeout();
+    return c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, size, nccl_opts);
+#else
+    throw std::runtime_error(
+        "spdit: a CUDA device was requested but this spdit was built against a LibTorch "
+        "without CUDA/NCCL; use the CPU device (Gloo) or rebuild against a CUDA LibTorch");
+#endif
+  }
+  auto gloo_opts = c10d::ProcessGroupGloo::Options::create(opts.timeout());
+  const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+  if (ifname && *ifname) {
+    gloo_opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+  } else {
+    gloo_opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(hostname));
+  }
+  return c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, gloo_opts);
+}
+
+// Each rank announces itself in the store; a rank that does not within the
+// timeout is named, instead of the whole job blocking inside a backend.
+void announce_and_wait_for_peers(c10d::Store& store, const std::string& prefix, int rank,
+                                 int size, std::chrono::milliseconds timeout) {
+  store.set(prefix + "/joined/" + std::to_string(rank), std::vector<uint8_t>{1});
+  std::vector<std::string> keys;
+  for (int r = 0; r < size; ++r) keys.push_back(prefix + "/joined/" + std::to_string(r));
+  try {
+    store.wait(keys, timeout);
+  } catch (const std::exception&) {
+    std::vector<int> missing;
+    for (int r = 0; r < size; ++r) {
+      if (!store.check({keys[r]})) missing.push_back(r);
+    }
+    std::ostringstream os;
+    os << "spdit: rank " << rank << ": rank(s) [" << join_ints(missing)
+       << "] did not join the job within " << timeout.count() / 1000.0
+       << " s; check that every rank was started with the same WORLD_SIZE and "
+          "MASTER_ADDR:MASTER_PORT (or raise --timeout / SPDIT_TIMEOUT)";
+    throw std::runtime_error(os.str());
+  }
+}
+
+}  // namespace
+
+RuntimeOptions::RuntimeOptions() : timeout_(std::chrono::seconds(300)) {
+  if (const char* t = std::getenv("SPDIT_TIMEOUT"); t && *t) {
+    try {
+      double seconds = std::stod(t);
+      if (seconds > 0) timeout_ = std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+    } catch (const std::exception&) {
+      throw std::runtime_error(std::string("spdit: SPDIT_TIMEOUT='") + t +
+                               "' is not a number of seconds");
+    }
+  }
+}
+
+int Group::rank() const { return impl().rank; }
+int Group::size() const { return static_cast<int>(impl().ranks.size()); }
+const std::vector<int>& Group::ranks() const { return impl().ranks; }
+const std::string& Group::name() const { return impl().name; }
+Group::Impl& Group::impl() const {
+  if (!impl_) throw std::logic_error("spdit: use of an uninitialised Group");
+  return *impl_;
+}
+
+struct World::Impl {
+  c10::intrusive_ptr<c10d::Store> store;
+  int rank = 0;
+  int size = 1;
+  int local_rank = 0;
+  std::string hostname = "127.0.0.1";
+  RuntimeOptions options;
+  std::unique_ptr<CommCounters> counters = std::make_unique<CommCounters>();
+  Group world;
+  int generation = 0;
+};
+
+World::World(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {
+  announce_and_wait_for_peers(*impl_->store, "world", impl_->rank, impl_->size,
+                              impl_->options.timeout());
+  std::vector<int> all(impl_->size);
+  for (int r = 0; r < impl_->size; ++r) all[r] = r;
+  auto g = std::make_shared<Group::Impl>();
+  g->pg = make_process_group(c10::make_intrusive<c10d::PrefixStore>("world/pg", impl_->store),
+                             impl_->rank, impl_->size, impl_->options, impl_->hostname);
+  g->ranks = all;
+  g->rank = impl_->rank;
+  g->name = "world";
+  g->counters = impl_->counters.get();
+  g->timeout = impl_->options.timeout();
+  impl_->world = Group(g);
+}
+
+World::~World() {
+  if (g_current_world == this) g_current_world = nullptr;
+}
+
+int World::rank() const { return impl_->rank; }
+int World::size() const { return impl_->size; }
+int World::local_rank() const { return impl_->local_rank; }
+const Group& World::group() const { return impl_->world; }
+const RuntimeOptions& World::options() const { return impl_->options; }
+CommCounters& World::counters() const { return *impl_->counters; }
+int World::next_generation() { return impl_->generation++; }
+
+Group World::new_group(const std::vector<int>& ranks, const std::string& name) {
+  int me = -1;
+  for (size_t i = 0; i < ranks.size(); ++i) {
+    if (ranks[i] < 0 || ranks[i] >= impl_->size) {
+      throw std::invalid_argument("spdit: group '" + name + "' names rank " +
+                                  std::to_string(ranks[i]) + " outside the world of size " +
+                                  std::to_string(impl_->size));
+    }
+    if (ranks[i] == impl_->rank) me = static_cast<int>(i);
+  }
+  if (me < 0) {
+    throw std::invalid_argument("spdit: rank " + std::to_string(impl_->rank) +
+                                " asked to build group '" + name + "' [" + join_ints(ranks) +
+                                "] it is not a member of");
+  }
+  auto store = c10::make_intrusive<c10d::PrefixStore>("group/" + name, impl_->store);
+  announce_and_wait_for_peers(*store, "", me, static_cast<int>(ranks.size()),
+                              impl_->options.timeout());
+  auto g = std::make_shared<Group::Impl>();
+  g->pg = make_process_group(c10::make_intrusive<c10d::PrefixStore>("pg", store), me,
+                             static_cast<int>(ranks.size()), impl_->options, impl_->hostname);
+  g->ranks = ranks;
+  g->rank = me;
+  g->name = name;
+  g->counters = impl_->counters.get();
+  g->timeout = impl_->options.timeout();
+  return Group(g);
+}
+
+void World::barrier() {
+  auto& g = impl_->world.impl();
+  wait_work(g, g.pg->barrier(), "barrier");
+}
+
+void wait_work(const Group::Impl& g, const c10::intrusive_ptr<c10d::Work>& work, const char* op) {
+  try {
+    work->wait(g.timeout);
+  } catch (const std::exception& e) {
+    std::ostringstream os;
+    os << "spdit: " << op << " on group '" << g.name << "' (global ranks [" << join_ints(g.ranks)
+       << "]) failed on group rank " << g.rank << " (global " << g.ranks[g.rank]
+       << "): a peer died, exited early or did not answer within " << g.timeout.count() / 1000.0
+       << " s. Backend said: " << e.what();
+    throw std::runtime_error(os.str());
+  }
+}
+
+bool launched_by_launcher() {
+  return std::getenv("RANK") != nullptr && std::getenv("WORLD_SIZE") != nullptr;
+}
+
+std::shared_ptr<World> init_from_env(const RuntimeOptions& options) {
+  auto impl = std::make_unique<World::Impl>();
+  impl->rank = parse_int_env("RANK", env_or_throw("RANK"));
+  impl->size = parse_int_env("WORLD_SIZE", env_or_throw("WORLD_SIZE"));
+  const char* lr = std::getenv("LOCAL_RANK");
+  impl->local_rank = lr && *lr ? parse_int_env("LOCAL_RANK", lr) : 0;
+  std::string addr = env_or_throw("MASTER_ADDR");
+  int port = parse_int_env("MASTER_PORT", env_or_throw("MASTER_PORT"));
+  if (impl->size < 1 || impl->rank < 0 || impl->rank >= impl->size) {
+    throw std::runtime_error("spdit: RANK=" + std::to_string(impl->rank) + " is not in [0, WORLD_SIZE=" +
+                             std::to_string(impl->size) + ")");
+  }
+  if (port <= 0 || port > 65535) {
+    throw std::runtime_error("spdit: MASTER_PORT=" + std::to_string(port) + " is not a TCP port");
+  }
+  impl->options = options;
+  impl->hostname = is_loopback(addr) ? "127.0.0.1" : addr;
+  if (!is_loopback(addr)) {
+    // Peers reach this rank at its own host name; Gloo resolves it.
+    char host[256] = {0};
+    if (gethostname(host, sizeof(host) - 1) == 0) impl->hostname = host;
+  }
+  c10d::TCPStoreOptions so;
+  so.port = static_cast<uint16_t>(port);
+  so.isServer = impl->rank == 0;
+  so.numWorkers = impl->size;
+  so.waitWorkers = false;  // we wait ourselves, to name a missing rank
+  so.timeout = options.timeout();
+  try {
+    impl->store = c10::make_intrusive<c10d::TCPStore>(addr, so);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("spdit: rank " + std::to_string(impl->rank) +
+                             " could not reach the rendezvous store at " + addr + ":" +
+                             std::to_string(port) + " within " +
+                             std::to_string(options.timeout().count() / 1000.0) +
+                             " s (is rank 0 running, and the port free?): " + e.what());
+  }
+  auto world = std::make_shared<World>(std::move(impl));
+  set_current_world(world.get());
+  return world;
+}
+
+void run_in_process(int world_size, const std::function<void(World&)>& fn,
+                    const RuntimeOptions& options) {
+  if (world_size < 1) {
+    throw std::invalid_argument("spdit: run_in_process needs at least 1 rank, got " +
+                                std::to_string(world_size));
+  }
+  auto store = c10::make_intrusive<c10d::HashStore>();
+  std::mutex mutex;
+  std::exception_ptr first;
+  int first_rank = -1;
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world_size; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        auto impl = std::make_unique<World::Impl>();
+        impl->store = store;
+        impl->rank = r;
+        impl->size = world_size;
+        impl->options = options;
+        World world(std::move(impl));
+        set_current_world(&world);
+        fn(world);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (!first) {
+          first = std::current_exception();
+          first_rank = r;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  if (first) {
+    try {
+      std::rethrow_exception(first);
+    } catch (const std::exception& e) {
+      throw std::runtime_error("rank " + std::to_string(first_rank) + ": " + e.what());
+    }
+  }
+}
+
+World& current_world() {
+  if (!g_current_world) {
+    throw std::runtime_error(
+        "spdit: no distributed runtime on this thread; call spdit::init_from_env() (under "
+        "`spdit launch`/torchrun) or run inside spdit::run_in_process()");
+  }
+  return *g_current_world;
+}
+
+bool has_current_world() { return g_current_world != nullptr; }
+void set_current_world(World* world) { g_current_world = world; }
+
+}  // namespace spdit

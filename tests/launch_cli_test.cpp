@@ -1,0 +1,103 @@
+// `spdit launch` and `spdit layout` as a user runs them: real processes.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+namespace {
+
+struct Result {
+  int code;
+  std::string output;
+  double seconds;
+};
+
+Result run(const std::string& cmd) {
+  auto t0 = std::chrono::steady_clock::now();
+  std::string out;
+  FILE* f = popen((cmd + " 2>&1").c_str(), "r");
+  std::array<char, 4096> buf{};
+  while (fgets(buf.data(), buf.size(), f)) out += buf.data();
+  int status = pclose(f);
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out, s};
+}
+
+const std::string kSpdit = SPDIT_BIN;
+
+bool has_line(const std::string& out, const std::string& line) {
+  return out.find("] " + line + "\n") != std::string::npos;
+}
+
+}  // namespace
+
+TEST(LaunchCli, LayoutFourRanksTwoByTwo) {
+  auto r = run(kSpdit + " launch --nproc 4 --timeout 60 -- " + kSpdit + " layout --ulysses 2 --ring 2");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(has_line(r.output, "rank=0 sp_rank=0 ulysses_rank=0 ring_rank=0 ulysses_group=[0,1] ring_group=[0,2]")) << r.output;
+  EXPECT_TRUE(has_line(r.output, "rank=1 sp_rank=1 ulysses_rank=1 ring_rank=0 ulysses_group=[0,1] ring_group=[1,3]")) << r.output;
+  EXPECT_TRUE(has_line(r.output, "rank=2 sp_rank=2 ulysses_rank=0 ring_rank=1 ulysses_group=[2,3] ring_group=[0,2]")) << r.output;
+  EXPECT_TRUE(has_line(r.output, "rank=3 sp_rank=3 ulysses_rank=1 ring_rank=1 ulysses_group=[2,3] ring_group=[1,3]")) << r.output;
+  EXPECT_NE(r.output.find("[rank 3] "), std::string::npos);
+}
+
+TEST(LaunchCli, LayoutEightRanksFourByTwo) {
+  auto r = run(kSpdit + " launch --nproc 8 --timeout 60 -- " + kSpdit + " layout --ulysses 4 --ring 2");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(has_line(r.output, "rank=0 sp_rank=0 ulysses_rank=0 ring_rank=0 ulysses_group=[0,1,2,3] ring_group=[0,4]")) << r.output;
+  EXPECT_TRUE(has_line(r.output, "rank=6 sp_rank=6 ulysses_rank=2 ring_rank=1 ulysses_group=[4,5,6,7] ring_group=[2,6]")) << r.output;
+  EXPECT_TRUE(has_line(r.output, "rank=7 sp_rank=7 ulysses_rank=3 ring_rank=1 ulysses_group=[4,5,6,7] ring_group=[3,7]")) << r.output;
+}
+
+TEST(LaunchCli, DegreeMismatchIsAClearErrorOnEveryRank) {
+  auto r = run(kSpdit + " launch --nproc 4 --timeout 30 -- " + kSpdit + " layout --ulysses 3 --ring 1");
+  EXPECT_NE(r.code, 0);
+  for (int rank = 0; rank < 4; ++rank) {
+    std::string prefix = "[rank " + std::to_string(rank) + "] spdit layout: error: ";
+    EXPECT_NE(r.output.find(prefix), std::string::npos) << r.output;
+  }
+  EXPECT_NE(r.output.find("3 * 1 = 3"), std::string::npos) << r.output;
+}
+
+TEST(LaunchCli, FailingRankCodeIsReturnedAndOthersStopped) {
+  auto r = run(kSpdit + " launch --nproc 3 --timeout 30 -- sh -c 'if [ $RANK = 1 ]; then exit 7; fi; sleep 120'");
+  EXPECT_EQ(r.code, 7) << r.output;
+  EXPECT_LT(r.seconds, 20) << "the sleeping ranks must be stopped, not waited for";
+  EXPECT_NE(r.output.find("rank 1 exited with code 7"), std::string::npos) << r.output;
+}
+
+TEST(LaunchCli, KilledRankGives128PlusSignal) {
+  auto r = run(kSpdit + " launch --nproc 2 --timeout 30 -- sh -c 'if [ $RANK = 0 ]; then kill -9 $$; fi; sleep 120'");
+  EXPECT_EQ(r.code, 128 + 9) << r.output;
+}
+
+TEST(LaunchCli, EarlyExitOfAPeerFailsTheJobWithinTheTimeout) {
+  // Rank 1 leaves with code 0 before the collective; rank 0 must not hang.
+  auto r = run(kSpdit + " launch --nproc 2 --timeout 5 -- " SPDIT_MP_TESTS_BIN
+               " --gtest_filter=MultiProcessRuntime.* --early-exit-rank=1");
+  EXPECT_NE(r.code, 0) << r.output;
+  EXPECT_LT(r.seconds, 60) << r.output;
+}
+
+TEST(LaunchCli, EnvironmentFollowsTorchrun) {
+  auto r = run(kSpdit + " launch --nproc 2 -- sh -c 'echo R=$RANK L=$LOCAL_RANK W=$WORLD_SIZE LW=$LOCAL_WORLD_SIZE A=$MASTER_ADDR P=${MASTER_PORT:+set}'");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("[rank 1] R=1 L=1 W=2 LW=2 A=127.0.0.1 P=set"), std::string::npos) << r.output;
+}
+
+TEST(LaunchCli, MissingCommandIsAnError) {
+  auto r = run(kSpdit + " launch --nproc 2");
+  EXPECT_NE(r.code, 0);
+  auto r2 = run(kSpdit + " launch --nproc 2 -- /nonexistent/program");
+  EXPECT_EQ(r2.code, 127) << r2.output;
+  EXPECT_NE(r2.output.find("cannot execute"), std::string::npos) << r2.output;
+}
+
+TEST(LaunchCli, LayoutWithoutLauncherExplainsHowToStart) {
+  auto r = run("env -u RANK -u WORLD_SIZE " + kSpdit + " layout --ulysses 1 --ring 1");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("spdit launch"), std::string::npos) << r.output;
+}

@@ -1,0 +1,42 @@
+// Runs as one rank of a job started by `spdit launch`: the same checks as the
+// in-process tests, over TCPStore and real processes.
+#include <gtest/gtest.h>
+
+#include "spdit/runtime/parallel_state.h"
+#include "support/comm_checks.h"
+#include "support/ranks.h"
+
+using namespace spdit;
+
+namespace {
+std::shared_ptr<World> g_world;
+}
+
+TEST(MultiProcessRuntime, WorldGroupCommunication) { test::check_all_comm(g_world->group()); }
+
+TEST(MultiProcessRuntime, SubgroupsOfEveryFactorization) {
+  for (auto [u, r] : test::factorizations(g_world->size())) {
+    ParallelState st(*g_world, u, r);
+    EXPECT_EQ(st.ring_group().ranks(), st.layout().ring_group);
+    test::check_all_comm(st.ulysses_group());
+    test::check_all_comm(st.ring_group());
+  }
+}
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  // --early-exit-rank=K: rank K leaves at once with code 0, so the launcher
+  // test can check that its peers fail within the timeout instead of hanging.
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.rfind("--early-exit-rank=", 0) == 0 && std::getenv("RANK") &&
+        std::stoi(a.substr(18)) == std::atoi(std::getenv("RANK"))) {
+      return 0;
+    }
+  }
+  g_world = init_from_env();
+  int rc = RUN_ALL_TESTS();
+  g_world->barrier();
+  g_world.reset();
+  return rc;
+}
