@@ -4,7 +4,9 @@
 
 #include "spdit/runtime/parallel_state.h"
 #include "support/comm_checks.h"
+#include "spdit/hooks/sequence_parallel.h"
 #include "support/ranks.h"
+#include "support/toy_models.h"
 
 using namespace spdit;
 
@@ -20,6 +22,20 @@ TEST(MultiProcessRuntime, SubgroupsOfEveryFactorization) {
     EXPECT_EQ(st.ring_group().ranks(), st.layout().ring_group);
     test::check_all_comm(st.ulysses_group());
     test::check_all_comm(st.ring_group());
+  }
+}
+
+TEST(MultiProcessPlan, ReferenceExampleMatchesSingleRankEvenAndPadded) {
+  for (int64_t s : {int64_t{8} * g_world->size(), int64_t{8} * g_world->size() + 1}) {
+    test::ExampleInputs in(s);
+    auto single = test::make_example_model(/*auto_pad=*/true);
+    auto expected = single->call({in.hidden, in.context, in.positions}).tensor();
+    auto m = test::make_example_model(/*auto_pad=*/true);
+    apply_sequence_parallel(*m, SequenceParallelConfig{1, g_world->size()});
+    auto y = m->call({in.hidden, in.context, in.positions}).tensor();
+    ASSERT_EQ(y.sizes(), expected.sizes());
+    EXPECT_LE((y - expected).abs().max().item<double>(), 1e-6) << "S=" << s;
+    remove_sequence_parallel(*m);
   }
 }
 

@@ -1,0 +1,117 @@
+#include "split_gather.h"
+
+#include <iostream>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+
+#include "spdit/runtime/comm.h"
+
+namespace spdit::detail {
+namespace {
+
+// expected_dims mismatches are skipped, as the reference does; say so once
+// per place, not once per step.
+bool dims_match_or_warn(const at::Tensor& t, const std::optional<int64_t>& expected,
+                        const std::string& where, const char* action) {
+  if (!expected || t.dim() == *expected) return true;
+  static std::mutex mutex;
+  static std::set<std::string> warned;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (warned.insert(where).second) {
+    std::cerr << "spdit: warning: " << where << " has " << t.dim() << " dims, expected "
+              << *expected << "; not " << action << " it (warned once)" << std::endl;
+  }
+  return false;
+}
+
+int64_t wrap_dim(int64_t dim, const at::Tensor& t, const std::string& where, const char* field) {
+  const int64_t n = t.dim();
+  if (dim < -n || dim >= n) {
+    throw std::invalid_argument("spdit: " + where + ": " + field + "=" + std::to_string(dim) +
+                                " is out of range for a tensor of shape " +
+                                std::string(c10::str(t.sizes())));
+  }
+  return dim < 0 ? dim + n : dim;
+}
+
+at::Tensor pad_to(const at::Tensor& t, int64_t dim, int64_t length) {
+  if (t.size(dim) == length) return t;
+  auto shape = t.sizes().vec();
+  shape[dim] = length - t.size(dim);
+  return at::cat({t, at::zeros(shape, t.options())}, dim);
+}
+
+// Splits a whole sequence of length L along `dim` into P shards.
+at::Tensor shard(ForwardContext& ctx, const SequenceParallelConfig& cfg, const at::Tensor& t,
+                 int64_t dim, bool auto_pad, const std::string& where) {
+  const int64_t p = cfg.get_world_size();
+  const int64_t length = t.size(dim);
+  if (length < p) {
+    throw std::invalid_argument("spdit: " + where + ": length " + std::to_string(length) +
+                                " along dim " + std::to_string(dim) +
+                                " is shorter than the SP size " + std::to_string(p) +
+                                "; use fewer ranks or a longer sequence");
+  }
+  at::Tensor x = t;
+  if (length % p != 0) {
+    // A length auto-padded earlier in this call (e.g. hidden_states) is padded
+    // the same way here (e.g. its RoPE table), so shards stay aligned.
+    const int64_t padded = (length + p - 1) / p * p;
+    auto earlier = ctx.original_length(padded);
+    if (!auto_pad && !(earlier && *earlier == length)) {
+      throw std::invalid_argument(
+          "spdit: " + where + ": length " + std::to_string(length) + " along dim " +
+          std::to_string(dim) + " is not divisible by the SP size " + std::to_string(p) +
+          "; set auto_pad=true on this SequenceParallelInput, or choose a length that is a "
+          "multiple of " + std::to_string(p));
+    }
+    ctx.record_padding(length, padded);
+    x = pad_to(t, dim, padded);
+  }
+  const int64_t chunk = x.size(dim) / p;
+  ctx.set_sp_active(true);
+  return x.narrow(dim, cfg.get_rank() * chunk, chunk).contiguous();
+}
+
+}  // namespace
+
+at::Tensor split_input(ForwardContext& ctx, const SequenceParallelConfig& cfg, const at::Tensor& t,
+                       const SequenceParallelInput& spec, const std::string& where) {
+  if (!dims_match_or_warn(t, spec.expected_dims, where, "splitting")) return t;
+  const int64_t dim = wrap_dim(spec.split_dim, t, where, "split_dim");
+  return shard(ctx, cfg, t, dim, spec.auto_pad, where);
+}
+
+at::Tensor split_partial(ForwardContext& ctx, const SequenceParallelConfig& cfg,
+                         const at::Tensor& t, const SequenceParallelPartialInput& spec,
+                         int64_t text_len, const std::string& where) {
+  if (!dims_match_or_warn(t, spec.expected_dims, where, "splitting")) return t;
+  const int64_t dim = wrap_dim(spec.split_dim, t, where, "split_dim");
+  if (text_len < 0 || text_len > t.size(dim)) {
+    throw std::invalid_argument("spdit: " + where + ": text length " + std::to_string(text_len) +
+                                " does not fit a tensor of length " + std::to_string(t.size(dim)) +
+                                " along dim " + std::to_string(dim));
+  }
+  auto text = t.narrow(dim, 0, text_len);
+  auto image = shard(ctx, cfg, t.narrow(dim, text_len, t.size(dim) - text_len), dim,
+                     /*auto_pad=*/false, where + " (image part after " +
+                                             std::to_string(text_len) + " text tokens)");
+  ctx.text_len = text_len;
+  return at::cat({text, image}, dim);
+}
+
+at::Tensor gather_output(ForwardContext& ctx, const SequenceParallelConfig& cfg,
+                         const at::Tensor& t, const SequenceParallelOutput& spec,
+                         const std::string& where) {
+  if (!dims_match_or_warn(t, spec.expected_dims, where, "gathering")) return t;
+  const int64_t dim = wrap_dim(spec.gather_dim, t, where, "gather_dim");
+  auto full = all_gather(cfg.state().sp_group(), t, dim);
+  if (auto original = ctx.original_length(full.size(dim))) {
+    full = full.narrow(dim, 0, *original).contiguous();
+  }
+  ctx.set_sp_active(false);
+  return full;
+}
+
+}  // namespace spdit::detail
