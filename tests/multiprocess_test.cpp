@@ -5,6 +5,7 @@
 #include "spdit/runtime/parallel_state.h"
 #include "support/comm_checks.h"
 #include "spdit/hooks/sequence_parallel.h"
+#include "support/attention_checks.h"
 #include "support/ranks.h"
 #include "support/toy_models.h"
 
@@ -36,6 +37,25 @@ TEST(MultiProcessPlan, ReferenceExampleMatchesSingleRankEvenAndPadded) {
     ASSERT_EQ(y.sizes(), expected.sizes());
     EXPECT_LE((y - expected).abs().max().item<double>(), 1e-6) << "S=" << s;
     remove_sequence_parallel(*m);
+  }
+}
+
+TEST(MultiProcessAttention, HybridUlyssesTwoTimesRingMatchesSingleDevice) {
+  ASSERT_EQ(g_world->size() % 2, 0) << "needs an even number of ranks";
+  SequenceParallelConfig cfg{2, g_world->size() / 2};
+  cfg.setup(*g_world);
+  for (const auto& c : test::attention_grid(g_world->size())) test::check_attention_case(cfg, c);
+}
+
+TEST(MultiProcessAttention, RingWithPaddingMatchesSingleDevice) {
+  SequenceParallelConfig cfg{1, g_world->size()};
+  cfg.setup(*g_world);
+  test::AttnCase c;
+  c.seq = 4 * g_world->size() + 1;  // auto_pad pads, the ring carries the mask
+  c.heads = 3;
+  for (int64_t text : {int64_t{0}, int64_t{5}}) {
+    c.text = text;
+    test::check_attention_case(cfg, c);
   }
 }
 

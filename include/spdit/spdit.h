@@ -11,3 +11,5 @@
 #include "spdit/hooks/hookable.h"
 #include "spdit/hooks/forward_context.h"
 #include "spdit/hooks/sequence_parallel.h"
+#include "spdit/attention/local_attention.h"
+#include "spdit/attention/attention.h"

@@ -19,6 +19,23 @@ int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op) {
   return dim < 0 ? dim + ndim : dim;
 }
 
+// Gloo moves bytes but knows only some dtypes (no bfloat16, no bool in 1.13):
+// such tensors travel reinterpreted as a same-width type it knows, bit-exact.
+at::Tensor to_wire(const at::Tensor& t) {
+  switch (t.scalar_type()) {
+    case at::kBFloat16:
+      return t.contiguous().view(at::kHalf);  // copied bytewise, never computed on
+    case at::kBool:
+      return t.contiguous().view(at::kByte);
+    default:
+      return t;
+  }
+}
+
+at::Tensor from_wire(const at::Tensor& t, at::ScalarType original) {
+  return t.scalar_type() == original ? t : t.view(original);
+}
+
 // Ring peers use distinct tags per tensor so several in-flight steps never mix.
 constexpr int kRingTagBase = 1000;
 
@@ -39,13 +56,13 @@ at::Tensor all_to_all(const Group& group, const at::Tensor& x, int64_t scatter_d
   if (p == 1) return x;
   // Chunk j goes to rank j: stack the chunks on a new leading dim so the
   // backend's equal-split all-to-all moves exactly one chunk per peer.
-  auto send = at::stack(x.chunk(p, scatter_dim), 0).contiguous();
+  auto send = to_wire(at::stack(x.chunk(p, scatter_dim), 0).contiguous());
   auto recv = at::empty_like(send);
   std::vector<int64_t> equal_splits;
   wait_work(g, g.pg->alltoall_base(recv, send, equal_splits, equal_splits), "all_to_all");
   const int64_t chunk = nbytes(send) / p;
   g.counters->record("all_to_all", chunk * (p - 1), chunk * (p - 1));
-  return at::cat(recv.unbind(0), gather_dim);
+  return at::cat(from_wire(recv, x.scalar_type()).unbind(0), gather_dim);
 }
 
 at::Tensor all_gather(const Group& group, const at::Tensor& x, int64_t dim) {
@@ -53,13 +70,14 @@ at::Tensor all_gather(const Group& group, const at::Tensor& x, int64_t dim) {
   const int64_t p = group.size();
   dim = wrap_dim(dim, x.dim(), "all_gather");
   if (p == 1) return x;
-  auto input = x.contiguous();
+  auto input = to_wire(x.contiguous());
   std::vector<at::Tensor> outs;
   for (int64_t i = 0; i < p; ++i) outs.push_back(at::empty_like(input));
   std::vector<std::vector<at::Tensor>> out_lists{outs};
   std::vector<at::Tensor> in_list{input};
   wait_work(g, g.pg->allgather(out_lists, in_list), "all_gather");
   g.counters->record("all_gather", nbytes(input) * (p - 1), nbytes(input) * (p - 1));
+  for (auto& o : out_lists[0]) o = from_wire(o, x.scalar_type());
   return at::cat(out_lists[0], dim);
 }
 
@@ -115,6 +133,7 @@ struct RingExchange::Impl {
   const Group::Impl* group = nullptr;
   std::vector<at::Tensor> sent;  // kept alive until the sends complete
   std::vector<at::Tensor> received;
+  std::vector<at::ScalarType> dtypes;
   std::vector<c10::intrusive_ptr<c10d::Work>> works;
   bool done = false;
 };
@@ -133,8 +152,9 @@ RingExchange::RingExchange(const Group& group, const std::vector<at::Tensor>& te
   const int prev = (g.rank - 1 + p) % p;
   int64_t bytes = 0;
   for (size_t i = 0; i < tensors.size(); ++i) {
-    auto s = tensors[i].contiguous();
+    auto s = to_wire(tensors[i].contiguous());
     auto r = at::empty_like(s);
+    impl_->dtypes.push_back(tensors[i].scalar_type());
     impl_->sent.push_back(s);
     impl_->received.push_back(r);
     std::vector<at::Tensor> sv{s}, rv{r};
@@ -166,6 +186,10 @@ std::vector<at::Tensor> RingExchange::wait() {
     for (auto& w : impl_->works) wait_work(*impl_->group, w, "ring_exchange");
     impl_->works.clear();
     impl_->sent.clear();
+    for (size_t i = 0; i < impl_->dtypes.size(); ++i) {
+      impl_->received[i] = from_wire(impl_->received[i], impl_->dtypes[i]);
+    }
+    impl_->dtypes.clear();
   }
   return impl_->received;
 }

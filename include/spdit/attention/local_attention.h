@@ -1,0 +1,42 @@
+#pragma once
+// The attention kernel every path runs locally: softmax(q k^T * scale) v with
+// its log-sum-exp, computed in blocks with an online softmax so memory grows
+// with S*D, not S*S. Layout (B, S, H, D); fp32 accumulation.
+#include <ATen/ATen.h>
+
+#include <optional>
+
+namespace spdit {
+
+struct LocalAttentionOptions {
+  /// Softmax scale; default 1/sqrt(D).
+  std::optional<double> scale;
+  /// bool (B, Sk) or (1, Sk): true for keys that may be attended to.
+  at::Tensor key_padding_mask;
+  /// bool, broadcastable to (B, H, Sq, Sk): true where attention is allowed.
+  at::Tensor attn_mask;
+  /// Output dtype: fp32 when true, the input dtype otherwise. LSE is always fp32.
+  bool out_fp32 = false;
+  /// Query and key block sizes of the online softmax.
+  int64_t block_q = 256;
+  int64_t block_k = 512;
+};
+
+/// Output (B, Sq, H, D) and LSE (B, H, Sq). A query row whose keys are all
+/// masked gets output 0 and LSE -inf (it then adds nothing in a merge).
+struct AttentionState {
+  at::Tensor out;
+  at::Tensor lse;
+};
+
+AttentionState local_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                               const LocalAttentionOptions& options = {});
+
+/// Merges the attention of the same queries over two disjoint key sets:
+///   out = out - sigmoid(lse_b - lse) * (out - out_b)
+///   lse = lse - logsigmoid(lse - lse_b)
+/// in the dtype of `a.out` (callers choose fp32 or the input dtype). Rows with
+/// LSE -inf on one side take the other side unchanged.
+AttentionState merge_attention(const AttentionState& a, const AttentionState& b);
+
+}  // namespace spdit

@@ -1,0 +1,161 @@
+#include "spdit/attention/attention.h"
+
+#include <stdexcept>
+#include <string>
+
+#include "sp_attention_parts.h"
+#include "spdit/hooks/forward_context.h"
+#include "spdit/plan/sp_config.h"
+#include "spdit/runtime/comm.h"
+
+namespace spdit {
+namespace {
+
+using detail::join_mask;
+using detail::join_seq;
+
+void check_text(const JointText* text, const at::Tensor& q) {
+  if (!text) return;
+  if (!text->q.defined() || !text->k.defined() || !text->v.defined()) {
+    throw std::invalid_argument("spdit: attention: JointText needs q, k and v");
+  }
+  if (text->q.dim() != 4 || text->q.size(0) != q.size(0) || text->q.size(2) != q.size(2) ||
+      text->q.size(3) != q.size(3) || text->k.sizes() != text->q.sizes() ||
+      text->v.sizes() != text->q.sizes()) {
+    throw std::invalid_argument("spdit: attention: text q/k/v " +
+                                std::string(c10::str(text->q.sizes())) +
+                                " must be (B, T, H, D) with the image's B, H and D " +
+                                std::string(c10::str(q.sizes())));
+  }
+}
+
+// Single-device attention (or a skipped one): text simply joins the sequence.
+at::Tensor local_path(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                      const AttentionOptions& opts, const JointText* text,
+                      const AttentionMasks& masks) {
+  const bool front = opts.joint_strategy() == JointStrategy::kFront;
+  LocalAttentionOptions o;
+  o.scale = opts.scale();
+  o.attn_mask = masks.attn_mask;
+  o.key_padding_mask = masks.key_padding_mask;
+  if (!text) return local_attention(q, k, v, o).out;
+  o.key_padding_mask = join_mask(masks.key_padding_mask, text->k.size(1), front);
+  return local_attention(join_seq(text->q, q, front), join_seq(text->k, k, front),
+                         join_seq(text->v, v, front), o)
+      .out;
+}
+
+// The key mask of this rank's shard: the caller's, and auto_pad's padding.
+at::Tensor shard_key_mask(const ForwardContext& ctx, const SequenceParallelConfig& cfg,
+                          const at::Tensor& k, const at::Tensor& user_mask) {
+  const int64_t s_local = k.size(1), p = cfg.get_world_size();
+  at::Tensor mask = user_mask.defined() ? user_mask.to(at::kBool) : at::Tensor();
+  if (mask.defined() && (mask.dim() != 2 || mask.size(1) != s_local)) {
+    throw std::invalid_argument("spdit: attention: key_padding_mask " +
+                                std::string(c10::str(mask.sizes())) +
+                                " should be (B, S) for this rank's " + std::to_string(s_local) +
+                                " keys");
+  }
+  auto full = ctx.key_padding_mask(s_local * p);
+  if (full.defined()) {
+    auto mine = full.narrow(0, cfg.get_rank() * s_local, s_local).unsqueeze(0);
+    mask = mask.defined() ? mask.logical_and(mine) : mine;
+  }
+  return mask;
+}
+
+}  // namespace
+
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                     const AttentionOptions& opts, const JointText* text,
+                     const AttentionMasks& masks) {
+  check_text(text, q);
+  const ForwardContext* ctx = ForwardContext::current();
+  const bool sp = ctx && ctx->sp_active() && ctx->config && !opts.skip_sp() &&
+                  ctx->config->get_world_size() > 1;
+  if (!sp) return local_path(q, k, v, opts, text, masks);
+  if (masks.attn_mask.defined()) {
+    throw std::invalid_argument(
+        "spdit: attention: a dense attn_mask cannot be sharded across ranks; inside the SP "
+        "region pass a key_padding_mask, or mark this attention skip_sp");
+  }
+  if (q.sizes() != k.sizes() || k.sizes() != v.sizes()) {
+    throw std::invalid_argument("spdit: attention inside the SP region is self-attention over the "
+                                "sharded sequence: q, k, v must share (B, S, H, D); got q " +
+                                std::string(c10::str(q.sizes())) + ", k " +
+                                std::string(c10::str(k.sizes())) +
+                                ". Cross-attention to replicated text: set skip_sp");
+  }
+  const SequenceParallelConfig& cfg = *ctx->config;
+  const ParallelState& st = cfg.state();
+  const int64_t u = cfg.get_ulysses_world_size();
+  const int64_t heads = q.size(2);
+  const int64_t padded_heads = (heads + u - 1) / u * u;
+  const int64_t local_heads = padded_heads / u;
+  const bool front = opts.joint_strategy() == JointStrategy::kFront;
+  const auto dtype = q.scalar_type();
+
+  at::Tensor mask = shard_key_mask(*ctx, cfg, k, masks.key_padding_mask);
+  at::Tensor ql = q, kl = k, vl = v;
+  detail::TextKV text_kv;
+  text_kv.front = front;
+  at::Tensor text_q;
+  if (u > 1) {
+    // Ulysses: scatter heads, gather the sequence, in one exchange for Q, K, V.
+    // Heads that do not divide by U are zero-padded and sliced off after.
+    auto qkv = at::stack({detail::pad_heads(q, padded_heads), detail::pad_heads(k, padded_heads),
+                          detail::pad_heads(v, padded_heads)});
+    auto parts = all_to_all(st.ulysses_group(), qkv, /*scatter=*/3, /*gather=*/2).unbind(0);
+    ql = parts[0];
+    kl = parts[1];
+    vl = parts[2];
+    if (mask.defined()) {
+      // (1, S) when only auto_pad's mask applies, (B, S) with a caller's mask.
+      mask = all_gather(st.ulysses_group(), mask.contiguous(), 1);
+    }
+  }
+  if (text) {
+    const int64_t h0 = cfg.get_ulysses_rank() * local_heads;
+    auto slice = [&](const at::Tensor& t) {
+      return detail::pad_heads(t, padded_heads).narrow(2, h0, local_heads);
+    };
+    text_q = slice(text->q);
+    text_kv.k = slice(text->k);
+    text_kv.v = slice(text->v);
+    ql = join_seq(text_q, ql, front);
+  }
+
+  LocalAttentionOptions local;
+  local.scale = opts.scale();
+  local.out_fp32 = cfg.convert_to_fp32;
+  AttentionState state;
+  if (cfg.get_ring_world_size() > 1) {
+    state = detail::ring_attention(st.ring_group(), ql, kl, vl, mask, text_kv, local);
+  } else {
+    at::Tensor kj = kl, vj = vl, mj = mask;
+    if (text) {
+      kj = join_seq(text_kv.k, kl, front);
+      vj = join_seq(text_kv.v, vl, front);
+      mj = join_mask(mask, text_kv.k.size(1), front);
+    }
+    local.key_padding_mask = mj;
+    state = local_attention(ql, kj, vj, local);
+  }
+  at::Tensor out = state.out.to(dtype);
+  at::Tensor text_out;
+  if (text) {
+    const int64_t t = text->q.size(1);
+    const int64_t s = out.size(1) - t;
+    text_out = front ? out.narrow(1, 0, t) : out.narrow(1, s, t);
+    out = front ? out.narrow(1, t, s) : out.narrow(1, 0, s);
+  }
+  if (u > 1) {
+    out = all_to_all(st.ulysses_group(), out.contiguous(), /*scatter=*/1, /*gather=*/2)
+              .narrow(2, 0, heads);
+    // Every Ulysses rank computed the text rows for its own heads.
+    if (text) text_out = all_gather(st.ulysses_group(), text_out.contiguous(), 2).narrow(2, 0, heads);
+  }
+  return text ? join_seq(text_out, out, front).contiguous() : out.contiguous();
+}
+
+}  // namespace spdit

@@ -1,0 +1,109 @@
+#include "spdit/attention/local_attention.h"
+
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+namespace spdit {
+namespace {
+
+void check_qkv(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  if (q.dim() != 4 || k.dim() != 4 || v.dim() != 4) {
+    throw std::invalid_argument("spdit: attention expects (B, S, H, D) tensors, got q " +
+                                std::string(c10::str(q.sizes())) + ", k " +
+                                std::string(c10::str(k.sizes())) + ", v " +
+                                std::string(c10::str(v.sizes())));
+  }
+  if (k.sizes() != v.sizes() || q.size(0) != k.size(0) || q.size(2) != k.size(2) ||
+      q.size(3) != k.size(3)) {
+    throw std::invalid_argument("spdit: attention q " + std::string(c10::str(q.sizes())) +
+                                ", k " + std::string(c10::str(k.sizes())) + " and v " +
+                                std::string(c10::str(v.sizes())) +
+                                " disagree on batch, heads or head dim");
+  }
+}
+
+}  // namespace
+
+AttentionState local_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                               const LocalAttentionOptions& o) {
+  check_qkv(q, k, v);
+  const int64_t B = q.size(0), Sq = q.size(1), H = q.size(2), D = q.size(3), Sk = k.size(1);
+  const double scale = o.scale.value_or(1.0 / std::sqrt(static_cast<double>(D)));
+  const auto f32 = q.options().dtype(at::kFloat);
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+
+  at::Tensor kpm;
+  if (o.key_padding_mask.defined()) {
+    kpm = o.key_padding_mask.to(at::kBool);
+    if (kpm.dim() != 2 || kpm.size(1) != Sk || (kpm.size(0) != B && kpm.size(0) != 1)) {
+      throw std::invalid_argument("spdit: key_padding_mask " + std::string(c10::str(kpm.sizes())) +
+                                  " should be (B, Sk) or (1, Sk) with Sk = " + std::to_string(Sk));
+    }
+    kpm = kpm.view({kpm.size(0), 1, 1, Sk});
+  }
+  at::Tensor am;
+  if (o.attn_mask.defined()) {
+    am = o.attn_mask.to(at::kBool);
+    while (am.dim() < 4) am = am.unsqueeze(0);
+  }
+
+  // (B, H, S, D) in fp32; the scale folded into q once.
+  auto qf = q.permute({0, 2, 1, 3}).to(at::kFloat).mul(scale).contiguous();
+  auto kt = k.permute({0, 2, 3, 1}).to(at::kFloat).contiguous();  // (B, H, D, Sk)
+  auto vf = v.permute({0, 2, 1, 3}).to(at::kFloat).contiguous();
+
+  auto out = at::empty({B, H, Sq, D}, f32);
+  auto lse = at::empty({B, H, Sq}, f32);
+  for (int64_t qs = 0; qs < Sq; qs += o.block_q) {
+    const int64_t bq = std::min(o.block_q, Sq - qs);
+    auto qb = qf.narrow(2, qs, bq);
+    auto m = at::full({B, H, bq, 1}, neg_inf, f32);
+    auto l = at::zeros({B, H, bq, 1}, f32);
+    auto acc = at::zeros({B, H, bq, D}, f32);
+    for (int64_t ks = 0; ks < Sk; ks += o.block_k) {
+      const int64_t bk = std::min(o.block_k, Sk - ks);
+      auto s = at::matmul(qb, kt.narrow(3, ks, bk));  // (B, H, bq, bk)
+      if (kpm.defined()) s.masked_fill_(kpm.narrow(3, ks, bk).logical_not(), neg_inf);
+      if (am.defined()) {
+        auto blk = am.size(2) == 1 ? am : am.narrow(2, qs, bq);
+        blk = blk.size(3) == 1 ? blk : blk.narrow(3, ks, bk);
+        s.masked_fill_(blk.logical_not(), neg_inf);
+      }
+      auto m_new = at::maximum(m, std::get<0>(s.max(-1, /*keepdim=*/true)));
+      // Rows with every key masked so far keep m = -inf; shift them by 0 so
+      // exp() gives 0 instead of NaN.
+      auto m_safe = at::where(at::isinf(m_new), at::zeros_like(m_new), m_new);
+      s.sub_(m_safe).exp_();
+      auto alpha = (m - m_safe).exp_();
+      l.mul_(alpha).add_(s.sum(-1, /*keepdim=*/true));
+      acc.mul_(alpha).add_(at::matmul(s, vf.narrow(2, ks, bk)));
+      m = m_new;
+    }
+    auto empty = l.eq(0);
+    out.narrow(2, qs, bq).copy_(acc.div(at::where(empty, at::ones_like(l), l)));
+    lse.narrow(2, qs, bq).copy_(at::where(empty, at::full_like(m, neg_inf), m + l.log()).squeeze(-1));
+  }
+  auto result = out.permute({0, 2, 1, 3});
+  return {o.out_fp32 ? result.contiguous() : result.to(q.scalar_type()).contiguous(), lse};
+}
+
+AttentionState merge_attention(const AttentionState& a, const AttentionState& b) {
+  const auto dtype = a.out.scalar_type();
+  auto lse_a = a.lse.to(dtype), lse_b = b.lse.to(dtype);
+  auto out_b = b.out.to(dtype);
+  // (B, H, S) -> (B, S, H, 1) to weight the (B, S, H, D) outputs.
+  auto w = at::sigmoid(lse_b - lse_a).permute({0, 2, 1}).unsqueeze(-1);
+  auto out = a.out - w * (a.out - out_b);
+  auto lse = lse_a - at::log_sigmoid(lse_a - lse_b);
+  auto a_empty = at::isinf(lse_a) & (lse_a < 0);
+  auto b_empty = at::isinf(lse_b) & (lse_b < 0);
+  auto a_empty4 = a_empty.permute({0, 2, 1}).unsqueeze(-1);
+  auto b_empty4 = b_empty.permute({0, 2, 1}).unsqueeze(-1);
+  out = at::where(b_empty4, a.out, at::where(a_empty4, out_b, out));
+  lse = at::where(b_empty, lse_a, at::where(a_empty, lse_b, lse));
+  return {out, lse};
+}
+
+}  // namespace spdit

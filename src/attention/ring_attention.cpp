@@ -1,0 +1,54 @@
+#include "sp_attention_parts.h"
+
+#include "spdit/runtime/comm.h"
+
+namespace spdit::detail {
+
+at::Tensor join_seq(const at::Tensor& text, const at::Tensor& image, bool front) {
+  return front ? at::cat({text, image}, 1) : at::cat({image, text}, 1);
+}
+
+at::Tensor join_mask(const at::Tensor& image_mask, int64_t text_len, bool front) {
+  if (!image_mask.defined()) return image_mask;
+  auto ones = at::ones({image_mask.size(0), text_len}, image_mask.options().dtype(at::kBool));
+  return join_seq(ones, image_mask.to(at::kBool), front);
+}
+
+at::Tensor pad_heads(const at::Tensor& x, int64_t heads) {
+  if (x.size(2) == heads) return x;
+  auto shape = x.sizes().vec();
+  shape[2] = heads - x.size(2);
+  return at::cat({x, at::zeros(shape, x.options())}, 2);
+}
+
+AttentionState ring_attention(const Group& ring, const at::Tensor& q, const at::Tensor& k,
+                              const at::Tensor& v, const at::Tensor& key_mask, const TextKV& text,
+                              const LocalAttentionOptions& local) {
+  const int r = ring.size();
+  // The mask travels as bytes beside its K/V block.
+  std::vector<at::Tensor> block{k.contiguous(), v.contiguous()};
+  if (key_mask.defined()) block.push_back(key_mask.to(at::kBool).contiguous());
+  AttentionState state;
+  for (int step = 0; step < r; ++step) {
+    // Start passing this block on before computing with it: the transfer of
+    // the next block overlaps this block's compute.
+    std::optional<RingExchange> next;
+    if (step + 1 < r) next.emplace(ring, block);
+    at::Tensor kb = block[0], vb = block[1];
+    at::Tensor mb = key_mask.defined() ? block[2] : at::Tensor();
+    if (step == 0 && text.k.defined()) {
+      // Text keys join exactly one step, or they would be counted R times.
+      kb = join_seq(text.k, kb, text.front);
+      vb = join_seq(text.v, vb, text.front);
+      mb = join_mask(mb, text.k.size(1), text.front);
+    }
+    LocalAttentionOptions o = local;
+    o.key_padding_mask = mb;
+    auto part = local_attention(q, kb, vb, o);
+    state = step == 0 ? part : merge_attention(state, part);
+    if (next) block = next->wait();
+  }
+  return state;
+}
+
+}  // namespace spdit::detail
