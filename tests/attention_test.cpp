@@ -2,6 +2,7 @@
 // tensors, for every U x R of 2, 4 and 8 ranks.
 #include <gtest/gtest.h>
 
+#include "spdit/attention/comm_model.h"
 #include "spdit/hooks/forward_context.h"
 #include "spdit/runtime/comm.h"
 #include "support/attention_checks.h"
@@ -155,6 +156,11 @@ TEST(SpAttention, ByteCountersEqualTheFormulas) {
           EXPECT_EQ(ring, (r - 1) * (2 * B * shard * u * (hp / u) * d * b + (padded ? shard * u : 0)));
           EXPECT_EQ(gather, (padded && u > 1 ? shard * (u - 1) : 0) +
                                 (text ? B * text * (hp / u) * d * b * (u - 1) : 0));
+          // The model `spdit explain` predicts with agrees.
+          auto predicted = attention_comm_bytes({B, n, text, heads, d, b, false}, u, r);
+          EXPECT_EQ(predicted["all_to_all"], a2a);
+          EXPECT_EQ(predicted["ring_exchange"], ring);
+          EXPECT_EQ(predicted["all_gather"], gather);
         });
       }
     }

@@ -12,5 +12,7 @@ using Action = std::function<int()>;
 /// Each adds its subcommand to `app` and sets `action` when it is chosen.
 void add_launch_command(CLI::App& app, Action& action);
 void add_layout_command(CLI::App& app, Action& action);
+void add_run_command(CLI::App& app, Action& action);
+void add_explain_command(CLI::App& app, Action& action);
 
 }  // namespace spdit::cli

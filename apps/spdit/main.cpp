@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "commands.h"
+#include "rank_setup.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"spdit: sequence-parallel diffusion transformers on LibTorch"};
@@ -10,6 +11,9 @@ int main(int argc, char** argv) {
   spdit::cli::Action action;
   spdit::cli::add_launch_command(app, action);
   spdit::cli::add_layout_command(app, action);
+  spdit::cli::add_run_command(app, action);
+  spdit::cli::add_explain_command(app, action);
+  spdit::cli::remember_command_line(argc, argv);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,82 @@
+// `spdit explain`: the plan, the per-rank shape of every tensor it splits or
+// gathers, the padding, and the bytes a step will move, without running the
+// model; and what cannot work, before any rank starts.
+#include <iomanip>
+#include <iostream>
+
+#include "commands.h"
+#include "predict.h"
+#include "spdit/models/pipeline.h"
+
+namespace spdit::cli {
+namespace {
+
+struct ExplainOptions {
+  std::string model = "flux", preset = "small";
+  int ulysses = 1, ring = 1;
+  int64_t height = 512, width = 512, frames = 1, text_len = 64;
+};
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string o = "[";
+  for (size_t i = 0; i < s.size(); ++i) o += (i ? ", " : "") + std::to_string(s[i]);
+  return o + "]";
+}
+
+int explain(const ExplainOptions& o) {
+  auto pipe = models::make_pipeline(o.model, o.preset, 0);
+  models::RunSize size{o.height, o.width, o.frames, o.text_len, 1};
+  pipe->check_size(size);
+  auto shapes = pipe->shapes(size);
+  auto p = predict_step(shapes, size, o.ulysses, o.ring);
+  const int64_t ps = p.sp_size;
+  std::cout << pipe->name() << "/" << o.preset << " at " << o.height << "x" << o.width
+            << (o.model == "wan" ? " x" + std::to_string(o.frames) + " frames" : std::string()) << ": "
+            << shapes.tokens << " tokens, text " << o.text_len << "; SP " << ps << " = ulysses "
+            << o.ulysses << " x ring " << o.ring << "\n\nplan:\n"
+            << describe(*get_sp_plan_from_model(pipe->model())) << "\nper-rank tensors:\n";
+  for (const auto& s : shapes.sites) {
+    auto local = s.full_shape;
+    const int64_t len = local[s.dim] - s.text_len;
+    const int64_t padded = (len + ps - 1) / ps * ps;
+    local[s.dim] = s.text_len + padded / ps;
+    std::cout << "  " << (s.path.empty() ? "\"\"" : s.path) << " " << s.key << ": "
+              << shape_str(s.full_shape) << (s.gather ? " <- gathered from " : " -> split to ")
+              << shape_str(local) << " on dim " << s.dim;
+    if (s.text_len) std::cout << " (first " << s.text_len << " text rows whole)";
+    if (padded != len) std::cout << " (padded " << len << " -> " << padded << ")";
+    std::cout << "\n";
+  }
+  std::cout << "\nattention per step:\n";
+  for (const auto& a : shapes.attention) {
+    std::cout << "  " << a.name << " x" << a.count << ": " << a.heads << " heads of " << a.head_dim
+              << (a.sharded ? "" : ", local (no communication)") << "\n";
+  }
+  std::cout << "\npredicted communication per rank and step:";
+  if (p.bytes.empty()) std::cout << " none";
+  for (const auto& [k, b] : p.bytes) std::cout << "\n  " << k << ": " << b << " bytes";
+  std::cout << "\n  total: " << p.total_bytes() << " bytes\n";
+  for (const auto& n : p.notes) std::cout << "note: " << n << "\n";
+  for (const auto& e : p.errors) std::cout << "error: " << e << "\n";
+  return p.errors.empty() ? 0 : 1;
+}
+
+}  // namespace
+
+void add_explain_command(CLI::App& app, Action& action) {
+  auto* cmd = app.add_subcommand("explain", "Show what a run will split, gather and move, without running it");
+  static ExplainOptions o;
+  cmd->add_option("--model", o.model, "flux | wan | qwen-image")
+      ->check(CLI::IsMember({"flux", "wan", "qwen-image", "qwen_image"}))->capture_default_str();
+  cmd->add_option("--preset", o.preset, "tiny | small | full")
+      ->check(CLI::IsMember({"tiny", "small", "full"}))->capture_default_str();
+  cmd->add_option("--ulysses", o.ulysses, "Ulysses degree U")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--ring", o.ring, "Ring degree R")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--height", o.height, "Image height in pixels")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--width", o.width, "Image width in pixels")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--frames", o.frames, "Video frames (wan)")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--text-len", o.text_len, "Text tokens")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->callback([&action] { action = [] { return explain(o); }; });
+}
+
+}  // namespace spdit::cli

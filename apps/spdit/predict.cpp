@@ -1,0 +1,63 @@
+#include "predict.h"
+
+#include <stdexcept>
+
+#include "spdit/attention/comm_model.h"
+
+namespace spdit::cli {
+
+int64_t StepPrediction::total_bytes() const {
+  int64_t t = 0;
+  for (const auto& [k, v] : bytes) t += v;
+  return t;
+}
+
+StepPrediction predict_step(const models::ForwardShapes& shapes, const models::RunSize& size,
+                            int64_t u, int64_t r) {
+  StepPrediction p;
+  p.sp_size = u * r;
+  const int64_t n = shapes.tokens, ps = p.sp_size;
+  p.padded_tokens = (n + ps - 1) / ps * ps;
+  p.tokens_per_rank = p.padded_tokens / ps;
+  if (n < ps) {
+    p.errors.push_back("the sequence has " + std::to_string(n) + " tokens, fewer than the " +
+                       std::to_string(ps) + " ranks: use fewer ranks or a larger --height/--width" +
+                       std::string(size.frames > 1 ? "/--frames" : ""));
+  } else if (p.padded_tokens != n) {
+    p.notes.push_back(std::to_string(n) + " tokens do not divide by " + std::to_string(ps) +
+                      " ranks: auto_pad pads to " + std::to_string(p.padded_tokens) + " (" +
+                      std::to_string(p.padded_tokens - n) + " masked tokens)");
+  }
+  for (const auto& a : shapes.attention) {
+    if (a.heads % u != 0) {
+      const int64_t hp = (a.heads + u - 1) / u * u;
+      p.notes.push_back(a.name + ": " + std::to_string(a.heads) + " heads do not divide by ulysses " +
+                        std::to_string(u) + ": padded to " + std::to_string(hp) +
+                        " (zero heads, computed and dropped); a ulysses degree dividing " +
+                        std::to_string(a.heads) + " avoids the waste");
+    }
+    if (!a.sharded || ps == 1 || !p.errors.empty()) continue;
+    AttentionCommShape s{size.batch, a.tokens, a.text_len, a.heads, a.head_dim, 4, false};
+    for (const auto& [kind, b] : attention_comm_bytes(s, u, r)) p.bytes[kind] += b * a.count;
+  }
+  if (ps > 1 && p.errors.empty()) {
+    for (const auto& site : shapes.sites) {
+      if (!site.gather) continue;
+      int64_t local = 4;
+      for (size_t i = 0; i < site.full_shape.size(); ++i) {
+        local *= static_cast<int64_t>(i) == site.dim ? p.tokens_per_rank : site.full_shape[i];
+      }
+      p.bytes["all_gather"] += local * (ps - 1);
+    }
+  }
+  return p;
+}
+
+void throw_if_impossible(const StepPrediction& p) {
+  if (p.errors.empty()) return;
+  std::string msg;
+  for (const auto& e : p.errors) msg += (msg.empty() ? "" : "; ") + e;
+  throw std::invalid_argument(msg);
+}
+
+}  // namespace spdit::cli

@@ -1,0 +1,28 @@
+#pragma once
+// What a run will move and what cannot work, computed from the model's plan
+// shapes without running it; shared by `spdit explain` and `spdit run`.
+#include <map>
+#include <string>
+#include <vector>
+
+#include "spdit/models/pipeline.h"
+
+namespace spdit::cli {
+
+struct StepPrediction {
+  int64_t sp_size = 1;
+  int64_t padded_tokens = 0;
+  int64_t tokens_per_rank = 0;
+  std::map<std::string, int64_t> bytes;  // per forward (one denoising step), by counter kind
+  std::vector<std::string> notes;        // works, but the user should know
+  std::vector<std::string> errors;       // cannot work; each says how to fix it
+  int64_t total_bytes() const;
+};
+
+StepPrediction predict_step(const models::ForwardShapes& shapes, const models::RunSize& size,
+                            int64_t ulysses, int64_t ring);
+
+/// Throws with every error of `p`, joined.
+void throw_if_impossible(const StepPrediction& p);
+
+}  // namespace spdit::cli

@@ -1,0 +1,36 @@
+#pragma once
+// What every rank-running subcommand does around its work: join the job,
+// set thread counts, agree with its peers, start local ranks when asked.
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "spdit/runtime/world.h"
+
+namespace spdit::cli {
+
+/// The command line as main() received it, for relaunching.
+void remember_command_line(int argc, char** argv);
+
+/// LibTorch's and OpenBLAS's threads, so ranks on one machine do not fight.
+void set_threads_per_rank(int threads);
+
+/// (U, R) from the world size and the flags (0 = not given).
+std::pair<int, int> resolve_degrees(int world_size, int ulysses, int ring);
+
+/// Every rank must have been started with the same settings; a mismatch is
+/// reported (naming the ranks and the first differing setting) instead of a
+/// hang or a wrong result.
+void check_ranks_agree(World& world, const std::vector<std::string>& settings);
+
+/// Joins the launcher's job, or runs as a single in-process rank.
+int run_as_rank(const std::function<int(World&)>& body);
+
+/// Starts `n` local ranks of this same command line, without `flag` and its value.
+int relaunch_self_with_ranks(int n, const std::string& flag);
+
+/// Peak resident memory of this process (VmHWM).
+int64_t peak_rss_bytes();
+
+}  // namespace spdit::cli

@@ -1,0 +1,205 @@
+// `spdit run`: a flow-matching Euler denoising loop of a reference DiT under
+// sequence parallelism, from seeded noise and seeded text embeddings.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <iomanip>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "commands.h"
+#include "launcher.h"
+#include "png_writer.h"
+#include "predict.h"
+#include "rank_setup.h"
+#include "spdit/hooks/sequence_parallel.h"
+#include "spdit/models/pipeline.h"
+#include "spdit/models/weights.h"
+#include "spdit/runtime/comm.h"
+
+namespace spdit::cli {
+namespace {
+
+struct RunOptions {
+  std::string model = "flux";
+  std::string preset = "small";
+  int nproc = 0, ulysses = 0, ring = 0, steps = 4, threads = 1;
+  int64_t height = 512, width = 512, frames = 1, text_len = 64;
+  uint64_t seed = 42;
+  std::string weights, out, json;
+  bool check = false;
+};
+
+using Clock = std::chrono::steady_clock;
+
+std::string mb(int64_t bytes) {
+  std::ostringstream os;
+  os << std::fixed << std::setprecision(3) << bytes / 1e6 << " MB";
+  return os.str();
+}
+
+models::RunSize size_of(const RunOptions& o) {
+  return {o.height, o.width, o.frames, o.text_len, 1};
+}
+
+// Denoises from seeded noise: x <- x + (sigma_next - sigma) * v(x, sigma).
+at::Tensor denoise(models::Pipeline& pipe, const RunOptions& o, bool report,
+                   std::vector<double>* step_seconds) {
+  at::NoGradGuard no_grad;
+  auto x = pipe.prepare(size_of(o), o.seed + 1);
+  for (int i = 0; i < o.steps; ++i) {
+    const double sigma = 1.0 - static_cast<double>(i) / o.steps;
+    const double next = 1.0 - static_cast<double>(i + 1) / o.steps;
+    auto t0 = Clock::now();
+    x = x + (next - sigma) * pipe.velocity(x, sigma);
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (step_seconds) step_seconds->push_back(s);
+    if (report) {
+      const int width = 24, done = (i + 1) * width / o.steps;
+      std::cerr << "[" << std::string(done, '#') << std::string(width - done, '.') << "] step "
+                << i + 1 << "/" << o.steps << "  " << std::fixed << std::setprecision(3) << s
+                << " s/step" << (isatty(STDERR_FILENO) ? "\r" : "\n") << std::flush;
+    }
+  }
+  if (report && isatty(STDERR_FILENO)) std::cerr << "\n";
+  return x;
+}
+
+int run_rank(World& world, const RunOptions& o) {
+  set_threads_per_rank(o.threads);
+  auto [u, r] = resolve_degrees(world.size(), o.ulysses, o.ring);
+  check_ranks_agree(world, {o.model, o.preset, std::to_string(o.height), std::to_string(o.width),
+                            std::to_string(o.frames), std::to_string(o.text_len), std::to_string(o.steps),
+                            std::to_string(o.seed), std::to_string(u), std::to_string(r), o.weights});
+  auto pipe = models::make_pipeline(o.model, o.preset, o.seed);
+  if (!o.weights.empty()) models::load_weights(pipe->model(), o.weights);
+  const auto size = size_of(o);
+  pipe->check_size(size);
+  auto shapes = pipe->shapes(size);
+  auto prediction = predict_step(shapes, size, u, r);
+  throw_if_impossible(prediction);
+
+  SequenceParallelConfig cfg{u, r};
+  cfg.setup(world);
+  apply_sequence_parallel(pipe->model(), cfg);
+  const bool lead = world.rank() == 0;
+  if (lead) {
+    std::cout << "spdit run: " << pipe->name() << "/" << o.preset << " " << o.height << "x" << o.width
+              << (o.model == "wan" ? " x" + std::to_string(o.frames) + " frames" : std::string())
+              << ", text " << o.text_len << ", " << o.steps << " steps, " << world.size()
+              << " rank(s) (ulysses " << u << " x ring " << r << "), " << o.threads
+              << " thread(s) per rank" << std::endl;
+    for (const auto& n : prediction.notes) std::cout << "note: " << n << std::endl;
+  }
+  world.barrier();
+  world.counters().reset();
+  std::vector<double> steps;
+  auto t0 = Clock::now();
+  auto x = denoise(*pipe, o, lead, &steps);
+  world.barrier();
+  const double total = std::chrono::duration<double>(Clock::now() - t0).count();
+  const auto moved = world.counters().snapshot();
+  int64_t sent = 0;
+  for (const auto& [k, b] : moved) sent += b.sent;
+  const int64_t predicted = prediction.total_bytes() * o.steps;
+  auto peaks = all_gather_ints(world.group(), {peak_rss_bytes()});
+  const int64_t peak = *std::max_element(peaks.begin(), peaks.end());
+
+  int code = 0;
+  nlohmann::json j;
+  if (lead) {
+    auto sorted = steps;
+    std::sort(sorted.begin(), sorted.end());
+    const double median = sorted[sorted.size() / 2];
+    std::cout << "total " << std::fixed << std::setprecision(3) << total << " s, median step "
+              << median << " s" << std::endl;
+    std::cout << "tokens per rank: " << prediction.tokens_per_rank << " of " << shapes.tokens
+              << (prediction.padded_tokens != shapes.tokens
+                      ? " (padded to " + std::to_string(prediction.padded_tokens) + ")"
+                      : std::string())
+              << (o.text_len && o.model != "wan" ? ", plus " + std::to_string(o.text_len) + " text tokens replicated"
+                                                  : std::string())
+              << std::endl;
+    std::cout << "communication per rank: " << mb(sent) << " sent";
+    for (const auto& [k, b] : moved) std::cout << ", " << k << " " << mb(b.sent);
+    std::cout << "; predicted " << mb(predicted) << (predicted == sent ? " (match)" : " (MISMATCH)")
+              << std::endl;
+    std::cout << "peak memory (max RSS over ranks): " << mb(peak) << std::endl;
+    j = {{"model", pipe->name()}, {"preset", o.preset}, {"height", o.height}, {"width", o.width},
+         {"frames", o.frames}, {"text_len", o.text_len}, {"steps", o.steps}, {"seed", o.seed},
+         {"ranks", world.size()}, {"ulysses", u}, {"ring", r}, {"threads_per_rank", o.threads},
+         {"total_seconds", total}, {"step_seconds", steps}, {"median_step_seconds", median},
+         {"tokens", shapes.tokens}, {"tokens_per_rank", prediction.tokens_per_rank},
+         {"comm_bytes_sent", sent}, {"comm_bytes_predicted", predicted}, {"peak_rss_bytes", peak},
+         {"peak_rss_bytes_per_rank", peaks}};
+    for (const auto& [k, b] : moved) j["comm_bytes_by_kind"][k] = {{"sent", b.sent}, {"received", b.received}};
+    if (!o.out.empty()) {
+      write_png(o.out, pipe->preview(x));
+      std::cout << "wrote " << o.out << std::endl;
+    }
+  }
+  remove_sequence_parallel(pipe->model());
+  if (o.check && lead) {
+    // The same job on this one rank, without the plan: the reference.
+    auto ref = denoise(*pipe, o, false, nullptr);
+    const double err = (x - ref).abs().max().item<double>();
+    const double rel = err / std::max(ref.abs().max().item<double>(), 1e-30);
+    const double tol = 1e-5;
+    const bool pass = rel <= tol;
+    std::cout << "parity: max_abs_err=" << std::scientific << std::setprecision(3) << err
+              << " rel_err=" << rel << " tol=" << tol << (pass ? " PASS" : " FAIL") << std::endl;
+    j["parity"] = {{"max_abs_err", err}, {"rel_err", rel}, {"tol", tol}, {"pass", pass}};
+    code = pass ? 0 : 1;
+  }
+  if (lead && !o.json.empty()) {
+    std::ofstream f(o.json);
+    f << j.dump(2) << "\n";
+    if (!f) throw std::runtime_error("cannot write '" + o.json + "'");
+  }
+  return code;
+}
+
+}  // namespace
+
+void add_run_command(CLI::App& app, Action& action) {
+  auto* cmd = app.add_subcommand("run", "Denoise with a reference DiT under sequence parallelism");
+  static RunOptions o;
+  cmd->add_option("--model", o.model, "flux | wan | qwen-image")
+      ->check(CLI::IsMember({"flux", "wan", "qwen-image", "qwen_image"}))->capture_default_str();
+  cmd->add_option("--preset", o.preset, "tiny | small | full")
+      ->check(CLI::IsMember({"tiny", "small", "full"}))->capture_default_str();
+  cmd->add_option("--nproc", o.nproc, "Start this many local ranks (default: U*R, or 2)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--ulysses", o.ulysses, "Ulysses degree U")->check(CLI::PositiveNumber);
+  cmd->add_option("--ring", o.ring, "Ring degree R")->check(CLI::PositiveNumber);
+  cmd->add_option("--height", o.height, "Image height in pixels")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--width", o.width, "Image width in pixels")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--frames", o.frames, "Video frames (wan), 4k+1")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--text-len", o.text_len, "Text tokens")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--steps", o.steps, "Denoising steps")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--seed", o.seed, "Seed of weights, noise and text")->capture_default_str();
+  cmd->add_option("--weights", o.weights, "A .safetensors checkpoint (diffusers or original names)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--threads", o.threads, "Intra-op threads per rank")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--out", o.out, "Write a PNG preview of the final latents");
+  cmd->add_option("--json", o.json, "Write the metrics as JSON");
+  cmd->add_flag("--check", o.check, "Also run on one rank and compare (exit 1 on FAIL)");
+  cmd->callback([&action] {
+    action = [] {
+      if (launched_by_launcher()) {
+        if (o.nproc) throw std::invalid_argument("--nproc starts local ranks; under a launcher leave it out");
+        return run_as_rank([](World& w) { return run_rank(w, o); });
+      }
+      int n = o.nproc ? o.nproc : (o.ulysses || o.ring) ? std::max(1, o.ulysses) * std::max(1, o.ring) : 2;
+      if (n == 1) return run_as_rank([](World& w) { return run_rank(w, o); });
+      return relaunch_self_with_ranks(n, "--nproc");
+    };
+  });
+}
+
+}  // namespace spdit::cli

@@ -1,0 +1,82 @@
+#pragma once
+// Building blocks the reference DiTs share, named as diffusers names them so
+// that state-dict keys match the public checkpoints.
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+#include <vector>
+
+namespace spdit::models {
+
+/// RMSNorm over the last dim with a learned `weight`.
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  explicit RMSNormImpl(int64_t dim, double eps = 1e-6);
+  at::Tensor forward(const at::Tensor& x);
+  at::Tensor weight;
+
+ private:
+  double eps_;
+};
+TORCH_MODULE(RMSNorm);
+
+/// LayerNorm over the last dim, optionally with weight and bias, computed in fp32.
+class LayerNormImpl : public torch::nn::Module {
+ public:
+  LayerNormImpl(int64_t dim, bool affine, double eps = 1e-6);
+  at::Tensor forward(const at::Tensor& x);
+  at::Tensor weight, bias;
+
+ private:
+  int64_t dim_;
+  double eps_;
+};
+TORCH_MODULE(LayerNorm);
+
+/// diffusers' FeedForward: net.0.proj (Linear + tanh-GELU), net.2 (Linear).
+class FeedForwardImpl : public torch::nn::Module {
+ public:
+  FeedForwardImpl(int64_t dim, int64_t hidden, int64_t out = -1);
+  at::Tensor forward(const at::Tensor& x);
+
+ private:
+  torch::nn::ModuleList net_;
+  torch::nn::Linear proj_{nullptr}, out_{nullptr};
+};
+TORCH_MODULE(FeedForward);
+
+/// diffusers' TimestepEmbedding: linear_1, SiLU, linear_2.
+class TimestepEmbeddingImpl : public torch::nn::Module {
+ public:
+  TimestepEmbeddingImpl(int64_t in, int64_t dim, bool gelu = false);
+  at::Tensor forward(const at::Tensor& x);
+
+ private:
+  torch::nn::Linear linear_1_{nullptr}, linear_2_{nullptr};
+  bool gelu_;
+};
+TORCH_MODULE(TimestepEmbedding);
+
+/// Sinusoidal features of (possibly fractional) timesteps: (...) -> (..., dim),
+/// cos first (flip_sin_to_cos), no frequency shift.
+at::Tensor timestep_features(const at::Tensor& t, int64_t dim);
+
+/// Rotary embedding on interleaved pairs: x (B, S, H, D), cos/sin (S, D/2).
+at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+
+/// Rotary angles for integer position ids (S, axes) with per-axis dims
+/// (summing to the head dim): returns cos, sin of shape (S, D/2).
+std::pair<at::Tensor, at::Tensor> rope_tables(const at::Tensor& ids, const std::vector<int64_t>& axes_dims,
+                                              double theta);
+
+/// x * (1 + scale) + shift, with scale/shift broadcast over the sequence.
+at::Tensor modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale);
+
+/// Seeds every parameter from its own generator (weights N(0, scale^2/fan_in),
+/// small biases, norm weights near 1): ranks build identical models without
+/// sharing the global generator.
+void seeded_init(torch::nn::Module& model, uint64_t seed, double scale = 1.0);
+
+}  // namespace spdit::models

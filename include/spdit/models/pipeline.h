@@ -1,0 +1,83 @@
+#pragma once
+// What `spdit run` and `spdit explain` need from a reference model: seeded
+// inputs at a requested size, one denoiser evaluation, a preview, and the
+// shapes its plan will split and gather (to predict without running).
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "spdit/hooks/hookable.h"
+#include "spdit/plan/sp_plan.h"
+
+namespace spdit::models {
+
+/// Sizes as the real pipelines take them: pixels; latents are 1/8, patches 2x2.
+struct RunSize {
+  int64_t height = 256;
+  int64_t width = 256;
+  int64_t frames = 1;  // video models: (frames - 1) / 4 + 1 latent frames
+  int64_t text_len = 64;
+  int64_t batch = 1;
+};
+
+/// A tensor the plan splits (before or after a module) or gathers.
+struct PlanSite {
+  std::string path;
+  std::string key;                 // parameter, "output N", or "gather N"
+  std::vector<int64_t> full_shape;  // on one device
+  int64_t dim = 1;
+  int64_t text_len = 0;            // PartialInput: leading entries kept whole
+  bool gather = false;
+};
+
+/// One kind of attention call in a forward.
+struct AttentionSite {
+  std::string name;
+  int64_t count = 0;      // calls per forward
+  int64_t tokens = 0;     // sequence tokens (image/video), before padding
+  int64_t text_len = 0;   // joint text tokens (replicated)
+  int64_t heads = 0;
+  int64_t head_dim = 0;
+  bool sharded = true;    // false: skip_sp (cross-attention to replicated text)
+};
+
+struct ForwardShapes {
+  int64_t tokens = 0;
+  std::vector<PlanSite> sites;
+  std::vector<AttentionSite> attention;
+};
+
+class Pipeline {
+ public:
+  virtual ~Pipeline() = default;
+  virtual std::string name() const = 0;
+  /// The root module; it declares the plan.
+  virtual HookableModule& model() = 0;
+  /// Throws naming the flag when the size cannot be served.
+  virtual void check_size(const RunSize& size) const = 0;
+  /// Seeded noise latents and text conditioning for `size`.
+  virtual at::Tensor prepare(const RunSize& size, uint64_t seed) = 0;
+  /// The denoiser's velocity at flow time t in [0, 1].
+  virtual at::Tensor velocity(const at::Tensor& latents, double t) = 0;
+  virtual ForwardShapes shapes(const RunSize& size) const = 0;
+  /// (3, h, w) in [0, 1] from final latents, for a PNG.
+  virtual at::Tensor preview(const at::Tensor& latents) const = 0;
+};
+
+/// "flux", "wan" or "qwen-image" (also "qwen_image"); preset "tiny", "small"
+/// or "full". Parameters are seeded from `seed`.
+std::unique_ptr<Pipeline> make_pipeline(const std::string& model, const std::string& preset,
+                                        uint64_t seed);
+
+/// The model names and presets make_pipeline accepts.
+std::vector<std::string> model_names();
+std::vector<std::string> preset_names();
+
+/// Latent preview shared by the image models: packed 2x2 tokens back to
+/// (C, h, w), first three channels normalised to [0, 1].
+at::Tensor preview_from_packed(const at::Tensor& tokens, int64_t latent_h, int64_t latent_w,
+                               int64_t channels);
+
+}  // namespace spdit::models

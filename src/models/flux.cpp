@@ -1,0 +1,232 @@
+#include "spdit/models/flux.h"
+
+#include <stdexcept>
+
+#include "spdit/models/pipeline.h"
+
+namespace spdit::models {
+namespace {
+
+// AdaLayerNormZero / Single / Continuous: `linear` of SiLU(temb) chunked.
+struct AdaNormImpl : torch::nn::Module {
+  torch::nn::Linear linear{nullptr};
+  AdaNormImpl(int64_t dim, int64_t chunks) {
+    linear = register_module("linear", torch::nn::Linear(dim, chunks * dim));
+  }
+  std::vector<at::Tensor> operator()(const at::Tensor& temb, int64_t chunks) {
+    return linear->forward(at::silu(temb)).chunk(chunks, -1);
+  }
+};
+TORCH_MODULE(AdaNorm);
+
+at::Tensor layer_norm(const at::Tensor& x) {
+  return at::layer_norm(x, {x.size(-1)}, {}, {}, 1e-6);
+}
+
+struct FluxBlockImpl : torch::nn::Module {
+  AdaNorm norm1{nullptr}, norm1_context{nullptr};
+  DitAttention attn{nullptr};
+  FeedForward ff{nullptr}, ff_context{nullptr};
+  explicit FluxBlockImpl(const FluxConfig& c) {
+    norm1 = register_module("norm1", AdaNorm(c.hidden, 6));
+    norm1_context = register_module("norm1_context", AdaNorm(c.hidden, 6));
+    DitAttentionOptions o{c.hidden, c.heads, c.head_dim, true, true, true, false};
+    attn = register_module("attn", DitAttention(o));
+    ff = register_module("ff", FeedForward(c.hidden, c.hidden * c.mlp_ratio));
+    ff_context = register_module("ff_context", FeedForward(c.hidden, c.hidden * c.mlp_ratio));
+  }
+  // Returns (image, text).
+  std::pair<at::Tensor, at::Tensor> forward(at::Tensor img, at::Tensor txt, const at::Tensor& temb,
+                                            const Rope& img_rope, const Rope& txt_rope) {
+    auto m = (*norm1)(temb, 6);   // shift, scale, gate (attn), shift, scale, gate (mlp)
+    auto mc = (*norm1_context)(temb, 6);
+    auto [attn_img, attn_txt] = attn->forward(modulate(layer_norm(img), m[0], m[1]),
+                                              modulate(layer_norm(txt), mc[0], mc[1]), img_rope, txt_rope);
+    img = img + m[2].unsqueeze(1) * attn_img;
+    img = img + m[5].unsqueeze(1) * ff->forward(modulate(layer_norm(img), m[3], m[4]));
+    txt = txt + mc[2].unsqueeze(1) * attn_txt;
+    txt = txt + mc[5].unsqueeze(1) * ff_context->forward(modulate(layer_norm(txt), mc[3], mc[4]));
+    return {img, txt};
+  }
+};
+TORCH_MODULE(FluxBlock);
+
+struct FluxSingleBlockImpl : torch::nn::Module {
+  AdaNorm norm{nullptr};
+  torch::nn::Linear proj_mlp{nullptr}, proj_out{nullptr};
+  DitAttention attn{nullptr};
+  explicit FluxSingleBlockImpl(const FluxConfig& c) {
+    norm = register_module("norm", AdaNorm(c.hidden, 3));
+    proj_mlp = register_module("proj_mlp", torch::nn::Linear(c.hidden, c.hidden * c.mlp_ratio));
+    proj_out = register_module("proj_out", torch::nn::Linear(c.hidden * (1 + c.mlp_ratio), c.hidden));
+    DitAttentionOptions o{c.hidden, c.heads, c.head_dim, false, false, false, false};
+    attn = register_module("attn", DitAttention(o));
+  }
+  // Text and image share every weight here; they are kept apart only so that
+  // attention knows which tokens are replicated text.
+  std::pair<at::Tensor, at::Tensor> forward(const at::Tensor& img, const at::Tensor& txt,
+                                            const at::Tensor& temb, const Rope& img_rope,
+                                            const Rope& txt_rope) {
+    auto m = (*norm)(temb, 3);  // shift, scale, gate
+    auto step = [&](const at::Tensor& x, const at::Tensor& attn_out) {
+      auto n = modulate(layer_norm(x), m[0], m[1]);
+      auto mlp = at::gelu(proj_mlp->forward(n), "tanh");
+      return x + m[2].unsqueeze(1) * proj_out->forward(at::cat({attn_out, mlp}, -1));
+    };
+    auto ni = modulate(layer_norm(img), m[0], m[1]);
+    auto nt = modulate(layer_norm(txt), m[0], m[1]);
+    auto [ai, at_] = attn->forward(ni, nt, img_rope, txt_rope);
+    return {step(img, ai), step(txt, at_)};
+  }
+};
+TORCH_MODULE(FluxSingleBlock);
+
+}  // namespace
+
+FluxConfig FluxConfig::preset(const std::string& name) {
+  FluxConfig c;
+  if (name == "full") return c;
+  if (name == "small") {
+    c.hidden = 256, c.heads = 4, c.head_dim = 64, c.dual_blocks = 2, c.single_blocks = 4;
+    c.text_dim = 256, c.pooled_dim = 64, c.axes_dims = {8, 28, 28};
+    return c;
+  }
+  if (name == "tiny") {
+    c.hidden = 64, c.heads = 4, c.head_dim = 16, c.dual_blocks = 2, c.single_blocks = 2;
+    c.text_dim = 32, c.pooled_dim = 16, c.axes_dims = {4, 6, 6};
+    return c;
+  }
+  throw std::invalid_argument("spdit: unknown preset '" + name + "'; use tiny, small or full");
+}
+
+Outputs FluxPosEmbedImpl::forward(const BoundArgs& a) {
+  auto ids = at::cat({a.tensor("txt_ids"), a.tensor("img_ids")}, 0);
+  auto [cos, sin] = rope_tables(ids, axes_, 10000.0);
+  return Outputs({Value(cos), Value(sin)});
+}
+
+FluxTransformerImpl::FluxTransformerImpl(const FluxConfig& c)
+    : config_(c), proj_out_(register_module("proj_out", torch::nn::Linear(c.hidden, c.in_channels))) {
+  x_embedder_ = register_module("x_embedder", torch::nn::Linear(c.in_channels, c.hidden));
+  context_embedder_ = register_module("context_embedder", torch::nn::Linear(c.text_dim, c.hidden));
+  time_text_embed_ = register_module("time_text_embed", std::make_shared<torch::nn::Module>());
+  timestep_embedder_ = time_text_embed_->register_module("timestep_embedder", TimestepEmbedding(256, c.hidden));
+  if (c.guidance) {
+    guidance_embedder_ = time_text_embed_->register_module("guidance_embedder", TimestepEmbedding(256, c.hidden));
+  }
+  text_embedder_ = time_text_embed_->register_module("text_embedder", TimestepEmbedding(c.pooled_dim, c.hidden));
+  pos_embed_ = register_module("pos_embed", FluxPosEmbed(c.axes_dims));
+  transformer_blocks_ = register_module("transformer_blocks", torch::nn::ModuleList());
+  for (int64_t i = 0; i < c.dual_blocks; ++i) transformer_blocks_->push_back(FluxBlock(c));
+  single_transformer_blocks_ = register_module("single_transformer_blocks", torch::nn::ModuleList());
+  for (int64_t i = 0; i < c.single_blocks; ++i) single_transformer_blocks_->push_back(FluxSingleBlock(c));
+  auto norm_out = register_module("norm_out", std::make_shared<torch::nn::Module>());
+  norm_out_linear_ = norm_out->register_module("linear", torch::nn::Linear(c.hidden, 2 * c.hidden));
+}
+
+SequenceParallelModelPlan FluxTransformerImpl::sp_plan() const {
+  SequenceParallelPartialInput rope{0, std::string("txt_ids"), 2, /*split_output=*/true};
+  return {
+      {"", inputs({{"hidden_states", SequenceParallelInput{1, 3, false, /*auto_pad=*/true}}})},
+      {"pos_embed", inputs({{0, rope}, {1, rope}})},
+      {"proj_out", outputs(SequenceParallelOutput{1, 3})},
+  };
+}
+
+Outputs FluxTransformerImpl::forward(const BoundArgs& a) {
+  auto img = x_embedder_->forward(a.tensor("hidden_states"));
+  auto txt = context_embedder_->forward(a.tensor("encoder_hidden_states"));
+  auto temb = timestep_embedder_->forward(timestep_features(a.tensor("timestep") * 1000, 256)) +
+              text_embedder_->forward(a.tensor("pooled_projections"));
+  if (config_.guidance) {
+    auto g = a.optional_tensor("guidance");
+    if (!g.defined()) g = at::full({img.size(0)}, 3.5);
+    temb = temb + guidance_embedder_->forward(timestep_features(g * 1000, 256));
+  }
+  auto rope = pos_embed_->call({a["txt_ids"], a["img_ids"]});
+  const int64_t t = txt.size(1);
+  Rope joint{rope[0].tensor(), rope[1].tensor()};
+  Rope txt_rope = joint.narrow(0, t);
+  Rope img_rope = joint.narrow(t, joint.cos.size(0) - t);
+  for (auto& b : *transformer_blocks_) {
+    std::tie(img, txt) = b->as<FluxBlockImpl>()->forward(img, txt, temb, img_rope, txt_rope);
+  }
+  for (auto& b : *single_transformer_blocks_) {
+    std::tie(img, txt) = b->as<FluxSingleBlockImpl>()->forward(img, txt, temb, img_rope, txt_rope);
+  }
+  auto mod = norm_out_linear_->forward(at::silu(temb)).chunk(2, -1);  // scale, shift
+  img = modulate(layer_norm(img), mod[1], mod[0]);
+  return Outputs(proj_out_(img));
+}
+
+}  // namespace spdit::models
+
+// ---- the pipeline `spdit run` drives -------------------------------------
+
+#include "pipeline_factories.h"
+
+namespace spdit::models {
+namespace {
+
+class FluxPipeline : public Pipeline {
+ public:
+  FluxPipeline(const std::string& preset, uint64_t seed) : model_(FluxConfig::preset(preset)) {
+    seeded_init(*model_, seed);
+  }
+  std::string name() const override { return "flux"; }
+  HookableModule& model() override { return *model_; }
+  void check_size(const RunSize& s) const override { check_image_size(s); }
+
+  at::Tensor prepare(const RunSize& s, uint64_t seed) override {
+    check_size(s);
+    const auto& c = model_->config();
+    auto gen = at::detail::createCPUGenerator(seed);
+    lh_ = s.height / 8, lw_ = s.width / 8;
+    const int64_t tokens = (lh_ / 2) * (lw_ / 2);
+    text_ = at::randn({s.batch, s.text_len, c.text_dim}, gen);
+    pooled_ = at::randn({s.batch, c.pooled_dim}, gen);
+    img_ids_ = image_ids(lh_, lw_);
+    txt_ids_ = at::zeros({s.text_len, 3}, at::kLong);
+    return at::randn({s.batch, tokens, c.in_channels}, gen);
+  }
+
+  at::Tensor velocity(const at::Tensor& x, double t) override {
+    return model_->call({x}, {{"encoder_hidden_states", text_},
+                              {"pooled_projections", pooled_},
+                              {"timestep", at::full({x.size(0)}, t)},
+                              {"img_ids", img_ids_},
+                              {"txt_ids", txt_ids_}})
+        .tensor();
+  }
+
+  ForwardShapes shapes(const RunSize& s) const override {
+    const auto& c = model_->config();
+    const int64_t tokens = (s.height / 16) * (s.width / 16);
+    ForwardShapes f;
+    f.tokens = tokens;
+    f.sites = {{"", "hidden_states", {s.batch, tokens, c.in_channels}, 1, 0, false},
+               {"pos_embed", "output 0", {s.text_len + tokens, c.head_dim / 2}, 0, s.text_len, false},
+               {"pos_embed", "output 1", {s.text_len + tokens, c.head_dim / 2}, 0, s.text_len, false},
+               {"proj_out", "gather 0", {s.batch, tokens, c.in_channels}, 1, 0, true}};
+    f.attention = {{"transformer_blocks.*.attn (joint)", c.dual_blocks, tokens, s.text_len, c.heads, c.head_dim, true},
+                   {"single_transformer_blocks.*.attn (joint)", c.single_blocks, tokens, s.text_len, c.heads, c.head_dim, true}};
+    return f;
+  }
+
+  at::Tensor preview(const at::Tensor& latents) const override {
+    return preview_from_packed(latents, lh_, lw_, model_->config().in_channels / 4);
+  }
+
+ private:
+  FluxTransformer model_;
+  at::Tensor text_, pooled_, img_ids_, txt_ids_;
+  int64_t lh_ = 0, lw_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Pipeline> make_flux_pipeline(const std::string& preset, uint64_t seed) {
+  return std::make_unique<FluxPipeline>(preset, seed);
+}
+
+}  // namespace spdit::models
