@@ -1,6 +1,7 @@
 // `spdit launch` and `spdit layout` as a user runs them: real processes.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <chrono>
@@ -100,4 +101,47 @@ TEST(LaunchCli, LayoutWithoutLauncherExplainsHowToStart) {
   auto r = run("env -u RANK -u WORLD_SIZE " + kSpdit + " layout --ulysses 1 --ring 1");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.output.find("spdit launch"), std::string::npos) << r.output;
+}
+
+TEST(ExplainCli, ShowsPlanShardsPaddingAndBytes) {
+  auto r = run(kSpdit + " explain --model flux --preset tiny --ulysses 2 --ring 2 --height 112 --width 144 --text-len 7");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("\"pos_embed\":\n    0: SequenceParallelPartialInput(split_dim=0, text_len_source=\"txt_ids\""), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("\"\" hidden_states: [1, 63, 64] -> split to [1, 16, 64] on dim 1 (padded 63 -> 64)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("pos_embed output 0: [70, 8] -> split to [23, 8] on dim 0 (first 7 text rows whole)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("proj_out gather 0: [1, 63, 64] <- gathered from [1, 16, 64]"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("ring_exchange: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("note: 63 tokens do not divide by 4 ranks"), std::string::npos) << r.output;
+}
+
+TEST(ExplainCli, SaysWhatCannotWorkAndHowToFixIt) {
+  auto r = run(kSpdit + " explain --model qwen-image --preset tiny --ulysses 8 --ring 2 --height 32 --width 48");
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("error: the sequence has 6 tokens, fewer than the 16 ranks: use fewer ranks"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("4 heads do not divide by ulysses 8: padded to 8"), std::string::npos) << r.output;
+  auto bad = run(kSpdit + " explain --model wan --preset tiny --frames 4");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.output.find("--frames 4 must be 4k+1"), std::string::npos) << bad.output;
+  auto h = run(kSpdit + " explain --model flux --height 100");
+  EXPECT_NE(h.output.find("--height 100 must be a positive multiple of 16"), std::string::npos) << h.output;
+}
+
+TEST(RunCli, ReportsBytesThatMatchTheExplainPredictionAndWritesJsonAndPng) {
+  const std::string dir = "/tmp/spdit_runcli_" + std::to_string(getpid());
+  auto r = run("mkdir -p " + dir + " && " + kSpdit + " run --model qwen-image --preset tiny --height 64 --width 80 --nproc 2 --ring 2 --steps 2 --json " + dir + "/m.json --out " + dir + "/p.png");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("(match)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("step 2/2"), std::string::npos) << r.output;
+  auto json = run("cat " + dir + "/m.json");
+  EXPECT_NE(json.output.find("\"comm_bytes_sent\""), std::string::npos) << json.output;
+  auto png = run("head -c 4 " + dir + "/p.png | od -c | head -1");
+  EXPECT_NE(png.output.find("P   N   G"), std::string::npos) << png.output;
+  run("rm -rf " + dir);
+}
+
+TEST(RunCli, RanksStartedWithOtherSettingsAreReported) {
+  auto r = run(kSpdit + " launch --nproc 2 --timeout 30 -- sh -c '" + kSpdit +
+               " run --model flux --preset tiny --height 64 --width 64 --steps 1 --seed $((RANK + 1))'");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("rank 1 was started with other settings than rank 0"), std::string::npos) << r.output;
 }

@@ -28,8 +28,8 @@ namespace {
 struct RunOptions {
   std::string model = "flux";
   std::string preset = "small";
-  int nproc = 0, ulysses = 0, ring = 0, steps = 4, threads = 1;
-  int64_t height = 512, width = 512, frames = 1, text_len = 64;
+  int nproc = 0, ulysses = 0, ring = 0, steps = 8, threads = 1;
+  int64_t height = 1024, width = 1024, frames = 1, text_len = 64;
   uint64_t seed = 42;
   std::string weights, out, json;
   bool check = false;
