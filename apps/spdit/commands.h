@@ -14,5 +14,6 @@ void add_launch_command(CLI::App& app, Action& action);
 void add_layout_command(CLI::App& app, Action& action);
 void add_run_command(CLI::App& app, Action& action);
 void add_explain_command(CLI::App& app, Action& action);
+void add_bench_command(CLI::App& app, Action& action);
 
 }  // namespace spdit::cli

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   spdit::cli::add_layout_command(app, action);
   spdit::cli::add_run_command(app, action);
   spdit::cli::add_explain_command(app, action);
+  spdit::cli::add_bench_command(app, action);
   spdit::cli::remember_command_line(argc, argv);
   try {
     app.parse(argc, argv);

@@ -82,18 +82,27 @@ int relaunch_self_with_ranks(int n, const std::string& flag) {
   return launch_local(lo);
 }
 
-int64_t peak_rss_bytes() {
+namespace {
+int64_t status_bytes(const std::string& field) {
   std::ifstream f("/proc/self/status");
   std::string line;
   while (std::getline(f, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) {
-      std::istringstream is(line.substr(6));
+    if (line.rfind(field + ":", 0) == 0) {
+      std::istringstream is(line.substr(field.size() + 1));
       int64_t kb = 0;
       is >> kb;
       return kb * 1024;
     }
   }
   return 0;
+}
+}  // namespace
+
+int64_t peak_rss_bytes() { return status_bytes("VmHWM"); }
+
+int64_t reset_peak_rss() {
+  { std::ofstream("/proc/self/clear_refs") << "5"; }
+  return status_bytes("VmRSS");
 }
 
 }  // namespace spdit::cli

@@ -32,5 +32,8 @@ int relaunch_self_with_ranks(int n, const std::string& flag);
 
 /// Peak resident memory of this process (VmHWM).
 int64_t peak_rss_bytes();
+/// Resets the peak to the current resident size (Linux clear_refs) and
+/// returns that size.
+int64_t reset_peak_rss();
 
 }  // namespace spdit::cli

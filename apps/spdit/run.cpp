@@ -98,6 +98,8 @@ int run_rank(World& world, const RunOptions& o) {
   }
   world.barrier();
   world.counters().reset();
+  // Activations: the peak above what weights, inputs and libraries hold now.
+  const int64_t resident_before = reset_peak_rss();
   std::vector<double> steps;
   auto t0 = Clock::now();
   auto x = denoise(*pipe, o, lead, &steps);
@@ -107,8 +109,14 @@ int run_rank(World& world, const RunOptions& o) {
   int64_t sent = 0;
   for (const auto& [k, b] : moved) sent += b.sent;
   const int64_t predicted = prediction.total_bytes() * o.steps;
-  auto peaks = all_gather_ints(world.group(), {peak_rss_bytes()});
-  const int64_t peak = *std::max_element(peaks.begin(), peaks.end());
+  auto peaks = all_gather_ints(world.group(), {peak_rss_bytes(), peak_rss_bytes() - resident_before});
+  int64_t peak = 0, activation = 0;
+  std::vector<int64_t> activations;
+  for (size_t i = 0; i < peaks.size(); i += 2) {
+    peak = std::max(peak, peaks[i]);
+    activation = std::max(activation, peaks[i + 1]);
+    activations.push_back(peaks[i + 1]);
+  }
 
   int code = 0;
   nlohmann::json j;
@@ -129,14 +137,17 @@ int run_rank(World& world, const RunOptions& o) {
     for (const auto& [k, b] : moved) std::cout << ", " << k << " " << mb(b.sent);
     std::cout << "; predicted " << mb(predicted) << (predicted == sent ? " (match)" : " (MISMATCH)")
               << std::endl;
-    std::cout << "peak memory (max RSS over ranks): " << mb(peak) << std::endl;
+    std::cout << "peak memory (max over ranks): " << mb(peak) << " resident, of which " << mb(activation)
+              << " activations above the " << mb(resident_before) << " held before the loop (weights, inputs)"
+              << std::endl;
     j = {{"model", pipe->name()}, {"preset", o.preset}, {"height", o.height}, {"width", o.width},
          {"frames", o.frames}, {"text_len", o.text_len}, {"steps", o.steps}, {"seed", o.seed},
          {"ranks", world.size()}, {"ulysses", u}, {"ring", r}, {"threads_per_rank", o.threads},
          {"total_seconds", total}, {"step_seconds", steps}, {"median_step_seconds", median},
          {"tokens", shapes.tokens}, {"tokens_per_rank", prediction.tokens_per_rank},
          {"comm_bytes_sent", sent}, {"comm_bytes_predicted", predicted}, {"peak_rss_bytes", peak},
-         {"peak_rss_bytes_per_rank", peaks}};
+         {"activation_peak_bytes", activation}, {"activation_peak_bytes_per_rank", activations},
+         {"resident_before_loop_bytes", resident_before}};
     for (const auto& [k, b] : moved) j["comm_bytes_by_kind"][k] = {{"sent", b.sent}, {"received", b.received}};
     if (!o.out.empty()) {
       write_png(o.out, pipe->preview(x));

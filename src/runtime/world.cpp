@@ -134,6 +134,9 @@ struct World::Impl {
   RuntimeOptions options;
   std::unique_ptr<CommCounters> counters = std::make_unique<CommCounters>();
   Group world;
+  // Subgroups live as long as the World: a member that destroyed its end of a
+  // group while a peer still used it would close sockets under that peer.
+  std::vector<std::shared_ptr<Group::Impl>> subgroups;
   int generation = 0;
 };
 
@@ -191,6 +194,9 @@ Group World::new_group(const std::vector<int>& ranks, const std::string& name) {
   g->name = name;
   g->counters = impl_->counters.get();
   g->timeout = impl_->options.timeout();
+  // Every member has finished connecting before anyone uses or drops it.
+  wait_work(*g, g->pg->barrier(), "barrier after creating the group");
+  impl_->subgroups.push_back(g);
   return Group(g);
 }
 
@@ -280,6 +286,8 @@ void run_in_process(int world_size, const std::function<void(World&)>& fn,
         World world(std::move(impl));
         set_current_world(&world);
         fn(world);
+        // No rank tears its sockets down while a peer may still be reading.
+        world.barrier();
       } catch (...) {
         std::lock_guard<std::mutex> lock(mutex);
         if (!first) {

@@ -1,0 +1,296 @@
+// `spdit bench attention|scaling|comm`: the performance figures of
+// docs/performance.md, as a table and as JSON. Every figure is a median of
+// repeated runs, and every ratio is measured side by side in one run.
+#include <ATen/ATen.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <iomanip>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "commands.h"
+#include "machine_info.h"
+#include "rank_setup.h"
+#include "spdit/attention/attention.h"
+#include "spdit/attention/comm_model.h"
+#include "spdit/hooks/forward_context.h"
+#include "spdit/plan/sp_config.h"
+#include "spdit/runtime/comm.h"
+
+namespace spdit::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+struct Stats {
+  double median = 0, min = 0, max = 0;
+  std::vector<double> runs;
+};
+
+Stats time_runs(int repeats, const std::function<void()>& fn) {
+  Stats s;
+  fn();  // warm-up
+  for (int i = 0; i < repeats; ++i) {
+    auto t0 = Clock::now();
+    fn();
+    s.runs.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  auto sorted = s.runs;
+  std::sort(sorted.begin(), sorted.end());
+  s.median = sorted[sorted.size() / 2];
+  s.min = sorted.front();
+  s.max = sorted.back();
+  return s;
+}
+
+json to_json(const Stats& s) { return {{"median_s", s.median}, {"min_s", s.min}, {"max_s", s.max}, {"runs_s", s.runs}}; }
+
+// Peak extra resident memory of fn (the peak is reset first).
+int64_t peak_extra_bytes(const std::function<void()>& fn) {
+  const int64_t before = reset_peak_rss();
+  fn();
+  return peak_rss_bytes() - before;
+}
+
+void write_json(const std::string& path, const json& j) {
+  if (path.empty()) return;
+  std::ofstream f(path);
+  f << j.dump(2) << "\n";
+  if (!f) throw std::runtime_error("cannot write '" + path + "'");
+  std::cout << "wrote " << path << "\n";
+}
+
+// ---- attention -------------------------------------------------------------
+
+struct AttentionBench {
+  int repeats = 5;
+  std::string json_path;
+  bool quick = false;
+};
+
+int bench_attention(const AttentionBench& o) {
+  set_threads_per_rank(1);
+  at::NoGradGuard no_grad;
+  json out = {{"machine", machine_info()}, {"threads", 1}};
+  // Reference: single-thread sgemm through LibTorch (OpenBLAS), 2048^3.
+  const int64_t n = o.quick ? 512 : 2048;
+  auto a = at::randn({n, n}), b = at::randn({n, n});
+  auto gemm = time_runs(o.repeats, [&] { at::matmul(a, b); });
+  const double gemm_gflops = 2.0 * n * n * n / gemm.median / 1e9;
+  out["sgemm"] = {{"n", n}, {"gflops", gemm_gflops}, {"time", to_json(gemm)}};
+  std::cout << "single-thread sgemm " << n << "^3: " << std::fixed << std::setprecision(1)
+            << gemm_gflops << " GFLOP/s (median of " << o.repeats << ")\n\n";
+  std::cout << std::left << std::setw(26) << "case" << std::right << std::setw(10) << "median s"
+            << std::setw(10) << "GFLOP/s" << std::setw(10) << "% sgemm" << std::setw(14)
+            << "peak extra MB" << std::setw(12) << "S*d*4 MB" << "\n";
+  struct Case {
+    int64_t h, s, d;
+    bool anchor;
+  };
+  std::vector<Case> cases = o.quick ? std::vector<Case>{{8, 512, 64, true}}
+                                    : std::vector<Case>{{8, 4096, 64, true}, {8, 4096, 128, false},
+                                                        {8, 1024, 64, false}, {8, 2048, 64, false},
+                                                        {8, 8192, 64, false}, {8, 16384, 64, false}};
+  for (const auto& c : cases) {
+    auto q = at::randn({1, c.s, c.h, c.d}), k = at::randn({1, c.s, c.h, c.d}), v = at::randn({1, c.s, c.h, c.d});
+    const double flops = 4.0 * c.s * c.s * c.d * c.h;
+    const int reps = c.s >= 16384 ? std::max(5, o.repeats / 2) : o.repeats;
+    auto ours = time_runs(reps, [&] { local_attention(q, k, v); });
+    const int64_t mem = peak_extra_bytes([&] { local_attention(q, k, v); });
+    const double gf = flops / ours.median / 1e9;
+    json row = {{"heads", c.h}, {"seq", c.s}, {"head_dim", c.d}, {"gflops", gf},
+                {"fraction_of_sgemm", gf / gemm_gflops}, {"peak_extra_bytes", mem}, {"time", to_json(ours)}};
+    std::string name = "spdit H=" + std::to_string(c.h) + " S=" + std::to_string(c.s) + " d=" + std::to_string(c.d);
+    std::cout << std::left << std::setw(26) << name << std::right << std::setw(10) << std::setprecision(3)
+              << ours.median << std::setw(10) << std::setprecision(1) << gf << std::setw(9) << 100 * gf / gemm_gflops
+              << "%" << std::setw(14) << mem / 1e6 << std::setw(12) << c.s * c.d * c.h * 4 / 1e6 << "\n";
+    if (c.anchor || (c.s <= 4096)) {
+      // LibTorch's own attention of this build, in its (B, H, S, D) layout.
+      auto qt = q.transpose(1, 2).contiguous(), kt = k.transpose(1, 2).contiguous(), vt = v.transpose(1, 2).contiguous();
+      auto theirs = time_runs(reps, [&] { at::_scaled_dot_product_attention(qt, kt, vt); });
+      const int64_t tmem = peak_extra_bytes([&] { at::_scaled_dot_product_attention(qt, kt, vt); });
+      const double tgf = flops / theirs.median / 1e9;
+      row["libtorch_sdpa"] = {{"gflops", tgf}, {"fraction_of_sgemm", tgf / gemm_gflops},
+                              {"peak_extra_bytes", tmem}, {"time", to_json(theirs)}};
+      std::cout << std::left << std::setw(26) << "  libtorch sdpa" << std::right << std::setw(10)
+                << std::setprecision(3) << theirs.median << std::setw(10) << std::setprecision(1) << tgf
+                << std::setw(9) << 100 * tgf / gemm_gflops << "%" << std::setw(14) << tmem / 1e6 << "\n";
+    }
+    out["cases"].push_back(row);
+  }
+  write_json(o.json_path, out);
+  return 0;
+}
+
+// ---- scaling ----------------------------------------------------------------
+
+struct ScalingBench {
+  std::string model = "flux", preset = "small";
+  int64_t height = 1024, width = 2048;
+  int steps = 6;
+  std::string json_path;
+};
+
+json run_config(const ScalingBench& o, int ranks, int u, int r, int threads) {
+  char self[4096] = {0};
+  ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  const std::string tmp = "/tmp/spdit_bench_" + std::to_string(getpid()) + ".json";
+  std::ostringstream cmd;
+  cmd << std::string(self, len > 0 ? len : 0) << " run --model " << o.model << " --preset " << o.preset
+      << " --height " << o.height << " --width " << o.width << " --steps " << o.steps << " --nproc " << ranks
+      << " --ulysses " << u << " --ring " << r << " --threads " << threads << " --json " << tmp
+      << " > /dev/null 2>&1";
+  if (std::system(cmd.str().c_str()) != 0) throw std::runtime_error("benchmark run failed: " + cmd.str());
+  std::ifstream f(tmp);
+  json j = json::parse(f);
+  std::remove(tmp.c_str());
+  return j;
+}
+
+int bench_scaling(const ScalingBench& o) {
+  struct Config {
+    const char* name;
+    int ranks, u, r, threads;
+  };
+  const std::vector<Config> configs = {{"1 rank x 1 thread", 1, 1, 1, 1},
+                                       {"1 rank x 2 threads", 1, 1, 1, 2},
+                                       {"2 ranks x 1 thread, Ulysses", 2, 2, 1, 1},
+                                       {"2 ranks x 1 thread, Ring", 2, 1, 2, 1}};
+  json out = {{"machine", machine_info()}, {"model", o.model}, {"preset", o.preset},
+              {"height", o.height}, {"width", o.width}, {"steps", o.steps}};
+  std::cout << o.model << "/" << o.preset << " " << o.height << "x" << o.width << ", median forward of "
+            << o.steps << " steps\n";
+  std::map<std::string, double> median;
+  for (const auto& c : configs) {
+    auto j = run_config(o, c.ranks, c.u, c.r, c.threads);
+    median[c.name] = j["median_step_seconds"].get<double>();
+    out["configs"].push_back({{"name", c.name}, {"ranks", c.ranks}, {"ulysses", c.u}, {"ring", c.r},
+                              {"threads", c.threads}, {"run", j}});
+    std::cout << std::left << std::setw(32) << c.name << std::right << std::fixed << std::setprecision(3)
+              << median[c.name] << " s/forward, tokens " << j["tokens"] << ", activation peak/rank "
+              << std::setprecision(1) << j["activation_peak_bytes"].get<int64_t>() / 1e6 << " MB\n";
+  }
+  const double one = median["1 rank x 1 thread"], two_threads = median["1 rank x 2 threads"];
+  json ratios = {{"ulysses_2x1_vs_1x1", one / median["2 ranks x 1 thread, Ulysses"]},
+                 {"ring_2x1_vs_1x1", one / median["2 ranks x 1 thread, Ring"]},
+                 {"ulysses_2x1_vs_1x2", two_threads / median["2 ranks x 1 thread, Ulysses"]},
+                 {"ring_2x1_vs_1x2", two_threads / median["2 ranks x 1 thread, Ring"]}};
+  out["speedups"] = ratios;
+  std::cout << "speed-ups: " << ratios.dump() << "\n";
+  write_json(o.json_path, out);
+  return 0;
+}
+
+// ---- comm: byte counters and ring overlap ------------------------------------
+
+struct CommBench {
+  int repeats = 5;
+  std::string json_path;
+};
+
+int bench_comm(const CommBench& o) {
+  json out = {{"machine", machine_info()}};
+  // 1. Counters of one attention call against the formulas, for each layout.
+  std::cout << "bytes of one attention call per rank (B=1, N=4099 padded, H=6, d=64, text 77):\n";
+  for (auto [u, r] : std::vector<std::pair<int, int>>{{2, 1}, {1, 2}, {4, 1}, {2, 2}, {1, 4}}) {
+    json row;
+    run_in_process(u * r, [&, u = u, r = r](World& w) {
+      set_threads_per_rank(1);
+      SequenceParallelConfig cfg{u, r};
+      cfg.setup(w);
+      ForwardScope scope;
+      auto* ctx = ForwardContext::current();
+      ctx->config = &cfg;
+      ctx->set_sp_active(true);
+      const int64_t n = 4099, p = u * r, np = (n + p - 1) / p * p;
+      ctx->record_padding(n, np);
+      auto x = at::randn({1, np / p, 6, 64});
+      auto t = at::randn({1, 77, 6, 64});
+      JointText jt{t, t, t};
+      w.counters().reset();
+      attention(x, x, x, {}, &jt);
+      if (w.rank() == 0) {
+        auto predicted = attention_comm_bytes({1, n, 77, 6, 64, 4, false}, u, r);
+        for (const auto& [kind, b] : w.counters().snapshot()) {
+          row[kind] = {{"measured", b.sent}, {"formula", predicted[kind]}};
+        }
+      }
+    });
+    out["bytes"][std::to_string(u) + "x" + std::to_string(r)] = row;
+    std::cout << "  U=" << u << " R=" << r << ": " << row.dump() << "\n";
+  }
+  // 2. Ring overlap on 2 ranks: compute alone, transfer alone, one overlapped step.
+  std::cout << "\nring step on 2 in-process ranks (1 thread each), median of " << o.repeats << ":\n";
+  struct Shape {
+    const char* name;
+    int64_t sq, sk, h, d;
+  };
+  for (const auto& s : std::vector<Shape>{{"compute-bound", 2048, 2048, 8, 64},
+                                          {"balanced", 256, 8192, 8, 64},
+                                          {"transfer-bound", 32, 32768, 8, 128}}) {
+    json row;
+    run_in_process(2, [&](World& w) {
+      set_threads_per_rank(1);
+      auto q = at::randn({1, s.sq, s.h, s.d}), k = at::randn({1, s.sk, s.h, s.d}), v = at::randn({1, s.sk, s.h, s.d});
+      const Group& g = w.group();
+      auto compute = time_runs(o.repeats, [&] { local_attention(q, k, v); });
+      auto transfer = time_runs(o.repeats, [&] { RingExchange(g, {k, v}).wait(); });
+      auto step = time_runs(o.repeats, [&] {
+        RingExchange ex(g, {k, v});
+        local_attention(q, k, v);
+        ex.wait();
+      });
+      if (w.rank() == 0) {
+        const double slower = std::max(compute.median, transfer.median);
+        row = {{"sq", s.sq}, {"sk", s.sk}, {"heads", s.h}, {"head_dim", s.d},
+               {"compute", to_json(compute)}, {"transfer", to_json(transfer)}, {"step", to_json(step)},
+               {"step_over_slower", step.median / slower}};
+      }
+    });
+    out["ring_overlap"][s.name] = row;
+    std::cout << "  " << std::left << std::setw(15) << s.name << std::right << std::fixed << std::setprecision(4)
+              << " compute " << row["compute"]["median_s"].get<double>() << " s, transfer "
+              << row["transfer"]["median_s"].get<double>() << " s, step " << row["step"]["median_s"].get<double>()
+              << " s = " << std::setprecision(2) << row["step_over_slower"].get<double>() << " x the slower\n";
+  }
+  write_json(o.json_path, out);
+  return 0;
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app, Action& action) {
+  auto* cmd = app.add_subcommand("bench", "Performance figures: attention kernel, scaling, communication");
+  cmd->require_subcommand(1);
+  static AttentionBench ab;
+  auto* a = cmd->add_subcommand("attention", "Local attention kernel against single-thread sgemm and LibTorch's SDPA");
+  a->add_option("--repeats", ab.repeats, "Runs per figure (median)")->check(CLI::Range(1, 1000))->capture_default_str();
+  a->add_option("--json", ab.json_path, "Write the figures as JSON");
+  a->add_flag("--quick", ab.quick, "Small sizes only (smoke test)");
+  a->callback([&action] { action = [] { return bench_attention(ab); }; });
+
+  static ScalingBench sb;
+  auto* s = cmd->add_subcommand("scaling", "One generation on 1 and 2 ranks, and on 2 threads");
+  s->add_option("--model", sb.model)->check(CLI::IsMember({"flux", "wan", "qwen-image"}))->capture_default_str();
+  s->add_option("--preset", sb.preset)->check(CLI::IsMember({"tiny", "small", "full"}))->capture_default_str();
+  s->add_option("--height", sb.height)->capture_default_str();
+  s->add_option("--width", sb.width)->capture_default_str();
+  s->add_option("--steps", sb.steps, "Forwards per configuration (median)")->check(CLI::PositiveNumber)->capture_default_str();
+  s->add_option("--json", sb.json_path, "Write the figures as JSON");
+  s->callback([&action] { action = [] { return bench_scaling(sb); }; });
+
+  static CommBench cb;
+  auto* c = cmd->add_subcommand("comm", "Byte counters against the formulas; ring overlap");
+  c->add_option("--repeats", cb.repeats)->check(CLI::Range(1, 1000))->capture_default_str();
+  c->add_option("--json", cb.json_path, "Write the figures as JSON");
+  c->callback([&action] { action = [] { return bench_comm(cb); }; });
+}
+
+}  // namespace spdit::cli
