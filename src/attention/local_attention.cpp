@@ -1,6 +1,12 @@
 #include "spdit/attention/local_attention.h"
 
+#include "online_softmax_cpu.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
 #include <cmath>
+#include <vector>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -22,6 +28,51 @@ void check_qkv(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
                                 std::string(c10::str(v.sizes())) +
                                 " disagree on batch, heads or head dim");
   }
+}
+
+// The CPU hot path: one (batch, head) at a time so that a score block stays
+// in cache from its GEMM through the fused softmax to the second GEMM.
+// kt is K transposed, (B, H, D, Sk): both GEMMs then read row-major operands.
+AttentionState cpu_attention(const at::Tensor& qf, const at::Tensor& kt, const at::Tensor& vf,
+                             const at::Tensor& key_bias, int64_t block_q, int64_t block_k) {
+  const int64_t B = qf.size(0), H = qf.size(1), Sq = qf.size(2), D = qf.size(3), Sk = kt.size(3);
+  auto out = at::empty({B, H, Sq, D}, qf.options());
+  auto lse = at::empty({B, H, Sq}, qf.options());
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
+    auto scores = at::empty({block_q, block_k}, qf.options());
+    std::vector<float> m(block_q), l(block_q), alpha(block_q);
+    for (int64_t bh = begin; bh < end; ++bh) {
+      const int64_t b = bh / H, h = bh % H;
+      auto q = qf[b][h], k = kt[b][h], v = vf[b][h], o = out[b][h];
+      const float* bias = key_bias.defined() ? key_bias[key_bias.size(0) == 1 ? 0 : b].data_ptr<float>() : nullptr;
+      float* lse_row = lse[b][h].data_ptr<float>();
+      for (int64_t qs = 0; qs < Sq; qs += block_q) {
+        const int64_t bq = std::min(block_q, Sq - qs);
+        auto acc = o.narrow(0, qs, bq);
+        acc.zero_();
+        std::fill(m.begin(), m.end(), neg_inf);
+        std::fill(l.begin(), l.end(), 0.0f);
+        auto qb = q.narrow(0, qs, bq);
+        for (int64_t ks = 0; ks < Sk; ks += block_k) {
+          const int64_t bk = std::min(block_k, Sk - ks);
+          auto s = bq == block_q && bk == block_k ? scores : at::empty({bq, bk}, qf.options());
+          at::mm_out(s, qb, k.narrow(1, ks, bk));
+          detail::online_softmax_rows(s.data_ptr<float>(), bq, bk, bk, bias ? bias + ks : nullptr,
+                                      m.data(), l.data(), alpha.data());
+          detail::scale_rows(acc.data_ptr<float>(), bq, D, alpha.data());
+          acc.addmm_(s, v.narrow(0, ks, bk));
+        }
+        float* a = acc.data_ptr<float>();
+        for (int64_t i = 0; i < bq; ++i) {
+          const float inv = l[i] > 0 ? 1.0f / l[i] : 0.0f;
+          for (int64_t j = 0; j < D; ++j) a[i * D + j] *= inv;
+          lse_row[qs + i] = l[i] > 0 ? m[i] + std::log(l[i]) : neg_inf;
+        }
+      }
+    }
+  });
+  return {out, lse};
 }
 
 }  // namespace
@@ -49,6 +100,19 @@ AttentionState local_attention(const at::Tensor& q, const at::Tensor& k, const a
     while (am.dim() < 4) am = am.unsqueeze(0);
   }
 
+  if (q.device().is_cpu() && !am.defined()) {
+    auto qc = q.permute({0, 2, 1, 3}).to(at::kFloat).mul(scale).contiguous();
+    auto kc = k.permute({0, 2, 3, 1}).to(at::kFloat).contiguous();
+    auto vc = v.permute({0, 2, 1, 3}).to(at::kFloat).contiguous();
+    at::Tensor bias;
+    if (kpm.defined()) {
+      bias = at::zeros({kpm.size(0), Sk}, f32).masked_fill_(kpm.view({kpm.size(0), Sk}).logical_not(), neg_inf);
+    }
+    auto st = cpu_attention(qc, kc, vc, bias, o.block_q, o.block_k);
+    auto res = st.out.permute({0, 2, 1, 3});
+    return {o.out_fp32 ? res.contiguous() : res.to(q.scalar_type()).contiguous(), st.lse};
+  }
+  // Any device: the same algorithm from ATen ops, all heads at once.
   // (B, H, S, D) in fp32; the scale folded into q once.
   auto qf = q.permute({0, 2, 1, 3}).to(at::kFloat).mul(scale).contiguous();
   auto kt = k.permute({0, 2, 3, 1}).to(at::kFloat).contiguous();  // (B, H, D, Sk)

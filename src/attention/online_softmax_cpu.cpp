@@ -1,0 +1,111 @@
+#include "online_softmax_cpu.h"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+// GCC builds each of these for AVX-512, AVX2 and plain x86-64 and picks one at
+// load time, so the library runs on any x86-64 and is fast where it can be.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SPDIT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SPDIT_CLONES
+#endif
+
+namespace spdit::detail {
+namespace {
+
+// exp(x) for x <= 0 to about 2 ulp: 2^n * p(r), r = x - n ln2 in [-ln2/2, ln2/2].
+// Written without branches or library calls so that it vectorises.
+inline float exp_nonpositive(float x) {
+  const float clamped = x < -87.0f ? -87.0f : x;
+  // Round to nearest by the 1.5 * 2^23 trick: no floor() call, so every
+  // instruction set vectorises it.
+  const float n = (clamped * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  const float r = (clamped - n * 0.693359375f) + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return x < -87.0f ? 0.0f : p * scale;
+}
+
+// Reductions keep kLanes independent partial results, so the compiler can
+// vectorise them without reassociating floating-point math (no -ffast-math:
+// -inf must stay -inf).
+constexpr int kLanes = 16;
+
+SPDIT_CLONES float row_max(const float* row, int64_t n) {
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  float part[kLanes];
+  for (int t = 0; t < kLanes; ++t) part[t] = neg_inf;
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int t = 0; t < kLanes; ++t) part[t] = row[j + t] > part[t] ? row[j + t] : part[t];
+  }
+  float mx = neg_inf;
+  for (int t = 0; t < kLanes; ++t) mx = part[t] > mx ? part[t] : mx;
+  for (; j < n; ++j) mx = row[j] > mx ? row[j] : mx;
+  return mx;
+}
+
+SPDIT_CLONES float exp_shift_sum(float* row, int64_t n, float shift) {
+  float part[kLanes] = {0};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int t = 0; t < kLanes; ++t) {
+      const float e = exp_nonpositive(row[j + t] - shift);
+      row[j + t] = e;
+      part[t] += e;
+    }
+  }
+  float sum = 0.0f;
+  for (int t = 0; t < kLanes; ++t) sum += part[t];
+  for (; j < n; ++j) {
+    row[j] = exp_nonpositive(row[j] - shift);
+    sum += row[j];
+  }
+  return sum;
+}
+
+SPDIT_CLONES void add_bias(float* row, const float* bias, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) row[j] += bias[j];
+}
+
+SPDIT_CLONES void scale_row(float* row, int64_t n, float a) {
+  for (int64_t j = 0; j < n; ++j) row[j] *= a;
+}
+
+}  // namespace
+
+void online_softmax_rows(float* scores, int64_t rows, int64_t cols, int64_t ld, const float* bias,
+                         float* m, float* l, float* alpha) {
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < rows; ++i) {
+    float* row = scores + i * ld;
+    if (bias) add_bias(row, bias, cols);
+    const float m_new = std::max(m[i], row_max(row, cols));
+    if (m_new == neg_inf) {  // every key so far masked: contributes nothing
+      std::memset(row, 0, sizeof(float) * cols);
+      alpha[i] = 1.0f;
+      continue;
+    }
+    alpha[i] = m[i] == neg_inf ? 0.0f : std::exp(m[i] - m_new);
+    l[i] = l[i] * alpha[i] + exp_shift_sum(row, cols, m_new);
+    m[i] = m_new;
+  }
+}
+
+void scale_rows(float* acc, int64_t rows, int64_t d, const float* alpha) {
+  for (int64_t i = 0; i < rows; ++i) {
+    if (alpha[i] != 1.0f) scale_row(acc + i * d, d, alpha[i]);
+  }
+}
+
+}  // namespace spdit::detail
