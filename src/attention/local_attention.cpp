@@ -100,7 +100,10 @@ AttentionState local_attention(const at::Tensor& q, const at::Tensor& k, const a
     while (am.dim() < 4) am = am.unsqueeze(0);
   }
 
-  if (q.device().is_cpu() && !am.defined()) {
+  // The fused CPU path is for inference; with autograd recording, the ATen
+  // path below (same algorithm) keeps gradients flowing.
+  const bool recording = at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
+  if (q.device().is_cpu() && !am.defined() && !recording) {
     auto qc = q.permute({0, 2, 1, 3}).to(at::kFloat).mul(scale).contiguous();
     auto kc = k.permute({0, 2, 3, 1}).to(at::kFloat).contiguous();
     auto vc = v.permute({0, 2, 1, 3}).to(at::kFloat).contiguous();
