@@ -10,6 +10,9 @@ void add_launch_command(CLI::App& app, Action& action) {
       "launch", "Start N local ranks of a command with RANK/WORLD_SIZE/MASTER_* set");
   static LaunchOptions opts;
   cmd->add_option("--nproc", opts.nproc, "Number of ranks")->required()->check(CLI::PositiveNumber);
+  cmd->add_option("--nnodes", opts.nnodes, "Nodes in the job (default 1)")->check(CLI::PositiveNumber);
+  cmd->add_option("--node-rank", opts.node_rank, "This node's index (default 0)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--master-addr", opts.master_addr, "Address of node 0 (default 127.0.0.1)");
   cmd->add_option("--master-port", opts.master_port, "Rendezvous port (default: a free one)")
       ->check(CLI::Range(1, 65535));
   cmd->add_option("--timeout", opts.timeout_s,

@@ -116,7 +116,15 @@ int launch_local(const LaunchOptions& o) {
   if (o.command.empty()) {
     throw std::invalid_argument("no command to launch; usage: spdit launch --nproc N -- CMD [ARGS...]");
   }
+  if (o.nnodes < 1 || o.node_rank < 0 || o.node_rank >= o.nnodes) {
+    throw std::invalid_argument("--node-rank " + std::to_string(o.node_rank) + " must be in [0, --nnodes " +
+                                std::to_string(o.nnodes) + ")");
+  }
+  if (o.nnodes > 1 && o.master_port <= 0) {
+    throw std::invalid_argument("--master-port is required with --nnodes > 1 (every node must use the same one)");
+  }
   const int port = o.master_port > 0 ? o.master_port : find_free_port();
+  const int base = o.node_rank * o.nproc;  // global rank of this node's first rank
   std::vector<Rank> ranks(o.nproc);
   struct sigaction sa {};
   sa.sa_handler = on_signal;
@@ -135,11 +143,11 @@ int launch_local(const LaunchOptions& o) {
       dup2(out[1], STDOUT_FILENO);
       dup2(err[1], STDERR_FILENO);
       close(out[0]); close(out[1]); close(err[0]); close(err[1]);
-      setenv("RANK", std::to_string(r).c_str(), 1);
+      setenv("RANK", std::to_string(o.node_rank * o.nproc + r).c_str(), 1);
       setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
-      setenv("WORLD_SIZE", std::to_string(o.nproc).c_str(), 1);
+      setenv("WORLD_SIZE", std::to_string(o.nnodes * o.nproc).c_str(), 1);
       setenv("LOCAL_WORLD_SIZE", std::to_string(o.nproc).c_str(), 1);
-      setenv("MASTER_ADDR", "127.0.0.1", 1);
+      setenv("MASTER_ADDR", o.master_addr.c_str(), 1);
       setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
       setenv("SPDIT_TIMEOUT", std::to_string(o.timeout_s).c_str(), 1);
       std::vector<char*> argv;
@@ -163,7 +171,9 @@ int launch_local(const LaunchOptions& o) {
   // Once one rank has ended, the others get the process-group timeout (plus a
   // grace period) to end too; past that they are stuck and are stopped.
   auto deadline = Clock::time_point::max();
+  auto term_at = Clock::time_point::max();
   auto kill_at = Clock::time_point::max();
+  const auto kGrace = std::chrono::seconds(3);
   const auto grace = std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000) + 10000);
 
   while (running > 0 || std::any_of(ranks.begin(), ranks.end(), [](const Rank& r) {
@@ -177,8 +187,8 @@ int launch_local(const LaunchOptions& o) {
     if (!fds.empty()) poll(fds.data(), fds.size(), 100);
     else usleep(100 * 1000);
     for (int r = 0; r < o.nproc; ++r) {
-      drain(ranks[r].out_fd, r, ranks[r].out_buf, std::cout);
-      drain(ranks[r].err_fd, r, ranks[r].err_buf, std::cerr);
+      drain(ranks[r].out_fd, base + r, ranks[r].out_buf, std::cout);
+      drain(ranks[r].err_fd, base + r, ranks[r].err_buf, std::cerr);
     }
     for (int r = 0; r < o.nproc; ++r) {
       auto& rk = ranks[r];
@@ -193,10 +203,11 @@ int launch_local(const LaunchOptions& o) {
         if (!ok && failed_rank < 0) {
           failed_rank = r;
           failed_status = status;
-          std::cerr << "spdit launch: rank " << r << " " << describe(status)
+          std::cerr << "spdit launch: rank " << base + r << " " << describe(status)
                     << "; stopping the other ranks" << std::endl;
-          signal_all(ranks, SIGTERM);
-          kill_at = Clock::now() + std::chrono::seconds(5);
+          // A short grace first, so that survivors can say what they saw
+          // (which peer vanished) before they are stopped.
+          term_at = Clock::now() + kGrace;
         }
         if (deadline == Clock::time_point::max()) deadline = Clock::now() + grace;
       }
@@ -208,6 +219,10 @@ int launch_local(const LaunchOptions& o) {
       kill_at = Clock::now() + std::chrono::seconds(5);
     }
     const auto now = Clock::now();
+    if (now > term_at && kill_at == Clock::time_point::max()) {
+      if (running > 0) signal_all(ranks, SIGTERM);
+      kill_at = now + std::chrono::seconds(5);
+    }
     if (now > deadline && running > 0 && kill_at == Clock::time_point::max()) {
       std::cerr << "spdit launch: " << running << " rank(s) still running "
                 << o.timeout_s + 10 << " s after another ended; stopping them" << std::endl;

@@ -7,8 +7,11 @@
 namespace spdit::cli {
 
 struct LaunchOptions {
-  int nproc = 1;
-  int master_port = 0;         // 0: pick a free port
+  int nproc = 1;               // ranks on this node
+  int nnodes = 1;              // nodes in the job
+  int node_rank = 0;           // this node's index; its ranks are node_rank*nproc + local
+  std::string master_addr = "127.0.0.1";
+  int master_port = 0;         // 0: pick a free port (single node only)
   double timeout_s = 300;      // process-group timeout given to the ranks
   std::vector<std::string> command;
 };

@@ -7,6 +7,7 @@
 #include "spdit/hooks/forward_context.h"
 #include "spdit/plan/sp_config.h"
 #include "spdit/runtime/comm.h"
+#include "spdit/runtime/fault_injection.h"
 
 namespace spdit {
 namespace {
@@ -88,6 +89,7 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   }
   const SequenceParallelConfig& cfg = *ctx->config;
   const ParallelState& st = cfg.state();
+  fault_point("attention", st.world().rank());
   const int64_t u = cfg.get_ulysses_world_size();
   const int64_t heads = q.size(2);
   const int64_t padded_heads = (heads + u - 1) / u * u;

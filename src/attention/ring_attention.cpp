@@ -1,6 +1,7 @@
 #include "sp_attention_parts.h"
 
 #include "spdit/runtime/comm.h"
+#include "spdit/runtime/fault_injection.h"
 
 namespace spdit::detail {
 
@@ -34,6 +35,7 @@ AttentionState ring_attention(const Group& ring, const at::Tensor& q, const at::
     // the next block overlaps this block's compute.
     std::optional<RingExchange> next;
     if (step + 1 < r) next.emplace(ring, block);
+    if (next) fault_point("ring_step", ring.ranks()[ring.rank()]);
     at::Tensor kb = block[0], vb = block[1];
     at::Tensor mb = key_mask.defined() ? block[2] : at::Tensor();
     if (step == 0 && text.k.defined()) {

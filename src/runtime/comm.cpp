@@ -1,6 +1,8 @@
 #include "spdit/runtime/comm.h"
 
+#include <atomic>
 #include <sstream>
+#include <thread>
 #include <stdexcept>
 
 #include "group_impl.h"
@@ -129,6 +131,12 @@ void all_reduce_sum(const Group& group, at::Tensor& x) {
   g.counters->record("all_reduce", moved, moved);
 }
 
+namespace {
+std::atomic<int64_t> g_simulated_link_us{0};
+}
+
+void RingExchange::set_simulated_link_time(std::chrono::microseconds t) { g_simulated_link_us = t.count(); }
+
 struct RingExchange::Impl {
   const Group::Impl* group = nullptr;
   std::vector<at::Tensor> sent;  // kept alive until the sends complete
@@ -136,6 +144,7 @@ struct RingExchange::Impl {
   std::vector<at::ScalarType> dtypes;
   std::vector<c10::intrusive_ptr<c10d::Work>> works;
   bool done = false;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 };
 
 RingExchange::RingExchange(const Group& group, const std::vector<at::Tensor>& tensors)
@@ -183,6 +192,9 @@ RingExchange& RingExchange::operator=(RingExchange&&) noexcept = default;
 std::vector<at::Tensor> RingExchange::wait() {
   if (!impl_->done) {
     impl_->done = true;
+    if (const int64_t us = g_simulated_link_us.load()) {
+      std::this_thread::sleep_until(impl_->started + std::chrono::microseconds(us));
+    }
     for (auto& w : impl_->works) wait_work(*impl_->group, w, "ring_exchange");
     impl_->works.clear();
     impl_->sent.clear();

@@ -11,6 +11,28 @@
 
 namespace spdit {
 
+/// Heartbeats in the job's store: each rank bumps its counter twice a
+/// second, so that after a failed collective the survivors can name the
+/// rank(s) that stopped.
+class Liveness {
+ public:
+  Liveness(c10::intrusive_ptr<c10d::Store> store, int rank);
+  ~Liveness();
+  void start();
+  /// The ranks among `ranks` whose heartbeat did not move for ~1.5 s, less
+  /// those that announced they left after an error of their own (`left`);
+  /// an empty answer with `store_lost` set when the store itself is gone.
+  std::vector<int> stopped(const std::vector<int>& ranks, std::vector<int>& left, bool& store_lost) const;
+  /// Tells the others that this rank is leaving because of an error it saw.
+  void announce_leaving() const;
+
+ private:
+  c10::intrusive_ptr<c10d::Store> store_;
+  int rank_;
+  struct Beat;
+  std::unique_ptr<Beat> beat_;
+};
+
 struct Group::Impl {
   c10::intrusive_ptr<c10d::ProcessGroup> pg;
   std::vector<int> ranks;  // global ranks, in group order
@@ -18,6 +40,7 @@ struct Group::Impl {
   std::string name;
   CommCounters* counters = nullptr;
   std::chrono::milliseconds timeout{0};
+  std::shared_ptr<Liveness> liveness;
 };
 
 /// Waits on c10d work; turns a backend failure into an error that names the

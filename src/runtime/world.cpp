@@ -8,6 +8,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include <condition_variable>
 #include <cstdlib>
 #include <exception>
 #include <mutex>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "group_impl.h"
+#include "spdit/runtime/fault_injection.h"
 
 namespace spdit {
 namespace {
@@ -102,7 +104,69 @@ void announce_and_wait_for_peers(c10d::Store& store, const std::string& prefix, 
   }
 }
 
+std::string hb_key(int rank) { return "spdit/heartbeat/" + std::to_string(rank); }
+
 }  // namespace
+
+struct Liveness::Beat {
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool stop = false;
+  std::thread thread;
+};
+
+Liveness::Liveness(c10::intrusive_ptr<c10d::Store> store, int rank)
+    : store_(std::move(store)), rank_(rank), beat_(std::make_unique<Beat>()) {}
+
+void Liveness::start() {
+  beat_->thread = std::thread([this] {
+    std::unique_lock<std::mutex> lock(beat_->mutex);
+    while (!beat_->stop) {
+      try {
+        store_->add(hb_key(rank_), 1);
+      } catch (...) {
+        return;  // the store is gone (its host died): nothing left to tell
+      }
+      beat_->cv.wait_for(lock, std::chrono::milliseconds(500));
+    }
+  });
+}
+
+Liveness::~Liveness() {
+  {
+    std::lock_guard<std::mutex> lock(beat_->mutex);
+    beat_->stop = true;
+  }
+  beat_->cv.notify_all();
+  if (beat_->thread.joinable()) beat_->thread.join();
+}
+
+void Liveness::announce_leaving() const {
+  try {
+    store_->set("spdit/left/" + std::to_string(rank_), std::vector<uint8_t>{1});
+  } catch (...) {
+  }
+}
+
+std::vector<int> Liveness::stopped(const std::vector<int>& ranks, std::vector<int>& left,
+                                   bool& store_lost) const {
+  store_lost = false;
+  left.clear();
+  std::vector<int64_t> first;
+  try {
+    for (int r : ranks) first.push_back(store_->add(hb_key(r), 0));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    std::vector<int> out;
+    for (size_t i = 0; i < ranks.size(); ++i) {
+      if (ranks[i] == rank_ || store_->add(hb_key(ranks[i]), 0) != first[i]) continue;
+      (store_->check({"spdit/left/" + std::to_string(ranks[i])}) ? left : out).push_back(ranks[i]);
+    }
+    return out;
+  } catch (...) {
+    store_lost = true;
+    return {};
+  }
+}
 
 RuntimeOptions::RuntimeOptions() : timeout_(std::chrono::seconds(300)) {
   if (const char* t = std::getenv("SPDIT_TIMEOUT"); t && *t) {
@@ -137,10 +201,12 @@ struct World::Impl {
   // Subgroups live as long as the World: a member that destroyed its end of a
   // group while a peer still used it would close sockets under that peer.
   std::vector<std::shared_ptr<Group::Impl>> subgroups;
+  std::shared_ptr<Liveness> liveness;
   int generation = 0;
 };
 
 World::World(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {
+  impl_->liveness = std::make_shared<Liveness>(impl_->store, impl_->rank);
   announce_and_wait_for_peers(*impl_->store, "world", impl_->rank, impl_->size,
                               impl_->options.timeout());
   std::vector<int> all(impl_->size);
@@ -153,7 +219,9 @@ World::World(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {
   g->name = "world";
   g->counters = impl_->counters.get();
   g->timeout = impl_->options.timeout();
+  g->liveness = impl_->liveness;
   impl_->world = Group(g);
+  impl_->liveness->start();
 }
 
 World::~World() {
@@ -194,6 +262,7 @@ Group World::new_group(const std::vector<int>& ranks, const std::string& name) {
   g->name = name;
   g->counters = impl_->counters.get();
   g->timeout = impl_->options.timeout();
+  g->liveness = impl_->liveness;
   // Every member has finished connecting before anyone uses or drops it.
   wait_work(*g, g->pg->barrier(), "barrier after creating the group");
   impl_->subgroups.push_back(g);
@@ -211,9 +280,23 @@ void wait_work(const Group::Impl& g, const c10::intrusive_ptr<c10d::Work>& work,
   } catch (const std::exception& e) {
     std::ostringstream os;
     os << "spdit: " << op << " on group '" << g.name << "' (global ranks [" << join_ints(g.ranks)
-       << "]) failed on group rank " << g.rank << " (global " << g.ranks[g.rank]
-       << "): a peer died, exited early or did not answer within " << g.timeout.count() / 1000.0
-       << " s. Backend said: " << e.what();
+       << "]) failed on global rank " << g.ranks[g.rank] << ": ";
+    bool store_lost = false;
+    std::vector<int> left;
+    auto stopped = g.liveness ? g.liveness->stopped(g.ranks, left, store_lost) : std::vector<int>{};
+    if (g.liveness) g.liveness->announce_leaving();
+    if (!stopped.empty()) {
+      os << "rank(s) [" << join_ints(stopped) << "] stopped (no heartbeat); they died or exited early";
+      if (!left.empty()) os << " (rank(s) [" << join_ints(left) << "] then left after this error)";
+    } else if (!left.empty()) {
+      os << "rank(s) [" << join_ints(left) << "] left after an error of their own";
+    } else if (store_lost) {
+      os << "rank 0, which hosts the rendezvous store, is gone (it died or exited early)";
+    } else {
+      os << "a peer died, exited early or did not answer within " << g.timeout.count() / 1000.0 << " s";
+    }
+    std::string backend = e.what();
+    os << ". Backend said: " << backend.substr(0, backend.find('\n'));
     throw std::runtime_error(os.str());
   }
 }
@@ -225,6 +308,7 @@ bool launched_by_launcher() {
 std::shared_ptr<World> init_from_env(const RuntimeOptions& options) {
   auto impl = std::make_unique<World::Impl>();
   impl->rank = parse_int_env("RANK", env_or_throw("RANK"));
+  fault_point("rendezvous", impl->rank);
   impl->size = parse_int_env("WORLD_SIZE", env_or_throw("WORLD_SIZE"));
   const char* lr = std::getenv("LOCAL_RANK");
   impl->local_rank = lr && *lr ? parse_int_env("LOCAL_RANK", lr) : 0;

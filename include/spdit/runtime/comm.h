@@ -3,6 +3,7 @@
 // bytes it moves in the group's CommCounters under the kind named here.
 #include <ATen/ATen.h>
 
+#include <chrono>
 #include <memory>
 #include <vector>
 
@@ -46,6 +47,10 @@ class RingExchange {
   RingExchange(RingExchange&&) noexcept;
   RingExchange& operator=(RingExchange&&) noexcept;
   std::vector<at::Tensor> wait();
+
+  /// Benchmarks only: every exchange takes at least this long, as over a
+  /// slower link (the wait sleeps, using no CPU). 0, the default, disables it.
+  static void set_simulated_link_time(std::chrono::microseconds t);
 
  private:
   std::unique_ptr<Impl> impl_;

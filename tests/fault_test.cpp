@@ -1,0 +1,116 @@
+// Faults as a user meets them: a real rank killed at a chosen point (see
+// spdit/runtime/fault_injection.h). Every survivor must fail with an error
+// naming the lost peer, `spdit launch` must exit non-zero, and nothing may be
+// left behind: no process, no bound port.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+namespace {
+
+struct Result {
+  int code;
+  std::string output;
+  double seconds;
+};
+
+Result run(const std::string& cmd) {
+  auto t0 = std::chrono::steady_clock::now();
+  std::string out;
+  FILE* f = popen((cmd + " 2>&1").c_str(), "r");
+  std::array<char, 4096> buf{};
+  while (fgets(buf.data(), buf.size(), f)) out += buf.data();
+  int status = pclose(f);
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out, s};
+}
+
+bool port_is_free(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  bool ok = bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+  close(fd);
+  return ok;
+}
+
+const std::string kSpdit = SPDIT_BIN;
+
+// A job whose seed marks its processes, so that leftovers can be found.
+Result faulty_job(const std::string& fault, int nproc, const std::string& layout, int port, int seed,
+                  double timeout = 10) {
+  return run("SPDIT_FAULT=" + fault + " " + kSpdit + " launch --nproc " + std::to_string(nproc) +
+             " --master-port " + std::to_string(port) + " --timeout " + std::to_string(timeout) + " -- " +
+             kSpdit + " run --model flux --preset tiny --height 128 --width 128 --steps 3 " + layout +
+             " --seed " + std::to_string(seed));
+}
+
+void expect_nothing_left(int port, int seed) {
+  auto left = run("pgrep -f -- '--seed " + std::to_string(seed) + "$' || true");
+  EXPECT_EQ(left.output, "") << "orphan processes:\n" << left.output;
+  EXPECT_TRUE(port_is_free(port)) << "port " << port << " still bound";
+}
+
+int unique_port(int offset) { return 20000 + (getpid() * 7 + offset * 131) % 30000; }
+
+}  // namespace
+
+TEST(Faults, RankKilledDuringRendezvous) {
+  const int port = unique_port(1), seed = 900001;
+  auto r = faulty_job("rank=2,point=rendezvous", 3, "--ulysses 3", port, seed, /*timeout=*/2);
+  EXPECT_EQ(r.code, 128 + 9) << r.output;
+  EXPECT_NE(r.output.find("spdit launch: rank 2 was killed by signal 9"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("rank(s) [2] did not join the job within 2 s"), std::string::npos) << r.output;
+  EXPECT_LT(r.seconds, 30);
+  expect_nothing_left(port, seed);
+}
+
+TEST(Faults, RankKilledInTheMiddleOfAStep) {
+  const int port = unique_port(2), seed = 900002;
+  auto r = faulty_job("rank=1,point=attention,after=7", 4, "--ulysses 2 --ring 2", port, seed);
+  EXPECT_EQ(r.code, 128 + 9) << r.output;
+  EXPECT_NE(r.output.find("rank 1 was killed by signal 9"), std::string::npos) << r.output;
+  // A survivor in a group with rank 1 names it.
+  EXPECT_NE(r.output.find("rank(s) [1] stopped (no heartbeat)"), std::string::npos) << r.output;
+  EXPECT_LT(r.seconds, 30);
+  expect_nothing_left(port, seed);
+}
+
+TEST(Faults, RankKilledDuringARingExchange) {
+  const int port = unique_port(3), seed = 900003;
+  auto r = faulty_job("rank=2,point=ring_step,after=2", 4, "--ring 4", port, seed);
+  EXPECT_EQ(r.code, 128 + 9) << r.output;
+  EXPECT_NE(r.output.find("rank(s) [2] stopped (no heartbeat)"), std::string::npos) << r.output;
+  EXPECT_LT(r.seconds, 30);
+  expect_nothing_left(port, seed);
+}
+
+TEST(Faults, RankZeroKilledTakesTheStoreWithIt) {
+  const int port = unique_port(4), seed = 900004;
+  auto r = faulty_job("rank=0,point=attention,after=3", 2, "--ring 2", port, seed);
+  EXPECT_NE(r.code, 0) << r.output;
+  EXPECT_LT(r.seconds, 30);
+  expect_nothing_left(port, seed);
+}
+
+TEST(Faults, ExceptionOnOneRankFailsTheJob) {
+  // A bad size is an exception on every rank before any collective.
+  const int port = unique_port(5);
+  auto r = run(kSpdit + " launch --nproc 2 --master-port " + std::to_string(port) + " -- " + kSpdit +
+               " run --model wan --preset tiny --frames 3");
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("--frames 3 must be 4k+1"), std::string::npos) << r.output;
+  EXPECT_TRUE(port_is_free(port));
+}
