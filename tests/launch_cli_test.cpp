@@ -1,5 +1,7 @@
 // `spdit launch` and `spdit layout` as a user runs them: real processes.
 #include <gtest/gtest.h>
+
+#include "support/subprocess.h"
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -10,22 +12,8 @@
 
 namespace {
 
-struct Result {
-  int code;
-  std::string output;
-  double seconds;
-};
-
-Result run(const std::string& cmd) {
-  auto t0 = std::chrono::steady_clock::now();
-  std::string out;
-  FILE* f = popen((cmd + " 2>&1").c_str(), "r");
-  std::array<char, 4096> buf{};
-  while (fgets(buf.data(), buf.size(), f)) out += buf.data();
-  int status = pclose(f);
-  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out, s};
-}
+using Result = spdit::test::CommandResult;
+Result run(const std::string& cmd) { return spdit::test::run_command(cmd); }
 
 const std::string kSpdit = SPDIT_BIN;
 

@@ -11,6 +11,7 @@
 #include "spdit/models/wan.h"
 #include "spdit/models/weights.h"
 #include "support/ranks.h"
+#include "support/subprocess.h"
 
 using namespace spdit;
 using namespace spdit::models;
@@ -27,15 +28,7 @@ std::map<std::string, at::Tensor> params_of(torch::nn::Module& m) {
   return s;
 }
 
-template <typename Fn>
-std::string error_of(Fn fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
+using test::error_of;
 
 }  // namespace
 

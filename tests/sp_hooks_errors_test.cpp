@@ -3,6 +3,7 @@
 
 #include "spdit/hooks/sequence_parallel.h"
 #include "support/ranks.h"
+#include "support/subprocess.h"
 #include "support/toy_models.h"
 
 using namespace spdit;
@@ -18,15 +19,7 @@ bool no_hooks_anywhere(test::ExampleModel& m) {
   return true;
 }
 
-template <typename Fn>
-std::string error_of(Fn fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
+using test::error_of;
 
 }  // namespace
 

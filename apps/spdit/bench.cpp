@@ -211,6 +211,34 @@ struct CommBench {
   std::string json_path;
 };
 
+struct OverlapShape {
+  const char* name;
+  int64_t sq, sk, h, d;
+  double link_factor;  // > 0: simulated link time, in units of the compute-bound case's compute
+};
+
+json measure_overlap(const OverlapShape& s, int repeats) {
+  json row;
+  run_in_process(2, [&](World& w) {
+    set_threads_per_rank(1);
+    auto q = at::randn({1, s.sq, s.h, s.d}), k = at::randn({1, s.sk, s.h, s.d}), v = at::randn({1, s.sk, s.h, s.d});
+    const Group& g = w.group();
+    auto compute = time_runs(repeats, [&] { local_attention(q, k, v); });
+    auto transfer = time_runs(repeats, [&] { RingExchange(g, {k, v}).wait(); });
+    auto step = time_runs(repeats, [&] {
+      RingExchange ex(g, {k, v});
+      local_attention(q, k, v);
+      ex.wait();
+    });
+    if (w.rank() == 0) {
+      row = {{"sq", s.sq}, {"sk", s.sk}, {"heads", s.h}, {"head_dim", s.d},
+             {"compute", to_json(compute)}, {"transfer", to_json(transfer)}, {"step", to_json(step)},
+             {"step_over_slower", step.median / std::max(compute.median, transfer.median)}};
+    }
+  });
+  return row;
+}
+
 void print_overlap(const std::string& name, const json& row) {
   std::cout << "  " << std::left << std::setw(15) << name << std::right << std::fixed << std::setprecision(4)
             << " compute " << row["compute"]["median_s"].get<double>() << " s, transfer "
@@ -249,63 +277,24 @@ int bench_comm(const CommBench& o) {
     out["bytes"][std::to_string(u) + "x" + std::to_string(r)] = row;
     std::cout << "  U=" << u << " R=" << r << ": " << row.dump() << "\n";
   }
-  // 2. Ring overlap on 2 ranks: compute alone, transfer alone, one overlapped step.
+  // 2. Ring overlap on 2 ranks: compute alone, transfer alone, one overlapped
+  // step; the last case over a slower link, simulated as 1.5x the compute of
+  // the first (a sleep, so it costs no CPU).
   std::cout << "\nring step on 2 in-process ranks (1 thread each), median of " << o.repeats << ":\n";
-  struct Shape {
-    const char* name;
-    int64_t sq, sk, h, d;
-  };
-  for (const auto& s : std::vector<Shape>{{"compute-bound", 2048, 2048, 8, 64},
-                                          {"balanced", 256, 8192, 8, 64},
-                                          {"transfer-bound", 32, 32768, 8, 128}}) {
-    json row;
-    run_in_process(2, [&](World& w) {
-      set_threads_per_rank(1);
-      auto q = at::randn({1, s.sq, s.h, s.d}), k = at::randn({1, s.sk, s.h, s.d}), v = at::randn({1, s.sk, s.h, s.d});
-      const Group& g = w.group();
-      auto compute = time_runs(o.repeats, [&] { local_attention(q, k, v); });
-      auto transfer = time_runs(o.repeats, [&] { RingExchange(g, {k, v}).wait(); });
-      auto step = time_runs(o.repeats, [&] {
-        RingExchange ex(g, {k, v});
-        local_attention(q, k, v);
-        ex.wait();
-      });
-      if (w.rank() == 0) {
-        const double slower = std::max(compute.median, transfer.median);
-        row = {{"sq", s.sq}, {"sk", s.sk}, {"heads", s.h}, {"head_dim", s.d},
-               {"compute", to_json(compute)}, {"transfer", to_json(transfer)}, {"step", to_json(step)},
-               {"step_over_slower", step.median / slower}};
-      }
-    });
+  for (const auto& s : std::vector<OverlapShape>{{"compute-bound", 2048, 2048, 8, 64, 0},
+                                                 {"balanced", 256, 8192, 8, 64, 0},
+                                                 {"transfer-bound", 32, 32768, 8, 128, 0},
+                                                 {"slow-link", 2048, 2048, 8, 64, 1.5}}) {
+    double link_s = 0;
+    if (s.link_factor > 0) {
+      link_s = s.link_factor * out["ring_overlap"]["compute-bound"]["compute"]["median_s"].get<double>();
+      RingExchange::set_simulated_link_time(std::chrono::microseconds(static_cast<int64_t>(link_s * 1e6)));
+    }
+    json row = measure_overlap(s, o.repeats);
+    RingExchange::set_simulated_link_time(std::chrono::microseconds(0));
+    if (link_s > 0) row["simulated_link_s"] = link_s;
     out["ring_overlap"][s.name] = row;
     print_overlap(s.name, row);
-  }
-  // 3. The same compute-bound step over a slower link: a simulated transfer
-  // time of 1.5x the compute (sleeping, so it costs no CPU).
-  {
-    json row;
-    const double compute_s = out["ring_overlap"]["compute-bound"]["compute"]["median_s"].get<double>();
-    RingExchange::set_simulated_link_time(std::chrono::microseconds(static_cast<int64_t>(compute_s * 1.5e6)));
-    run_in_process(2, [&](World& w) {
-      set_threads_per_rank(1);
-      auto q = at::randn({1, 2048, 8, 64}), k = at::randn({1, 2048, 8, 64}), v = at::randn({1, 2048, 8, 64});
-      const Group& g = w.group();
-      auto compute = time_runs(o.repeats, [&] { local_attention(q, k, v); });
-      auto transfer = time_runs(o.repeats, [&] { RingExchange(g, {k, v}).wait(); });
-      auto step = time_runs(o.repeats, [&] {
-        RingExchange ex(g, {k, v});
-        local_attention(q, k, v);
-        ex.wait();
-      });
-      if (w.rank() == 0) {
-        row = {{"sq", 2048}, {"sk", 2048}, {"heads", 8}, {"head_dim", 64}, {"simulated_link_s", compute_s * 1.5},
-               {"compute", to_json(compute)}, {"transfer", to_json(transfer)}, {"step", to_json(step)},
-               {"step_over_slower", step.median / std::max(compute.median, transfer.median)}};
-      }
-    });
-    RingExchange::set_simulated_link_time(std::chrono::microseconds(0));
-    out["ring_overlap"]["slow-link"] = row;
-    print_overlap("slow-link", row);
   }
   write_json(o.json_path, out);
   return 0;

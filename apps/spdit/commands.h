@@ -16,4 +16,14 @@ void add_run_command(CLI::App& app, Action& action);
 void add_explain_command(CLI::App& app, Action& action);
 void add_bench_command(CLI::App& app, Action& action);
 
+/// All of the above: the `spdit` command line.
+inline void add_all_commands(CLI::App& app, Action& action) {
+  app.require_subcommand(1);
+  add_launch_command(app, action);
+  add_layout_command(app, action);
+  add_run_command(app, action);
+  add_explain_command(app, action);
+  add_bench_command(app, action);
+}
+
 }  // namespace spdit::cli

@@ -7,13 +7,8 @@
 
 int main(int argc, char** argv) {
   CLI::App app{"spdit: sequence-parallel diffusion transformers on LibTorch"};
-  app.require_subcommand(1);
   spdit::cli::Action action;
-  spdit::cli::add_launch_command(app, action);
-  spdit::cli::add_layout_command(app, action);
-  spdit::cli::add_run_command(app, action);
-  spdit::cli::add_explain_command(app, action);
-  spdit::cli::add_bench_command(app, action);
+  spdit::cli::add_all_commands(app, action);
   spdit::cli::remember_command_line(argc, argv);
   try {
     app.parse(argc, argv);

@@ -168,26 +168,21 @@ Outputs FluxTransformerImpl::forward(const BoundArgs& a) {
 namespace spdit::models {
 namespace {
 
-class FluxPipeline : public Pipeline {
+class FluxPipeline : public PackedImagePipeline {
  public:
-  FluxPipeline(const std::string& preset, uint64_t seed) : model_(FluxConfig::preset(preset)) {
+  FluxPipeline(const std::string& preset, uint64_t seed)
+      : PackedImagePipeline(FluxConfig::preset(preset).in_channels), model_(FluxConfig::preset(preset)) {
     seeded_init(*model_, seed);
   }
   std::string name() const override { return "flux"; }
   HookableModule& model() override { return *model_; }
-  void check_size(const RunSize& s) const override { check_image_size(s); }
 
   at::Tensor prepare(const RunSize& s, uint64_t seed) override {
-    check_size(s);
-    const auto& c = model_->config();
     auto gen = at::detail::createCPUGenerator(seed);
-    lh_ = s.height / 8, lw_ = s.width / 8;
-    const int64_t tokens = (lh_ / 2) * (lw_ / 2);
-    text_ = at::randn({s.batch, s.text_len, c.text_dim}, gen);
-    pooled_ = at::randn({s.batch, c.pooled_dim}, gen);
-    img_ids_ = image_ids(lh_, lw_);
+    auto noise = prepare_packed(s, model_->config().text_dim, gen);
+    pooled_ = at::randn({s.batch, model_->config().pooled_dim}, gen);
     txt_ids_ = at::zeros({s.text_len, 3}, at::kLong);
-    return at::randn({s.batch, tokens, c.in_channels}, gen);
+    return noise;
   }
 
   at::Tensor velocity(const at::Tensor& x, double t) override {
@@ -201,7 +196,7 @@ class FluxPipeline : public Pipeline {
 
   ForwardShapes shapes(const RunSize& s) const override {
     const auto& c = model_->config();
-    const int64_t tokens = (s.height / 16) * (s.width / 16);
+    const int64_t tokens = tokens_of(s);
     ForwardShapes f;
     f.tokens = tokens;
     f.sites = {{"", "hidden_states", {s.batch, tokens, c.in_channels}, 1, 0, false},
@@ -213,14 +208,9 @@ class FluxPipeline : public Pipeline {
     return f;
   }
 
-  at::Tensor preview(const at::Tensor& latents) const override {
-    return preview_from_packed(latents, lh_, lw_, model_->config().in_channels / 4);
-  }
-
  private:
   FluxTransformer model_;
-  at::Tensor text_, pooled_, img_ids_, txt_ids_;
-  int64_t lh_ = 0, lw_ = 0;
+  at::Tensor pooled_, txt_ids_;
 };
 
 }  // namespace

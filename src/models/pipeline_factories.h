@@ -11,4 +11,32 @@ std::unique_ptr<Pipeline> make_qwen_image_pipeline(const std::string& preset, ui
 void check_image_size(const RunSize& size);
 /// Packed 2x2 positions (S, 3): (frame, row, col).
 at::Tensor image_ids(int64_t latent_h, int64_t latent_w, int64_t frame = 0);
+
+/// What the image models (latents packed as 2x2 tokens) share: sizes, seeded
+/// text and noise, image positions, the preview.
+class PackedImagePipeline : public Pipeline {
+ public:
+  void check_size(const RunSize& s) const override { check_image_size(s); }
+  at::Tensor preview(const at::Tensor& latents) const override {
+    return preview_from_packed(latents, latent_h_, latent_w_, channels_ / 4);
+  }
+
+ protected:
+  explicit PackedImagePipeline(int64_t channels) : channels_(channels) {}
+  /// Draws text (B, T, text_dim) then noise (B, tokens, channels) from `gen`.
+  at::Tensor prepare_packed(const RunSize& s, int64_t text_dim, at::Generator& gen) {
+    check_size(s);
+    latent_h_ = s.height / 8, latent_w_ = s.width / 8;
+    text_ = at::randn({s.batch, s.text_len, text_dim}, gen);
+    img_ids_ = image_ids(latent_h_, latent_w_);
+    return at::randn({s.batch, (latent_h_ / 2) * (latent_w_ / 2), channels_}, gen);
+  }
+  static int64_t tokens_of(const RunSize& s) { return (s.height / 16) * (s.width / 16); }
+
+  at::Tensor text_, img_ids_;
+
+ private:
+  int64_t channels_;
+  int64_t latent_h_ = 0, latent_w_ = 0;
+};
 }  // namespace spdit::models

@@ -113,23 +113,18 @@ Outputs QwenImageTransformerImpl::forward(const BoundArgs& a) {
 
 namespace {
 
-class QwenImagePipeline : public Pipeline {
+class QwenImagePipeline : public PackedImagePipeline {
  public:
-  QwenImagePipeline(const std::string& preset, uint64_t seed) : model_(QwenImageConfig::preset(preset)) {
+  QwenImagePipeline(const std::string& preset, uint64_t seed)
+      : PackedImagePipeline(QwenImageConfig::preset(preset).in_channels), model_(QwenImageConfig::preset(preset)) {
     seeded_init(*model_, seed);
   }
   std::string name() const override { return "qwen-image"; }
   HookableModule& model() override { return *model_; }
-  void check_size(const RunSize& s) const override { check_image_size(s); }
 
   at::Tensor prepare(const RunSize& s, uint64_t seed) override {
-    check_size(s);
-    const auto& c = model_->config();
     auto gen = at::detail::createCPUGenerator(seed);
-    lh_ = s.height / 8, lw_ = s.width / 8;
-    text_ = at::randn({s.batch, s.text_len, c.text_dim}, gen);
-    img_ids_ = image_ids(lh_, lw_);
-    return at::randn({s.batch, (lh_ / 2) * (lw_ / 2), c.in_channels}, gen);
+    return prepare_packed(s, model_->config().text_dim, gen);
   }
 
   at::Tensor velocity(const at::Tensor& x, double t) override {
@@ -138,7 +133,7 @@ class QwenImagePipeline : public Pipeline {
 
   ForwardShapes shapes(const RunSize& s) const override {
     const auto& c = model_->config();
-    const int64_t tokens = (s.height / 16) * (s.width / 16);
+    const int64_t tokens = tokens_of(s);
     ForwardShapes f;
     f.tokens = tokens;
     f.sites = {{"", "hidden_states", {s.batch, tokens, c.in_channels}, 1, 0, false},
@@ -149,14 +144,8 @@ class QwenImagePipeline : public Pipeline {
     return f;
   }
 
-  at::Tensor preview(const at::Tensor& latents) const override {
-    return preview_from_packed(latents, lh_, lw_, model_->config().in_channels / 4);
-  }
-
  private:
   QwenImageTransformer model_;
-  at::Tensor text_, img_ids_;
-  int64_t lh_ = 0, lw_ = 0;
 };
 
 }  // namespace

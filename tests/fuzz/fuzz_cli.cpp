@@ -25,13 +25,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<char*> argv;
   for (auto& w : words) argv.push_back(w.data());
   CLI::App app{"spdit"};
-  app.require_subcommand(1);
   spdit::cli::Action action;
-  spdit::cli::add_launch_command(app, action);
-  spdit::cli::add_layout_command(app, action);
-  spdit::cli::add_run_command(app, action);
-  spdit::cli::add_explain_command(app, action);
-  spdit::cli::add_bench_command(app, action);
+  spdit::cli::add_all_commands(app, action);
   try {
     app.parse(static_cast<int>(argv.size()), argv.data());
   } catch (const CLI::Error&) {
