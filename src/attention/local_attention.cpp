@@ -31,43 +31,48 @@ void check_qkv(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
 }
 
 // The CPU hot path: one (batch, head) at a time so that a score block stays
-// in cache from its GEMM through the fused softmax to the second GEMM.
-// kt is K transposed, (B, H, D, Sk): both GEMMs then read row-major operands.
-AttentionState cpu_attention(const at::Tensor& qf, const at::Tensor& kt, const at::Tensor& vf,
-                             const at::Tensor& key_bias, int64_t block_q, int64_t block_k) {
-  const int64_t B = qf.size(0), H = qf.size(1), Sq = qf.size(2), D = qf.size(3), Sk = kt.size(3);
-  auto out = at::empty({B, H, Sq, D}, qf.options());
-  auto lse = at::empty({B, H, Sq}, qf.options());
+// in cache from its GEMM through the fused softmax to the second GEMM. q and
+// v are read, and the output written, in place in their (B, S, H, D) layout
+// (rows H*D floats apart); only K is transposed, to (B, H, D, Sk), so that
+// both GEMMs read row-major operands. The softmax scale goes into the
+// exponent, so q is never copied to be scaled.
+AttentionState cpu_attention(const at::Tensor& q, const at::Tensor& kt, const at::Tensor& v,
+                             const at::Tensor& key_bias, float scale, int64_t block_q, int64_t block_k) {
+  const int64_t B = q.size(0), Sq = q.size(1), H = q.size(2), D = q.size(3), Sk = kt.size(3);
+  auto out = at::empty({B, Sq, H, D}, q.options());
+  auto lse = at::empty({B, H, Sq}, q.options());
   const float neg_inf = -std::numeric_limits<float>::infinity();
+  const int64_t ld = H * D;
   at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
-    auto scores = at::empty({block_q, block_k}, qf.options());
+    auto scores = at::empty({block_q, block_k}, q.options());
     std::vector<float> m(block_q), l(block_q), alpha(block_q);
     for (int64_t bh = begin; bh < end; ++bh) {
       const int64_t b = bh / H, h = bh % H;
-      auto q = qf[b][h], k = kt[b][h], v = vf[b][h], o = out[b][h];
+      auto qh = q.select(0, b).select(1, h), k = kt[b][h], vh = v.select(0, b).select(1, h);
+      auto oh = out.select(0, b).select(1, h);  // (Sq, D), rows ld apart
       const float* bias = key_bias.defined() ? key_bias[key_bias.size(0) == 1 ? 0 : b].data_ptr<float>() : nullptr;
       float* lse_row = lse[b][h].data_ptr<float>();
       for (int64_t qs = 0; qs < Sq; qs += block_q) {
         const int64_t bq = std::min(block_q, Sq - qs);
-        auto acc = o.narrow(0, qs, bq);
+        auto acc = oh.narrow(0, qs, bq);
         acc.zero_();
         std::fill(m.begin(), m.end(), neg_inf);
         std::fill(l.begin(), l.end(), 0.0f);
-        auto qb = q.narrow(0, qs, bq);
+        auto qb = qh.narrow(0, qs, bq);
+        float* a = acc.data_ptr<float>();
         for (int64_t ks = 0; ks < Sk; ks += block_k) {
           const int64_t bk = std::min(block_k, Sk - ks);
-          auto s = bq == block_q && bk == block_k ? scores : at::empty({bq, bk}, qf.options());
+          auto s = bq == block_q && bk == block_k ? scores : at::empty({bq, bk}, q.options());
           at::mm_out(s, qb, k.narrow(1, ks, bk));
-          detail::online_softmax_rows(s.data_ptr<float>(), bq, bk, bk, bias ? bias + ks : nullptr,
+          detail::online_softmax_rows(s.data_ptr<float>(), bq, bk, bk, bias ? bias + ks : nullptr, scale,
                                       m.data(), l.data(), alpha.data());
-          detail::scale_rows(acc.data_ptr<float>(), bq, D, alpha.data());
-          acc.addmm_(s, v.narrow(0, ks, bk));
+          detail::scale_rows(a, bq, D, ld, alpha.data());
+          acc.addmm_(s, vh.narrow(0, ks, bk));
         }
-        float* a = acc.data_ptr<float>();
         for (int64_t i = 0; i < bq; ++i) {
           const float inv = l[i] > 0 ? 1.0f / l[i] : 0.0f;
-          for (int64_t j = 0; j < D; ++j) a[i * D + j] *= inv;
-          lse_row[qs + i] = l[i] > 0 ? m[i] + std::log(l[i]) : neg_inf;
+          for (int64_t j = 0; j < D; ++j) a[i * ld + j] *= inv;
+          lse_row[qs + i] = l[i] > 0 ? m[i] * scale + std::log(l[i]) : neg_inf;
         }
       }
     }
@@ -104,16 +109,15 @@ AttentionState local_attention(const at::Tensor& q, const at::Tensor& k, const a
   // path below (same algorithm) keeps gradients flowing.
   const bool recording = at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
   if (q.device().is_cpu() && !am.defined() && !recording) {
-    auto qc = q.permute({0, 2, 1, 3}).to(at::kFloat).mul(scale).contiguous();
+    auto qc = q.to(at::kFloat).contiguous();
     auto kc = k.permute({0, 2, 3, 1}).to(at::kFloat).contiguous();
-    auto vc = v.permute({0, 2, 1, 3}).to(at::kFloat).contiguous();
+    auto vc = v.to(at::kFloat).contiguous();
     at::Tensor bias;
     if (kpm.defined()) {
       bias = at::zeros({kpm.size(0), Sk}, f32).masked_fill_(kpm.view({kpm.size(0), Sk}).logical_not(), neg_inf);
     }
-    auto st = cpu_attention(qc, kc, vc, bias, o.block_q, o.block_k);
-    auto res = st.out.permute({0, 2, 1, 3});
-    return {o.out_fp32 ? res.contiguous() : res.to(q.scalar_type()).contiguous(), st.lse};
+    auto st = cpu_attention(qc, kc, vc, bias, static_cast<float>(scale), o.block_q, o.block_k);
+    return {o.out_fp32 ? st.out : st.out.to(q.scalar_type()), st.lse};
   }
   // Any device: the same algorithm from ATen ops, all heads at once.
   // (B, H, S, D) in fp32; the scale folded into q once.

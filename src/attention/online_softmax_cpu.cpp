@@ -55,12 +55,12 @@ SPDIT_CLONES float row_max(const float* row, int64_t n) {
   return mx;
 }
 
-SPDIT_CLONES float exp_shift_sum(float* row, int64_t n, float shift) {
+SPDIT_CLONES float exp_shift_sum(float* row, int64_t n, float shift, float scale) {
   float part[kLanes] = {0};
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
     for (int t = 0; t < kLanes; ++t) {
-      const float e = exp_nonpositive(row[j + t] - shift);
+      const float e = exp_nonpositive((row[j + t] - shift) * scale);
       row[j + t] = e;
       part[t] += e;
     }
@@ -68,7 +68,7 @@ SPDIT_CLONES float exp_shift_sum(float* row, int64_t n, float shift) {
   float sum = 0.0f;
   for (int t = 0; t < kLanes; ++t) sum += part[t];
   for (; j < n; ++j) {
-    row[j] = exp_nonpositive(row[j] - shift);
+    row[j] = exp_nonpositive((row[j] - shift) * scale);
     sum += row[j];
   }
   return sum;
@@ -85,7 +85,7 @@ SPDIT_CLONES void scale_row(float* row, int64_t n, float a) {
 }  // namespace
 
 void online_softmax_rows(float* scores, int64_t rows, int64_t cols, int64_t ld, const float* bias,
-                         float* m, float* l, float* alpha) {
+                         float scale, float* m, float* l, float* alpha) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
   for (int64_t i = 0; i < rows; ++i) {
     float* row = scores + i * ld;
@@ -96,15 +96,15 @@ void online_softmax_rows(float* scores, int64_t rows, int64_t cols, int64_t ld, 
       alpha[i] = 1.0f;
       continue;
     }
-    alpha[i] = m[i] == neg_inf ? 0.0f : std::exp(m[i] - m_new);
-    l[i] = l[i] * alpha[i] + exp_shift_sum(row, cols, m_new);
+    alpha[i] = m[i] == neg_inf ? 0.0f : std::exp((m[i] - m_new) * scale);
+    l[i] = l[i] * alpha[i] + exp_shift_sum(row, cols, m_new, scale);
     m[i] = m_new;
   }
 }
 
-void scale_rows(float* acc, int64_t rows, int64_t d, const float* alpha) {
+void scale_rows(float* acc, int64_t rows, int64_t d, int64_t ld, const float* alpha) {
   for (int64_t i = 0; i < rows; ++i) {
-    if (alpha[i] != 1.0f) scale_row(acc + i * d, d, alpha[i]);
+    if (alpha[i] != 1.0f) scale_row(acc + i * ld, d, alpha[i]);
   }
 }
 
