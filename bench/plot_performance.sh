@@ -21,12 +21,13 @@ with open(f"{out}/scaling.dat", "w") as f:
         f.write(f'"{c["name"]}" {c["run"]["median_after_warmup_seconds"]}\n')
 PY
 gnuplot <<GP
-set terminal pngcairo size 900,540 font ",11"
+set terminal pngcairo size 900,540 font ",11" noenhanced
 set output "$root/docs/perf_attention.png"
 set title "Local attention, 1 thread, H=8, d=64 (spdit bench attention)"
 set xlabel "sequence length S"
 set ylabel "GFLOP/s (4*S*S*d*H per call)"
 set logscale x 2
+set yrange [0:*]
 set key bottom right
 set grid
 plot "$tmp/attention.dat" using 1:2 with linespoints lw 2 title "spdit local_attention", \
