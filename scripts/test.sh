@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, builds, runs every CTest
 # test (unit, multi-process, end to end, faults, two hosts), the unit tests
-# again under AddressSanitizer + UndefinedBehaviorSanitizer, a soak of 200
-# 4-rank jobs, and a consumer project built against the installed package.
+# again under AddressSanitizer + UndefinedBehaviorSanitizer, the soak (200
+# consecutive 4-rank jobs, ~9 minutes; SPDIT_SOAK_JOBS=N for fewer), and a
+# consumer project built against the installed package.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${SPDIT_BUILD_DIR:-$root/build}"
