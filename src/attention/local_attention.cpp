@@ -11,8 +11,30 @@
 #include <stdexcept>
 #include <string>
 
+// OpenBLAS (when LibTorch runs on it): its own thread pool must not be used
+// from inside our per-head parallel loop, or the calls queue on its lock.
+extern "C" int openblas_get_num_threads(void) __attribute__((weak));
+extern "C" void openblas_set_num_threads(int) __attribute__((weak));
+
 namespace spdit {
 namespace {
+
+// While alive, BLAS calls run single-threaded (the heads are parallel instead).
+class SingleThreadedBlas {
+ public:
+  explicit SingleThreadedBlas(bool active) {
+    if (active && openblas_get_num_threads && openblas_set_num_threads) {
+      saved_ = openblas_get_num_threads();
+      if (saved_ > 1) openblas_set_num_threads(1);
+    }
+  }
+  ~SingleThreadedBlas() {
+    if (saved_ > 1) openblas_set_num_threads(saved_);
+  }
+
+ private:
+  int saved_ = 0;
+};
 
 void check_qkv(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
   if (q.dim() != 4 || k.dim() != 4 || v.dim() != 4) {
@@ -43,6 +65,7 @@ AttentionState cpu_attention(const at::Tensor& q, const at::Tensor& kt, const at
   auto lse = at::empty({B, H, Sq}, q.options());
   const float neg_inf = -std::numeric_limits<float>::infinity();
   const int64_t ld = H * D;
+  SingleThreadedBlas blas(at::get_num_threads() > 1 && B * H > 1);
   at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
     auto scores = at::empty({block_q, block_k}, q.options());
     std::vector<float> m(block_q), l(block_q), alpha(block_q);
