@@ -2,6 +2,7 @@
 
 #include <stdexcept>
 
+#include "pipeline_factories.h"
 #include "spdit/models/pipeline.h"
 
 namespace spdit::models {
@@ -162,8 +163,6 @@ Outputs FluxTransformerImpl::forward(const BoundArgs& a) {
 }  // namespace spdit::models
 
 // ---- the pipeline `spdit run` drives -------------------------------------
-
-#include "pipeline_factories.h"
 
 namespace spdit::models {
 namespace {
