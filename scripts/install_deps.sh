@@ -6,6 +6,7 @@ packages=(
   libtorch-dev libgloo-dev libopenblas0-pthread
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libpng-dev
+  procps iproute2
 )
 missing=()
 for p in "${packages[@]}"; do
