@@ -101,10 +101,7 @@ TEST(SpAttention, SkipRunsLocallyWithoutCommunication) {
   test::run_ranks(2, [&](World& w) {
     SequenceParallelConfig cfg{1, 2};
     cfg.setup(w);
-    ForwardScope scope;
-    auto* ctx = ForwardContext::current();
-    ctx->config = &cfg;
-    ctx->set_sp_active(true);
+    SpRegionScope region(cfg);
     auto q = at::randn({1, 4, 2, 8}), kv = at::randn({1, 6, 2, 8});
     w.counters().reset();
     auto out = attention(q, kv, kv, AttentionOptions().skip_sp(true));
@@ -139,11 +136,8 @@ TEST(SpAttention, ByteCountersEqualTheFormulas) {
         test::run_ranks(static_cast<int>(p), [&](World& w) {
           SequenceParallelConfig cfg{u, r};
           cfg.setup(w);
-          ForwardScope scope;
-          auto* ctx = ForwardContext::current();
-          ctx->config = &cfg;
-          ctx->set_sp_active(true);
-          if (padded) ctx->record_padding(n, np);
+          SpRegionScope region(cfg);
+          if (padded) region.context().record_padding(n, np);
           auto x = at::randn({B, shard, heads, d});
           auto t = at::randn({B, text, heads, d});
           JointText jt{t, t, t};

@@ -256,12 +256,9 @@ int bench_comm(const CommBench& o) {
       set_threads_per_rank(1);
       SequenceParallelConfig cfg{u, r};
       cfg.setup(w);
-      ForwardScope scope;
-      auto* ctx = ForwardContext::current();
-      ctx->config = &cfg;
-      ctx->set_sp_active(true);
+      SpRegionScope region(cfg);
       const int64_t n = 4099, p = u * r, np = (n + p - 1) / p * p;
-      ctx->record_padding(n, np);
+      region.context().record_padding(n, np);
       auto x = at::randn({1, np / p, 6, 64});
       auto t = at::randn({1, 77, 6, 64});
       JointText jt{t, t, t};

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "commands.h"
+#include "model_flags.h"
 #include "predict.h"
 #include "spdit/models/pipeline.h"
 
@@ -66,16 +67,9 @@ int explain(const ExplainOptions& o) {
 void add_explain_command(CLI::App& app, Action& action) {
   auto* cmd = app.add_subcommand("explain", "Show what a run will split, gather and move, without running it");
   static ExplainOptions o;
-  cmd->add_option("--model", o.model, "flux | wan | qwen-image")
-      ->check(CLI::IsMember({"flux", "wan", "qwen-image", "qwen_image"}))->capture_default_str();
-  cmd->add_option("--preset", o.preset, "tiny | small | full")
-      ->check(CLI::IsMember({"tiny", "small", "full"}))->capture_default_str();
+  add_model_flags(cmd, o.model, o.preset, o.height, o.width, o.frames, o.text_len);
   cmd->add_option("--ulysses", o.ulysses, "Ulysses degree U")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--ring", o.ring, "Ring degree R")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--height", o.height, "Image height in pixels")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--width", o.width, "Image width in pixels")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--frames", o.frames, "Video frames (wan)")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--text-len", o.text_len, "Text tokens")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->callback([&action] { action = [] { return explain(o); }; });
 }
 

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "commands.h"
+#include "model_flags.h"
 #include "launcher.h"
 #include "png_writer.h"
 #include "predict.h"
@@ -188,18 +189,11 @@ int run_rank(World& world, const RunOptions& o) {
 void add_run_command(CLI::App& app, Action& action) {
   auto* cmd = app.add_subcommand("run", "Denoise with a reference DiT under sequence parallelism");
   static RunOptions o;
-  cmd->add_option("--model", o.model, "flux | wan | qwen-image")
-      ->check(CLI::IsMember({"flux", "wan", "qwen-image", "qwen_image"}))->capture_default_str();
-  cmd->add_option("--preset", o.preset, "tiny | small | full")
-      ->check(CLI::IsMember({"tiny", "small", "full"}))->capture_default_str();
+  add_model_flags(cmd, o.model, o.preset, o.height, o.width, o.frames, o.text_len);
   cmd->add_option("--nproc", o.nproc, "Start this many local ranks (default: U*R, or 2)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--ulysses", o.ulysses, "Ulysses degree U")->check(CLI::PositiveNumber);
   cmd->add_option("--ring", o.ring, "Ring degree R")->check(CLI::PositiveNumber);
-  cmd->add_option("--height", o.height, "Image height in pixels")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--width", o.width, "Image width in pixels")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--frames", o.frames, "Video frames (wan), 4k+1")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--text-len", o.text_len, "Text tokens")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--steps", o.steps, "Denoising steps")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--seed", o.seed, "Seed of weights, noise and text")->capture_default_str();
   cmd->add_option("--weights", o.weights, "A .safetensors checkpoint (diffusers or original names)")

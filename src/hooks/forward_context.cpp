@@ -50,4 +50,10 @@ ForwardScope::~ForwardScope() {
   }
 }
 
+SpRegionScope::SpRegionScope(const SequenceParallelConfig& config) {
+  ForwardContext& ctx = context();
+  ctx.config = &config;
+  ctx.set_sp_active(true);
+}
+
 }  // namespace spdit

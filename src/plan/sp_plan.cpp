@@ -22,9 +22,7 @@ void validate_path(const std::string& path) {
   int stars = 0;
   std::string segment;
   std::stringstream ss(path);
-  size_t segments = 0;
   while (std::getline(ss, segment, '.')) {
-    ++segments;
     if (segment.empty()) {
       reject(module_label(path), "empty path segment; paths are dotted names as "
                                  "named_modules() gives them, e.g. \"blocks.0.attn\"");
@@ -38,7 +36,6 @@ void validate_path(const std::string& path) {
   if (stars > 1) {
     reject(module_label(path), "more than one '*'; a path may expand one module list only");
   }
-  (void)segments;
 }
 
 // Dims may be negative (counted from the end); with expected_dims known, the

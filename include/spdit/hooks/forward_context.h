@@ -65,4 +65,20 @@ class ForwardScope {
   ForwardContext* owned_ = nullptr;
 };
 
+/// Enters the sequence-parallel region by hand, for calling spdit::attention
+/// on shards outside a plan (benchmarks, tests): opens a ForwardContext that
+/// is SP-active under `config`.
+///
+///   SpRegionScope region(cfg);
+///   region.context().record_padding(n, padded);  // optional
+///   auto out = spdit::attention(q, k, v);
+class SpRegionScope {
+ public:
+  explicit SpRegionScope(const SequenceParallelConfig& config);
+  ForwardContext& context() { return *ForwardContext::current(); }
+
+ private:
+  ForwardScope scope_;
+};
+
 }  // namespace spdit

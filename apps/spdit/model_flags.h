@@ -1,0 +1,23 @@
+#pragma once
+// The flags that choose a reference model and its size, shared by `run` and
+// `explain` so the two always accept the same values.
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <string>
+
+namespace spdit::cli {
+
+inline void add_model_flags(CLI::App* cmd, std::string& model, std::string& preset, int64_t& height,
+                            int64_t& width, int64_t& frames, int64_t& text_len) {
+  cmd->add_option("--model", model, "flux | wan | qwen-image")
+      ->check(CLI::IsMember({"flux", "wan", "qwen-image", "qwen_image"}))->capture_default_str();
+  cmd->add_option("--preset", preset, "tiny | small | full")
+      ->check(CLI::IsMember({"tiny", "small", "full"}))->capture_default_str();
+  cmd->add_option("--height", height, "Image height in pixels")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--width", width, "Image width in pixels")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--frames", frames, "Video frames (wan), 4k+1")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--text-len", text_len, "Text tokens")->check(CLI::PositiveNumber)->capture_default_str();
+}
+
+}  // namespace spdit::cli
