@@ -8,13 +8,19 @@ jobs="${2:-${SPDIT_SOAK_JOBS:-200}}"
 models=(flux wan qwen-image)
 layouts=("4 1" "2 2" "1 4")
 sizes=("64 64" "48 80" "112 144" "96 96" "32 176")
+# Rendezvous ports from below the kernel's ephemeral range: a port in it can
+# still be held by a TIME_WAIT socket of an earlier job's Gloo connections,
+# which makes rank 0's bind fail with EADDRINUSE though nothing listens on it.
+ephemeral_lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+port_span=8000; port_base=$((ephemeral_lo - port_span))
+[ $port_base -ge 1024 ] || { port_base=1024; port_span=$((ephemeral_lo - 1024)); }
 passed=0; failed=0
 start=$(date +%s)
 for ((i = 0; i < jobs; i++)); do
   m=${models[i % 3]}
   read -r u r <<<"${layouts[(i / 3) % 3]}"
   read -r h w <<<"${sizes[(i / 9) % 5]}"
-  port=$((30000 + (i * 7 + $$) % 20000))
+  port=$((port_base + (i * 7 + $$) % port_span))
   marker="--seed $((700000 + i))"
   out=$(timeout 120 "$spdit" launch --nproc 4 --master-port "$port" --timeout 30 -- \
         "$spdit" run --model "$m" --preset tiny --height "$h" --width "$w" --steps 1 --text-len 5 \

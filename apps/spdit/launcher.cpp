@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 #include <stdexcept>
 
@@ -93,18 +94,54 @@ int exit_code_of(int status) {
 
 }  // namespace
 
+namespace {
+
+// A port rank 0 can bind on every address now. Tried first below the kernel's
+// ephemeral range: ports there are never handed to outgoing connections, so
+// none can be taken between this probe and rank 0's bind, and none is held by
+// a TIME_WAIT socket of an earlier job's Gloo connections.
+bool can_bind(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_ANY);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  return ok;
+}
+
+int ephemeral_range_start() {
+  std::ifstream f("/proc/sys/net/ipv4/ip_local_port_range");
+  int lo = 32768;
+  f >> lo;
+  return lo > 2048 ? lo : 32768;
+}
+
+}  // namespace
+
 int find_free_port() {
+  const int hi = ephemeral_range_start(), lo = std::max(1024, hi - 12000);
+  uint32_t x = static_cast<uint32_t>(getpid()) * 2654435761u ^
+               static_cast<uint32_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    x = x * 1664525u + 1013904223u;
+    const int port = lo + static_cast<int>((x >> 8) % static_cast<uint32_t>(hi - lo));
+    if (can_bind(port)) return port;
+  }
+  // Everything tried was taken: let the kernel choose one.
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) throw std::runtime_error("cannot create a socket to find a free port");
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_addr.s_addr = htonl(INADDR_ANY);
   addr.sin_port = 0;
   socklen_t len = sizeof(addr);
   if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
       getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     close(fd);
-    throw std::runtime_error("cannot bind a socket on 127.0.0.1 to find a free port");
+    throw std::runtime_error("cannot bind a socket to find a free port");
   }
   int port = ntohs(addr.sin_port);
   close(fd);

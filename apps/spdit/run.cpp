@@ -23,6 +23,7 @@
 #include "spdit/models/pipeline.h"
 #include "spdit/models/weights.h"
 #include "spdit/runtime/comm.h"
+#include "spdit/runtime/memory_meter.h"
 
 namespace spdit::cli {
 namespace {
@@ -74,6 +75,7 @@ at::Tensor denoise(models::Pipeline& pipe, const RunOptions& o, bool report,
 
 int run_rank(World& world, const RunOptions& o) {
   set_threads_per_rank(o.threads);
+  install_memory_meter();
   // SPDIT_EXACT_MEMORY=1: large tensors straight from and back to the OS, so
   // that the resident peak tracks live activations rather than what the
   // allocator kept cached. Off by default: the page faults cost ~15% speed.
@@ -107,8 +109,13 @@ int run_rank(World& world, const RunOptions& o) {
   }
   world.barrier();
   world.counters().reset();
-  // Activations: the peak above what weights, inputs and libraries hold now.
+  // Activations: the peak of live tensors above what weights and inputs hold
+  // now (exact, from the metered allocator); the resident peak above the
+  // resident size now is reported beside it (it also holds what glibc cached).
+  int64_t weight_bytes = 0;
+  for (const auto& p : pipe->model().parameters()) weight_bytes += p.numel() * p.element_size();
   const int64_t resident_before = reset_peak_rss();
+  const int64_t tensors_before = reset_tensor_bytes_peak();
   std::vector<double> steps;
   auto t0 = Clock::now();
   auto x = denoise(*pipe, o, lead, &steps);
@@ -118,13 +125,16 @@ int run_rank(World& world, const RunOptions& o) {
   int64_t sent = 0;
   for (const auto& [k, b] : moved) sent += b.sent;
   const int64_t predicted = prediction.total_bytes() * o.steps;
-  auto peaks = all_gather_ints(world.group(), {peak_rss_bytes(), peak_rss_bytes() - resident_before});
-  int64_t peak = 0, activation = 0;
-  std::vector<int64_t> activations;
-  for (size_t i = 0; i < peaks.size(); i += 2) {
+  auto peaks = all_gather_ints(world.group(), {peak_rss_bytes(), peak_rss_bytes() - resident_before,
+                                               tensor_bytes_peak() - tensors_before});
+  int64_t peak = 0, resident_activation = 0, activation = 0;
+  std::vector<int64_t> activations, resident_activations;
+  for (size_t i = 0; i < peaks.size(); i += 3) {
     peak = std::max(peak, peaks[i]);
-    activation = std::max(activation, peaks[i + 1]);
-    activations.push_back(peaks[i + 1]);
+    resident_activation = std::max(resident_activation, peaks[i + 1]);
+    resident_activations.push_back(peaks[i + 1]);
+    activation = std::max(activation, peaks[i + 2]);
+    activations.push_back(peaks[i + 2]);
   }
 
   int code = 0;
@@ -146,9 +156,10 @@ int run_rank(World& world, const RunOptions& o) {
     for (const auto& [k, b] : moved) std::cout << ", " << k << " " << mb(b.sent);
     std::cout << "; predicted " << mb(predicted) << (predicted == sent ? " (match)" : " (MISMATCH)")
               << std::endl;
-    std::cout << "peak memory (max over ranks): " << mb(peak) << " resident, of which " << mb(activation)
-              << " activations above the " << mb(resident_before) << " held before the loop (weights, inputs)"
-              << std::endl;
+    std::cout << "peak memory per rank (max over ranks): activations " << mb(activation)
+              << " (live tensors above the " << mb(tensors_before) << " of weights and inputs; weights "
+              << mb(weight_bytes) << ", replicated); resident " << mb(peak) << ", " << mb(resident_activation)
+              << " above the loop's start" << std::endl;
     j = {{"model", pipe->name()}, {"preset", o.preset}, {"height", o.height}, {"width", o.width},
          {"frames", o.frames}, {"text_len", o.text_len}, {"steps", o.steps}, {"seed", o.seed},
          {"ranks", world.size()}, {"ulysses", u}, {"ring", r}, {"threads_per_rank", o.threads},
@@ -156,6 +167,9 @@ int run_rank(World& world, const RunOptions& o) {
          {"tokens", shapes.tokens}, {"tokens_per_rank", prediction.tokens_per_rank},
          {"comm_bytes_sent", sent}, {"comm_bytes_predicted", predicted}, {"peak_rss_bytes", peak},
          {"activation_peak_bytes", activation}, {"activation_peak_bytes_per_rank", activations},
+         {"tensor_bytes_before_loop", tensors_before}, {"weight_bytes", weight_bytes},
+         {"resident_activation_peak_bytes", resident_activation},
+         {"resident_activation_peak_bytes_per_rank", resident_activations},
          {"resident_before_loop_bytes", resident_before}};
     for (const auto& [k, b] : moved) j["comm_bytes_by_kind"][k] = {{"sent", b.sent}, {"received", b.received}};
     if (!o.out.empty()) {

@@ -2,6 +2,7 @@
 // Umbrella header: everything a model or an application uses.
 #include "spdit/runtime/comm.h"
 #include "spdit/runtime/comm_counters.h"
+#include "spdit/runtime/memory_meter.h"
 #include "spdit/runtime/parallel_state.h"
 #include "spdit/runtime/world.h"
 #include "spdit/plan/sp_config.h"

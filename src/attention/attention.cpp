@@ -103,14 +103,17 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   text_kv.front = front;
   at::Tensor text_q;
   if (u > 1) {
-    // Ulysses: scatter heads, gather the sequence, in one exchange for Q, K, V.
-    // Heads that do not divide by U are zero-padded and sliced off after.
-    auto qkv = at::stack({detail::pad_heads(q, padded_heads), detail::pad_heads(k, padded_heads),
-                          detail::pad_heads(v, padded_heads)});
-    auto parts = all_to_all(st.ulysses_group(), qkv, /*scatter=*/3, /*gather=*/2).unbind(0);
-    ql = parts[0];
-    kl = parts[1];
-    vl = parts[2];
+    // Ulysses: scatter heads, gather the sequence. Q, K and V go one at a
+    // time: each then needs only its own send buffer, and arrives (for B = 1)
+    // already in the layout the kernel reads, where one stacked exchange held
+    // four copies of all three at once. Heads that do not divide by U are
+    // zero-padded and sliced off after.
+    auto exchange = [&](const at::Tensor& x) {
+      return all_to_all(st.ulysses_group(), detail::pad_heads(x, padded_heads), /*scatter=*/2, /*gather=*/1);
+    };
+    ql = exchange(q);
+    kl = exchange(k);
+    vl = exchange(v);
     if (mask.defined()) {
       // (1, S) when only auto_pad's mask applies, (B, S) with a caller's mask.
       mask = all_gather(st.ulysses_group(), mask.contiguous(), 1);
@@ -132,7 +135,7 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   local.out_fp32 = cfg.convert_to_fp32;
   AttentionState state;
   if (cfg.get_ring_world_size() > 1) {
-    state = detail::ring_attention(st.ring_group(), ql, kl, vl, mask, text_kv, local);
+    state = detail::ring_attention(st.ring_group(), ql, std::move(kl), std::move(vl), mask, text_kv, local);
   } else {
     at::Tensor kj = kl, vj = vl, mj = mask;
     if (text) {

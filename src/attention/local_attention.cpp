@@ -183,21 +183,22 @@ AttentionState local_attention(const at::Tensor& q, const at::Tensor& k, const a
   return {o.out_fp32 ? result.contiguous() : result.to(q.scalar_type()).contiguous(), lse};
 }
 
+void merge_attention_(AttentionState& acc, const AttentionState& b) {
+  const auto dtype = acc.out.scalar_type();
+  auto lse_a = acc.lse.to(at::kFloat), lse_b = b.lse.to(at::kFloat);
+  // sigmoid gives exactly 1 where a is empty (-inf) and 0 where b is; where
+  // both are, -inf - -inf is NaN and the weight becomes 0 (out stays zero).
+  auto w = at::sigmoid(lse_b - lse_a).nan_to_num_(0.0);
+  // (B, H, S) -> (B, S, H, 1) to weight the (B, S, H, D) outputs. lerp_ takes
+  // out_b exactly at w = 1 and keeps out_a exactly at w = 0.
+  acc.out.lerp_(b.out.to(dtype), w.permute({0, 2, 1}).unsqueeze(-1).to(dtype));
+  acc.lse = at::logaddexp(lse_a, lse_b).to(acc.lse.scalar_type());
+}
+
 AttentionState merge_attention(const AttentionState& a, const AttentionState& b) {
-  const auto dtype = a.out.scalar_type();
-  auto lse_a = a.lse.to(dtype), lse_b = b.lse.to(dtype);
-  auto out_b = b.out.to(dtype);
-  // (B, H, S) -> (B, S, H, 1) to weight the (B, S, H, D) outputs.
-  auto w = at::sigmoid(lse_b - lse_a).permute({0, 2, 1}).unsqueeze(-1);
-  auto out = a.out - w * (a.out - out_b);
-  auto lse = lse_a - at::log_sigmoid(lse_a - lse_b);
-  auto a_empty = at::isinf(lse_a) & (lse_a < 0);
-  auto b_empty = at::isinf(lse_b) & (lse_b < 0);
-  auto a_empty4 = a_empty.permute({0, 2, 1}).unsqueeze(-1);
-  auto b_empty4 = b_empty.permute({0, 2, 1}).unsqueeze(-1);
-  out = at::where(b_empty4, a.out, at::where(a_empty4, out_b, out));
-  lse = at::where(b_empty, lse_a, at::where(a_empty, lse_b, lse));
-  return {out, lse};
+  AttentionState acc{a.out.clone(), a.lse};
+  merge_attention_(acc, b);
+  return acc;
 }
 
 }  // namespace spdit

@@ -22,12 +22,15 @@ at::Tensor pad_heads(const at::Tensor& x, int64_t heads) {
   return at::cat({x, at::zeros(shape, x.options())}, 2);
 }
 
-AttentionState ring_attention(const Group& ring, const at::Tensor& q, const at::Tensor& k,
-                              const at::Tensor& v, const at::Tensor& key_mask, const TextKV& text,
+AttentionState ring_attention(const Group& ring, const at::Tensor& q, at::Tensor k, at::Tensor v,
+                              const at::Tensor& key_mask, const TextKV& text,
                               const LocalAttentionOptions& local) {
   const int r = ring.size();
-  // The mask travels as bytes beside its K/V block.
-  std::vector<at::Tensor> block{k.contiguous(), v.contiguous()};
+  // The mask travels as bytes beside its K/V block. k and v are taken over,
+  // so a block the caller no longer holds is freed once it has been passed on.
+  k = k.contiguous();
+  v = v.contiguous();
+  std::vector<at::Tensor> block{std::move(k), std::move(v)};
   if (key_mask.defined()) block.push_back(key_mask.to(at::kBool).contiguous());
   AttentionState state;
   for (int step = 0; step < r; ++step) {
@@ -47,7 +50,11 @@ AttentionState ring_attention(const Group& ring, const at::Tensor& q, const at::
     LocalAttentionOptions o = local;
     o.key_padding_mask = mb;
     auto part = local_attention(q, kb, vb, o);
-    state = step == 0 ? part : merge_attention(state, part);
+    if (step == 0) {
+      state = std::move(part);
+    } else {
+      merge_attention_(state, part);
+    }
     if (next) block = next->wait();
   }
   return state;

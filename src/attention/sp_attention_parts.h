@@ -21,9 +21,10 @@ at::Tensor join_mask(const at::Tensor& image_mask, int64_t text_len, bool front)
 
 /// Ring attention over `ring`: K/V (and their key mask) circulate with
 /// asynchronous send/recv, the next block's transfer overlapping the current
-/// block's compute; partial results merge by LSE. Text K/V join step 0 only.
-AttentionState ring_attention(const Group& ring, const at::Tensor& q, const at::Tensor& k,
-                              const at::Tensor& v, const at::Tensor& key_mask, const TextKV& text,
+/// block's compute; partial results merge by LSE, in place. Text K/V join
+/// step 0 only. k and v are taken over (move them in to let them go early).
+AttentionState ring_attention(const Group& ring, const at::Tensor& q, at::Tensor k, at::Tensor v,
+                              const at::Tensor& key_mask, const TextKV& text,
                               const LocalAttentionOptions& local);
 
 /// Zero-pads dim 2 (heads) to `heads`.

@@ -38,6 +38,12 @@ at::Tensor from_wire(const at::Tensor& t, at::ScalarType original) {
   return t.scalar_type() == original ? t : t.view(original);
 }
 
+// (P, ...) -> the P parts concatenated along `dim` of one part, in order: a
+// view where the memory allows it (dim is the first non-unit dim), else a copy.
+at::Tensor join_leading(const at::Tensor& parts, int64_t dim) {
+  return parts.movedim(0, dim).flatten(dim, dim + 1);
+}
+
 // Ring peers use distinct tags per tensor so several in-flight steps never mix.
 constexpr int kRingTagBase = 1000;
 
@@ -56,15 +62,17 @@ at::Tensor all_to_all(const Group& group, const at::Tensor& x, int64_t scatter_d
     throw std::invalid_argument(os.str());
   }
   if (p == 1) return x;
-  // Chunk j goes to rank j: stack the chunks on a new leading dim so the
-  // backend's equal-split all-to-all moves exactly one chunk per peer.
-  auto send = to_wire(at::stack(x.chunk(p, scatter_dim), 0).contiguous());
+  // Chunk j goes to rank j: the chunks become a new leading dim so the
+  // backend's equal-split all-to-all moves exactly one chunk per peer. Where
+  // the chunks already lie one after another (scatter along the first
+  // non-unit dim) this is a view, not a copy.
+  auto send = to_wire(x.unflatten(scatter_dim, {p, x.size(scatter_dim) / p}).movedim(scatter_dim, 0).contiguous());
   auto recv = at::empty_like(send);
   std::vector<int64_t> equal_splits;
   wait_work(g, g.pg->alltoall_base(recv, send, equal_splits, equal_splits), "all_to_all");
   const int64_t chunk = nbytes(send) / p;
   g.counters->record("all_to_all", chunk * (p - 1), chunk * (p - 1));
-  return at::cat(from_wire(recv, x.scalar_type()).unbind(0), gather_dim);
+  return join_leading(from_wire(recv, x.scalar_type()), gather_dim);
 }
 
 at::Tensor all_gather(const Group& group, const at::Tensor& x, int64_t dim) {
@@ -73,14 +81,15 @@ at::Tensor all_gather(const Group& group, const at::Tensor& x, int64_t dim) {
   dim = wrap_dim(dim, x.dim(), "all_gather");
   if (p == 1) return x;
   auto input = to_wire(x.contiguous());
-  std::vector<at::Tensor> outs;
-  for (int64_t i = 0; i < p; ++i) outs.push_back(at::empty_like(input));
-  std::vector<std::vector<at::Tensor>> out_lists{outs};
+  // Every rank's part lands in one buffer, so the result can be a view of it.
+  auto shape = input.sizes().vec();
+  shape.insert(shape.begin(), p);
+  auto all = at::empty(shape, input.options());
+  std::vector<std::vector<at::Tensor>> out_lists{all.unbind(0)};
   std::vector<at::Tensor> in_list{input};
   wait_work(g, g.pg->allgather(out_lists, in_list), "all_gather");
   g.counters->record("all_gather", nbytes(input) * (p - 1), nbytes(input) * (p - 1));
-  for (auto& o : out_lists[0]) o = from_wire(o, x.scalar_type());
-  return at::cat(out_lists[0], dim);
+  return join_leading(from_wire(all, x.scalar_type()), dim);
 }
 
 std::vector<int64_t> all_gather_ints(const Group& group, const std::vector<int64_t>& values) {

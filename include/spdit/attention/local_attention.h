@@ -35,10 +35,17 @@ AttentionState local_attention(const at::Tensor& q, const at::Tensor& k, const a
                                const LocalAttentionOptions& options = {});
 
 /// Merges the attention of the same queries over two disjoint key sets:
-///   out = out - sigmoid(lse_b - lse) * (out - out_b)
-///   lse = lse - logsigmoid(lse - lse_b)
+///   w   = sigmoid(lse_b - lse_a)        (b's share of the joint softmax mass)
+///   out = out_a + w * (out_b - out_a)
+///   lse = logaddexp(lse_a, lse_b)
 /// in the dtype of `a.out` (callers choose fp32 or the input dtype). Rows with
-/// LSE -inf on one side take the other side unchanged.
+/// LSE -inf on one side take the other side unchanged; rows empty on both
+/// sides stay zero with LSE -inf.
 AttentionState merge_attention(const AttentionState& a, const AttentionState& b);
+
+/// The same merge into `acc`, in place: no temporaries of the output's size,
+/// which is what lets Ring attention merge each step without growing its peak.
+/// `acc.out` must not be shared with a tensor the caller still needs.
+void merge_attention_(AttentionState& acc, const AttentionState& b);
 
 }  // namespace spdit

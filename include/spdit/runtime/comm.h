@@ -15,11 +15,14 @@ namespace spdit {
 /// j to group rank j, and concatenates what arrives along `gather_dim` in rank
 /// order. The Ulysses exchange: (B, S/P, H, D) with scatter 2, gather 1 gives
 /// (B, S, H/P, D); scatter 1, gather 2 reverses it. Kind "all_to_all".
+/// The result may be a non-contiguous view of the receive buffer (never of x);
+/// with B = 1 the Ulysses exchange needs no copy beyond the send buffer.
 at::Tensor all_to_all(const Group& group, const at::Tensor& x, int64_t scatter_dim,
                       int64_t gather_dim);
 
 /// Concatenates every rank's `x` along `dim`, in rank order. All ranks must
-/// pass the same shape. Kind "all_gather".
+/// pass the same shape. Kind "all_gather". The result may be a view of the
+/// receive buffer.
 at::Tensor all_gather(const Group& group, const at::Tensor& x, int64_t dim);
 
 /// Like all_gather, but the ranks' sizes along `dim` may differ (other dims
