@@ -9,6 +9,9 @@
 #include <chrono>
 #include <cstdio>
 #include <string>
+#include <nlohmann/json.hpp>
+#include <utility>
+#include <vector>
 
 namespace {
 
@@ -132,4 +135,32 @@ TEST(RunCli, RanksStartedWithOtherSettingsAreReported) {
                " run --model flux --preset tiny --height 64 --width 64 --steps 1 --seed $((RANK + 1))'");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.output.find("rank 1 was started with other settings than rank 0"), std::string::npos) << r.output;
+}
+
+// Issue 6, target 4, as a standing check (memory, never time): each rank's
+// peak of live activation tensors is at most the single rank's / P, plus 10%
+// of that. Measured by the metered allocator, so the figure is exact and the
+// same on every run. 2048 image tokens: big enough that the replicated
+// latent and text stay small beside the sharded activations.
+TEST(RunCli, ActivationPeakPerRankShrinksWithTheRanks) {
+  const std::string dir = "/tmp/spdit_mem_" + std::to_string(getpid());
+  run("mkdir -p " + dir);
+  auto peak = [&](const std::string& layout, int p) {
+    const std::string json = dir + "/" + std::to_string(p) + std::to_string(layout.size()) + ".json";
+    auto r = run(kSpdit + " run --model flux --preset small --height 512 --width 1024 --steps 1 --nproc " +
+                 std::to_string(p) + " " + layout + " --json " + json);
+    EXPECT_EQ(r.code, 0) << r.output;
+    auto j = nlohmann::json::parse(run("cat " + json).output);
+    EXPECT_GT(j["weight_bytes"].get<int64_t>(), 0);
+    return j["activation_peak_bytes"].get<int64_t>();
+  };
+  const double single = static_cast<double>(peak("", 1));
+  ASSERT_GT(single, 1e6);
+  for (auto [layout, p] : std::vector<std::pair<std::string, int>>{
+           {"--ulysses 2", 2}, {"--ring 2", 2}, {"--ulysses 4", 4}, {"--ring 4", 4}, {"--ulysses 2 --ring 2", 4}}) {
+    const double per_rank = static_cast<double>(peak(layout, p));
+    EXPECT_LE(per_rank, 1.1 * single / p) << layout << ": " << per_rank / 1e6 << " MB per rank against "
+                                          << single / 1e6 << " MB on one rank";
+  }
+  run("rm -rf " + dir);
 }

@@ -2,7 +2,6 @@
 // docs/performance.md, as a table and as JSON. Every figure is a median of
 // repeated runs, and every ratio is measured side by side in one run.
 #include <ATen/ATen.h>
-#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +11,7 @@
 #include <functional>
 #include <iomanip>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -23,6 +23,7 @@
 #include "spdit/hooks/forward_context.h"
 #include "spdit/plan/sp_config.h"
 #include "spdit/runtime/comm.h"
+#include "spdit/runtime/memory_meter.h"
 
 namespace spdit::cli {
 namespace {
@@ -53,11 +54,13 @@ Stats time_runs(int repeats, const std::function<void()>& fn) {
 
 json to_json(const Stats& s) { return {{"median_s", s.median}, {"min_s", s.min}, {"max_s", s.max}, {"runs_s", s.runs}}; }
 
-// Peak extra resident memory of fn (the peak is reset first).
+// Peak bytes of tensors fn allocated above what was alive before it (exact,
+// from the metered allocator; the result fn returns is counted until freed).
 int64_t peak_extra_bytes(const std::function<void()>& fn) {
-  const int64_t before = reset_peak_rss();
+  install_memory_meter();
+  const int64_t before = reset_tensor_bytes_peak();
   fn();
-  return peak_rss_bytes() - before;
+  return tensor_bytes_peak() - before;
 }
 
 void write_json(const std::string& path, const json& j) {
@@ -80,10 +83,7 @@ struct AttentionBench {
 
 int bench_attention(const AttentionBench& o) {
   set_threads_per_rank(1);
-  // Large blocks straight from and back to the OS, so that the resident peak
-  // shows what a kernel holds rather than what the allocator kept around.
-  mallopt(M_MMAP_THRESHOLD, 128 * 1024);
-  mallopt(M_TRIM_THRESHOLD, 0);
+  install_memory_meter();
   at::NoGradGuard no_grad;
   json out = {{"machine", machine_info()}, {"threads", 1}, {"block_q", o.block_q}, {"block_k", o.block_k}};
   // Reference: single-thread sgemm through LibTorch (OpenBLAS), 2048^3.
@@ -200,6 +200,35 @@ int bench_scaling(const ScalingBench& o) {
                  {"ring_2x1_vs_1x2", two_threads / median["2 ranks x 1 thread, Ring"]}};
   out["speedups"] = ratios;
   std::cout << "speed-ups: " << ratios.dump() << "\n";
+
+  // Memory (exact, so one forward suffices): every layout of 2, 4 and 8 ranks
+  // against the single rank's peak / P. Timings of 4 and 8 ranks on a
+  // 2-core machine mean nothing and are not reported.
+  const std::vector<Config> memory_only = {{"4 ranks, Ulysses 4", 4, 4, 1, 1}, {"4 ranks, Ring 4", 4, 1, 4, 1},
+                                           {"4 ranks, 2 x 2", 4, 2, 2, 1},    {"8 ranks, 2 x 4", 8, 2, 4, 1},
+                                           {"8 ranks, 4 x 2", 8, 4, 2, 1},    {"8 ranks, Ring 8", 8, 1, 8, 1}};
+  std::map<std::string, int64_t> peak;
+  for (const auto& c : out["configs"]) peak[c["name"]] = c["run"]["activation_peak_bytes"].get<int64_t>();
+  ScalingBench one_step = o;
+  one_step.steps = 1;
+  for (const auto& c : memory_only) {
+    auto j = run_config(one_step, c.ranks, c.u, c.r, c.threads);
+    peak[c.name] = j["activation_peak_bytes"].get<int64_t>();
+    out["memory_only_configs"].push_back({{"name", c.name}, {"ranks", c.ranks}, {"ulysses", c.u}, {"ring", c.r}, {"run", j}});
+  }
+  const double single = static_cast<double>(peak["1 rank x 1 thread"]);
+  std::cout << "\nactivation peak per rank (exact: live tensors above weights and inputs)\n";
+  auto all = configs;
+  all.insert(all.end(), memory_only.begin(), memory_only.end());
+  for (const auto& c : all) {
+    const double bytes = static_cast<double>(peak[c.name]);
+    const double over = bytes / (single / c.ranks);  // target 4: at most 1.10
+    out["memory"].push_back({{"name", c.name}, {"ranks", c.ranks}, {"activation_peak_bytes", peak[c.name]},
+                             {"over_single_per_rank", over}});
+    std::cout << "  " << std::left << std::setw(30) << c.name << std::right << std::fixed << std::setprecision(1)
+              << std::setw(8) << bytes / 1e6 << " MB = " << std::setprecision(3) << over
+              << " x (single / " << c.ranks << ")" << (c.ranks > 1 && over > 1.1 ? "  (over 1.10)" : "") << "\n";
+  }
   write_json(o.json_path, out);
   return 0;
 }

@@ -30,7 +30,8 @@ void check_text(const JointText* text, const at::Tensor& q) {
   }
 }
 
-// Single-device attention (or a skipped one): text simply joins the sequence.
+// Single-device attention (or a skipped one). Text queries join the image's;
+// text keys continue the softmax after the image keys, as on the SP path.
 at::Tensor local_path(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                       const AttentionOptions& opts, const JointText* text,
                       const AttentionMasks& masks) {
@@ -40,10 +41,21 @@ at::Tensor local_path(const at::Tensor& q, const at::Tensor& k, const at::Tensor
   o.attn_mask = masks.attn_mask;
   o.key_padding_mask = masks.key_padding_mask;
   if (!text) return local_attention(q, k, v, o).out;
-  o.key_padding_mask = join_mask(masks.key_padding_mask, text->k.size(1), front);
-  return local_attention(join_seq(text->q, q, front), join_seq(text->k, k, front),
-                         join_seq(text->v, v, front), o)
-      .out;
+  if (o.attn_mask.defined()) {
+    // A dense mask is over the joined sequence: keys must be joined too.
+    o.key_padding_mask = join_mask(masks.key_padding_mask, text->k.size(1), front);
+    return local_attention(join_seq(text->q, q, front), join_seq(text->k, k, front),
+                           join_seq(text->v, v, front), o)
+        .out;
+  }
+  const auto dtype = q.scalar_type();
+  o.out_fp32 = true;
+  auto joint_q = join_seq(text->q, q, front);
+  auto state = local_attention(joint_q, k, v, o);
+  LocalAttentionOptions t;
+  t.scale = o.scale;
+  local_attention_(state, joint_q, text->k, text->v, t);
+  return state.out.to(dtype);
 }
 
 // The key mask of this rank's shard: the caller's, and auto_pad's padding.
@@ -99,9 +111,6 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
 
   at::Tensor mask = shard_key_mask(*ctx, cfg, k, masks.key_padding_mask);
   at::Tensor ql = q, kl = k, vl = v;
-  detail::TextKV text_kv;
-  text_kv.front = front;
-  at::Tensor text_q;
   if (u > 1) {
     // Ulysses: scatter heads, gather the sequence. Q, K and V go one at a
     // time: each then needs only its own send buffer, and arrives (for B = 1)
@@ -119,32 +128,38 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
       mask = all_gather(st.ulysses_group(), mask.contiguous(), 1);
     }
   }
+  at::Tensor text_k, text_v;
   if (text) {
+    // This rank's heads of the replicated text; its queries join the image's.
     const int64_t h0 = cfg.get_ulysses_rank() * local_heads;
     auto slice = [&](const at::Tensor& t) {
       return detail::pad_heads(t, padded_heads).narrow(2, h0, local_heads);
     };
-    text_q = slice(text->q);
-    text_kv.k = slice(text->k);
-    text_kv.v = slice(text->v);
-    ql = join_seq(text_q, ql, front);
+    text_k = slice(text->k);
+    text_v = slice(text->v);
+    ql = join_seq(slice(text->q), ql, front);
   }
 
+  // Image keys first (around the ring when R > 1), then the text keys
+  // continue the same online softmax exactly once: they are never copied into
+  // an image block, and never counted on more than one ring step.
   LocalAttentionOptions local;
   local.scale = opts.scale();
-  local.out_fp32 = cfg.convert_to_fp32;
+  // Merges (ring steps, text) happen in fp32 or the input dtype as configured;
+  // without ring steps the kernel's fp32 output is kept until the end.
+  local.out_fp32 = cfg.convert_to_fp32 || cfg.get_ring_world_size() == 1;
   AttentionState state;
   if (cfg.get_ring_world_size() > 1) {
-    state = detail::ring_attention(st.ring_group(), ql, std::move(kl), std::move(vl), mask, text_kv, local);
+    state = detail::ring_attention(st.ring_group(), ql, std::move(kl), std::move(vl), mask, local);
   } else {
-    at::Tensor kj = kl, vj = vl, mj = mask;
-    if (text) {
-      kj = join_seq(text_kv.k, kl, front);
-      vj = join_seq(text_kv.v, vl, front);
-      mj = join_mask(mask, text_kv.k.size(1), front);
-    }
-    local.key_padding_mask = mj;
-    state = local_attention(ql, kj, vj, local);
+    local.key_padding_mask = mask;
+    state = local_attention(ql, kl, vl, local);
+    kl = vl = at::Tensor();
+  }
+  if (text) {
+    LocalAttentionOptions t;
+    t.scale = local.scale;
+    local_attention_(state, ql, text_k, text_v, t);
   }
   at::Tensor out = state.out.to(dtype);
   at::Tensor text_out;

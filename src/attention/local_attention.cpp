@@ -58,35 +58,55 @@ void check_qkv(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
 // (rows H*D floats apart); only K is transposed, to (B, H, D, Sk), so that
 // both GEMMs read row-major operands. The softmax scale goes into the
 // exponent, so q is never copied to be scaled.
-AttentionState cpu_attention(const at::Tensor& q, const at::Tensor& kt, const at::Tensor& v,
-                             const at::Tensor& key_bias, float scale, int64_t block_q, int64_t block_k) {
-  const int64_t B = q.size(0), Sq = q.size(1), H = q.size(2), D = q.size(3), Sk = kt.size(3);
-  auto out = at::empty({B, Sq, H, D}, q.options());
-  auto lse = at::empty({B, H, Sq}, q.options());
+//
+// With `into`, the kernel continues an earlier result over other keys instead
+// of starting afresh: a row with output O and LSE L resumes as running max
+// L/scale, running sum 1 and accumulator O, which is exactly the state the
+// online softmax would have reached, so no second output and no merge pass
+// are needed (Ring attention's steps).
+AttentionState cpu_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                             const at::Tensor& key_bias, float scale, int64_t block_q, int64_t block_k,
+                             AttentionState* into = nullptr) {
+  const int64_t B = q.size(0), Sq = q.size(1), H = q.size(2), D = q.size(3), Sk = k.size(1);
+  auto out = into ? into->out : at::empty({B, Sq, H, D}, q.options());
+  auto lse = into ? into->lse : at::empty({B, H, Sq}, q.options());
   const float neg_inf = -std::numeric_limits<float>::infinity();
   const int64_t ld = H * D;
   SingleThreadedBlas blas(at::get_num_threads() > 1 && B * H > 1);
   at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
-    auto scores = at::empty({block_q, block_k}, q.options());
+    // No bigger than the problem: a rank's shard is often smaller than a block.
+    auto scores = at::empty({std::min(block_q, Sq), std::min(block_k, Sk)}, q.options());
     std::vector<float> m(block_q), l(block_q), alpha(block_q);
     for (int64_t bh = begin; bh < end; ++bh) {
       const int64_t b = bh / H, h = bh % H;
-      auto qh = q.select(0, b).select(1, h), k = kt[b][h], vh = v.select(0, b).select(1, h);
+      auto qh = q.select(0, b).select(1, h), kh = k.select(0, b).select(1, h), vh = v.select(0, b).select(1, h);
       auto oh = out.select(0, b).select(1, h);  // (Sq, D), rows ld apart
       const float* bias = key_bias.defined() ? key_bias[key_bias.size(0) == 1 ? 0 : b].data_ptr<float>() : nullptr;
       float* lse_row = lse[b][h].data_ptr<float>();
       for (int64_t qs = 0; qs < Sq; qs += block_q) {
         const int64_t bq = std::min(block_q, Sq - qs);
         auto acc = oh.narrow(0, qs, bq);
-        acc.zero_();
-        std::fill(m.begin(), m.end(), neg_inf);
-        std::fill(l.begin(), l.end(), 0.0f);
-        auto qb = qh.narrow(0, qs, bq);
         float* a = acc.data_ptr<float>();
+        if (into) {
+          for (int64_t i = 0; i < bq; ++i) {
+            const float prev = lse_row[qs + i];
+            const bool seen = prev != neg_inf;
+            m[i] = seen ? prev / scale : neg_inf;
+            l[i] = seen ? 1.0f : 0.0f;
+            if (!seen) std::fill(a + i * ld, a + i * ld + D, 0.0f);
+          }
+        } else {
+          acc.zero_();
+          std::fill(m.begin(), m.end(), neg_inf);
+          std::fill(l.begin(), l.end(), 0.0f);
+        }
+        auto qb = qh.narrow(0, qs, bq);
         for (int64_t ks = 0; ks < Sk; ks += block_k) {
           const int64_t bk = std::min(block_k, Sk - ks);
-          auto s = bq == block_q && bk == block_k ? scores : at::empty({bq, bk}, q.options());
-          at::mm_out(s, qb, k.narrow(1, ks, bk));
+          // A partial block reuses the front of the buffer, rows bk apart.
+          auto s = bq == scores.size(0) && bk == scores.size(1) ? scores
+                                                                : scores.view(-1).narrow(0, 0, bq * bk).view({bq, bk});
+          at::mm_out(s, qb, kh.narrow(0, ks, bk).t());
           detail::online_softmax_rows(s.data_ptr<float>(), bq, bk, bk, bias ? bias + ks : nullptr, scale,
                                       m.data(), l.data(), alpha.data());
           detail::scale_rows(a, bq, D, ld, alpha.data());
@@ -105,8 +125,19 @@ AttentionState cpu_attention(const at::Tensor& q, const at::Tensor& kt, const at
 
 }  // namespace
 
-AttentionState local_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                               const LocalAttentionOptions& o) {
+namespace {
+
+// Whether `acc` can be continued in place by the fused kernel.
+bool continuable(const AttentionState& acc, const at::Tensor& q) {
+  const auto& out = acc.out;
+  return out.scalar_type() == at::kFloat && out.is_contiguous() && out.sizes() == q.sizes() &&
+         acc.lse.scalar_type() == at::kFloat && acc.lse.is_contiguous() &&
+         acc.lse.sizes() == at::IntArrayRef({q.size(0), q.size(2), q.size(1)});
+}
+
+// local_attention, or with `into` its continuation (see cpu_attention).
+AttentionState attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                      const LocalAttentionOptions& o, AttentionState* into) {
   check_qkv(q, k, v);
   const int64_t B = q.size(0), Sq = q.size(1), H = q.size(2), D = q.size(3), Sk = k.size(1);
   const double scale = o.scale.value_or(1.0 / std::sqrt(static_cast<double>(D)));
@@ -131,15 +162,21 @@ AttentionState local_attention(const at::Tensor& q, const at::Tensor& k, const a
   // The fused CPU path is for inference; with autograd recording, the ATen
   // path below (same algorithm) keeps gradients flowing.
   const bool recording = at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
-  if (q.device().is_cpu() && !am.defined() && !recording) {
+  const bool fused = q.device().is_cpu() && !am.defined() && !recording;
+  if (into && !(fused && scale > 0 && continuable(*into, q))) {
+    merge_attention_(*into, attend(q, k, v, o, nullptr));
+    return *into;
+  }
+  if (fused) {
     auto qc = q.to(at::kFloat).contiguous();
-    auto kc = k.permute({0, 2, 3, 1}).to(at::kFloat).contiguous();
+    auto kc = k.to(at::kFloat).contiguous();
     auto vc = v.to(at::kFloat).contiguous();
     at::Tensor bias;
     if (kpm.defined()) {
       bias = at::zeros({kpm.size(0), Sk}, f32).masked_fill_(kpm.view({kpm.size(0), Sk}).logical_not(), neg_inf);
     }
-    auto st = cpu_attention(qc, kc, vc, bias, static_cast<float>(scale), o.block_q, o.block_k);
+    auto st = cpu_attention(qc, kc, vc, bias, static_cast<float>(scale), o.block_q, o.block_k, into);
+    if (into) return *into;
     return {o.out_fp32 ? st.out : st.out.to(q.scalar_type()), st.lse};
   }
   // Any device: the same algorithm from ATen ops, all heads at once.
@@ -181,6 +218,18 @@ AttentionState local_attention(const at::Tensor& q, const at::Tensor& k, const a
   }
   auto result = out.permute({0, 2, 1, 3});
   return {o.out_fp32 ? result.contiguous() : result.to(q.scalar_type()).contiguous(), lse};
+}
+
+}  // namespace
+
+AttentionState local_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                               const LocalAttentionOptions& o) {
+  return attend(q, k, v, o, nullptr);
+}
+
+void local_attention_(AttentionState& acc, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                      const LocalAttentionOptions& o) {
+  attend(q, k, v, o, &acc);
 }
 
 void merge_attention_(AttentionState& acc, const AttentionState& b) {

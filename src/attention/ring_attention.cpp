@@ -23,8 +23,7 @@ at::Tensor pad_heads(const at::Tensor& x, int64_t heads) {
 }
 
 AttentionState ring_attention(const Group& ring, const at::Tensor& q, at::Tensor k, at::Tensor v,
-                              const at::Tensor& key_mask, const TextKV& text,
-                              const LocalAttentionOptions& local) {
+                              const at::Tensor& key_mask, const LocalAttentionOptions& local) {
   const int r = ring.size();
   // The mask travels as bytes beside its K/V block. k and v are taken over,
   // so a block the caller no longer holds is freed once it has been passed on.
@@ -39,21 +38,12 @@ AttentionState ring_attention(const Group& ring, const at::Tensor& q, at::Tensor
     std::optional<RingExchange> next;
     if (step + 1 < r) next.emplace(ring, block);
     if (next) fault_point("ring_step", ring.ranks()[ring.rank()]);
-    at::Tensor kb = block[0], vb = block[1];
-    at::Tensor mb = key_mask.defined() ? block[2] : at::Tensor();
-    if (step == 0 && text.k.defined()) {
-      // Text keys join exactly one step, or they would be counted R times.
-      kb = join_seq(text.k, kb, text.front);
-      vb = join_seq(text.v, vb, text.front);
-      mb = join_mask(mb, text.k.size(1), text.front);
-    }
     LocalAttentionOptions o = local;
-    o.key_padding_mask = mb;
-    auto part = local_attention(q, kb, vb, o);
+    o.key_padding_mask = key_mask.defined() ? block[2] : at::Tensor();
     if (step == 0) {
-      state = std::move(part);
+      state = local_attention(q, block[0], block[1], o);
     } else {
-      merge_attention_(state, part);
+      local_attention_(state, q, block[0], block[1], o);  // continues the softmax in place
     }
     if (next) block = next->wait();
   }

@@ -7,12 +7,6 @@
 
 namespace spdit::detail {
 
-/// Keys the ring step 0 adds to the local block: the replicated text.
-struct TextKV {
-  at::Tensor k, v;  // (B, T, Hl, D) or undefined
-  bool front = true;
-};
-
 /// Concatenates text and image along the sequence per strategy.
 at::Tensor join_seq(const at::Tensor& text, const at::Tensor& image, bool front);
 
@@ -21,11 +15,11 @@ at::Tensor join_mask(const at::Tensor& image_mask, int64_t text_len, bool front)
 
 /// Ring attention over `ring`: K/V (and their key mask) circulate with
 /// asynchronous send/recv, the next block's transfer overlapping the current
-/// block's compute; partial results merge by LSE, in place. Text K/V join
-/// step 0 only. k and v are taken over (move them in to let them go early).
+/// block's compute; each block continues the online softmax of the ones
+/// before (in place, no merge pass). k and v are taken over: move them in to
+/// let them go once passed on.
 AttentionState ring_attention(const Group& ring, const at::Tensor& q, at::Tensor k, at::Tensor v,
-                              const at::Tensor& key_mask, const TextKV& text,
-                              const LocalAttentionOptions& local);
+                              const at::Tensor& key_mask, const LocalAttentionOptions& local);
 
 /// Zero-pads dim 2 (heads) to `heads`.
 at::Tensor pad_heads(const at::Tensor& x, int64_t heads);

@@ -71,7 +71,9 @@ at::Tensor shard(ForwardContext& ctx, const SequenceParallelConfig& cfg, const a
   }
   const int64_t chunk = x.size(dim) / p;
   ctx.set_sp_active(true);
-  return x.narrow(dim, cfg.get_rank() * chunk, chunk).contiguous();
+  // An owned copy: a view would keep the whole (possibly padded) tensor alive
+  // on every rank for the rest of the forward.
+  return x.narrow(dim, cfg.get_rank() * chunk, chunk).clone(at::MemoryFormat::Contiguous);
 }
 
 }  // namespace

@@ -34,6 +34,15 @@ struct AttentionState {
 AttentionState local_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                const LocalAttentionOptions& options = {});
 
+/// Continues `acc` (the attention of these queries over other keys) with the
+/// keys k, v: the result of merge_attention_(acc, local_attention(q, k, v, o))
+/// in `acc`. On CPU with an fp32 `acc` the kernel resumes the online softmax
+/// from acc's output and LSE, so neither a second output nor a merge pass is
+/// needed; elsewhere it computes the part and merges it. o.out_fp32 is
+/// ignored: acc keeps its dtype.
+void local_attention_(AttentionState& acc, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                      const LocalAttentionOptions& o = {});
+
 /// Merges the attention of the same queries over two disjoint key sets:
 ///   w   = sigmoid(lse_b - lse_a)        (b's share of the joint softmax mass)
 ///   out = out_a + w * (out_b - out_a)
