@@ -56,11 +56,15 @@ SPDIT_CLONES float row_max(const float* row, int64_t n) {
 }
 
 SPDIT_CLONES float exp_shift_sum(float* row, int64_t n, float shift, float scale) {
+  // (x - shift) * scale as x * scale + offset (one FMA where the target has
+  // it). shift is finite here, so
+  // -inf scores (masked keys) stay -inf and give exactly 0.
+  const float offset = -shift * scale;
   float part[kLanes] = {0};
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
     for (int t = 0; t < kLanes; ++t) {
-      const float e = exp_nonpositive((row[j + t] - shift) * scale);
+      const float e = exp_nonpositive(row[j + t] * scale + offset);
       row[j + t] = e;
       part[t] += e;
     }
@@ -68,7 +72,7 @@ SPDIT_CLONES float exp_shift_sum(float* row, int64_t n, float shift, float scale
   float sum = 0.0f;
   for (int t = 0; t < kLanes; ++t) sum += part[t];
   for (; j < n; ++j) {
-    row[j] = exp_nonpositive((row[j] - shift) * scale);
+    row[j] = exp_nonpositive(row[j] * scale + offset);
     sum += row[j];
   }
   return sum;
