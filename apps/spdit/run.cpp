@@ -1,6 +1,5 @@
 // `spdit run`: a flow-matching Euler denoising loop of a reference DiT under
 // sequence parallelism, from seeded noise and seeded text embeddings.
-#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -76,13 +75,6 @@ at::Tensor denoise(models::Pipeline& pipe, const RunOptions& o, bool report,
 int run_rank(World& world, const RunOptions& o) {
   set_threads_per_rank(o.threads);
   install_memory_meter();
-  // SPDIT_EXACT_MEMORY=1: large tensors straight from and back to the OS, so
-  // that the resident peak tracks live activations rather than what the
-  // allocator kept cached. Off by default: the page faults cost ~15% speed.
-  if (const char* exact = std::getenv("SPDIT_EXACT_MEMORY"); exact && std::string(exact) == "1") {
-    mallopt(M_MMAP_THRESHOLD, 4 << 20);
-    mallopt(M_TRIM_THRESHOLD, 8 << 20);
-  }
   auto [u, r] = resolve_degrees(world.size(), o.ulysses, o.ring);
   check_ranks_agree(world, {o.model, o.preset, std::to_string(o.height), std::to_string(o.width),
                             std::to_string(o.frames), std::to_string(o.text_len), std::to_string(o.steps),
