@@ -49,16 +49,37 @@ models::RunSize size_of(const RunOptions& o) {
   return {o.height, o.width, o.frames, o.text_len, 1};
 }
 
+// Peaks of live tensor bytes (memory_meter.h) at two scopes: each forward
+// above what was alive when it started (its activations: inputs, latent and
+// weights excluded), and the whole loop. One meter serves both: its peak is
+// folded into the loop's before each per-forward reset.
+struct MemoryPeaks {
+  int64_t forward_activations = 0;
+  int64_t loop = 0;
+  void fold() { loop = std::max(loop, tensor_bytes_peak()); }
+};
+
 // Denoises from seeded noise: x <- x + (sigma_next - sigma) * v(x, sigma).
 at::Tensor denoise(models::Pipeline& pipe, const RunOptions& o, bool report,
-                   std::vector<double>* step_seconds) {
+                   std::vector<double>* step_seconds, MemoryPeaks* peaks = nullptr) {
   at::NoGradGuard no_grad;
   auto x = pipe.prepare(size_of(o), o.seed + 1);
   for (int i = 0; i < o.steps; ++i) {
     const double sigma = 1.0 - static_cast<double>(i) / o.steps;
     const double next = 1.0 - static_cast<double>(i + 1) / o.steps;
     auto t0 = Clock::now();
-    x = x + (next - sigma) * pipe.velocity(x, sigma);
+    int64_t live_before = 0;
+    if (peaks) {
+      peaks->fold();
+      live_before = reset_tensor_bytes_peak();
+    }
+    auto v = pipe.velocity(x, sigma);
+    if (peaks) {
+      peaks->forward_activations = std::max(peaks->forward_activations, tensor_bytes_peak() - live_before);
+      peaks->fold();
+    }
+    x = x + (next - sigma) * v;
+    v = at::Tensor();
     const double s = std::chrono::duration<double>(Clock::now() - t0).count();
     if (step_seconds) step_seconds->push_back(s);
     if (report) {
@@ -110,7 +131,9 @@ int run_rank(World& world, const RunOptions& o) {
   const int64_t tensors_before = reset_tensor_bytes_peak();
   std::vector<double> steps;
   auto t0 = Clock::now();
-  auto x = denoise(*pipe, o, lead, &steps);
+  MemoryPeaks mem;
+  auto x = denoise(*pipe, o, lead, &steps, &mem);
+  mem.fold();
   world.barrier();
   const double total = std::chrono::duration<double>(Clock::now() - t0).count();
   const auto moved = world.counters().snapshot();
@@ -118,15 +141,17 @@ int run_rank(World& world, const RunOptions& o) {
   for (const auto& [k, b] : moved) sent += b.sent;
   const int64_t predicted = prediction.total_bytes() * o.steps;
   auto peaks = all_gather_ints(world.group(), {peak_rss_bytes(), peak_rss_bytes() - resident_before,
-                                               tensor_bytes_peak() - tensors_before});
-  int64_t peak = 0, resident_activation = 0, activation = 0;
-  std::vector<int64_t> activations, resident_activations;
-  for (size_t i = 0; i < peaks.size(); i += 3) {
+                                               mem.forward_activations, mem.loop - tensors_before});
+  int64_t peak = 0, resident_activation = 0, activation = 0, loop = 0;
+  std::vector<int64_t> activations, resident_activations, loops;
+  for (size_t i = 0; i < peaks.size(); i += 4) {
     peak = std::max(peak, peaks[i]);
     resident_activation = std::max(resident_activation, peaks[i + 1]);
     resident_activations.push_back(peaks[i + 1]);
     activation = std::max(activation, peaks[i + 2]);
     activations.push_back(peaks[i + 2]);
+    loop = std::max(loop, peaks[i + 3]);
+    loops.push_back(peaks[i + 3]);
   }
 
   int code = 0;
@@ -148,9 +173,10 @@ int run_rank(World& world, const RunOptions& o) {
     for (const auto& [k, b] : moved) std::cout << ", " << k << " " << mb(b.sent);
     std::cout << "; predicted " << mb(predicted) << (predicted == sent ? " (match)" : " (MISMATCH)")
               << std::endl;
-    std::cout << "peak memory per rank (max over ranks): activations " << mb(activation)
-              << " (live tensors above the " << mb(tensors_before) << " of weights and inputs; weights "
-              << mb(weight_bytes) << ", replicated); resident " << mb(peak) << ", " << mb(resident_activation)
+    std::cout << "peak memory per rank (max over ranks): forward activations " << mb(activation)
+              << "; whole loop " << mb(loop) << " above the " << mb(tensors_before)
+              << " held before it (adds the latent and inputs, replicated); weights " << mb(weight_bytes)
+              << ", replicated; resident " << mb(peak) << ", " << mb(resident_activation)
               << " above the loop's start" << std::endl;
     j = {{"model", pipe->name()}, {"preset", o.preset}, {"height", o.height}, {"width", o.width},
          {"frames", o.frames}, {"text_len", o.text_len}, {"steps", o.steps}, {"seed", o.seed},
@@ -159,6 +185,7 @@ int run_rank(World& world, const RunOptions& o) {
          {"tokens", shapes.tokens}, {"tokens_per_rank", prediction.tokens_per_rank},
          {"comm_bytes_sent", sent}, {"comm_bytes_predicted", predicted}, {"peak_rss_bytes", peak},
          {"activation_peak_bytes", activation}, {"activation_peak_bytes_per_rank", activations},
+         {"loop_peak_bytes", loop}, {"loop_peak_bytes_per_rank", loops},
          {"tensor_bytes_before_loop", tensors_before}, {"weight_bytes", weight_bytes},
          {"resident_activation_peak_bytes", resident_activation},
          {"resident_activation_peak_bytes_per_rank", resident_activations},
