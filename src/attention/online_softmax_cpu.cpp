@@ -15,25 +15,30 @@
 namespace spdit::detail {
 namespace {
 
-// exp(x) for x <= 0 to about 2 ulp: 2^n * p(r), r = x - n ln2 in [-ln2/2, ln2/2].
-// Written without branches or library calls so that it vectorises.
-inline float exp_nonpositive(float x) {
-  const float clamped = x < -87.0f ? -87.0f : x;
+// 2^t for t <= 0 (-inf included, giving exactly 0) to about 1.6 ulp:
+// 2^n * p(f), n = round(t), f = t - n in [-1/2, 1/2], p of degree 6 (Cephes'
+// exp2f coefficients). In base 2 the range reduction is one subtraction, where
+// e^x needs two steps. t is first raised to -127, where n = -127 makes the
+// exponent bits 0, so 2^n * p is exactly 0: below about 2^-126 (and at -inf)
+// the result is 0 without a select. Written without branches or library calls
+// so that it vectorises.
+inline float exp2_nonpositive(float t) {
+  const float tc = t > -127.0f ? t : -127.0f;
   // Round to nearest by the 1.5 * 2^23 trick: no floor() call, so every
   // instruction set vectorises it.
-  const float n = (clamped * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  const float r = (clamped - n * 0.693359375f) + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  const float n = (tc + 12582912.0f) - 12582912.0f;
+  const float f = tc - n;
+  float p = 1.535336188319500e-4f;
+  p = p * f + 1.339887440266574e-3f;
+  p = p * f + 9.618437357674640e-3f;
+  p = p * f + 5.550332471162809e-2f;
+  p = p * f + 2.402264791363012e-1f;
+  p = p * f + 6.931472028550421e-1f;
+  p = p * f + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;  // n in [-127, 0]: no overflow
   float scale;
   std::memcpy(&scale, &bits, sizeof(scale));
-  return x < -87.0f ? 0.0f : p * scale;
+  return p * scale;
 }
 
 // Reductions keep kLanes independent partial results, so the compiler can
@@ -56,15 +61,16 @@ SPDIT_CLONES float row_max(const float* row, int64_t n) {
 }
 
 SPDIT_CLONES float exp_shift_sum(float* row, int64_t n, float shift, float scale) {
-  // (x - shift) * scale as x * scale + offset (one FMA where the target has
-  // it). shift is finite here, so
-  // -inf scores (masked keys) stay -inf and give exactly 0.
-  const float offset = -shift * scale;
+  // exp((x - shift) * scale) = 2^(x * k + offset) with k = scale * log2(e):
+  // one multiply-add per score before the exponential. shift is finite here,
+  // so -inf scores (masked keys) stay -inf and give exactly 0.
+  const float k = scale * 1.44269504088896341f;
+  const float offset = -shift * k;
   float part[kLanes] = {0};
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
     for (int t = 0; t < kLanes; ++t) {
-      const float e = exp_nonpositive(row[j + t] * scale + offset);
+      const float e = exp2_nonpositive(row[j + t] * k + offset);
       row[j + t] = e;
       part[t] += e;
     }
@@ -72,7 +78,7 @@ SPDIT_CLONES float exp_shift_sum(float* row, int64_t n, float shift, float scale
   float sum = 0.0f;
   for (int t = 0; t < kLanes; ++t) sum += part[t];
   for (; j < n; ++j) {
-    row[j] = exp_nonpositive(row[j] * scale + offset);
+    row[j] = exp2_nonpositive(row[j] * k + offset);
     sum += row[j];
   }
   return sum;
