@@ -64,31 +64,26 @@ void BM_BlockGemms(benchmark::State& state) {
 }
 BENCHMARK(BM_BlockGemms)->Unit(benchmark::kMicrosecond);
 
-// One Ring step's block of keys added to an earlier result (S = range(0)).
-void BM_RingStepContinue(benchmark::State& state) {
+// One Ring step's block of keys added to an earlier result (S = range(0)):
+// continued in place (range(1) = 0) or computed and then merged (1).
+void BM_RingStep(benchmark::State& state) {
   one_thread();
   const int64_t s = state.range(0);
+  const bool merge = state.range(1) == 1;
+  const spdit::LocalAttentionOptions fp32{std::nullopt, {}, {}, true};
   auto q = at::randn({1, s, 8, 64}), k = at::randn({1, s, 8, 64}), v = at::randn({1, s, 8, 64});
-  auto first = spdit::local_attention(q, k, v, {std::nullopt, {}, {}, true});
+  auto first = spdit::local_attention(q, k, v, fp32);
   for (auto _ : state) {
     spdit::AttentionState acc{first.out.clone(), first.lse.clone()};
-    spdit::local_attention_(acc, q, k, v);
+    if (merge) {
+      spdit::merge_attention_(acc, spdit::local_attention(q, k, v, fp32));
+    } else {
+      spdit::local_attention_(acc, q, k, v);
+    }
     benchmark::DoNotOptimize(acc.out.data_ptr());
   }
 }
-void BM_RingStepMerge(benchmark::State& state) {
-  one_thread();
-  const int64_t s = state.range(0);
-  auto q = at::randn({1, s, 8, 64}), k = at::randn({1, s, 8, 64}), v = at::randn({1, s, 8, 64});
-  auto first = spdit::local_attention(q, k, v, {std::nullopt, {}, {}, true});
-  for (auto _ : state) {
-    spdit::AttentionState acc{first.out.clone(), first.lse.clone()};
-    spdit::merge_attention_(acc, spdit::local_attention(q, k, v, {std::nullopt, {}, {}, true}));
-    benchmark::DoNotOptimize(acc.out.data_ptr());
-  }
-}
-BENCHMARK(BM_RingStepContinue)->Arg(1024)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_RingStepMerge)->Arg(1024)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_RingStep)->ArgNames({"S", "merge"})->Args({1024, 0})->Args({1024, 1})->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -79,7 +79,6 @@ at::Tensor denoise(models::Pipeline& pipe, const RunOptions& o, bool report,
       peaks->fold();
     }
     x = x + (next - sigma) * v;
-    v = at::Tensor();
     const double s = std::chrono::duration<double>(Clock::now() - t0).count();
     if (step_seconds) step_seconds->push_back(s);
     if (report) {

@@ -154,7 +154,7 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   } else {
     local.key_padding_mask = mask;
     state = local_attention(ql, kl, vl, local);
-    kl = vl = at::Tensor();
+    kl = vl = at::Tensor();  // after Ulysses, the gathered K/V: not needed past here
   }
   if (text) {
     LocalAttentionOptions t;
