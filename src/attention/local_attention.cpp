@@ -1,6 +1,7 @@
 #include "spdit/attention/local_attention.h"
 
 #include "online_softmax_cpu.h"
+#include "register_tiled_kernel.h"
 
 #include <ATen/Parallel.h>
 
@@ -52,12 +53,14 @@ void check_qkv(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
   }
 }
 
-// The CPU hot path: one (batch, head) at a time so that a score block stays
-// in cache from its GEMM through the fused softmax to the second GEMM. q and
-// v are read, and the output written, in place in their (B, S, H, D) layout
-// (rows H*D floats apart); only K is transposed, to (B, H, D, Sk), so that
-// both GEMMs read row-major operands. The softmax scale goes into the
-// exponent, so q is never copied to be scaled.
+// The CPU hot path, one (batch, head) at a time. q and v are read, and the
+// output written, in place in their (B, S, H, D) layout (rows H*D floats
+// apart). The softmax scale goes into the exponent, so q is never copied to
+// be scaled. Where the CPU allows, the register-tiled kernel runs each head
+// (K transposed once per head, into a buffer each thread keeps); elsewhere
+// BLAS GEMMs run it a (query block x key block) at a time, so that a score
+// block stays in cache from its GEMM through the fused softmax to the second
+// GEMM, reading K in place as a transposed operand.
 //
 // With `into`, the kernel continues an earlier result over other keys instead
 // of starting afresh: a row with output O and LSE L resumes as running max
@@ -72,6 +75,33 @@ AttentionState cpu_attention(const at::Tensor& q, const at::Tensor& k, const at:
   auto lse = into ? into->lse : at::empty({B, H, Sq}, q.options());
   const float neg_inf = -std::numeric_limits<float>::infinity();
   const int64_t ld = H * D;
+  const auto kernel = detail::selected_cpu_kernel();
+  if (detail::register_tiled(kernel, D)) {
+    at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
+      auto kt = at::empty({detail::packed_keys_size(Sk, D)}, q.options());
+      auto vp = at::empty({Sk, D}, q.options());
+      for (int64_t bh = begin; bh < end; ++bh) {
+        const int64_t b = bh / H, h = bh % H;
+        detail::pack_keys(k[b].select(1, h).data_ptr<float>(), ld, Sk, D, kt.data_ptr<float>());
+        detail::pack_values(v[b].select(1, h).data_ptr<float>(), ld, Sk, D, vp.data_ptr<float>());
+        detail::HeadOperands op;
+        op.q = q[b].select(1, h).data_ptr<float>();
+        op.kt = kt.data_ptr<float>();
+        op.v = vp.data_ptr<float>();
+        op.out = out[b].select(1, h).data_ptr<float>();
+        op.ldq = op.ldo = ld;
+        op.lse = lse[b][h].data_ptr<float>();
+        op.bias = key_bias.defined() ? key_bias[key_bias.size(0) == 1 ? 0 : b].data_ptr<float>() : nullptr;
+        op.sq = Sq;
+        op.sk = Sk;
+        op.d = D;
+        op.scale = scale;
+        op.resume = into != nullptr;
+        detail::register_tiled_attention(kernel, op);
+      }
+    });
+    return {out, lse};
+  }
   SingleThreadedBlas blas(at::get_num_threads() > 1 && B * H > 1);
   at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
     // No bigger than the problem: a rank's shard is often smaller than a block.

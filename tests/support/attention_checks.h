@@ -125,6 +125,9 @@ inline std::vector<AttnCase> attention_grid(int p) {
           if (text == 0 && !front) continue;
           AttnCase c;
           c.seq = seq, c.heads = heads, c.text = text, c.front = front;
+          // 16 is a multiple of every register-tiled kernel's vector width,
+          // 8 only of AVX2's: both CPU kernel paths are checked for parity.
+          c.head_dim = heads == 8 ? 16 : 8;
           c.user_mask = (seq + heads + text) % 2 == 1;
           cases.push_back(c);
         }
