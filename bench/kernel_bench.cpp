@@ -14,19 +14,34 @@
 
 namespace {
 
-void one_thread() { at::set_num_threads(1); }
+// OpenBLAS keeps its own thread pool, which at::set_num_threads does not size.
+extern "C" void openblas_set_num_threads(int) __attribute__((weak));
 
-// B=1, H=8, d=64, S = range(0): FLOPs counted as 4*S*S*d*H.
+void one_thread() {
+  at::set_num_threads(1);
+  if (openblas_set_num_threads) openblas_set_num_threads(1);
+}
+
+// B=1, H=8, d=64, S = range(0): FLOPs counted as 4*S*S*d*H. range(1) = 1
+// runs the BLAS-block path instead of the CPU's register-tiled kernel.
 void BM_LocalAttention(benchmark::State& state) {
   one_thread();
   const int64_t s = state.range(0);
   auto q = at::randn({1, s, 8, 64}), k = at::randn({1, s, 8, 64}), v = at::randn({1, s, 8, 64});
+  if (state.range(1)) setenv("SPDIT_CPU_KERNEL", "blas", 1);
   for (auto _ : state) benchmark::DoNotOptimize(spdit::local_attention(q, k, v).out.data_ptr());
+  state.SetLabel(spdit::local_attention_cpu_kernel());
+  if (state.range(1)) unsetenv("SPDIT_CPU_KERNEL");
   state.counters["GFLOP/s"] =
       benchmark::Counter(4.0 * s * s * 64 * 8 * state.iterations(), benchmark::Counter::kIsRate,
                          benchmark::Counter::kIs1000);
 }
-BENCHMARK(BM_LocalAttention)->Arg(1024)->Arg(4096)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_LocalAttention)
+    ->ArgNames({"S", "blas"})
+    ->Args({1024, 0})
+    ->Args({4096, 0})
+    ->Args({4096, 1})
+    ->Unit(benchmark::kMillisecond);
 
 // The max / exp / sum pass over one 512 x 512 score block.
 void BM_OnlineSoftmaxBlock(benchmark::State& state) {
@@ -48,7 +63,7 @@ void BM_OnlineSoftmaxBlock(benchmark::State& state) {
 }
 BENCHMARK(BM_OnlineSoftmaxBlock)->Unit(benchmark::kMicrosecond);
 
-// The two GEMMs of one block pair, as the kernel issues them (rows H*d apart).
+// The two GEMMs of one block pair, as the BLAS path issues them (rows H*d apart).
 void BM_BlockGemms(benchmark::State& state) {
   one_thread();
   const int64_t b = 512, ld = 8 * 64;

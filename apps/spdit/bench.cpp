@@ -110,7 +110,9 @@ int bench_attention(const AttentionBench& o) {
   set_threads_per_rank(1);
   install_memory_meter();
   at::NoGradGuard no_grad;
-  json out = {{"machine", machine_info()}, {"threads", 1}, {"block_q", o.block_q}, {"block_k", o.block_k}};
+  const std::string kernel = local_attention_cpu_kernel();
+  json out = {{"machine", machine_info()}, {"threads", 1}, {"cpu_kernel", kernel},
+              {"block_q", o.block_q}, {"block_k", o.block_k}};
   // Reference: single-thread sgemm through LibTorch (OpenBLAS), 2048^3.
   const int64_t n = o.quick ? 512 : 2048;
   auto a = at::randn({n, n}), b = at::randn({n, n});
@@ -118,7 +120,8 @@ int bench_attention(const AttentionBench& o) {
   const double gemm_gflops = 2.0 * n * n * n / gemm.median / 1e9;
   out["sgemm"] = {{"n", n}, {"gflops", gemm_gflops}, {"time", to_json(gemm)}};
   std::cout << "single-thread sgemm " << n << "^3: " << std::fixed << std::setprecision(1)
-            << gemm_gflops << " GFLOP/s (median of " << o.repeats << ")\n\n";
+            << gemm_gflops << " GFLOP/s (median of " << o.repeats << ")\n";
+  std::cout << "spdit CPU kernel: " << kernel << " (SPDIT_CPU_KERNEL=blas|avx2|avx512 to compare)\n\n";
   std::cout << std::left << std::setw(26) << "case" << std::right << std::setw(10) << "median s"
             << std::setw(10) << "GFLOP/s" << std::setw(10) << "% sgemm" << std::setw(14)
             << "peak extra MB" << std::setw(12) << "S*d*4 MB" << std::setw(16) << "sgemm beside" << "\n";
@@ -152,6 +155,17 @@ int bench_attention(const AttentionBench& o) {
               << ours.median << std::setw(10) << std::setprecision(1) << gf << std::setw(9) << 100 * gf / gemm_here_gflops
               << "%" << std::setw(14) << mem / 1e6 << std::setw(12) << c.s * c.d * c.h * 4 / 1e6 << std::setw(16)
               << gemm_here_gflops << "\n";
+    if (c.anchor && kernel != "blas") {
+      // The BLAS-block path of the same kernel, for the register tiles' gain.
+      setenv("SPDIT_CPU_KERNEL", "blas", 1);
+      auto blas = time_runs(reps, [&] { local_attention(q, k, v, lo); });
+      setenv("SPDIT_CPU_KERNEL", kernel.c_str(), 1);  // back to the kernel of the other rows
+      const double bgf = flops / blas.median / 1e9;
+      row["blas_kernel"] = {{"gflops", bgf}, {"fraction_of_sgemm", bgf / gemm_here_gflops}, {"time", to_json(blas)}};
+      std::cout << std::left << std::setw(26) << "  spdit, blas kernel" << std::right << std::setw(10)
+                << std::setprecision(3) << blas.median << std::setw(10) << std::setprecision(1) << bgf << std::setw(9)
+                << 100 * bgf / gemm_here_gflops << "%\n";
+    }
     if (c.anchor || (c.s <= 4096)) {
       // LibTorch's own attention of this build, in its (B, H, S, D) layout.
       auto qt = q.transpose(1, 2).contiguous(), kt = k.transpose(1, 2).contiguous(), vt = v.transpose(1, 2).contiguous();

@@ -262,6 +262,8 @@ void local_attention_(AttentionState& acc, const at::Tensor& q, const at::Tensor
   attend(q, k, v, o, &acc);
 }
 
+std::string local_attention_cpu_kernel() { return detail::cpu_kernel_name(detail::selected_cpu_kernel()); }
+
 void merge_attention_(AttentionState& acc, const AttentionState& b) {
   const auto dtype = acc.out.scalar_type();
   auto lse_a = acc.lse.to(at::kFloat), lse_b = b.lse.to(at::kFloat);

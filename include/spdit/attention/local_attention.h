@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <optional>
+#include <string>
 
 namespace spdit {
 
@@ -42,6 +43,13 @@ AttentionState local_attention(const at::Tensor& q, const at::Tensor& k, const a
 /// ignored: acc keeps its dtype.
 void local_attention_(AttentionState& acc, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                       const LocalAttentionOptions& o = {});
+
+/// The CPU kernel local attention runs on this machine: "avx512" or "avx2"
+/// (register-tiled, for head dims that are a multiple of 16 or 8 floats) or
+/// "blas" (BLAS GEMMs per block; every other case). The environment variable
+/// SPDIT_CPU_KERNEL picks one by that name, to compare them; a name this CPU
+/// cannot run is an error at the next attention call.
+std::string local_attention_cpu_kernel();
 
 /// Merges the attention of the same queries over two disjoint key sets:
 ///   w   = sigmoid(lse_b - lse_a)        (b's share of the joint softmax mass)
