@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -104,9 +105,65 @@ struct AttentionBench {
   std::string json_path;
   bool quick = false;
   std::vector<int64_t> only;  // H S D of a single case
+  std::string device = "cpu";
 };
 
+// The GPU's name from nvidia-smi: this binary needs no CUDA headers.
+std::string gpu_name() {
+  std::string name;
+  if (FILE* p = popen("nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1", "r")) {
+    char buf[256];
+    while (fgets(buf, sizeof buf, p)) name += buf;
+    pclose(p);
+  }
+  while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
+  return name.empty() ? "unknown (nvidia-smi gave nothing)" : name;
+}
+
+// On a CUDA device: spdit's local attention (its ATen path: blocked online
+// softmax, fp32 accumulation) against LibTorch's fused attention of the same
+// build, in bf16, B=1. Each timed run ends by reading one value back, which
+// waits for the device; both sides pay it alike.
+int bench_attention_cuda(const AttentionBench& o) {
+  if (!at::hasCUDA()) {
+    throw std::runtime_error("spdit bench attention --device cuda: this LibTorch has no CUDA (at::hasCUDA() is false); "
+                             "build spdit against a CUDA LibTorch, e.g. the one of a CUDA PyTorch wheel");
+  }
+  at::NoGradGuard no_grad;
+  const auto opts = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
+  json out = {{"machine", machine_info()}, {"device", "cuda"}, {"gpu", gpu_name()}, {"dtype", "bf16"},
+              {"block_q", o.block_q}, {"block_k", o.block_k}};
+  std::cout << "GPU: " << out["gpu"].get<std::string>() << ", bf16\n\n"
+            << std::left << std::setw(26) << "case" << std::right << std::setw(12) << "spdit s" << std::setw(12)
+            << "TFLOP/s" << std::setw(14) << "libtorch s" << std::setw(12) << "TFLOP/s" << std::setw(14)
+            << "spdit/libtorch" << "\n";
+  std::vector<std::array<int64_t, 3>> cases = {{8, 4096, 64}, {8, 4096, 128}, {8, 16384, 64}, {24, 16384, 128}};
+  if (o.quick) cases = {{8, 1024, 64}};
+  if (o.only.size() == 3) cases = {{o.only[0], o.only[1], o.only[2]}};
+  for (auto [h, sq, d] : cases) {
+    auto q = at::randn({1, sq, h, d}, opts), k = at::randn({1, sq, h, d}, opts), v = at::randn({1, sq, h, d}, opts);
+    const double flops = 4.0 * sq * sq * d * h;
+    LocalAttentionOptions lo;
+    lo.block_q = o.block_q;
+    lo.block_k = o.block_k;
+    auto ours = time_runs(o.repeats, [&] { local_attention(q, k, v, lo).out.sum().item<float>(); });
+    auto qt = q.transpose(1, 2).contiguous(), kt = k.transpose(1, 2).contiguous(), vt = v.transpose(1, 2).contiguous();
+    auto theirs = time_runs(o.repeats, [&] { std::get<0>(at::_scaled_dot_product_attention(qt, kt, vt)).sum().item<float>(); });
+    const double a = flops / ours.median / 1e12, b = flops / theirs.median / 1e12;
+    out["cases"].push_back({{"heads", h}, {"seq", sq}, {"head_dim", d}, {"tflops", a}, {"time", to_json(ours)},
+                            {"libtorch_sdpa", {{"tflops", b}, {"time", to_json(theirs)}}}, {"ratio", a / b}});
+    std::string name = "H=" + std::to_string(h) + " S=" + std::to_string(sq) + " d=" + std::to_string(d);
+    std::cout << std::left << std::setw(26) << name << std::right << std::fixed << std::setprecision(4)
+              << std::setw(12) << ours.median << std::setw(12) << std::setprecision(1) << a << std::setw(14)
+              << std::setprecision(4) << theirs.median << std::setw(12) << std::setprecision(1) << b
+              << std::setw(14) << std::setprecision(2) << a / b << "\n";
+  }
+  write_json(o.json_path, out);
+  return 0;
+}
+
 int bench_attention(const AttentionBench& o) {
+  if (o.device == "cuda") return bench_attention_cuda(o);
   set_threads_per_rank(1);
   install_memory_meter();
   at::NoGradGuard no_grad;
@@ -394,6 +451,9 @@ void add_bench_command(CLI::App& app, Action& action) {
   a->add_option("--case", ab.only, "Run one case: H S D")->expected(3);
   a->add_option("--block-q", ab.block_q, "Query block of the online softmax")->check(CLI::PositiveNumber)->capture_default_str();
   a->add_option("--block-k", ab.block_k, "Key block of the online softmax")->check(CLI::PositiveNumber)->capture_default_str();
+  a->add_option("--device", ab.device, "cpu: against sgemm, one thread; cuda: against LibTorch's fused attention")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
   a->callback([&action] { action = [] { return bench_attention(ab); }; });
 
   static ScalingBench sb;
