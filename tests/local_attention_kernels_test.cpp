@@ -15,7 +15,8 @@ using namespace spdit;
 
 namespace {
 
-// Sets SPDIT_CPU_KERNEL for one scope; the kernel is chosen on every call.
+// Sets SPDIT_CPU_KERNEL for one scope (empty: unset); the kernel is chosen
+// on every call.
 class KernelChoice {
  public:
   explicit KernelChoice(const char* name) {
@@ -97,35 +98,51 @@ TEST(LocalAttentionKernels, EveryKernelMatchesTheReference) {
 }
 
 TEST(LocalAttentionKernels, EveryKernelContinuesInPlace) {
-  // Two calls over key halves (the first half masking some rows entirely)
-  // equal one call over all keys.
+  // Three key blocks, the first masking some rows' keys entirely (those rows
+  // start empty: LSE -inf) and the last masking others: the continued state
+  // must equal one call over all keys, in the fused kernel's fp32 path and in
+  // the compute-and-merge path of a bf16 accumulator.
   for (const char* name : kKernels) {
     if (!runnable(name)) continue;
     KernelChoice choice(name);
     SCOPED_TRACE(name);
-    auto q = at::randn({1, 23, 2, 32}), k = at::randn({1, 700, 2, 32}), v = at::randn({1, 700, 2, 32});
-    auto keep = at::rand({1, 700}) > 0.2;
-    keep.narrow(1, 0, 300).fill_(false);
+    auto q = at::randn({2, 37, 3, 16}), k = at::randn({2, 50, 3, 16}), v = at::randn({2, 50, 3, 16});
+    auto mask = at::rand({2, 50}) > 0.3;
+    mask.narrow(1, 0, 20).fill_(false);
+    mask[1].narrow(0, 20, 20).fill_(false);
     LocalAttentionOptions all;
-    all.key_padding_mask = keep;
+    all.key_padding_mask = mask;
     all.out_fp32 = true;
     auto whole = local_attention(q, k, v, all);
     auto part = [&](int64_t from, int64_t n) {
       LocalAttentionOptions o;
-      o.key_padding_mask = keep.narrow(1, from, n);
+      o.key_padding_mask = mask.narrow(1, from, n);
+      o.block_q = 16, o.block_k = 7;
       o.out_fp32 = true;
       return o;
     };
-    auto acc = local_attention(q, k.narrow(1, 0, 300), v.narrow(1, 0, 300), part(0, 300));
+    auto acc = local_attention(q, k.narrow(1, 0, 20), v.narrow(1, 0, 20), part(0, 20));
     ASSERT_TRUE(at::isinf(acc.lse).all().item<bool>());
-    local_attention_(acc, q, k.narrow(1, 300, 400), v.narrow(1, 300, 400), part(300, 400));
+    const auto* storage = acc.out.data_ptr();
+    local_attention_(acc, q, k.narrow(1, 20, 20), v.narrow(1, 20, 20), part(20, 20));
+    local_attention_(acc, q, k.narrow(1, 40, 10), v.narrow(1, 40, 10), part(40, 10));
+    EXPECT_EQ(acc.out.data_ptr(), storage) << "the fp32 accumulator is continued in place";
     EXPECT_LE((acc.out - whole.out).abs().max().item<double>(), 1e-5);
     EXPECT_LE((acc.lse - whole.lse).abs().max().item<double>(), 1e-5);
+    // Row 1's second block is fully masked: the rows with no valid key anywhere
+    // stay 0 / -inf, exactly as in the single call.
+    EXPECT_TRUE((at::isinf(acc.lse) == at::isinf(whole.lse)).all().item<bool>());
+
+    AttentionState low{local_attention(q, k.narrow(1, 0, 25), v.narrow(1, 0, 25), part(0, 25)).out.to(at::kBFloat16),
+                       local_attention(q, k.narrow(1, 0, 25), v.narrow(1, 0, 25), part(0, 25)).lse};
+    local_attention_(low, q, k.narrow(1, 25, 25), v.narrow(1, 25, 25), part(25, 25));
+    EXPECT_EQ(low.out.scalar_type(), at::kBFloat16);
+    EXPECT_LE((low.out.to(at::kFloat) - whole.out).abs().max().item<double>(), 2e-2);
   }
 }
 
 TEST(LocalAttentionKernels, ChoosesARegisterTiledKernelWhereTheCpuHasOne) {
-  unsetenv("SPDIT_CPU_KERNEL");
+  KernelChoice none("");  // empty: the CPU's own choice
   const auto chosen = spdit::detail::selected_cpu_kernel();
   if (runnable("avx512")) {
     EXPECT_EQ(chosen, spdit::detail::CpuKernel::kAvx512);

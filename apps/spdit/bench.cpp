@@ -246,7 +246,7 @@ int bench_attention(const AttentionBench& o) {
 struct ScalingBench {
   std::string model = "flux", preset = "small";
   int64_t height = 1024, width = 2048;
-  int steps = 6;
+  int steps = 4, rounds = 3;
   std::string json_path;
 };
 
@@ -275,23 +275,40 @@ int bench_scaling(const ScalingBench& o) {
                                        {"1 rank x 2 threads", 1, 1, 1, 2},
                                        {"2 ranks x 1 thread, Ulysses", 2, 2, 1, 1},
                                        {"2 ranks x 1 thread, Ring", 2, 1, 2, 1}};
-  json out = {{"machine", machine_info()}, {"model", o.model}, {"preset", o.preset},
-              {"height", o.height}, {"width", o.width}, {"steps", o.steps}};
-  std::cout << o.model << "/" << o.preset << " " << o.height << "x" << o.width << ", median forward of "
-            << o.steps - 1 << " steps after 1 warm-up\n";
+  json out = {{"machine", machine_info()}, {"model", o.model}, {"preset", o.preset}, {"height", o.height},
+              {"width", o.width}, {"steps", o.steps}, {"rounds", o.rounds}};
+  std::cout << o.model << "/" << o.preset << " " << o.height << "x" << o.width << ", " << o.rounds
+            << " rounds of every configuration in turn, " << o.steps << " forwards each, the first a warm-up;"
+            << " median of the other " << o.rounds * (o.steps - 1) << "\n";
+  // Rounds, each running every configuration once in an order rotated by one,
+  // so that the shared machine's drift over minutes weighs on all alike.
+  std::map<std::string, std::vector<double>> pooled;
+  std::map<std::string, json> last_run;
+  for (int round = 0; round < o.rounds; ++round) {
+    for (size_t i = 0; i < configs.size(); ++i) {
+      const auto& c = configs[(i + round) % configs.size()];
+      auto j = run_config(o, c.ranks, c.u, c.r, c.threads);
+      // The first forward warms caches and allocators: it is reported, not counted.
+      auto steps = j["step_seconds"].get<std::vector<double>>();
+      if (steps.size() > 1) steps.erase(steps.begin());
+      pooled[c.name].insert(pooled[c.name].end(), steps.begin(), steps.end());
+      last_run[c.name] = j;
+      std::cout << "  round " << round + 1 << ": " << c.name << std::endl;
+    }
+  }
   std::map<std::string, double> median;
   for (const auto& c : configs) {
-    auto j = run_config(o, c.ranks, c.u, c.r, c.threads);
-    // The first forward warms caches and allocators: it is reported, not counted.
-    auto steps = j["step_seconds"].get<std::vector<double>>();
-    if (steps.size() > 1) steps.erase(steps.begin());
+    auto steps = pooled[c.name];
     std::sort(steps.begin(), steps.end());
     median[c.name] = steps[steps.size() / 2];
+    auto j = last_run[c.name];
     j["median_after_warmup_seconds"] = median[c.name];
+    j["pooled_step_seconds"] = pooled[c.name];
     out["configs"].push_back({{"name", c.name}, {"ranks", c.ranks}, {"ulysses", c.u}, {"ring", c.r},
                               {"threads", c.threads}, {"run", j}});
     std::cout << std::left << std::setw(32) << c.name << std::right << std::fixed << std::setprecision(3)
-              << median[c.name] << " s/forward, tokens " << j["tokens"] << "\n";
+              << median[c.name] << " s/forward (" << steps.front() << "-" << steps.back() << "), tokens "
+              << j["tokens"] << "\n";
   }
   const double one = median["1 rank x 1 thread"], two_threads = median["1 rank x 2 threads"];
   json ratios = {{"ulysses_2x1_vs_1x1", one / median["2 ranks x 1 thread, Ulysses"]},
@@ -462,7 +479,12 @@ void add_bench_command(CLI::App& app, Action& action) {
   s->add_option("--preset", sb.preset)->check(CLI::IsMember({"tiny", "small", "full"}))->capture_default_str();
   s->add_option("--height", sb.height)->capture_default_str();
   s->add_option("--width", sb.width)->capture_default_str();
-  s->add_option("--steps", sb.steps, "Forwards per configuration (median)")->check(CLI::PositiveNumber)->capture_default_str();
+  s->add_option("--steps", sb.steps, "Forwards per configuration and round, the first a warm-up")
+      ->check(CLI::Range(2, 1000))
+      ->capture_default_str();
+  s->add_option("--rounds", sb.rounds, "Rounds of every configuration in turn (median over all)")
+      ->check(CLI::Range(1, 100))
+      ->capture_default_str();
   s->add_option("--json", sb.json_path, "Write the figures as JSON");
   s->callback([&action] { action = [] { return bench_scaling(sb); }; });
 
