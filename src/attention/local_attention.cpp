@@ -78,16 +78,18 @@ AttentionState cpu_attention(const at::Tensor& q, const at::Tensor& k, const at:
   const auto kernel = detail::selected_cpu_kernel();
   if (detail::register_tiled(kernel, D)) {
     at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
-      auto kt = at::empty({detail::packed_keys_size(Sk, D)}, q.options());
+      const int64_t panel = detail::tile_columns(kernel);
+      auto kt = at::empty({detail::packed_keys_size(Sk, D, panel)}, q.options());
       auto vp = at::empty({Sk, D}, q.options());
       for (int64_t bh = begin; bh < end; ++bh) {
         const int64_t b = bh / H, h = bh % H;
-        detail::pack_keys(k[b].select(1, h).data_ptr<float>(), ld, Sk, D, kt.data_ptr<float>());
-        detail::pack_values(v[b].select(1, h).data_ptr<float>(), ld, Sk, D, vp.data_ptr<float>());
+        detail::pack_keys(k[b].select(1, h).data_ptr<float>(), ld, Sk, D, panel, kt.data_ptr<float>());
+        detail::pack_values(v[b].select(1, h).data_ptr<float>(), ld, Sk, D, panel, vp.data_ptr<float>());
         detail::HeadOperands op;
         op.q = q[b].select(1, h).data_ptr<float>();
         op.kt = kt.data_ptr<float>();
         op.v = vp.data_ptr<float>();
+        op.panel = panel;
         op.out = out[b].select(1, h).data_ptr<float>();
         op.ldq = op.ldo = ld;
         op.lse = lse[b][h].data_ptr<float>();

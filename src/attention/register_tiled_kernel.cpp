@@ -17,6 +17,9 @@
 namespace spdit::detail {
 namespace {
 
+// Columns of a register tile: 4 vectors of 16 floats, 2 of 8.
+constexpr int64_t kAvx512Tile = 64, kAvx2Tile = 16;
+
 #ifdef SPDIT_X86_KERNELS
 
 // GCC vector extensions: one body for both instruction sets, compiled for
@@ -91,7 +94,7 @@ constexpr int64_t kKeyBlock = 512;
 template <class V, int R, int NV>
 SPDIT_INLINE void row_group(const HeadOperands& h, int64_t i0, float* s) {
   constexpr int64_t kTile = NV * kLanes<V>;
-  static_assert(kKeyBlock % kKeyPanel == 0 && kKeyPanel % kTile == 0, "tiles must divide the panels");
+  static_assert(kKeyBlock % kTile == 0, "tiles must divide the score block");
   const float neg_inf = -std::numeric_limits<float>::infinity();
   const float* q = h.q + i0 * h.ldq;
   float* o = h.out + i0 * h.ldo;
@@ -109,18 +112,21 @@ SPDIT_INLINE void row_group(const HeadOperands& h, int64_t i0, float* s) {
   const int tail = static_cast<int>((h.d - full) / kLanes<V>);
   for (int64_t ks = 0; ks < h.sk; ks += kKeyBlock) {
     const int64_t bk = std::min(kKeyBlock, h.sk - ks);
-    // Whole tiles: the last key panel is zero-padded, and the softmax below
-    // reads only the bk valid columns.
+    // Whole tiles, one key panel each: the last panel is zero-padded, and
+    // the softmax below reads only the bk valid columns.
     for (int64_t j = 0; j < bk; j += kTile) {
-      const int64_t key = ks + j;
-      const float* panel = h.kt + key / kKeyPanel * (kKeyPanel * h.d) + key % kKeyPanel;
-      tile<V, R, NV, false>(s + j, kKeyBlock, q, h.ldq, panel, kKeyPanel, h.d);
+      tile<V, R, NV, false>(s + j, kKeyBlock, q, h.ldq, h.kt + (ks + j) * h.d, kTile, h.d);
     }
     online_softmax_rows(s, R, bk, kKeyBlock, h.bias ? h.bias + ks : nullptr, h.scale, m, l, alpha);
     scale_rows(o, R, h.d, h.ldo, alpha);
-    const float* v = h.v + ks * h.d;
-    for (int64_t c = 0; c < full; c += kTile) tile<V, R, NV, true>(o + c, h.ldo, s, kKeyBlock, v + c, h.d, bk);
-    if (tail) tile_tail<V, R, NV>(tail, o + full, h.ldo, s, kKeyBlock, v + full, h.d, bk);
+    // One value panel per tile of output columns (the tail's panel is narrower).
+    for (int64_t c = 0; c < full; c += kTile) {
+      tile<V, R, NV, true>(o + c, h.ldo, s, kKeyBlock, h.v + c * h.sk + ks * kTile, kTile, bk);
+    }
+    if (tail) {
+      const int64_t w = h.d - full;
+      tile_tail<V, R, NV>(tail, o + full, h.ldo, s, kKeyBlock, h.v + full * h.sk + ks * w, w, bk);
+    }
   }
   for (int r = 0; r < R; ++r) {
     const float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
@@ -148,8 +154,10 @@ SPDIT_INLINE void attend(const HeadOperands& h) {
   if (i < h.sq) last_rows<V, R - 1, NV>(h, i, h.sq - i, s);
 }
 
-__attribute__((target("avx512f,fma"))) void attend_avx512(const HeadOperands& h) { attend<V16, 6, 4>(h); }
-__attribute__((target("avx2,fma"))) void attend_avx2(const HeadOperands& h) { attend<V8, 6, 2>(h); }
+__attribute__((target("avx512f,fma"))) void attend_avx512(const HeadOperands& h) {
+  attend<V16, 6, kAvx512Tile / kLanes<V16>>(h);
+}
+__attribute__((target("avx2,fma"))) void attend_avx2(const HeadOperands& h) { attend<V8, 6, kAvx2Tile / kLanes<V8>>(h); }
 
 bool cpu_has(CpuKernel k) {
   __builtin_cpu_init();
@@ -211,30 +219,38 @@ bool register_tiled(CpuKernel kernel, int64_t d) {
   return kernel != CpuKernel::kBlas && d > 0 && d % lanes(kernel) == 0;
 }
 
-int64_t packed_keys_size(int64_t sk, int64_t d) { return (sk + kKeyPanel - 1) / kKeyPanel * kKeyPanel * d; }
+int64_t tile_columns(CpuKernel kernel) {
+  return kernel == CpuKernel::kAvx512 ? kAvx512Tile : kernel == CpuKernel::kAvx2 ? kAvx2Tile : 0;
+}
 
-void pack_keys(const float* k, int64_t ld, int64_t sk, int64_t d, float* kt) {
-  for (int64_t j0 = 0; j0 < sk; j0 += kKeyPanel) {
-    const int64_t n = std::min(kKeyPanel, sk - j0);
-    float* panel = kt + j0 * d;  // (d x kKeyPanel)
+int64_t packed_keys_size(int64_t sk, int64_t d, int64_t panel) { return (sk + panel - 1) / panel * panel * d; }
+
+void pack_keys(const float* k, int64_t ld, int64_t sk, int64_t d, int64_t panel, float* kt) {
+  for (int64_t j0 = 0; j0 < sk; j0 += panel) {
+    const int64_t n = std::min(panel, sk - j0);
+    float* out = kt + j0 * d;  // (d x panel)
     // 16 keys at a time: their rows stay in L1 while the panel's d rows take
     // 16 floats each.
     for (int64_t i0 = 0; i0 < n; i0 += 16) {
       const int64_t m = std::min<int64_t>(16, n - i0);
       for (int64_t c = 0; c < d; ++c) {
-        for (int64_t i = 0; i < m; ++i) panel[c * kKeyPanel + i0 + i] = k[(j0 + i0 + i) * ld + c];
+        for (int64_t i = 0; i < m; ++i) out[c * panel + i0 + i] = k[(j0 + i0 + i) * ld + c];
       }
     }
-    for (int64_t c = 0; c < d; ++c) std::fill(panel + c * kKeyPanel + n, panel + (c + 1) * kKeyPanel, 0.0f);
+    for (int64_t c = 0; c < d; ++c) std::fill(out + c * panel + n, out + (c + 1) * panel, 0.0f);
   }
 }
 
-void pack_values(const float* v, int64_t ld, int64_t sk, int64_t d, float* vp) {
-  for (int64_t j = 0; j < sk; ++j) std::memcpy(vp + j * d, v + j * ld, sizeof(float) * d);
+void pack_values(const float* v, int64_t ld, int64_t sk, int64_t d, int64_t panel, float* vp) {
+  for (int64_t c0 = 0; c0 < d; c0 += panel) {
+    const int64_t w = std::min(panel, d - c0);
+    float* out = vp + c0 * sk;
+    for (int64_t j = 0; j < sk; ++j) std::memcpy(out + j * w, v + j * ld + c0, sizeof(float) * w);
+  }
 }
 
 void register_tiled_attention(CpuKernel kernel, const HeadOperands& h) {
-  if (!register_tiled(kernel, h.d)) {
+  if (!register_tiled(kernel, h.d) || h.panel != tile_columns(kernel)) {
     throw std::logic_error("spdit: register_tiled_attention called outside its domain");
   }
 #ifdef SPDIT_X86_KERNELS

@@ -2,9 +2,9 @@
 // Private: the CPU attention kernel for x86 with AVX-512 or AVX2. Six query
 // rows at a time go through Q K^T, the online softmax and P V while their
 // scores (6 x 512 floats) stay in L1; both products are register-tiled outer
-// products that read their operands where they lie, so nothing is repacked
-// per block the way a BLAS call must (the BLAS path in local_attention.cpp
-// spent a tenth of its time packing the score block for P V).
+// products. K and V are packed once per head, and nothing per block, the way
+// a BLAS call must (the BLAS path in local_attention.cpp spent a tenth of its
+// time packing the score block for P V).
 #include <cstdint>
 
 namespace spdit::detail {
@@ -22,27 +22,30 @@ const char* cpu_kernel_name(CpuKernel kernel);
 /// of its vector width).
 bool register_tiled(CpuKernel kernel, int64_t d);
 
-/// Keys are transposed in panels of this many keys.
-constexpr int64_t kKeyPanel = 64;
+/// Columns of one register tile, for keys in Q K^T and for head dims in P V:
+/// 64 for AVX-512, 16 for AVX2 (0 for blas). K and V are packed in panels of
+/// this width, so that a tile reads its operand as one sequential stream.
+int64_t tile_columns(CpuKernel kernel);
 
 /// Floats that pack_keys writes for sk keys of head dim d.
-int64_t packed_keys_size(int64_t sk, int64_t d);
+int64_t packed_keys_size(int64_t sk, int64_t d, int64_t panel);
 
 /// Writes K (sk rows of d floats, `ld` apart) transposed, in panels of
-/// kKeyPanel keys, each (d x kKeyPanel) and contiguous, the last zero-padded:
-/// a tile of Q K^T then reads one compact panel instead of d rows a whole
-/// sequence apart (which share a handful of L1 sets).
-void pack_keys(const float* k, int64_t ld, int64_t sk, int64_t d, float* kt);
+/// `panel` keys, each (d x panel) and contiguous, the last zero-padded.
+void pack_keys(const float* k, int64_t ld, int64_t sk, int64_t d, int64_t panel, float* kt);
 
-/// Copies V (sk rows of d floats, `ld` apart) into contiguous rows.
-void pack_values(const float* v, int64_t ld, int64_t sk, int64_t d, float* vp);
+/// Writes V (sk rows of d floats, `ld` apart) in panels of `panel` columns:
+/// columns c0 .. c0+w (w = min(panel, d - c0)) as one contiguous (sk x w)
+/// block at vp + c0 * sk.
+void pack_values(const float* v, int64_t ld, int64_t sk, int64_t d, int64_t panel, float* vp);
 
 /// One head, fp32, rows of q, v and out `ld*` floats apart.
 struct HeadOperands {
   const float* q;
   int64_t ldq;
   const float* kt;  // from pack_keys
-  const float* v;   // from pack_values: rows d floats apart
+  const float* v;   // from pack_values
+  int64_t panel;    // the panel width both were packed with: tile_columns(kernel)
   float* out;
   int64_t ldo;
   float* lse;         // sq floats
