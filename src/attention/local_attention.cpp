@@ -57,7 +57,7 @@ void check_qkv(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
 // output written, in place in their (B, S, H, D) layout (rows H*D floats
 // apart). The softmax scale goes into the exponent, so q is never copied to
 // be scaled. Where the CPU allows, the register-tiled kernel runs each head
-// (K transposed once per head, into a buffer each thread keeps); elsewhere
+// (K and V packed once per head, into buffers each thread keeps); elsewhere
 // BLAS GEMMs run it a (query block x key block) at a time, so that a score
 // block stays in cache from its GEMM through the fused softmax to the second
 // GEMM, reading K in place as a transposed operand.
