@@ -75,6 +75,10 @@ AttentionState cpu_attention(const at::Tensor& q, const at::Tensor& k, const at:
   auto lse = into ? into->lse : at::empty({B, H, Sq}, q.options());
   const float neg_inf = -std::numeric_limits<float>::infinity();
   const int64_t ld = H * D;
+  // Batch b's additive key mask (one row shared by all batches when it has one).
+  auto bias_of = [&](int64_t b) -> const float* {
+    return key_bias.defined() ? key_bias[key_bias.size(0) == 1 ? 0 : b].data_ptr<float>() : nullptr;
+  };
   const auto kernel = detail::selected_cpu_kernel();
   if (detail::register_tiled(kernel, D)) {
     at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
@@ -93,7 +97,7 @@ AttentionState cpu_attention(const at::Tensor& q, const at::Tensor& k, const at:
         op.out = out[b].select(1, h).data_ptr<float>();
         op.ldq = op.ldo = ld;
         op.lse = lse[b][h].data_ptr<float>();
-        op.bias = key_bias.defined() ? key_bias[key_bias.size(0) == 1 ? 0 : b].data_ptr<float>() : nullptr;
+        op.bias = bias_of(b);
         op.sq = Sq;
         op.sk = Sk;
         op.d = D;
@@ -113,7 +117,7 @@ AttentionState cpu_attention(const at::Tensor& q, const at::Tensor& k, const at:
       const int64_t b = bh / H, h = bh % H;
       auto qh = q.select(0, b).select(1, h), kh = k.select(0, b).select(1, h), vh = v.select(0, b).select(1, h);
       auto oh = out.select(0, b).select(1, h);  // (Sq, D), rows ld apart
-      const float* bias = key_bias.defined() ? key_bias[key_bias.size(0) == 1 ? 0 : b].data_ptr<float>() : nullptr;
+      const float* bias = bias_of(b);
       float* lse_row = lse[b][h].data_ptr<float>();
       for (int64_t qs = 0; qs < Sq; qs += block_q) {
         const int64_t bq = std::min(block_q, Sq - qs);

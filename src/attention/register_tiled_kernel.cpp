@@ -202,12 +202,18 @@ CpuKernel selected_cpu_kernel() {
     for (auto k : {CpuKernel::kBlas, CpuKernel::kAvx2, CpuKernel::kAvx512}) {
       if (std::string(want) != cpu_kernel_name(k)) continue;
       if (!cpu_has(k)) {
-        throw std::invalid_argument(std::string("spdit: SPDIT_CPU_KERNEL=") + want + ", which this CPU cannot run");
+        std::string runnable;
+        for (auto r : {CpuKernel::kAvx512, CpuKernel::kAvx2, CpuKernel::kBlas}) {
+          if (cpu_has(r)) runnable += std::string(runnable.empty() ? "" : ", ") + cpu_kernel_name(r);
+        }
+        throw std::invalid_argument(std::string("spdit: SPDIT_CPU_KERNEL=") + want +
+                                    " names a kernel this CPU cannot run; it runs " + runnable +
+                                    " (unset the variable for the fastest)");
       }
       return k;
     }
     throw std::invalid_argument(std::string("spdit: SPDIT_CPU_KERNEL=") + want +
-                                " is none of blas, avx2, avx512");
+                                " is none of blas, avx2, avx512 (unset it for the CPU's fastest)");
   }
   static const CpuKernel best = cpu_has(CpuKernel::kAvx512) ? CpuKernel::kAvx512
                                 : cpu_has(CpuKernel::kAvx2) ? CpuKernel::kAvx2
