@@ -102,10 +102,15 @@ TEST(SpAttention, SkipRunsLocallyWithoutCommunication) {
     SequenceParallelConfig cfg{1, 2};
     cfg.setup(w);
     SpRegionScope region(cfg);
-    auto q = at::randn({1, 4, 2, 8}), kv = at::randn({1, 6, 2, 8});
+    auto gen = at::detail::createCPUGenerator(5);  // the context is the same on every rank
+    auto q = at::randn({1, 4, 2, 8}), kv = at::randn({1, 6, 2, 8}, gen);
     w.counters().reset();
     auto out = attention(q, kv, kv, AttentionOptions().skip_sp(true));
-    EXPECT_EQ(w.counters().total().sent, 0);
+    attention(q, kv, kv, AttentionOptions().skip_sp(true));
+    // No attention traffic; one 24-byte fingerprint per forward and text
+    // length checks that the context is whole on every rank.
+    EXPECT_EQ(w.counters().total().sent, 24);
+    EXPECT_EQ(w.counters().get("metadata").calls, 1);
     EXPECT_TRUE(at::allclose(out, local_attention(q, kv, kv).out));
     // Cross-attention shapes without skip are refused with the fix named.
     try {
@@ -139,7 +144,7 @@ TEST(SpAttention, ByteCountersEqualTheFormulas) {
           SpRegionScope region(cfg);
           if (padded) region.context().record_padding(n, np);
           auto x = at::randn({B, shard, heads, d});
-          auto t = at::randn({B, text, heads, d});
+          auto t = at::randn({B, text, heads, d}, at::detail::createCPUGenerator(11));
           JointText jt{t, t, t};
           w.counters().reset();
           attention(x, x, x, {}, text ? &jt : nullptr);

@@ -124,7 +124,8 @@ void expect_partial_split(int p, SequenceParallelPartialInput spec) {
                                      ForwardContext::current()->set_sp_active(false);
                                    }});
     apply_sequence_parallel(*model, cfg, plan);
-    model->call({txt, img});
+    // The peek ran; then the end-of-forward check refuses a split never gathered.
+    EXPECT_THROW(model->call({txt, img}), std::runtime_error);
     auto ids = got.select(1, 0).to(at::kLong);
     ASSERT_EQ(ids.size(0), t + i / p);
     EXPECT_TRUE(at::equal(ids.narrow(0, 0, t), txt)) << "text part stays whole";
@@ -139,12 +140,12 @@ void expect_partial_split(int p, SequenceParallelPartialInput spec) {
 
 TEST(SpHooksPartialInput, TextLengthFromANamedTensorArgument) {
   for (int p : {1, 2, 4}) {
-    expect_partial_split(p, SequenceParallelPartialInput{0, std::string("txt_ids"), 2, true});
+    expect_partial_split(p, SequenceParallelPartialInput(0, std::string("txt_ids"), 2).with_split_output());
   }
 }
 
 TEST(SpHooksPartialInput, TextLengthFromAnInt) {
-  for (int p : {2, 3}) expect_partial_split(p, SequenceParallelPartialInput{0, int64_t{5}, 2, true});
+  for (int p : {2, 3}) expect_partial_split(p, SequenceParallelPartialInput(0, int64_t{5}, 2).with_split_output());
 }
 
 // --- lists, expected_dims, `*`, plain layers --------------------------------
@@ -191,7 +192,9 @@ TEST(SpHooks, ListOfTensorsIsSplitElementwise) {
   }
 }
 
-TEST(SpHooks, ExpectedDimsMismatchSkipsAndWarnsOnce) {
+// A skip by expected_dims is the plan's intent and not warned; nothing that was
+// not split is gathered; a forward in which every split was skipped says so once.
+TEST(SpHooks, ExpectedDimsMismatchSkipsAndSaysOnceWhenNothingWasSplit) {
   // Ranks are threads of one process here, so "once" is once for all of them.
   ::testing::internal::CaptureStderr();
   test::run_ranks(2, [&](World& w) {
@@ -208,8 +211,8 @@ TEST(SpHooks, ExpectedDimsMismatchSkipsAndWarnsOnce) {
     EXPECT_TRUE(at::allclose(y2, y));
   });
   std::string err = ::testing::internal::GetCapturedStderr();
-  EXPECT_NE(err.find("argument 'features'[0] has 3 dims, expected 4; not splitting"),
-            std::string::npos) << err;
+  EXPECT_NE(err.find("split nothing in this forward"), std::string::npos) << err;
+  EXPECT_NE(err.find("argument 'features'[0] (3 dims, expected_dims 4)"), std::string::npos) << err;
   size_t first = err.find("features'[0]");
   EXPECT_EQ(err.find("features'[0]", first + 1), std::string::npos) << "warned once: " << err;
 }
@@ -240,7 +243,7 @@ struct BranchesImpl : HookableModule {
     at::Tensor sum = at::zeros_like(a.tensor("x"));
     for (size_t i = 0; i < branches->size(); ++i) {
       auto* b = branches[i]->as<BranchImpl>();
-      sum = sum + (bypass && i == 2 ? b->proj->forward(a.tensor("x")) : b->call({a["x"]}).tensor());
+      sum = sum + (bypass && i == 2 ? b->proj.module()->forward(a.tensor("x")) : b->call({a["x"]}).tensor());
     }
     return Outputs(sum);
   }
@@ -282,7 +285,7 @@ TEST(SpHooks, CallingAPlannedModuleAroundItsHooksIsAnError) {
     } catch (const std::runtime_error& e) {
       std::string msg = e.what();
       EXPECT_NE(msg.find("branches.2.proj"), std::string::npos) << msg;
-      EXPECT_NE(msg.find("not ->forward()"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("(->forward())"), std::string::npos) << msg;
     }
   });
 }
@@ -296,7 +299,7 @@ TEST(SpHooks, PlainLayerAsInputSplitTarget) {
     auto m = test::make_example_model();
     SequenceParallelModelPlan plan = {
         {"x_embed", inputs({{"input", SequenceParallelInput{1, 3}}})},
-        {"pos_embed", inputs({{0, SequenceParallelInput{0, 2, true}}})},
+        {"pos_embed", inputs({{0, SequenceParallelInput(0, 2).with_split_output()}})},
         {"proj_out", outputs(SequenceParallelOutput{1, 3})}};
     apply_sequence_parallel(*m, SequenceParallelConfig{3, 1}, plan);
     auto y = m->call({in.hidden}, {{"positions", in.positions}}).tensor();

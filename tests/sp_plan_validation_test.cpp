@@ -24,7 +24,7 @@ SequenceParallelModelPlan reference_example() {
   return {
       {"", inputs({{"hidden_states", SequenceParallelInput{1, 3}},
                    {"encoder_hidden_states", SequenceParallelInput{1, 3}}})},
-      {"pos_embed", inputs({{0, SequenceParallelInput{0, 2, true}}})},
+      {"pos_embed", inputs({{0, SequenceParallelInput(0, 2).with_split_output()}})},
       {"proj_out", outputs(SequenceParallelOutput{1, 3})},
   };
 }
@@ -34,11 +34,11 @@ SequenceParallelModelPlan reference_example() {
 TEST(ValidateSpPlan, TheReferenceExampleIsValid) { EXPECT_NO_THROW(validate_sp_plan(reference_example())); }
 
 TEST(ValidateSpPlan, GoodPlansOfEveryShapePass) {
-  SequenceParallelPartialInput rope{0, std::string("txt_ids"), 2, true};
+  auto rope = SequenceParallelPartialInput(0, std::string("txt_ids"), 2).with_split_output();
   SequenceParallelModelPlan plan = {
-      {"", inputs({{"x", SequenceParallelInput{1, 3, false, true}},
+      {"", inputs({{"x", SequenceParallelInput(1, 3).with_auto_pad()},
                    {"features", std::vector<AnySpec>{SequenceParallelInput{1}, SequenceParallelInput{0}}}})},
-      {"rope", inputs({{0, rope}, {1, SequenceParallelPartialInput{0, int64_t{77}, 2, true}}})},
+      {"rope", inputs({{0, rope}, {1, SequenceParallelPartialInput(0, int64_t{77}, 2).with_split_output()}})},
       {"blocks.*", inputs({{"t", SequenceParallelInput{1, 3}}})},
       {"heads", outputs(std::vector<SequenceParallelOutput>{{1, 3}, {0}})},
       {"proj_out", outputs(SequenceParallelOutput{-2, 3})},
@@ -52,7 +52,7 @@ TEST(ValidateSpPlan, IntKeyWithoutSplitOutput) {
 }
 
 TEST(ValidateSpPlan, SplitOutputUnderAParameterName) {
-  expect_rejected({{"pos_embed", inputs({{"ids", SequenceParallelInput{0, 2, true}}})}},
+  expect_rejected({{"pos_embed", inputs({{"ids", SequenceParallelInput(0, 2).with_split_output()}})}},
                   "key \"ids\"", "integer output index");
 }
 
@@ -103,14 +103,14 @@ TEST(ValidateSpPlan, EmptyThings) {
 }
 
 TEST(ValidateSpPlan, BadTextLenSource) {
-  expect_rejected({{"rope", inputs({{0, SequenceParallelPartialInput{0, int64_t{-1}, 2, true}}})}},
+  expect_rejected({{"rope", inputs({{0, SequenceParallelPartialInput(0, int64_t{-1}, 2).with_split_output()}})}},
                   "\"rope\", key 0", "must not be negative");
-  expect_rejected({{"rope", inputs({{0, SequenceParallelPartialInput{0, std::string(""), 2, true}}})}},
+  expect_rejected({{"rope", inputs({{0, SequenceParallelPartialInput(0, std::string(""), 2).with_split_output()}})}},
                   "\"rope\", key 0", "empty parameter name");
 }
 
 TEST(ValidateSpPlan, NegativeOutputIndex) {
-  expect_rejected({{"rope", inputs({{int64_t{-1}, SequenceParallelInput{0, 2, true}}})}}, "key -1",
+  expect_rejected({{"rope", inputs({{int64_t{-1}, SequenceParallelInput(0, 2).with_split_output()}})}}, "key -1",
                   "must not be negative");
 }
 

@@ -1,5 +1,6 @@
 #include "predict.h"
 
+#include <set>
 #include <stdexcept>
 
 #include "spdit/attention/comm_model.h"
@@ -28,8 +29,11 @@ StepPrediction predict_step(const models::ForwardShapes& shapes, const models::R
                       " ranks: auto_pad pads to " + std::to_string(p.padded_tokens) + " (" +
                       std::to_string(p.padded_tokens - n) + " masked tokens)");
   }
+  std::set<int64_t> text_lengths;
   for (const auto& a : shapes.attention) {
-    if (a.heads % u != 0) {
+    if (a.text_len > 0) text_lengths.insert(a.text_len);
+    // skip_sp attention runs locally on all its heads: no Ulysses, no padding.
+    if (a.sharded && a.heads % u != 0) {
       const int64_t hp = (a.heads + u - 1) / u * u;
       p.notes.push_back(a.name + ": " + std::to_string(a.heads) + " heads do not divide by ulysses " +
                         std::to_string(u) + ": padded to " + std::to_string(hp) +
@@ -41,6 +45,11 @@ StepPrediction predict_step(const models::ForwardShapes& shapes, const models::R
     for (const auto& [kind, b] : attention_comm_bytes(s, u, r)) p.bytes[kind] += b * a.count;
   }
   if (ps > 1 && p.errors.empty()) {
+    // Attention checks once per forward and text length that the text is the
+    // same on every rank (three int64 per rank).
+    if (!text_lengths.empty()) {
+      p.bytes["metadata"] += static_cast<int64_t>(text_lengths.size()) * 3 * 8 * (ps - 1);
+    }
     for (const auto& site : shapes.sites) {
       if (!site.gather) continue;
       int64_t local = 4;

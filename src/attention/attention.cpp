@@ -1,5 +1,7 @@
 #include "spdit/attention/attention.h"
 
+#include <cmath>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -77,16 +79,53 @@ at::Tensor shard_key_mask(const ForwardContext& ctx, const SequenceParallelConfi
   return mask;
 }
 
+// Text that attention uses whole (joint text, a cross-attention's context)
+// must be the same on every rank; a plan that splits it gives each rank
+// other rows, and the result is wrong by a little, silently. One exchange of
+// a fingerprint per text length and forward tells.
+void check_replicated(ForwardContext& ctx, const SequenceParallelConfig& cfg, const at::Tensor& x,
+                      const std::string& what) {
+  const int64_t len = x.size(1);
+  if (!ctx.replicated_text_checked.insert(len).second) return;
+  auto d = x.detach().to(at::kDouble);
+  const double sum = d.sum().item<double>(), abs = d.abs().sum().item<double>();
+  auto bits = [](double v) {
+    int64_t b;
+    std::memcpy(&b, &v, sizeof b);
+    return b;
+  };
+  auto value = [](int64_t b) {
+    double v;
+    std::memcpy(&v, &b, sizeof v);
+    return v;
+  };
+  auto all = all_gather_ints(cfg.state().sp_group(), {len, bits(sum), bits(abs)});
+  const double sum0 = value(all[1]), abs0 = value(all[2]);
+  const double tol = 1e-6 * abs0 + 1e-30;
+  for (size_t r = 1; r * 3 < all.size(); ++r) {
+    const double s = value(all[r * 3 + 1]), a = value(all[r * 3 + 2]);
+    if (std::abs(s - sum0) <= tol && std::abs(a - abs0) <= tol) continue;
+    throw std::invalid_argument(
+        "spdit: attention: " + what + " (" + std::to_string(len) +
+        " tokens) differs between the SP ranks (sp_rank 0 and " + std::to_string(r) +
+        "): it must be the same on every rank, so it was split. Text that attention uses whole "
+        "is never split: remove its entry from the plan (split only the image/video sequence "
+        "and its RoPE). This forward's splits: " + ctx.shard_lengths());
+  }
+}
+
 }  // namespace
 
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                      const AttentionOptions& opts, const JointText* text,
                      const AttentionMasks& masks) {
   check_text(text, q);
-  const ForwardContext* ctx = ForwardContext::current();
-  const bool sp = ctx && ctx->sp_active() && ctx->config && !opts.skip_sp() &&
-                  ctx->config->get_world_size() > 1;
-  if (!sp) return local_path(q, k, v, opts, text, masks);
+  ForwardContext* ctx = ForwardContext::current();
+  const bool in_region = ctx && ctx->sp_active() && ctx->config && ctx->config->get_world_size() > 1;
+  if (in_region && opts.skip_sp()) {
+    check_replicated(*ctx, *ctx->config, k, "the context (keys) of a skip_sp cross-attention");
+  }
+  if (!in_region || opts.skip_sp()) return local_path(q, k, v, opts, text, masks);
   if (masks.attn_mask.defined()) {
     throw std::invalid_argument(
         "spdit: attention: a dense attn_mask cannot be sharded across ranks; inside the SP "
@@ -100,6 +139,19 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
                                 ". Cross-attention to replicated text: set skip_sp");
   }
   const SequenceParallelConfig& cfg = *ctx->config;
+  // Inside the SP region, q is exactly this rank's shard of a sequence the
+  // plan split; anything else (text concatenated to the shard, a sequence
+  // the plan never split) would attend the wrong keys.
+  if (!ctx->splits().empty() && !ctx->is_shard_length(q.size(1))) {
+    throw std::invalid_argument(
+        "spdit: attention inside the SP region received " + std::to_string(q.size(1)) +
+        " tokens per rank (q " + std::string(c10::str(q.sizes())) +
+        "), but this forward's splits left shards of " + ctx->shard_lengths() +
+        ". Pass exactly this rank's shard; text that every rank holds whole joins it through "
+        "spdit::JointText (attention(q, k, v, options, &text)), not by concatenating it to the "
+        "shard");
+  }
+  if (text) check_replicated(*ctx, cfg, text->k, "JointText");
   const ParallelState& st = cfg.state();
   fault_point("attention", st.world().rank());
   const int64_t u = cfg.get_ulysses_world_size();

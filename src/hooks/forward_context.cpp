@@ -1,7 +1,10 @@
 #include "spdit/hooks/forward_context.h"
 
+#include <sstream>
 #include <stdexcept>
 #include <string>
+
+#include "spdit/plan/sp_config.h"
 
 namespace spdit {
 namespace {
@@ -28,6 +31,97 @@ std::optional<int64_t> ForwardContext::original_length(int64_t padded) const {
     if (p.padded == padded) return p.original;
   }
   return std::nullopt;
+}
+
+void ForwardContext::record_split(Split s) { splits_.push_back(std::move(s)); }
+
+void ForwardContext::record_gather(Gather g) { gathers_.push_back(std::move(g)); }
+
+bool ForwardContext::is_shard_length(int64_t length) const {
+  for (const auto& s : splits_) {
+    if (s.shard == length) return true;
+  }
+  return false;
+}
+
+std::string ForwardContext::shard_lengths() const {
+  std::string out;
+  for (const auto& s : splits_) {
+    out += (out.empty() ? "" : ", ") + std::to_string(s.shard) + " (" + s.where + ")";
+  }
+  return out.empty() ? "none (nothing was split)" : out;
+}
+
+std::vector<std::string> ForwardContext::ungathered_splits() const {
+  std::vector<std::string> out;
+  for (const auto& s : splits_) {
+    bool gathered = false;
+    for (const auto& g : gathers_) gathered = gathered || (g.shard == s.shard && g.full == s.padded);
+    if (gathered) continue;
+    out.push_back(s.where + ": " + std::to_string(s.length) + " tokens" +
+                  (s.padded != s.length ? " (padded to " + std::to_string(s.padded) + ")" : "") +
+                  " in shards of " + std::to_string(s.shard));
+  }
+  return out;
+}
+
+void ForwardContext::reset_records() {
+  fired_hooks.clear();
+  paddings_.clear();
+  splits_.clear();
+  gathers_.clear();
+  skipped_.clear();
+  replicated_text_checked.clear();
+  text_len.reset();
+  sp_active_ = false;
+}
+
+namespace {
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string o = "[";
+  for (size_t i = 0; i < s.size(); ++i) o += (i ? ", " : "") + std::to_string(s[i]);
+  return o + "]";
+}
+}  // namespace
+
+std::string ForwardContext::diagnosis() const {
+  std::ostringstream os;
+  os << "spdit: state of this forward under the SP plan";
+  if (config && config->is_initialized()) {
+    os << " (sp_rank " << config->get_rank() << " of " << config->get_world_size() << ", ulysses "
+       << config->get_ulysses_world_size() << " x ring " << config->get_ring_world_size() << ")";
+  }
+  os << ":\n  splits:";
+  if (splits_.empty()) os << " none";
+  for (const auto& s : splits_) {
+    auto local = s.full_shape;
+    if (!local.empty()) local[s.dim] = s.text_len + s.shard;
+    os << "\n    " << s.where << ": " << shape_str(s.full_shape) << " -> " << shape_str(local)
+       << " on dim " << s.dim;
+    if (s.text_len) os << " (first " << s.text_len << " text rows whole)";
+    if (s.padded != s.length) os << " (padded " << s.length << " -> " << s.padded << ")";
+  }
+  for (const auto& w : skipped_) os << "\n    skipped (not expected_dims): " << w;
+  os << "\n  gathers:";
+  if (gathers_.empty()) os << " none";
+  for (const auto& g : gathers_) {
+    os << "\n    " << g.where << ": " << g.shard << " per rank -> " << g.full;
+    if (g.trimmed_to != g.full) os << ", trimmed to " << g.trimmed_to;
+  }
+  std::string pending;
+  for (const auto& [path, optional] : planned) {
+    if (!fired_hooks.count(path)) {
+      pending += (pending.empty() ? "" : ", ") + (path.empty() ? std::string("\"\" (root)") : path);
+    }
+  }
+  os << "\n  plan hooks not run yet: " << (pending.empty() ? "none" : pending);
+  os << "\n  the sequence is " << (sp_active_ ? "split across the ranks" : "whole on every rank");
+  if (sp_active_) {
+    os << "\n  hint: a tensor still split reaching a reshape (unpatchify) usually means a "
+          "missing gather: a SequenceParallelOutput on the module that leaves the sequence, "
+          "called through its hooks (not ->forward()), on the sequence dim";
+  }
+  return os.str();
 }
 
 at::Tensor ForwardContext::key_padding_mask(int64_t padded) const {

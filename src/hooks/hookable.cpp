@@ -2,9 +2,13 @@
 
 #include <map>
 #include <mutex>
+#include <new>
 #include <stdexcept>
 
+#include <c10/util/Exception.h>
+
 #include "spdit/hooks/forward_context.h"
+#include "spdit/runtime/error_message.h"
 
 namespace spdit {
 namespace {
@@ -49,6 +53,22 @@ const Entry* find_locked(const torch::nn::Module& m) {
     return nullptr;
   }
   return &it->second;
+}
+
+// An exception leaving the outermost call of a forward run under a plan
+// carries the plan's account of the sequence (what was split, by which
+// entry, which hooks have not run), so that a raw shape error from an
+// unpatchify says why; LibTorch's backtrace is dropped. The type is kept.
+[[noreturn]] void rethrow_with_diagnosis(const std::exception& e, const ForwardContext& ctx) {
+  std::string msg = error_message(e);
+  if (msg.find("state of this forward under the SP plan") == std::string::npos) {
+    msg += "\n" + ctx.diagnosis();
+  }
+  if (dynamic_cast<const c10::Error*>(&e)) throw std::runtime_error(msg);
+  if (dynamic_cast<const std::invalid_argument*>(&e)) throw std::invalid_argument(msg);
+  if (dynamic_cast<const std::out_of_range*>(&e)) throw std::out_of_range(msg);
+  if (dynamic_cast<const std::logic_error*>(&e)) throw std::logic_error(msg);
+  throw std::runtime_error(msg);
 }
 
 }  // namespace
@@ -157,14 +177,26 @@ Outputs invoke(torch::nn::Module& module, const std::vector<std::string>& signat
   }
   BoundArgs args(label, signature, std::move(values));
   ForwardScope scope;
-  for (auto& h : hooks) {
-    if (h.pre) h.pre(args);
+  auto run = [&] {
+    for (auto& h : hooks) {
+      if (h.pre) h.pre(args);
+    }
+    Outputs out = forward(args);
+    for (auto& h : hooks) {
+      if (h.post) h.post(args, out);
+    }
+    return out;
+  };
+  if (!scope.owns()) return run();
+  try {
+    return run();
+  } catch (const std::bad_alloc&) {
+    throw;
+  } catch (const std::exception& e) {
+    const ForwardContext* ctx = ForwardContext::current();
+    if (!ctx || !ctx->config || ctx->planned.empty()) throw;
+    rethrow_with_diagnosis(e, *ctx);
   }
-  Outputs out = forward(args);
-  for (auto& h : hooks) {
-    if (h.post) h.post(args, out);
-  }
-  return out;
 }
 
 HookableModule::~HookableModule() { HookRegistry::forget(*this); }

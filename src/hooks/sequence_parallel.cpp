@@ -2,8 +2,10 @@
 
 #include <torch/nn/module.h>
 
+#include <iostream>
 #include <map>
 #include <memory>
+#include <set>
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
@@ -108,11 +110,21 @@ bool has_param(const std::vector<std::string>& sig, const std::string& name) {
   return std::find(sig.begin(), sig.end(), name) != sig.end();
 }
 
-// Every parameter name a plan entry uses must exist in the module's forward.
+// A module can carry hooks only when it is called through spdit (a
+// HookableModule, or a layer held in Hooked<>); every parameter name a plan
+// entry uses must exist in its forward.
 void check_against_module(const std::string& path, torch::nn::Module& m, const PlanEntry& entry) {
+  auto sig = signature_of(m);
+  if (!sig) {
+    throw std::invalid_argument(
+        "spdit: sp_plan module '" + label_of(path) + "' (" + m.name() +
+        ") cannot carry hooks, so its " +
+        (std::holds_alternative<SequenceParallelOutputType>(entry) ? "gather" : "split") +
+        " would never run: derive it from spdit::HookableModule, or hold the layer in "
+        "spdit::Hooked<> and call it through that");
+  }
   auto* in = std::get_if<SequenceParallelInputType>(&entry);
   if (!in) return;
-  auto sig = signature_of(m);
   auto need = [&](const std::string& name, const std::string& role) {
     if (!sig) {
       throw std::invalid_argument(
@@ -236,12 +248,83 @@ Hook make_output_hook(const std::string& path, const SequenceParallelOutputType&
   return h;
 }
 
+void check_forward_end(const ForwardContext& ctx) {
+  std::string missing;
+  for (const auto& [path, optional] : ctx.planned) {
+    if (!optional && !ctx.fired_hooks.count(path)) {
+      missing += (missing.empty() ? "" : ", ") + label_of(path);
+    }
+  }
+  if (!missing.empty()) {
+    throw std::runtime_error(
+        "spdit: the SP plan's hooks on [" + missing +
+        "] did not run in this forward. Either the module was not called in this forward "
+        "(an optional module this configuration does not use: wrap its plan entry in "
+        "spdit::optional_entry(...)), or it was called around its hooks (->forward()): call it "
+        "through HookableModule::call or spdit::Hooked<>");
+  }
+  if (ctx.sp_active()) {
+    throw std::runtime_error(
+        "spdit: the forward ended with the sequence still split; the plan needs a "
+        "SequenceParallelOutput where the output leaves the model\n" + ctx.diagnosis());
+  }
+  // Every split sequence must come back whole through a gather: a sequence
+  // split and then, say, pooled or used as cross-attention context leaves
+  // each rank with a result of its own rows only (and auto_pad's padding).
+  auto ungathered = ctx.ungathered_splits();
+  if (!ungathered.empty()) {
+    std::string list;
+    for (const auto& u : ungathered) list += "\n  " + u;
+    throw std::runtime_error(
+        "spdit: the plan split a sequence that no gather of this forward brought back whole:" +
+        list +
+        "\nEach rank's result would depend on its own rows only. Split only the sequence the "
+        "model's output is made of (and tables of the same length, such as its RoPE), and gather "
+        "it where it leaves the model; text used whole by attention, pooled or cross-attended, "
+        "is never split\n" + ctx.diagnosis());
+  }
+  if (ctx.splits().empty() && !ctx.skipped().empty()) {
+    static std::mutex mutex;
+    static std::set<std::string> warned;
+    std::lock_guard<std::mutex> lock(mutex);
+    if (warned.insert(ctx.skipped().front()).second) {
+      std::string list;
+      for (const auto& w : ctx.skipped()) list += "\n  " + w;
+      std::cerr << "spdit: warning: the SP plan split nothing in this forward, because every split "
+                   "was skipped by its expected_dims:" << list
+                << "\nEvery rank computed the whole sequence (right, but not parallel). Check "
+                   "expected_dims against the tensors' dims. (warned once)" << std::endl;
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<std::string> resolve_plan_path(torch::nn::Module& model, const std::string& key) {
   std::vector<std::string> out;
   for (auto& [path, m] : resolve_modules(model, key)) out.push_back(path);
   return out;
+}
+
+void copy_weights(const torch::nn::Module& from, torch::nn::Module& to) {
+  at::NoGradGuard no_grad;
+  auto copy = [](const auto& src, const auto& dst, const char* kind) {
+    if (src.size() != dst.size()) {
+      throw std::invalid_argument("spdit: copy_weights: the models differ: " +
+                                  std::to_string(src.size()) + " vs " +
+                                  std::to_string(dst.size()) + " " + kind);
+    }
+    for (const auto& item : src) {
+      const at::Tensor* d = dst.find(item.key());
+      if (!d || d->sizes() != item.value().sizes()) {
+        throw std::invalid_argument("spdit: copy_weights: " + std::string(kind) + " '" + item.key() +
+                                    "' is missing or shaped differently in the second model");
+      }
+      const_cast<at::Tensor&>(*d).copy_(item.value());
+    }
+  };
+  copy(from.named_parameters(), to.named_parameters(), "parameters");
+  copy(from.named_buffers(), to.named_buffers(), "buffers");
 }
 
 bool is_sequence_parallel_applied(const torch::nn::Module& model) {
@@ -309,10 +392,14 @@ void apply_sequence_parallel(torch::nn::Module& model, const SequenceParallelCon
     applied.hooks.push_back({&m, h.name});
     HookRegistry::add(m, std::move(h));
   };
-  // A fresh record of which plan hooks fired, for the check at the end.
-  add(model, Hook{kBeginHook, [cfg](BoundArgs&) {
+  std::vector<std::pair<std::string, bool>> planned;
+  for (const auto& t : targets) planned.emplace_back(t.path, is_optional(*t.entry));
+  // A fresh record of what the plan does in this forward, for attention's
+  // checks, the check at the end, and the diagnosis of an error.
+  add(model, Hook{kBeginHook, [cfg, planned](BoundArgs&) {
                     auto* ctx = ForwardContext::current();
-                    ctx->fired_hooks.clear();
+                    ctx->reset_records();
+                    ctx->planned = planned;
                     ctx->config = cfg.get();
                   }, nullptr});
   for (const auto& t : targets) {
@@ -325,25 +412,8 @@ void apply_sequence_parallel(torch::nn::Module& model, const SequenceParallelCon
   }
   // A planned module called around its hooks (->forward() instead of the
   // hooked call) would silently leave the sequence split or unsplit.
-  std::vector<std::string> expected;
-  for (const auto& t : targets) expected.push_back(t.path);
-  add(model, Hook{kCheckHook, nullptr, [expected](const BoundArgs&, Outputs&) {
-                    auto* ctx = ForwardContext::current();
-                    std::string missing;
-                    for (const auto& p : expected) {
-                      if (!ctx->fired_hooks.count(p)) missing += (missing.empty() ? "" : ", ") + label_of(p);
-                    }
-                    if (!missing.empty()) {
-                      throw std::runtime_error(
-                          "spdit: the SP plan's hooks on [" + missing +
-                          "] did not run during this forward; call those modules through "
-                          "HookableModule::call or spdit::Hooked<>, not ->forward()");
-                    }
-                    if (ctx->sp_active()) {
-                      throw std::runtime_error(
-                          "spdit: the forward ended with the sequence still split; the plan "
-                          "needs a SequenceParallelOutput where the output leaves the model");
-                    }
+  add(model, Hook{kCheckHook, nullptr, [](const BoundArgs&, Outputs&) {
+                    check_forward_end(*ForwardContext::current());
                   }});
   std::lock_guard<std::mutex> lock(g_applied_mutex);
   g_applied.emplace(&model, std::move(applied));

@@ -1,8 +1,5 @@
 #include "split_gather.h"
 
-#include <iostream>
-#include <mutex>
-#include <set>
 #include <stdexcept>
 
 #include "spdit/runtime/comm.h"
@@ -10,18 +7,15 @@
 namespace spdit::detail {
 namespace {
 
-// expected_dims mismatches are skipped, as the reference does; say so once
-// per place, not once per step.
-bool dims_match_or_warn(const at::Tensor& t, const std::optional<int64_t>& expected,
-                        const std::string& where, const char* action) {
+// expected_dims mismatches are skipped, as the reference does. The skip is
+// the plan's intent (Wan's timestep is per-token only in some variants), so it
+// is recorded, not warned: nothing that was not split is ever gathered, and a
+// forward in which the plan split nothing says so once.
+bool dims_match(ForwardContext& ctx, const at::Tensor& t, const std::optional<int64_t>& expected,
+                const std::string& where) {
   if (!expected || t.dim() == *expected) return true;
-  static std::mutex mutex;
-  static std::set<std::string> warned;
-  std::lock_guard<std::mutex> lock(mutex);
-  if (warned.insert(where).second) {
-    std::cerr << "spdit: warning: " << where << " has " << t.dim() << " dims, expected "
-              << *expected << "; not " << action << " it (warned once)" << std::endl;
-  }
+  ctx.record_skip(where + " (" + std::to_string(t.dim()) + " dims, expected_dims " +
+                  std::to_string(*expected) + ")");
   return false;
 }
 
@@ -42,9 +36,10 @@ at::Tensor pad_to(const at::Tensor& t, int64_t dim, int64_t length) {
   return at::cat({t, at::zeros(shape, t.options())}, dim);
 }
 
-// Splits a whole sequence of length L along `dim` into P shards.
+// Splits a whole sequence of length L along `dim` into P shards and records
+// the split (`record` carries the entry, full shape and text rows).
 at::Tensor shard(ForwardContext& ctx, const SequenceParallelConfig& cfg, const at::Tensor& t,
-                 int64_t dim, bool auto_pad, const std::string& where) {
+                 int64_t dim, bool auto_pad, const std::string& where, ForwardContext::Split record) {
   const int64_t p = cfg.get_world_size();
   const int64_t length = t.size(dim);
   if (length < p) {
@@ -64,12 +59,19 @@ at::Tensor shard(ForwardContext& ctx, const SequenceParallelConfig& cfg, const a
           "spdit: " + where + ": length " + std::to_string(length) + " along dim " +
           std::to_string(dim) + " is not divisible by the SP size " + std::to_string(p) +
           "; set auto_pad=true on this SequenceParallelInput, or choose a length that is a "
-          "multiple of " + std::to_string(p));
+          "multiple of " + std::to_string(p) +
+          ". If this tensor is text that attention uses whole (joint text, or the context of "
+          "cross-attention), do not split it at all: remove it from the plan");
     }
     ctx.record_padding(length, padded);
     x = pad_to(t, dim, padded);
   }
   const int64_t chunk = x.size(dim) / p;
+  record.dim = dim;
+  record.length = length;
+  record.padded = x.size(dim);
+  record.shard = chunk;
+  ctx.record_split(std::move(record));
   ctx.set_sp_active(true);
   // An owned copy: a view would keep the whole (possibly padded) tensor alive
   // on every rank for the rest of the forward.
@@ -80,15 +82,15 @@ at::Tensor shard(ForwardContext& ctx, const SequenceParallelConfig& cfg, const a
 
 at::Tensor split_input(ForwardContext& ctx, const SequenceParallelConfig& cfg, const at::Tensor& t,
                        const SequenceParallelInput& spec, const std::string& where) {
-  if (!dims_match_or_warn(t, spec.expected_dims, where, "splitting")) return t;
+  if (!dims_match(ctx, t, spec.expected_dims, where)) return t;
   const int64_t dim = wrap_dim(spec.split_dim, t, where, "split_dim");
-  return shard(ctx, cfg, t, dim, spec.auto_pad, where);
+  return shard(ctx, cfg, t, dim, spec.auto_pad, where, {where, t.sizes().vec()});
 }
 
 at::Tensor split_partial(ForwardContext& ctx, const SequenceParallelConfig& cfg,
                          const at::Tensor& t, const SequenceParallelPartialInput& spec,
                          int64_t text_len, const std::string& where) {
-  if (!dims_match_or_warn(t, spec.expected_dims, where, "splitting")) return t;
+  if (!dims_match(ctx, t, spec.expected_dims, where)) return t;
   const int64_t dim = wrap_dim(spec.split_dim, t, where, "split_dim");
   if (text_len < 0 || text_len > t.size(dim)) {
     throw std::invalid_argument("spdit: " + where + ": text length " + std::to_string(text_len) +
@@ -96,9 +98,12 @@ at::Tensor split_partial(ForwardContext& ctx, const SequenceParallelConfig& cfg,
                                 " along dim " + std::to_string(dim));
   }
   auto text = t.narrow(dim, 0, text_len);
+  ForwardContext::Split record{where, t.sizes().vec()};
+  record.text_len = text_len;
   auto image = shard(ctx, cfg, t.narrow(dim, text_len, t.size(dim) - text_len), dim,
-                     /*auto_pad=*/false, where + " (image part after " +
-                                             std::to_string(text_len) + " text tokens)");
+                     /*auto_pad=*/false,
+                     where + " (image part after " + std::to_string(text_len) + " text tokens)",
+                     std::move(record));
   ctx.text_len = text_len;
   return at::cat({text, image}, dim);
 }
@@ -106,12 +111,28 @@ at::Tensor split_partial(ForwardContext& ctx, const SequenceParallelConfig& cfg,
 at::Tensor gather_output(ForwardContext& ctx, const SequenceParallelConfig& cfg,
                          const at::Tensor& t, const SequenceParallelOutput& spec,
                          const std::string& where) {
-  if (!dims_match_or_warn(t, spec.expected_dims, where, "gathering")) return t;
+  if (!dims_match(ctx, t, spec.expected_dims, where)) return t;
   const int64_t dim = wrap_dim(spec.gather_dim, t, where, "gather_dim");
+  // A tensor that was never split must never be gathered: with every split
+  // of this forward skipped (expected_dims), each rank holds the whole
+  // sequence, and a gather would repeat it P times.
+  if (ctx.splits().empty()) return t;
+  const int64_t local = t.size(dim);
+  if (!ctx.is_shard_length(local)) {
+    throw std::invalid_argument(
+        "spdit: " + where + ": gather_dim=" + std::to_string(spec.gather_dim) +
+        " has size " + std::to_string(local) + " in a tensor of shape " +
+        std::string(c10::str(t.sizes())) + ", but this forward's splits left shards of " +
+        ctx.shard_lengths() +
+        " per rank. Gather on the sequence dim (the one whose size is the shard length), "
+        "or split the tensor that reaches this output");
+  }
   auto full = all_gather(cfg.state().sp_group(), t, dim);
-  if (auto original = ctx.original_length(full.size(dim))) {
+  const int64_t gathered = full.size(dim);
+  if (auto original = ctx.original_length(gathered)) {
     full = full.narrow(dim, 0, *original).contiguous();
   }
+  ctx.record_gather({where, local, gathered, full.size(dim)});
   ctx.set_sp_active(false);
   return full;
 }

@@ -126,9 +126,9 @@ FluxTransformerImpl::FluxTransformerImpl(const FluxConfig& c)
 }
 
 SequenceParallelModelPlan FluxTransformerImpl::sp_plan() const {
-  SequenceParallelPartialInput rope{0, std::string("txt_ids"), 2, /*split_output=*/true};
+  auto rope = SequenceParallelPartialInput(0, "txt_ids", 2).with_split_output();
   return {
-      {"", inputs({{"hidden_states", SequenceParallelInput{1, 3, false, /*auto_pad=*/true}}})},
+      {"", inputs({{"hidden_states", SequenceParallelInput(1, 3).with_auto_pad()}})},
       {"pos_embed", inputs({{0, rope}, {1, rope}})},
       {"proj_out", outputs(SequenceParallelOutput{1, 3})},
   };

@@ -88,9 +88,9 @@ QwenImageTransformerImpl::QwenImageTransformerImpl(const QwenImageConfig& c)
 }
 
 SequenceParallelModelPlan QwenImageTransformerImpl::sp_plan() const {
-  SequenceParallelInput rope{0, 2, /*split_output=*/true, /*auto_pad=*/true};
+  auto rope = SequenceParallelInput(0, 2).with_split_output().with_auto_pad();
   return {
-      {"", inputs({{"hidden_states", SequenceParallelInput{1, 3, false, true}}})},
+      {"", inputs({{"hidden_states", SequenceParallelInput(1, 3).with_auto_pad()}})},
       {"pos_embed", inputs({{0, rope}, {1, rope}})},
       {"proj_out", outputs(SequenceParallelOutput{1, 3})},
   };

@@ -95,11 +95,11 @@ WanTransformerImpl::WanTransformerImpl(const WanConfig& c)
 SequenceParallelModelPlan WanTransformerImpl::sp_plan() const {
   const bool pad = true;
   return {
-      {"condition_embedder", inputs({{0, SequenceParallelInput{1, 3, true, pad}},
-                                     {1, SequenceParallelInput{1, 4, true, pad}}})},
-      {"rope", inputs({{0, SequenceParallelInput{0, 2, true, pad}},
-                       {1, SequenceParallelInput{0, 2, true, pad}}})},
-      {"blocks.0", inputs({{"hidden_states", SequenceParallelInput{1, 3, false, pad}}})},
+      {"condition_embedder", inputs({{0, SequenceParallelInput(1, 3).with_split_output().with_auto_pad(pad)},
+                                     {1, SequenceParallelInput(1, 4).with_split_output().with_auto_pad(pad)}})},
+      {"rope", inputs({{0, SequenceParallelInput(0, 2).with_split_output().with_auto_pad(pad)},
+                       {1, SequenceParallelInput(0, 2).with_split_output().with_auto_pad(pad)}})},
+      {"blocks.0", inputs({{"hidden_states", SequenceParallelInput(1, 3).with_auto_pad(pad)}})},
       {"proj_out", outputs(SequenceParallelOutput{1, 3})},
   };
 }

@@ -120,7 +120,7 @@ std::string describe(const SequenceParallelModelPlan& plan) {
     return s + "]";
   };
   for (const auto& [path, entry] : plan) {
-    os << "\"" << path << "\":";
+    os << "\"" << path << "\":" << (is_optional(entry) ? " (optional)" : "");
     if (auto* in = std::get_if<SequenceParallelInputType>(&entry)) {
       os << "\n";
       for (const auto& [key, specs] : *in) os << "    " << describe(key) << ": " << list(specs) << "\n";
@@ -171,6 +171,15 @@ void validate_sp_plan(const SequenceParallelModelPlan& plan) {
       }
     }
   }
+}
+
+PlanEntry optional_entry(PlanEntry entry) {
+  std::visit([](auto& e) { e.optional = true; }, entry);
+  return entry;
+}
+
+bool is_optional(const PlanEntry& entry) {
+  return std::visit([](const auto& e) { return e.optional; }, entry);
 }
 
 std::optional<SequenceParallelModelPlan> get_sp_plan_from_model(const torch::nn::Module& model) {

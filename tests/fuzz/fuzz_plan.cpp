@@ -31,7 +31,7 @@ spdit::AnySpec spec(Reader& r) {
   if (r.byte() & 1) dims = r.small_int();
   switch (r.byte() % 3) {
     case 0:
-      return spdit::SequenceParallelInput{r.small_int(), dims, bool(r.byte() & 1), bool(r.byte() & 1)};
+      return spdit::SequenceParallelInput(r.small_int(), dims).with_split_output(r.byte() & 1).with_auto_pad(r.byte() & 1);
     case 1: {
       spdit::SequenceParallelPartialInput p;
       p.split_dim = r.small_int();

@@ -67,8 +67,8 @@ struct AttnModelImpl : HookableModule, DeclaresSpPlan {
     return {"q", "k", "v", "mask", "tq", "tk", "tv"};
   }
   SequenceParallelModelPlan sp_plan() const override {
-    SequenceParallelInput seq{1, 4, false, true};
-    SequenceParallelInput mask{1, 2, false, true};
+    auto seq = SequenceParallelInput(1, 4).with_auto_pad();
+    auto mask = SequenceParallelInput(1, 2).with_auto_pad();
     return {{"", inputs({{"q", seq}, {"k", seq}, {"v", seq}, {"mask", mask}})},
             {"img_out", outputs(SequenceParallelOutput{1, 4})}};
   }

@@ -70,7 +70,7 @@ struct ExampleModelImpl : HookableModule, DeclaresSpPlan {
     seq.auto_pad = auto_pad;
     return {
         {"", inputs({{"hidden_states", seq}, {"encoder_hidden_states", seq}})},
-        {"pos_embed", inputs({{0, SequenceParallelInput{0, 2, /*split_output=*/true}}})},
+        {"pos_embed", inputs({{0, SequenceParallelInput(0, 2).with_split_output()}})},
         {"proj_out", outputs(SequenceParallelOutput{1, 3})},
     };
   }

@@ -32,6 +32,47 @@ class ForwardContext {
   /// Text length of a PartialInput ([text, image]) split, when one happened.
   std::optional<int64_t> text_len;
 
+  /// What the plan did in this forward, so that attention, the gathers and
+  /// the end-of-forward check can tell a right plan from a wrong one, and an
+  /// error can say what state the sequence was in.
+  struct Split {
+    std::string where;                // "module 'x', argument 'hidden_states'"
+    std::vector<int64_t> full_shape;  // before the split
+    int64_t dim = 0;
+    int64_t length = 0;    // the split part (the image part of a PartialInput)
+    int64_t padded = 0;    // after auto_pad (== length when not padded)
+    int64_t shard = 0;     // this rank's length of the split part
+    int64_t text_len = 0;  // PartialInput: leading rows kept whole
+  };
+  struct Gather {
+    std::string where;
+    int64_t shard = 0, full = 0, trimmed_to = 0;
+  };
+  void record_split(Split s);
+  void record_gather(Gather g);
+  /// A split or gather skipped because the tensor had other dims than
+  /// expected_dims (a plan's intended skip).
+  void record_skip(const std::string& where) { skipped_.push_back(where); }
+  const std::vector<Split>& splits() const { return splits_; }
+  const std::vector<Gather>& gathers() const { return gathers_; }
+  const std::vector<std::string>& skipped() const { return skipped_; }
+  /// Whether some split of this forward left shards of `length` per rank.
+  bool is_shard_length(int64_t length) const;
+  /// "64 (module '', argument 'hidden_states'), ..." for messages.
+  std::string shard_lengths() const;
+  /// Splits whose sequence no gather of this forward brought back whole
+  /// (each rank's output would depend on its own rows only, and auto_pad's
+  /// padding would stay), named with their entries.
+  std::vector<std::string> ungathered_splits() const;
+  /// Text lengths already checked to be the same on every rank.
+  std::set<int64_t> replicated_text_checked;
+
+  /// The plan's module paths (set by the root hook), and whether each is optional.
+  std::vector<std::pair<std::string, bool>> planned;
+  /// A multi-line account of this forward's SP state, appended to errors
+  /// that leave a forward run under a plan.
+  std::string diagnosis() const;
+
   /// Inside the sharded region: after the first split, until a gather.
   bool sp_active() const { return sp_active_; }
   void set_sp_active(bool active) { sp_active_ = active; }
@@ -42,12 +83,18 @@ class ForwardContext {
   /// Names of plan hooks that fired, so the root can verify all did.
   std::set<std::string> fired_hooks;
 
+  /// Clears what one forward recorded (the root's begin hook).
+  void reset_records();
+
  private:
   struct Padding {
     int64_t original;
     int64_t padded;
   };
   std::vector<Padding> paddings_;
+  std::vector<Split> splits_;
+  std::vector<Gather> gathers_;
+  std::vector<std::string> skipped_;
   bool sp_active_ = false;
 };
 

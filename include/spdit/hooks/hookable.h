@@ -68,8 +68,11 @@ class Hooked {
         .tensor();
   }
 
+  /// The layer itself, for its parameters and options. Call it through this
+  /// wrapper: module()->forward(x) would skip the plan's hooks (and the end
+  /// of the forward would fail, naming the module).
   Holder& module() { return holder_; }
-  auto* operator->() { return holder_.get(); }
+  const Holder& module() const { return holder_; }
 
  private:
   Holder holder_{nullptr};

@@ -33,6 +33,32 @@ void remove_sequence_parallel(torch::nn::Module& model);
 
 bool is_sequence_parallel_applied(const torch::nn::Module& model);
 
+/// Copies every parameter and buffer of `from` into `to` (the same
+/// architecture: names and shapes must match, else an error names the first
+/// that does not).
+void copy_weights(const torch::nn::Module& from, torch::nn::Module& to);
+
+/// Ranks that run as threads of one process (spdit::run_in_process) need one
+/// model object each: hooks belong to module objects, so a second rank's
+/// apply_sequence_parallel on a shared model is refused. Builds `n` models
+/// with `build` and gives all of them the first one's weights.
+///
+///   auto models = spdit::make_rank_models(4, [] { return MyTransformer(cfg); });
+///   spdit::run_in_process(4, [&](spdit::World& w) {
+///     auto& m = models[w.rank()];
+///     spdit::apply_sequence_parallel(*m, spdit::SequenceParallelConfig(2, 2));
+///     auto y = m->call({x});
+///   });
+template <typename Build>
+auto make_rank_models(int n, Build build) -> std::vector<decltype(build())> {
+  std::vector<decltype(build())> models;
+  for (int i = 0; i < n; ++i) {
+    models.push_back(build());
+    if (i > 0) copy_weights(*models.front(), *models.back());
+  }
+  return models;
+}
+
 /// The concrete module paths a plan key names in `model` (expanding `*`);
 /// throws naming the key when a path does not exist.
 std::vector<std::string> resolve_plan_path(torch::nn::Module& model, const std::string& key);

@@ -14,7 +14,8 @@ namespace spdit {
 ///   SequenceParallelConfig cfg{/*ulysses_degree=*/2, /*ring_degree=*/2};
 ///   cfg.setup(world.rank(), world.size(), at::kCPU);
 struct SequenceParallelConfig {
-  SequenceParallelConfig(int ulysses = 1, int ring = 1, bool fp32 = true)
+  /// Explicit: apply_sequence_parallel(model, 4) must not read 4 as a config.
+  explicit SequenceParallelConfig(int ulysses = 1, int ring = 1, bool fp32 = true)
       : ulysses_degree(ulysses), ring_degree(ring), convert_to_fp32(fp32) {}
 
   int ulysses_degree = 1;
