@@ -5,6 +5,7 @@
 
 #include <type_traits>
 
+#include "spdit/hooks/explain.h"
 #include "spdit/hooks/sequence_parallel.h"
 #include "spdit/plan/sp_config.h"
 #include "spdit/runtime/error_message.h"
@@ -284,4 +285,34 @@ TEST(PlanMistakes, UserMessagesCarryNoLibTorchBacktraceUnlessAsked) {
     EXPECT_NE(error_message(e).find("Exception raised from"), std::string::npos);
     unsetenv("SPDIT_BACKTRACE");
   }
+}
+
+TEST(PlanMistakes, ExplainReportsAnyModelsPlanAndItsMistakes) {
+  test::UserInputs in;
+  auto build = [](Mistake m) {
+    return [m] {
+      test::JointDit model(m);
+      test::seed_parameters(model, 21);
+      return std::static_pointer_cast<HookableModule>(model.ptr());
+    };
+  };
+  auto report = explain(build(Mistake::kNone), SequenceParallelConfig(2, 1), {in.hidden, in.text});
+  EXPECT_TRUE(report.error.empty()) << report.error;
+  ASSERT_EQ(report.splits.size(), 1u);
+  EXPECT_EQ(report.splits[0].shard, 128);
+  EXPECT_EQ(report.splits[0].padded, 256);
+  ASSERT_EQ(report.gathers.size(), 1u);
+  EXPECT_EQ(report.gathers[0].trimmed_to, 255);
+  // Ulysses over 2: 4 exchanges of (1, 128, 2, 8) fp32 halves; the text heads
+  // gathered; the 24-byte text fingerprint; the output gathered.
+  EXPECT_EQ(report.bytes["all_to_all"].sent, 4 * 128 * 2 * 8 * 4 / 2);
+  EXPECT_EQ(report.bytes["metadata"].sent, 24);
+  EXPECT_EQ(report.bytes["all_gather"].sent, 29 * 1 * 8 * 4 + 128 * 4 * 4 + 128);
+  const std::string text = report.describe();
+  EXPECT_NE(text.find("argument 'hidden_states': [1, 255, 8] -> [1, 128, 8] on dim 1 (padded 255 -> 256)"),
+            std::string::npos) << text;
+  auto wrong = explain(build(Mistake::kSplitTextPadded), SequenceParallelConfig(1, 2),
+                       {in.hidden, in.text});
+  EXPECT_NE(wrong.error.find("differs between the SP ranks"), std::string::npos) << wrong.error;
+  EXPECT_NE(wrong.describe().find("error: "), std::string::npos);
 }

@@ -12,6 +12,7 @@
 #include "spdit/hooks/hookable.h"
 #include "spdit/hooks/forward_context.h"
 #include "spdit/hooks/sequence_parallel.h"
+#include "spdit/hooks/explain.h"
 #include "spdit/attention/local_attention.h"
 #include "spdit/attention/attention.h"
 #include "spdit/attention/comm_model.h"
