@@ -8,38 +8,16 @@
 #include "spdit/runtime/world.h"
 
 namespace spdit {
-namespace {
-
-std::string shape_str(std::vector<int64_t> s) {
-  std::string o = "[";
-  for (size_t i = 0; i < s.size(); ++i) o += (i ? ", " : "") + std::to_string(s[i]);
-  return o + "]";
-}
-
-}  // namespace
-
 std::string PlanReport::describe() const {
   std::ostringstream os;
   os << "SP " << ulysses * ring << " = ulysses " << ulysses << " x ring " << ring << "\n";
   os << "splits (rank 0):\n";
   if (splits.empty()) os << "  none\n";
-  for (const auto& s : splits) {
-    auto local = s.full_shape;
-    local[s.dim] = s.text_len + s.shard;
-    os << "  " << s.where << ": " << shape_str(s.full_shape) << " -> " << shape_str(local)
-       << " on dim " << s.dim;
-    if (s.text_len) os << " (first " << s.text_len << " text rows whole)";
-    if (s.padded != s.length) os << " (padded " << s.length << " -> " << s.padded << ")";
-    os << "\n";
-  }
+  for (const auto& s : splits) os << "  " << ForwardContext::describe(s) << "\n";
   for (const auto& w : skipped) os << "  skipped (expected_dims): " << w << "\n";
   os << "gathers:\n";
   if (gathers.empty()) os << "  none\n";
-  for (const auto& g : gathers) {
-    os << "  " << g.where << ": " << g.shard << " per rank -> " << g.full;
-    if (g.trimmed_to != g.full) os << ", trimmed to " << g.trimmed_to;
-    os << "\n";
-  }
+  for (const auto& g : gathers) os << "  " << ForwardContext::describe(g) << "\n";
   os << "communication per rank and forward:";
   int64_t total = 0;
   for (const auto& [kind, b] : bytes) {

@@ -84,6 +84,24 @@ std::string shape_str(const std::vector<int64_t>& s) {
 }
 }  // namespace
 
+std::string ForwardContext::describe(const Split& s) {
+  auto local = s.full_shape;
+  if (!local.empty()) local[s.dim] = s.text_len + s.shard;
+  std::string out = s.where + ": " + shape_str(s.full_shape) + " -> " + shape_str(local) +
+                    " on dim " + std::to_string(s.dim);
+  if (s.text_len) out += " (first " + std::to_string(s.text_len) + " text rows whole)";
+  if (s.padded != s.length) {
+    out += " (padded " + std::to_string(s.length) + " -> " + std::to_string(s.padded) + ")";
+  }
+  return out;
+}
+
+std::string ForwardContext::describe(const Gather& g) {
+  std::string out = g.where + ": " + std::to_string(g.shard) + " per rank -> " + std::to_string(g.full);
+  if (g.trimmed_to != g.full) out += ", trimmed to " + std::to_string(g.trimmed_to);
+  return out;
+}
+
 std::string ForwardContext::diagnosis() const {
   std::ostringstream os;
   os << "spdit: state of this forward under the SP plan";
@@ -93,21 +111,11 @@ std::string ForwardContext::diagnosis() const {
   }
   os << ":\n  splits:";
   if (splits_.empty()) os << " none";
-  for (const auto& s : splits_) {
-    auto local = s.full_shape;
-    if (!local.empty()) local[s.dim] = s.text_len + s.shard;
-    os << "\n    " << s.where << ": " << shape_str(s.full_shape) << " -> " << shape_str(local)
-       << " on dim " << s.dim;
-    if (s.text_len) os << " (first " << s.text_len << " text rows whole)";
-    if (s.padded != s.length) os << " (padded " << s.length << " -> " << s.padded << ")";
-  }
+  for (const auto& s : splits_) os << "\n    " << describe(s);
   for (const auto& w : skipped_) os << "\n    skipped (not expected_dims): " << w;
   os << "\n  gathers:";
   if (gathers_.empty()) os << " none";
-  for (const auto& g : gathers_) {
-    os << "\n    " << g.where << ": " << g.shard << " per rank -> " << g.full;
-    if (g.trimmed_to != g.full) os << ", trimmed to " << g.trimmed_to;
-  }
+  for (const auto& g : gathers_) os << "\n    " << describe(g);
   std::string pending;
   for (const auto& [path, optional] : planned) {
     if (!fired_hooks.count(path)) {

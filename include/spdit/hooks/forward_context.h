@@ -48,6 +48,10 @@ class ForwardContext {
     std::string where;
     int64_t shard = 0, full = 0, trimmed_to = 0;
   };
+  /// One line each ("module '', argument 'x': [1, 255, 8] -> [1, 128, 8] on
+  /// dim 1 (padded 255 -> 256)"), for messages and reports.
+  static std::string describe(const Split& s);
+  static std::string describe(const Gather& g);
   void record_split(Split s);
   void record_gather(Gather g);
   /// A split or gather skipped because the tensor had other dims than
