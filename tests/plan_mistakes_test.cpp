@@ -148,7 +148,27 @@ TEST(PlanMistakes, ARawShapeErrorCarriesTheDiagnosisWithoutBacktrace) {
   auto [y, err] = run_sp<test::JointDit>(Mistake::kNoGather, 2, 1, in);
   expect_error(err, {"is invalid for input of size", "state of this forward under the SP plan",
                      "argument 'hidden_states': [1, 255, 8] -> [1, 128, 8] on dim 1 (padded 255 -> 256)",
-                     "the sequence is split across the ranks", "missing gather"});
+                     "the sequence is split across the ranks", "missing gather", "a size of 128 is this rank's shard, 255, 256 the whole sequence"});
+}
+
+TEST(PlanMistakes, AWholeSequenceTableMeetingAShardSaysWhichIsWhich) {
+  // positions are not in the plan: their table (255 rows) meets the shard (128).
+  test::UserInputs in;
+  auto positions = at::arange(test::kImageTokens, at::kLong);
+  std::string err;
+  test::run_ranks(2, [&](World& w) {
+    test::JointDit m(Mistake::kUnsplitTable);
+    test::seed_parameters(m, 21);
+    apply_sequence_parallel(*m, SequenceParallelConfig(2, 1));
+    try {
+      m->call({in.hidden, in.text, positions});
+      ADD_FAILURE() << "no error";
+    } catch (const std::exception& e) {
+      if (w.rank() == 0) err = e.what();
+    }
+  });
+  expect_error(err, {"must match the size of tensor b (255)", "a size of 128 is this rank's shard",
+                     "needs its own split (split_output"});
 }
 
 TEST(PlanMistakes, AGatherOnALayerThatCannotCarryHooksIsRejectedAtApply) {

@@ -147,9 +147,9 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
         "spdit: attention inside the SP region received " + std::to_string(q.size(1)) +
         " tokens per rank (q " + std::string(c10::str(q.sizes())) +
         "), but this forward's splits left shards of " + ctx->shard_lengths() +
-        ". Pass exactly this rank's shard; text that every rank holds whole joins it through "
-        "spdit::JointText (attention(q, k, v, options, &text)), not by concatenating it to the "
-        "shard");
+        ". Pass exactly this rank's shard, laid out (B, S, H, D); text that every rank holds "
+        "whole joins it through spdit::JointText (attention(q, k, v, options, &text)), not by "
+        "concatenating it to the shard");
   }
   if (text) check_replicated(*ctx, cfg, text->k, "JointText");
   const ParallelState& st = cfg.state();

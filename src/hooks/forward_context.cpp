@@ -124,10 +124,25 @@ std::string ForwardContext::diagnosis() const {
   }
   os << "\n  plan hooks not run yet: " << (pending.empty() ? "none" : pending);
   os << "\n  the sequence is " << (sp_active_ ? "split across the ranks" : "whole on every rank");
-  if (sp_active_) {
-    os << "\n  hint: a tensor still split reaching a reshape (unpatchify) usually means a "
-          "missing gather: a SequenceParallelOutput on the module that leaves the sequence, "
-          "called through its hooks (not ->forward()), on the sequence dim";
+  if (sp_active_ && !splits_.empty()) {
+    // Shape errors under a plan name one of these lengths: say what each is.
+    std::set<int64_t> shards, fulls;
+    for (const auto& s : splits_) {
+      shards.insert(s.shard);
+      fulls.insert(s.length);
+      fulls.insert(s.padded);
+    }
+    auto list = [](const std::set<int64_t>& v) {
+      std::string out;
+      for (int64_t x : v) out += (out.empty() ? "" : ", ") + std::to_string(x);
+      return out;
+    };
+    os << "\n  hints: a size of " << list(shards) << " is this rank's shard, " << list(fulls)
+       << " the whole sequence. A shard met by a whole-sequence tensor (a RoPE table, a mask, a "
+          "per-token embedding) means that tensor needs its own split (split_output on the "
+          "module that makes it); a shard reaching a reshape (the unpatchify) means a missing "
+          "gather: a SequenceParallelOutput on the module that leaves the sequence, called "
+          "through its hooks (not ->forward()), on the sequence dim";
   }
   return os.str();
 }

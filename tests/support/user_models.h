@@ -22,6 +22,7 @@ enum class Mistake {
   kPoolSplitText,      // the text split and mean-pooled (no attention sees it)
   kNoGather,           // no SequenceParallelOutput at all
   kUnhookedGather,     // gather on a layer held without Hooked<>
+  kUnsplitTable,       // a positional table of the whole sequence, not in the plan
 };
 
 constexpr int64_t kImageTokens = 255, kTextTokens = 29;
@@ -43,7 +44,7 @@ struct JointDitImpl : HookableModule, DeclaresSpPlan {
     plain_out = register_module("plain_out", torch::nn::Linear(kDim, 4));
   }
   std::vector<std::string> signature() const override {
-    return {"hidden_states", "encoder_hidden_states"};
+    return {"hidden_states", "encoder_hidden_states", "positions"};
   }
   SequenceParallelModelPlan sp_plan() const override {
     SequenceParallelInputType in{
@@ -73,6 +74,12 @@ struct JointDitImpl : HookableModule, DeclaresSpPlan {
       return y.view({y.size(0), y.size(1), kHeads, kHeadDim});
     };
     const int64_t text_len = t.size(1);
+    if (a.has("positions")) {
+      // (S,) positions -> (S, C) table, added to every token.
+      auto angle = a.tensor("positions").to(at::kFloat).unsqueeze(1) *
+                   at::arange(kDim, at::kFloat).mul(0.01).unsqueeze(0);
+      x = x + angle.sin();
+    }
     if (mistake == Mistake::kPoolSplitText) {
       x = x + t.mean(1, /*keepdim=*/true);
     } else if (mistake == Mistake::kConcatText) {
