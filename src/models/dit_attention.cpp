@@ -7,25 +7,25 @@ namespace spdit::models {
 DitAttentionImpl::DitAttentionImpl(const DitAttentionOptions& o) : o_(o) {
   const int64_t inner = o.heads * o.head_dim;
   const int64_t norm_dim = o.qk_norm_full_dim ? inner : o.head_dim;
-  to_q_ = register_module("to_q", torch::nn::Linear(o.dim, inner));
-  to_k_ = register_module("to_k", torch::nn::Linear(o.dim, inner));
-  to_v_ = register_module("to_v", torch::nn::Linear(o.dim, inner));
+  to_q_ = register_module("to_q", Linear(o.dim, inner));
+  to_k_ = register_module("to_k", Linear(o.dim, inner));
+  to_v_ = register_module("to_v", Linear(o.dim, inner));
   norm_q_ = register_module("norm_q", RMSNorm(norm_dim));
   norm_k_ = register_module("norm_k", RMSNorm(norm_dim));
   if (o.context_projections) {
-    add_q_ = register_module("add_q_proj", torch::nn::Linear(o.dim, inner));
-    add_k_ = register_module("add_k_proj", torch::nn::Linear(o.dim, inner));
-    add_v_ = register_module("add_v_proj", torch::nn::Linear(o.dim, inner));
+    add_q_ = register_module("add_q_proj", Linear(o.dim, inner));
+    add_k_ = register_module("add_k_proj", Linear(o.dim, inner));
+    add_v_ = register_module("add_v_proj", Linear(o.dim, inner));
     norm_added_q_ = register_module("norm_added_q", RMSNorm(o.head_dim));
     norm_added_k_ = register_module("norm_added_k", RMSNorm(o.head_dim));
   }
   if (o.to_out) {
     to_out_ = register_module("to_out", torch::nn::ModuleList());
-    out_ = torch::nn::Linear(inner, o.dim);
+    out_ = Linear(inner, o.dim);
     to_out_->push_back(out_);
     to_out_->push_back(torch::nn::Dropout(0.0));
   }
-  if (o.to_add_out) add_out_ = register_module("to_add_out", torch::nn::Linear(inner, o.dim));
+  if (o.to_add_out) add_out_ = register_module("to_add_out", Linear(inner, o.dim));
 }
 
 at::Tensor DitAttentionImpl::heads_of(const at::Tensor& x) const {

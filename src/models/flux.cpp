@@ -10,9 +10,9 @@ namespace {
 
 // AdaLayerNormZero / Single / Continuous: `linear` of SiLU(temb) chunked.
 struct AdaNormImpl : torch::nn::Module {
-  torch::nn::Linear linear{nullptr};
+  Linear linear{nullptr};
   AdaNormImpl(int64_t dim, int64_t chunks) {
-    linear = register_module("linear", torch::nn::Linear(dim, chunks * dim));
+    linear = register_module("linear", Linear(dim, chunks * dim));
   }
   std::vector<at::Tensor> operator()(const at::Tensor& temb, int64_t chunks) {
     return linear->forward(at::silu(temb)).chunk(chunks, -1);
@@ -54,12 +54,12 @@ TORCH_MODULE(FluxBlock);
 
 struct FluxSingleBlockImpl : torch::nn::Module {
   AdaNorm norm{nullptr};
-  torch::nn::Linear proj_mlp{nullptr}, proj_out{nullptr};
+  Linear proj_mlp{nullptr}, proj_out{nullptr};
   DitAttention attn{nullptr};
   explicit FluxSingleBlockImpl(const FluxConfig& c) {
     norm = register_module("norm", AdaNorm(c.hidden, 3));
-    proj_mlp = register_module("proj_mlp", torch::nn::Linear(c.hidden, c.hidden * c.mlp_ratio));
-    proj_out = register_module("proj_out", torch::nn::Linear(c.hidden * (1 + c.mlp_ratio), c.hidden));
+    proj_mlp = register_module("proj_mlp", Linear(c.hidden, c.hidden * c.mlp_ratio));
+    proj_out = register_module("proj_out", Linear(c.hidden * (1 + c.mlp_ratio), c.hidden));
     DitAttentionOptions o{c.hidden, c.heads, c.head_dim, false, false, false, false};
     attn = register_module("attn", DitAttention(o));
   }
@@ -107,9 +107,9 @@ Outputs FluxPosEmbedImpl::forward(const BoundArgs& a) {
 }
 
 FluxTransformerImpl::FluxTransformerImpl(const FluxConfig& c)
-    : config_(c), proj_out_(register_module("proj_out", torch::nn::Linear(c.hidden, c.in_channels))) {
-  x_embedder_ = register_module("x_embedder", torch::nn::Linear(c.in_channels, c.hidden));
-  context_embedder_ = register_module("context_embedder", torch::nn::Linear(c.text_dim, c.hidden));
+    : config_(c), proj_out_(register_module("proj_out", Linear(c.hidden, c.in_channels))) {
+  x_embedder_ = register_module("x_embedder", Linear(c.in_channels, c.hidden));
+  context_embedder_ = register_module("context_embedder", Linear(c.text_dim, c.hidden));
   time_text_embed_ = register_module("time_text_embed", std::make_shared<torch::nn::Module>());
   timestep_embedder_ = time_text_embed_->register_module("timestep_embedder", TimestepEmbedding(256, c.hidden));
   if (c.guidance) {
@@ -122,7 +122,7 @@ FluxTransformerImpl::FluxTransformerImpl(const FluxConfig& c)
   single_transformer_blocks_ = register_module("single_transformer_blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.single_blocks; ++i) single_transformer_blocks_->push_back(FluxSingleBlock(c));
   auto norm_out = register_module("norm_out", std::make_shared<torch::nn::Module>());
-  norm_out_linear_ = norm_out->register_module("linear", torch::nn::Linear(c.hidden, 2 * c.hidden));
+  norm_out_linear_ = norm_out->register_module("linear", Linear(c.hidden, 2 * c.hidden));
 }
 
 SequenceParallelModelPlan FluxTransformerImpl::sp_plan() const {

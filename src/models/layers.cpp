@@ -1,10 +1,31 @@
 #include "spdit/models/layers.h"
 
+#include <torch/nn/init.h>
 #include <torch/nn/modules/dropout.h>
+
+#include "spdit/models/skeleton.h"
 
 #include <cmath>
 
 namespace spdit::models {
+
+LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) {
+  if (SkeletonScope::active()) {
+    weight = register_parameter("weight", lazy_empty({out, in}, at::kFloat));
+    if (with_bias) bias = register_parameter("bias", lazy_empty({out}, at::kFloat));
+    return;
+  }
+  // As Linear initialises (kaiming_uniform_ with a = sqrt(5)).
+  weight = register_parameter("weight", at::empty({out, in}));
+  torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
+  if (with_bias) {
+    const double bound = in > 0 ? 1.0 / std::sqrt(static_cast<double>(in)) : 0.0;
+    bias = register_parameter("bias", at::empty({out}));
+    torch::nn::init::uniform_(bias, -bound, bound);
+  }
+}
+
+at::Tensor LinearImpl::forward(const at::Tensor& x) { return at::linear(x, weight, bias); }
 
 RMSNormImpl::RMSNormImpl(int64_t dim, double eps) : eps_(eps) {
   weight = register_parameter("weight", at::ones({dim}));
@@ -30,8 +51,8 @@ at::Tensor LayerNormImpl::forward(const at::Tensor& x) {
 namespace {
 // net.0 holds `proj`, as diffusers' GELU module does.
 struct GeluProjImpl : torch::nn::Module {
-  torch::nn::Linear proj{nullptr};
-  GeluProjImpl(int64_t in, int64_t out) { proj = register_module("proj", torch::nn::Linear(in, out)); }
+  Linear proj{nullptr};
+  GeluProjImpl(int64_t in, int64_t out) { proj = register_module("proj", Linear(in, out)); }
 };
 TORCH_MODULE(GeluProj);
 }  // namespace
@@ -42,7 +63,7 @@ FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t hidden, int64_t out) {
   proj_ = g->proj;
   net_->push_back(g);
   net_->push_back(torch::nn::Dropout(0.0));
-  out_ = torch::nn::Linear(hidden, out < 0 ? dim : out);
+  out_ = Linear(hidden, out < 0 ? dim : out);
   net_->push_back(out_);
 }
 
@@ -51,8 +72,8 @@ at::Tensor FeedForwardImpl::forward(const at::Tensor& x) {
 }
 
 TimestepEmbeddingImpl::TimestepEmbeddingImpl(int64_t in, int64_t dim, bool gelu) : gelu_(gelu) {
-  linear_1_ = register_module("linear_1", torch::nn::Linear(in, dim));
-  linear_2_ = register_module("linear_2", torch::nn::Linear(dim, dim));
+  linear_1_ = register_module("linear_1", Linear(in, dim));
+  linear_2_ = register_module("linear_2", Linear(dim, dim));
 }
 
 at::Tensor TimestepEmbeddingImpl::forward(const at::Tensor& x) {

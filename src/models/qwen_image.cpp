@@ -13,20 +13,20 @@ at::Tensor layer_norm(const at::Tensor& x) { return at::layer_norm(x, {x.size(-1
 
 struct QwenBlockImpl : torch::nn::Module {
   torch::nn::ModuleList img_mod{nullptr}, txt_mod{nullptr};
-  torch::nn::Linear img_mod_linear{nullptr}, txt_mod_linear{nullptr};
+  Linear img_mod_linear{nullptr}, txt_mod_linear{nullptr};
   DitAttention attn{nullptr};
   FeedForward img_mlp{nullptr}, txt_mlp{nullptr};
   explicit QwenBlockImpl(const QwenImageConfig& c) {
     // img_mod = Sequential(SiLU, Linear): weights at img_mod.1.*
     img_mod = register_module("img_mod", torch::nn::ModuleList());
-    img_mod_linear = torch::nn::Linear(c.hidden, 6 * c.hidden);
+    img_mod_linear = Linear(c.hidden, 6 * c.hidden);
     img_mod->push_back(torch::nn::SiLU());
     img_mod->push_back(img_mod_linear);
     DitAttentionOptions o{c.hidden, c.heads, c.head_dim, true, true, true, false};
     attn = register_module("attn", DitAttention(o));
     img_mlp = register_module("img_mlp", FeedForward(c.hidden, 4 * c.hidden));
     txt_mod = register_module("txt_mod", torch::nn::ModuleList());
-    txt_mod_linear = torch::nn::Linear(c.hidden, 6 * c.hidden);
+    txt_mod_linear = Linear(c.hidden, 6 * c.hidden);
     txt_mod->push_back(torch::nn::SiLU());
     txt_mod->push_back(txt_mod_linear);
     txt_mlp = register_module("txt_mlp", FeedForward(c.hidden, 4 * c.hidden));
@@ -74,17 +74,17 @@ Outputs QwenEmbedRopeImpl::forward(const BoundArgs& a) {
 }
 
 QwenImageTransformerImpl::QwenImageTransformerImpl(const QwenImageConfig& c)
-    : config_(c), proj_out_(register_module("proj_out", torch::nn::Linear(c.hidden, c.in_channels))) {
-  img_in_ = register_module("img_in", torch::nn::Linear(c.in_channels, c.hidden));
+    : config_(c), proj_out_(register_module("proj_out", Linear(c.hidden, c.in_channels))) {
+  img_in_ = register_module("img_in", Linear(c.in_channels, c.hidden));
   txt_norm_ = register_module("txt_norm", RMSNorm(c.text_dim));
-  txt_in_ = register_module("txt_in", torch::nn::Linear(c.text_dim, c.hidden));
+  txt_in_ = register_module("txt_in", Linear(c.text_dim, c.hidden));
   auto tte = register_module("time_text_embed", std::make_shared<torch::nn::Module>());
   timestep_embedder_ = tte->register_module("timestep_embedder", TimestepEmbedding(256, c.hidden));
   pos_embed_ = register_module("pos_embed", QwenEmbedRope(c.axes_dims));
   transformer_blocks_ = register_module("transformer_blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.blocks; ++i) transformer_blocks_->push_back(QwenBlock(c));
   auto norm_out = register_module("norm_out", std::make_shared<torch::nn::Module>());
-  norm_out_linear_ = norm_out->register_module("linear", torch::nn::Linear(c.hidden, 2 * c.hidden));
+  norm_out_linear_ = norm_out->register_module("linear", Linear(c.hidden, 2 * c.hidden));
 }
 
 SequenceParallelModelPlan QwenImageTransformerImpl::sp_plan() const {

@@ -35,7 +35,7 @@ Outputs WanRopeImpl::forward(const BoundArgs& a) {
 WanConditionEmbedderImpl::WanConditionEmbedderImpl(const WanConfig& c)
     : hidden_(c.hidden), freq_dim_(c.freq_dim) {
   time_embedder_ = register_module("time_embedder", TimestepEmbedding(c.freq_dim, c.hidden));
-  time_proj_ = register_module("time_proj", torch::nn::Linear(c.hidden, 6 * c.hidden));
+  time_proj_ = register_module("time_proj", Linear(c.hidden, 6 * c.hidden));
   text_embedder_ = register_module("text_embedder", TimestepEmbedding(c.text_dim, c.hidden, /*gelu=*/true));
 }
 
@@ -80,7 +80,7 @@ Outputs WanBlockImpl::forward(const BoundArgs& a) {
 
 WanTransformerImpl::WanTransformerImpl(const WanConfig& c)
     : config_(c),
-      proj_out_(register_module("proj_out", torch::nn::Linear(c.hidden, c.out_channels * 4))) {
+      proj_out_(register_module("proj_out", Linear(c.hidden, c.out_channels * 4))) {
   patch_embedding_ = register_module(
       "patch_embedding",
       torch::nn::Conv3d(torch::nn::Conv3dOptions(c.in_channels, c.hidden, {1, 2, 2}).stride({1, 2, 2})));

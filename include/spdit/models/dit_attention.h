@@ -4,7 +4,6 @@
 // spdit::attention over the image tokens with replicated text beside them.
 // It never mentions ranks: the plan decides what is sharded.
 #include <torch/nn/modules/container/modulelist.h>
-#include <torch/nn/modules/linear.h>
 
 #include "spdit/attention/attention.h"
 #include "spdit/models/layers.h"
@@ -44,11 +43,11 @@ class DitAttentionImpl : public torch::nn::Module {
   at::Tensor heads_of(const at::Tensor& x) const;
   at::Tensor norm(RMSNorm& n, const at::Tensor& projected) const;
   DitAttentionOptions o_;
-  torch::nn::Linear to_q_{nullptr}, to_k_{nullptr}, to_v_{nullptr};
-  torch::nn::Linear add_q_{nullptr}, add_k_{nullptr}, add_v_{nullptr};
+  Linear to_q_{nullptr}, to_k_{nullptr}, to_v_{nullptr};
+  Linear add_q_{nullptr}, add_k_{nullptr}, add_v_{nullptr};
   RMSNorm norm_q_{nullptr}, norm_k_{nullptr}, norm_added_q_{nullptr}, norm_added_k_{nullptr};
   torch::nn::ModuleList to_out_{nullptr};
-  torch::nn::Linear out_{nullptr}, add_out_{nullptr};
+  Linear out_{nullptr}, add_out_{nullptr};
 };
 TORCH_MODULE(DitAttention);
 

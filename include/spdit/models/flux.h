@@ -4,7 +4,6 @@
 // concatenation, RoPE from txt_ids/img_ids. Tensor names match diffusers'
 // checkpoints; the original single-file names are read too (weights.h).
 #include <torch/nn/modules/container/modulelist.h>
-#include <torch/nn/modules/linear.h>
 
 #include "spdit/hooks/hookable.h"
 #include "spdit/models/dit_attention.h"
@@ -60,8 +59,8 @@ class FluxTransformerImpl : public HookableModule, public DeclaresSpPlan {
 
  private:
   FluxConfig config_;
-  torch::nn::Linear x_embedder_{nullptr}, context_embedder_{nullptr}, norm_out_linear_{nullptr};
-  Hooked<torch::nn::Linear> proj_out_;
+  Linear x_embedder_{nullptr}, context_embedder_{nullptr}, norm_out_linear_{nullptr};
+  Hooked<Linear> proj_out_;
   FluxPosEmbed pos_embed_{nullptr};
   torch::nn::ModuleList transformer_blocks_{nullptr}, single_transformer_blocks_{nullptr};
   std::shared_ptr<torch::nn::Module> time_text_embed_;

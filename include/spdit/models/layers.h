@@ -3,12 +3,22 @@
 // that state-dict keys match the public checkpoints.
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
-#include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
 #include <vector>
 
 namespace spdit::models {
+
+/// Linear's parameters (weight (out, in), bias (out)), init and
+/// forward; under a SkeletonScope its parameters are left on lazy pages,
+/// uninitialised, for a checkpoint to replace.
+class LinearImpl : public torch::nn::Module {
+ public:
+  LinearImpl(int64_t in, int64_t out, bool with_bias = true);
+  at::Tensor forward(const at::Tensor& x);
+  at::Tensor weight, bias;
+};
+TORCH_MODULE(Linear);
 
 /// RMSNorm over the last dim with a learned `weight`.
 class RMSNormImpl : public torch::nn::Module {
@@ -43,7 +53,7 @@ class FeedForwardImpl : public torch::nn::Module {
 
  private:
   torch::nn::ModuleList net_;
-  torch::nn::Linear proj_{nullptr}, out_{nullptr};
+  Linear proj_{nullptr}, out_{nullptr};
 };
 TORCH_MODULE(FeedForward);
 
@@ -54,7 +64,7 @@ class TimestepEmbeddingImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& x);
 
  private:
-  torch::nn::Linear linear_1_{nullptr}, linear_2_{nullptr};
+  Linear linear_1_{nullptr}, linear_2_{nullptr};
   bool gelu_;
 };
 TORCH_MODULE(TimestepEmbedding);

@@ -3,7 +3,6 @@
 // text replicated and joined in front of the image in every block's
 // attention; image RoPE split from the pos-embed outputs.
 #include <torch/nn/modules/container/modulelist.h>
-#include <torch/nn/modules/linear.h>
 
 #include "spdit/hooks/hookable.h"
 #include "spdit/models/dit_attention.h"
@@ -53,12 +52,12 @@ class QwenImageTransformerImpl : public HookableModule, public DeclaresSpPlan {
 
  private:
   QwenImageConfig config_;
-  torch::nn::Linear img_in_{nullptr}, txt_in_{nullptr}, norm_out_linear_{nullptr};
+  Linear img_in_{nullptr}, txt_in_{nullptr}, norm_out_linear_{nullptr};
   RMSNorm txt_norm_{nullptr};
   TimestepEmbedding timestep_embedder_{nullptr};
   QwenEmbedRope pos_embed_{nullptr};
   torch::nn::ModuleList transformer_blocks_{nullptr};
-  Hooked<torch::nn::Linear> proj_out_;
+  Hooked<Linear> proj_out_;
 };
 TORCH_MODULE(QwenImageTransformer);
 

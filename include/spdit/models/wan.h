@@ -4,7 +4,6 @@
 // AdaLN from the timestep (scalar per sample, or per token as in Wan2.2).
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/conv.h>
-#include <torch/nn/modules/linear.h>
 
 #include "spdit/hooks/hookable.h"
 #include "spdit/models/dit_attention.h"
@@ -52,7 +51,7 @@ class WanConditionEmbedderImpl : public HookableModule {
  private:
   int64_t hidden_, freq_dim_;
   TimestepEmbedding time_embedder_{nullptr}, text_embedder_{nullptr};
-  torch::nn::Linear time_proj_{nullptr};
+  Linear time_proj_{nullptr};
 };
 TORCH_MODULE(WanConditionEmbedder);
 
@@ -96,7 +95,7 @@ class WanTransformerImpl : public HookableModule, public DeclaresSpPlan {
   WanRope rope_{nullptr};
   torch::nn::ModuleList blocks_{nullptr};
   LayerNorm norm_out_{nullptr};
-  Hooked<torch::nn::Linear> proj_out_;
+  Hooked<Linear> proj_out_;
   at::Tensor scale_shift_table_;
 };
 TORCH_MODULE(WanTransformer);
