@@ -107,7 +107,7 @@ Outputs FluxPosEmbedImpl::forward(const BoundArgs& a) {
 }
 
 FluxTransformerImpl::FluxTransformerImpl(const FluxConfig& c)
-    : config_(c), proj_out_(register_module("proj_out", Linear(c.hidden, c.in_channels))) {
+    : config_(c), proj_out_(register_module("proj_out", Linear(c.hidden, c.out_channels))) {
   x_embedder_ = register_module("x_embedder", Linear(c.in_channels, c.hidden));
   context_embedder_ = register_module("context_embedder", Linear(c.text_dim, c.hidden));
   time_text_embed_ = register_module("time_text_embed", std::make_shared<torch::nn::Module>());

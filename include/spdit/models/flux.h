@@ -13,7 +13,8 @@
 namespace spdit::models {
 
 struct FluxConfig {
-  int64_t in_channels = 64;  // 16 latent channels packed 2x2
+  int64_t in_channels = 64;  // 16 latent channels packed 2x2 (Fill: 384, with its conditions)
+  int64_t out_channels = 64;
   int64_t hidden = 3072;
   int64_t heads = 24;
   int64_t head_dim = 128;
