@@ -202,3 +202,168 @@ TEST(Checkpoints, RealSizeLayoutsAreIdentifiedAndFitTheirModels) {
   const int64_t grew = resident_bytes() - before;
   EXPECT_LT(grew, int64_t{600} * 1000 * 1000) << "resident grew by " << grew;
 }
+
+namespace {
+
+std::map<std::string, at::Tensor> state_of(const torch::nn::Module& m) {
+  std::map<std::string, at::Tensor> s;
+  for (const auto& p : m.named_parameters(true)) s[p.key()] = p.value().detach().clone();
+  return s;
+}
+
+// diffusers' Flux names back to Black Forest Labs' (the inverse of the
+// conversion, written from the reference's fusing: qkv = [q; k; v],
+// linear1 = [q; k; v; mlp], final modulation stored (shift, scale)).
+std::map<std::string, at::Tensor> flux_to_bfl(const std::map<std::string, at::Tensor>& d, int64_t dual,
+                                              int64_t single, bool guidance) {
+  std::map<std::string, at::Tensor> o;
+  auto both = [&](const std::string& to, const std::string& from) {
+    for (const char* s : {".weight", ".bias"}) o[to + s] = d.at(from + s);
+  };
+  both("img_in", "x_embedder");
+  both("txt_in", "context_embedder");
+  both("time_in.in_layer", "time_text_embed.timestep_embedder.linear_1");
+  both("time_in.out_layer", "time_text_embed.timestep_embedder.linear_2");
+  both("vector_in.in_layer", "time_text_embed.text_embedder.linear_1");
+  both("vector_in.out_layer", "time_text_embed.text_embedder.linear_2");
+  if (guidance) {
+    both("guidance_in.in_layer", "time_text_embed.guidance_embedder.linear_1");
+    both("guidance_in.out_layer", "time_text_embed.guidance_embedder.linear_2");
+  }
+  for (int64_t i = 0; i < dual; ++i) {
+    const std::string b = "double_blocks." + std::to_string(i) + ".", t = "transformer_blocks." + std::to_string(i) + ".";
+    both(b + "img_mod.lin", t + "norm1.linear");
+    both(b + "txt_mod.lin", t + "norm1_context.linear");
+    for (const char* s : {".weight", ".bias"}) {
+      o[b + "img_attn.qkv" + s] = at::cat({d.at(t + "attn.to_q" + s), d.at(t + "attn.to_k" + s), d.at(t + "attn.to_v" + s)});
+      o[b + "txt_attn.qkv" + s] =
+          at::cat({d.at(t + "attn.add_q_proj" + s), d.at(t + "attn.add_k_proj" + s), d.at(t + "attn.add_v_proj" + s)});
+    }
+    o[b + "img_attn.norm.query_norm.scale"] = d.at(t + "attn.norm_q.weight");
+    o[b + "img_attn.norm.key_norm.scale"] = d.at(t + "attn.norm_k.weight");
+    o[b + "txt_attn.norm.query_norm.scale"] = d.at(t + "attn.norm_added_q.weight");
+    o[b + "txt_attn.norm.key_norm.scale"] = d.at(t + "attn.norm_added_k.weight");
+    both(b + "img_attn.proj", t + "attn.to_out.0");
+    both(b + "txt_attn.proj", t + "attn.to_add_out");
+    both(b + "img_mlp.0", t + "ff.net.0.proj");
+    both(b + "img_mlp.2", t + "ff.net.2");
+    both(b + "txt_mlp.0", t + "ff_context.net.0.proj");
+    both(b + "txt_mlp.2", t + "ff_context.net.2");
+  }
+  for (int64_t i = 0; i < single; ++i) {
+    const std::string b = "single_blocks." + std::to_string(i) + ".", t = "single_transformer_blocks." + std::to_string(i) + ".";
+    for (const char* s : {".weight", ".bias"}) {
+      o[b + "linear1" + s] = at::cat({d.at(t + "attn.to_q" + s), d.at(t + "attn.to_k" + s), d.at(t + "attn.to_v" + s),
+                                      d.at(t + "proj_mlp" + s)});
+    }
+    both(b + "linear2", t + "proj_out");
+    both(b + "modulation.lin", t + "norm.linear");
+    o[b + "norm.query_norm.scale"] = d.at(t + "attn.norm_q.weight");
+    o[b + "norm.key_norm.scale"] = d.at(t + "attn.norm_k.weight");
+  }
+  both("final_layer.linear", "proj_out");
+  for (const char* s : {".weight", ".bias"}) {
+    auto h = d.at(std::string("norm_out.linear") + s).chunk(2, 0);  // (scale, shift)
+    o[std::string("final_layer.adaLN_modulation.1") + s] = at::cat({h[1], h[0]});
+  }
+  return o;
+}
+
+void expect_same_state(const torch::nn::Module& m, const std::map<std::string, at::Tensor>& want) {
+  for (const auto& p : m.named_parameters(true)) {
+    ASSERT_TRUE(want.count(p.key())) << p.key();
+    EXPECT_TRUE(at::equal(p.value(), want.at(p.key()))) << p.key();
+  }
+}
+
+}  // namespace
+
+// A tiny model written in each published layout loads back to the same weights.
+TEST(Checkpoints, EveryLayoutLoadsTheSameWeights) {
+  TempDir tmp;
+  {
+    auto c = FluxConfig::preset("tiny");
+    FluxTransformer flux(c);
+    models::seeded_init(*flux, 3);
+    auto state = state_of(*flux);
+    models::write_safetensors(tmp.path + "/diffusers.safetensors", state);
+    models::write_safetensors(tmp.path + "/bfl.safetensors", flux_to_bfl(state, c.dual_blocks, c.single_blocks, c.guidance));
+    for (const char* file : {"diffusers", "bfl"}) {
+      auto ckpt = Checkpoint::open(tmp.path + "/" + file + ".safetensors");
+      auto found = identify(ckpt);
+      EXPECT_EQ(found.layout, file);
+      auto model = build_model(found);
+      load_checkpoint(*model, ckpt, found);
+      expect_same_state(*model, state);
+    }
+  }
+  {
+    auto c = WanConfig::preset("tiny");
+    WanTransformer wan(c);
+    models::seeded_init(*wan, 4);
+    auto state = state_of(*wan);
+    // Wan's own names, from the reference's list; each maps onto one model name.
+    std::map<std::string, at::Tensor> original;
+    for (const auto& [name, spec] : test::wan_original_layout(c.hidden, c.ffn, c.blocks, c.in_channels, c.out_channels,
+                                                              c.text_dim, c.freq_dim)) {
+      const std::string to = wan_original_to_diffusers(name);
+      ASSERT_TRUE(state.count(to)) << name << " -> '" << to << "'";
+      original[name] = state.at(to);
+    }
+    EXPECT_EQ(original.size(), state.size());
+    const std::string dir = tmp.path + "/wan";
+    mkdir(dir.c_str(), 0755);
+    models::write_safetensors(dir + "/diffusion_pytorch_model.safetensors", original);
+    std::ofstream(dir + "/config.json") << R"({"_class_name": "WanModel", "dim": 64, "num_heads": 4, "num_layers": 2})";
+    auto ckpt = Checkpoint::open(dir + "/diffusion_pytorch_model.safetensors");
+    auto found = identify(ckpt);
+    EXPECT_EQ(found.layout, "wan-original");
+    auto model = build_model(found);
+    load_checkpoint(*model, ckpt, found);
+    expect_same_state(*model, state);
+    // fp32 file, fp32 model: the parameters are the file's pages, not copies.
+    auto params = model->named_parameters(true);
+    EXPECT_EQ(params["blocks.0.attn1.to_q.weight"].data_ptr(), ckpt.tensor("blocks.0.self_attn.q.weight").data_ptr());
+  }
+}
+
+TEST(Checkpoints, WrongInputsAreRefusedWithTheReason) {
+  TempDir tmp;
+  auto expect_error = [](const std::function<void()>& f, const std::string& part) {
+    try {
+      f();
+      ADD_FAILURE() << "no error, expected: " << part;
+    } catch (const std::exception& e) {
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+    }
+  };
+  expect_error([&] { Checkpoint::open(tmp.path); }, "holds no .safetensors file");
+  expect_error([&] { Checkpoint::open(tmp.path + "/nope.safetensors"); }, "cannot open checkpoint file");
+  write_sparse_safetensors(tmp.path + "/a.safetensors", {{"x", {at::kFloat, {2}}}});
+  write_sparse_safetensors(tmp.path + "/b.safetensors", {{"y", {at::kFloat, {2}}}});
+  expect_error([&] { Checkpoint::open(tmp.path); }, "holds several checkpoints (a.safetensors, b.safetensors)");
+  expect_error([&] { identify(Checkpoint::open(tmp.path + "/a.safetensors")); }, "is none of the layouts spdit reads");
+  // An index naming a shard that does not hold the tensor.
+  std::ofstream(tmp.path + "/m.safetensors.index.json") << R"({"weight_map": {"x": "b.safetensors"}})";
+  expect_error([&] { Checkpoint::open(tmp.path + "/m.safetensors.index.json"); }, "which does not hold it");
+  // Flux with a config.json that disagrees with its tensors.
+  const std::string flux = tmp.path + "/flux";
+  mkdir(flux.c_str(), 0755);
+  write_sparse_safetensors(flux + "/f.safetensors", test::flux_bfl_layout(64, 64, 64, 32, 16, 16, 2, 2, true));
+  std::ofstream(flux + "/config.json") << R"({"num_attention_heads": 3, "attention_head_dim": 16})";
+  expect_error([&] { identify(Checkpoint::open(flux)); }, "3 heads of 16 do not make the hidden size 64");
+  // Wan image-to-video: named as such.
+  auto i2v = test::wan_original_layout(64, 128, 1);
+  i2v["blocks.0.cross_attn.k_img.weight"] = {at::kFloat, {64, 64}};
+  write_sparse_safetensors(tmp.path + "/i2v.safetensors", i2v);
+  expect_error([&] { identify(Checkpoint::open(tmp.path + "/i2v.safetensors")); }, "image-to-video");
+  // A FIFO is no checkpoint file.
+  mkfifo((tmp.path + "/fifo.safetensors").c_str(), 0600);
+  expect_error([&] { Checkpoint::open(tmp.path + "/fifo.safetensors"); }, "not a regular file");
+  // A checkpoint of another size than the model it is loaded into.
+  FluxTransformer tiny(FluxConfig::preset("tiny"));
+  models::write_safetensors(tmp.path + "/tiny.safetensors", state_of(*tiny));
+  auto ckpt = Checkpoint::open(tmp.path + "/tiny.safetensors");
+  FluxTransformer small(FluxConfig::preset("small"));
+  expect_error([&] { load_checkpoint(*small, ckpt, identify(ckpt)); }, "x_embedder.weight [64, 64] (model [256, 64])");
+}

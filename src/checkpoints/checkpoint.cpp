@@ -272,6 +272,7 @@ Checkpoint Checkpoint::open(const std::string& path_in) {
     folder = dir_of(path);
   } else {
     files = {path};
+    folder = dir_of(path);  // Wan's release keeps its config.json beside the file
   }
   std::map<std::string, std::string> weight_map;  // tensor -> file, from an index
   if (!index.empty()) {

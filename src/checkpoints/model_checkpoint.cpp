@@ -129,8 +129,15 @@ WanConfig wan_config(const Shapes& s, bool original, const nlohmann::json* cfg) 
   c.text_dim = shape_of(s, original ? "text_embedding.0.weight" : "condition_embedder.text_embedder.linear_1.weight", 2)[1];
   c.freq_dim = shape_of(s, original ? "time_embedding.0.weight" : "condition_embedder.time_embedder.linear_1.weight", 2)[1];
   c.blocks = count_blocks(s, "blocks.");
-  c.head_dim = 128;  // every Wan2.1 release; the norms span all heads, so shapes cannot say
+  // Every Wan2.1 release has heads of 128; the shapes cannot say (its q/k
+  // norms span all heads), so another width needs the config.json.
+  c.head_dim = 128;
   c.heads = c.hidden / c.head_dim;
+  if (!cfg && c.hidden % 128 != 0) {
+    throw std::runtime_error("spdit: a Wan checkpoint of hidden size " + std::to_string(c.hidden) +
+                             " (no multiple of Wan2.1's 128-wide heads) needs its config.json "
+                             "(num_heads) beside it");
+  }
   if (cfg) {
     c.heads = json_int(*cfg, original ? "num_heads" : "num_attention_heads", c.heads);
     c.head_dim = original ? c.hidden / std::max<int64_t>(c.heads, 1) : json_int(*cfg, "attention_head_dim", c.head_dim);
