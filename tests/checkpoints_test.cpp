@@ -72,6 +72,16 @@ struct TempDir {
   ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
 };
 
+at::ScalarType dtype_of(const std::string& name) {
+  return name == "BF16" ? at::kBFloat16 : name == "F16" ? at::kHalf : at::kFloat;
+}
+
+void write_sparse(const std::string& path, const test::Layout& layout) {
+  std::map<std::string, std::pair<at::ScalarType, std::vector<int64_t>>> typed;
+  for (const auto& [name, spec] : layout) typed[name] = {dtype_of(spec.first), spec.second};
+  write_sparse_safetensors(path, typed);
+}
+
 // Splits `layout` into n shards named as diffusers and Wan name them, with
 // the index that maps each tensor to its shard.
 void write_sharded(const std::string& dir, const std::string& stem, const test::Layout& layout, int n) {
@@ -88,12 +98,12 @@ void write_sharded(const std::string& dir, const std::string& stem, const test::
   for (int k = 0; k < n; ++k) {
     char file[128];
     std::snprintf(file, sizeof file, "%s-%05d-of-%05d.safetensors", stem.c_str(), k + 1, n);
-    write_sparse_safetensors(dir + "/" + file, shards[k]);
+    write_sparse(dir + "/" + file, shards[k]);
   }
   std::ofstream(dir + "/" + stem + ".safetensors.index.json") << index.dump(1);
 }
 
-test::Layout layout_of(const torch::nn::Module& model, at::ScalarType dt) {
+test::Layout layout_of(const torch::nn::Module& model, const std::string& dt) {
   test::Layout l;
   for (const auto& p : model.named_parameters(true)) l[p.key()] = {dt, p.value().sizes().vec()};
   return l;
@@ -124,7 +134,7 @@ TEST(Checkpoints, RealSizeLayoutsAreIdentifiedAndFitTheirModels) {
   const int64_t before = resident_bytes();
   {
     const std::string dev = tmp.path + "/flux1-dev.safetensors";
-    write_sparse_safetensors(dev, test::flux_bfl_layout(3072, 64, 64, 4096, 768, 128, 19, 38, true));
+    write_sparse(dev, test::flux_bfl_layout(3072, 64, 64, 4096, 768, 128, 19, 38, true));
     auto ckpt = Checkpoint::open(dev);
     EXPECT_EQ(ckpt.tensors().size(), 780u);
     EXPECT_EQ(ckpt.data_bytes(), int64_t{11901408320} * 2);
@@ -137,7 +147,7 @@ TEST(Checkpoints, RealSizeLayoutsAreIdentifiedAndFitTheirModels) {
   }
   {
     const std::string schnell = tmp.path + "/flux1-schnell.safetensors";
-    write_sparse_safetensors(schnell, test::flux_bfl_layout(3072, 64, 64, 4096, 768, 128, 19, 38, false));
+    write_sparse(schnell, test::flux_bfl_layout(3072, 64, 64, 4096, 768, 128, 19, 38, false));
     auto ckpt = Checkpoint::open(schnell);
     EXPECT_EQ(ckpt.tensors().size(), 776u);
     expect_fits(ckpt, "flux", "bfl", "schnell");
@@ -145,7 +155,7 @@ TEST(Checkpoints, RealSizeLayoutsAreIdentifiedAndFitTheirModels) {
   }
   {
     const std::string fill = tmp.path + "/flux1-fill-dev.safetensors";
-    write_sparse_safetensors(fill, test::flux_bfl_layout(3072, 384, 64, 4096, 768, 128, 19, 38, true));
+    write_sparse(fill, test::flux_bfl_layout(3072, 384, 64, 4096, 768, 128, 19, 38, true));
     auto ckpt = Checkpoint::open(fill);
     expect_fits(ckpt, "flux", "bfl", "fill");
     EXPECT_EQ(std::get<FluxConfig>(identify(ckpt).config).out_channels, 64);
@@ -157,7 +167,7 @@ TEST(Checkpoints, RealSizeLayoutsAreIdentifiedAndFitTheirModels) {
     mkdir(dir.c_str(), 0755);
     models::SkeletonScope skeleton;
     FluxTransformer model(FluxConfig::preset("full"));
-    write_sharded(dir, "diffusion_pytorch_model", layout_of(*model, at::kBFloat16), 3);
+    write_sharded(dir, "diffusion_pytorch_model", layout_of(*model, "BF16"), 3);
     std::ofstream(dir + "/config.json") << R"({"_class_name": "FluxTransformer2DModel", "attention_head_dim": 128,
       "guidance_embeds": true, "in_channels": 64, "joint_attention_dim": 4096, "num_attention_heads": 24,
       "num_layers": 19, "num_single_layers": 38, "patch_size": 1, "pooled_projection_dim": 768})";
@@ -170,7 +180,7 @@ TEST(Checkpoints, RealSizeLayoutsAreIdentifiedAndFitTheirModels) {
   {
     const std::string wan = tmp.path + "/wan13";
     mkdir(wan.c_str(), 0755);
-    write_sparse_safetensors(wan + "/diffusion_pytorch_model.safetensors", test::wan_original_layout(1536, 8960, 30));
+    write_sparse(wan + "/diffusion_pytorch_model.safetensors", test::wan_original_layout(1536, 8960, 30));
     std::ofstream(wan + "/config.json") << R"({"_class_name": "WanModel", "dim": 1536, "eps": 1e-06, "ffn_dim": 8960,
       "freq_dim": 256, "in_dim": 16, "model_type": "t2v", "num_heads": 12, "num_layers": 30, "out_dim": 16, "text_len": 512})";
     auto ckpt = Checkpoint::open(wan);
@@ -195,7 +205,7 @@ TEST(Checkpoints, RealSizeLayoutsAreIdentifiedAndFitTheirModels) {
     mkdir(dir.c_str(), 0755);
     models::SkeletonScope skeleton;
     WanTransformer model(WanConfig::preset("full"));
-    write_sharded(dir, "diffusion_pytorch_model", layout_of(*model, at::kFloat), 2);
+    write_sharded(dir, "diffusion_pytorch_model", layout_of(*model, "F32"), 2);
     auto ckpt = Checkpoint::open(root);
     expect_fits(ckpt, "wan", "diffusers", "t2v-1.3B");
   }
@@ -349,13 +359,13 @@ TEST(Checkpoints, WrongInputsAreRefusedWithTheReason) {
   // Flux with a config.json that disagrees with its tensors.
   const std::string flux = tmp.path + "/flux";
   mkdir(flux.c_str(), 0755);
-  write_sparse_safetensors(flux + "/f.safetensors", test::flux_bfl_layout(64, 64, 64, 32, 16, 16, 2, 2, true));
+  write_sparse(flux + "/f.safetensors", test::flux_bfl_layout(64, 64, 64, 32, 16, 16, 2, 2, true));
   std::ofstream(flux + "/config.json") << R"({"num_attention_heads": 3, "attention_head_dim": 16})";
   expect_error([&] { identify(Checkpoint::open(flux)); }, "3 heads of 16 do not make the hidden size 64");
   // Wan image-to-video: named as such.
   auto i2v = test::wan_original_layout(64, 128, 1);
-  i2v["blocks.0.cross_attn.k_img.weight"] = {at::kFloat, {64, 64}};
-  write_sparse_safetensors(tmp.path + "/i2v.safetensors", i2v);
+  i2v["blocks.0.cross_attn.k_img.weight"] = {"F32", {64, 64}};
+  write_sparse(tmp.path + "/i2v.safetensors", i2v);
   expect_error([&] { identify(Checkpoint::open(tmp.path + "/i2v.safetensors")); }, "image-to-video");
   // A FIFO is no checkpoint file.
   mkfifo((tmp.path + "/fifo.safetensors").c_str(), 0600);

@@ -15,6 +15,7 @@ void add_layout_command(CLI::App& app, Action& action);
 void add_run_command(CLI::App& app, Action& action);
 void add_explain_command(CLI::App& app, Action& action);
 void add_bench_command(CLI::App& app, Action& action);
+void add_inspect_command(CLI::App& app, Action& action);
 
 /// All of the above: the `spdit` command line.
 inline void add_all_commands(CLI::App& app, Action& action) {
@@ -24,6 +25,7 @@ inline void add_all_commands(CLI::App& app, Action& action) {
   add_run_command(app, action);
   add_explain_command(app, action);
   add_bench_command(app, action);
+  add_inspect_command(app, action);
 }
 
 }  // namespace spdit::cli

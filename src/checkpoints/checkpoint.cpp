@@ -78,7 +78,9 @@ std::string read_text(const std::string& path) {
 
 // A regular file mapped copy-on-write: reads share the page cache with every
 // other process that maps it; a write (a model changing a loaded weight in
-// place) gets a private page instead of failing.
+// place) gets a private page instead of failing. MAP_NORESERVE: a writable
+// private mapping larger than memory (a 57 GB Wan 14B file) is otherwise
+// refused up front, though only written pages would ever need memory.
 struct MappedFile {
   std::string path;
   char* base = nullptr;
@@ -98,7 +100,7 @@ struct MappedFile {
     if (size < 8) bad(path, "only " + std::to_string(size) + " bytes; a header needs 8 (truncated?)");
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) throw std::runtime_error("spdit: cannot open checkpoint file '" + path + "': " + os_error());
-    void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
     const std::string why = p == MAP_FAILED ? os_error() : "";
     ::close(fd);
     if (p == MAP_FAILED) throw std::runtime_error("spdit: cannot map checkpoint file '" + path + "': " + why);

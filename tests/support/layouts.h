@@ -2,20 +2,20 @@
 // Published checkpoint layouts, written from the references' own names (Black
 // Forest Labs' flux/modules/layers.py, Wan2.1's wan/modules/model.py), not from
 // spdit's converters, so that a test of the converters checks them.
-#include <ATen/ATen.h>
-
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
 
 namespace spdit::test {
 
-using Layout = std::map<std::string, std::pair<at::ScalarType, std::vector<int64_t>>>;
+/// name -> (safetensors dtype name, shape).
+using Layout = std::map<std::string, std::pair<std::string, std::vector<int64_t>>>;
 
 /// flux1-dev.safetensors' names and shapes (schnell: no guidance_in).
 inline Layout flux_bfl_layout(int64_t hidden, int64_t in, int64_t out, int64_t text, int64_t pooled,
                               int64_t head_dim, int64_t dual, int64_t single, bool guidance,
-                              at::ScalarType dt = at::kBFloat16) {
+                              const std::string& dt = "BF16") {
   const int64_t h = hidden, m = 4 * hidden;
   Layout l;
   auto lin = [&](const std::string& n, int64_t o, int64_t i) {
@@ -61,7 +61,7 @@ inline Layout flux_bfl_layout(int64_t hidden, int64_t in, int64_t out, int64_t t
 /// Wan2.1 text-to-video as Wan ships it (fp32).
 inline Layout wan_original_layout(int64_t dim, int64_t ffn, int64_t layers, int64_t in = 16,
                                   int64_t out = 16, int64_t text = 4096, int64_t freq = 256,
-                                  at::ScalarType dt = at::kFloat) {
+                                  const std::string& dt = "F32") {
   Layout l;
   auto lin = [&](const std::string& n, int64_t o, int64_t i) {
     l[n + ".weight"] = {dt, {o, i}};
@@ -93,3 +93,4 @@ inline Layout wan_original_layout(int64_t dim, int64_t ffn, int64_t layers, int6
 }
 
 }  // namespace spdit::test
+
