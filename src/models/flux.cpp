@@ -140,11 +140,27 @@ Outputs FluxTransformerImpl::forward(const BoundArgs& a) {
   auto temb = timestep_embedder_->forward(timestep_features(a.tensor("timestep") * 1000, 256)) +
               text_embedder_->forward(a.tensor("pooled_projections"));
   if (config_.guidance) {
+    // As Flux's own model: a checkpoint with a guidance embedder (dev, Fill)
+    // needs the guidance scale; none is assumed.
     auto g = a.optional_tensor("guidance");
-    if (!g.defined()) g = at::full({img.size(0)}, 3.5);
+    if (!g.defined()) {
+      throw std::invalid_argument(
+          "spdit: this Flux model has a guidance embedder (FLUX.1-dev, Fill): pass `guidance`, the "
+          "distilled guidance scale per sample (3.5 is the usual value for dev)");
+    }
     temb = temb + guidance_embedder_->forward(timestep_features(g * 1000, 256));
   }
-  auto rope = pos_embed_->call({a["txt_ids"], a["img_ids"]});
+  // Position ids as diffusers takes them, (S, 3); the older batched (B, S, 3)
+  // (Black Forest Labs' layout, the same ids for every sample) as diffusers
+  // still accepts it: the first sample's.
+  auto ids_2d = [](const at::Tensor& ids, const char* name) {
+    if (ids.dim() == 2 && ids.size(1) == 3) return ids;
+    if (ids.dim() == 3 && ids.size(2) == 3) return ids[0];
+    throw std::invalid_argument(std::string("spdit: Flux's ") + name + " must be (S, 3) or (B, S, 3); " +
+                                std::string(c10::str(ids.sizes())) + " given");
+  };
+  auto rope = pos_embed_->call({Value(ids_2d(a.tensor("txt_ids"), "txt_ids")),
+                                Value(ids_2d(a.tensor("img_ids"), "img_ids"))});
   const int64_t t = txt.size(1);
   Rope joint{rope[0].tensor(), rope[1].tensor()};
   Rope txt_rope = joint.narrow(0, t);
@@ -185,12 +201,13 @@ class FluxPipeline : public PackedImagePipeline {
   }
 
   at::Tensor velocity(const at::Tensor& x, double t) override {
-    return model_->call({x}, {{"encoder_hidden_states", text_},
-                              {"pooled_projections", pooled_},
-                              {"timestep", at::full({x.size(0)}, t)},
-                              {"img_ids", img_ids_},
-                              {"txt_ids", txt_ids_}})
-        .tensor();
+    std::vector<Kwarg> args = {{"encoder_hidden_states", text_},
+                               {"pooled_projections", pooled_},
+                               {"timestep", at::full({x.size(0)}, t)},
+                               {"img_ids", img_ids_},
+                               {"txt_ids", txt_ids_}};
+    if (model_->config().guidance) args.push_back({"guidance", at::full({x.size(0)}, 3.5)});
+    return model_->call({x}, args).tensor();
   }
 
   ForwardShapes shapes(const RunSize& s) const override {

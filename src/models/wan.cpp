@@ -33,19 +33,36 @@ Outputs WanRopeImpl::forward(const BoundArgs& a) {
 }
 
 WanConditionEmbedderImpl::WanConditionEmbedderImpl(const WanConfig& c)
-    : hidden_(c.hidden), freq_dim_(c.freq_dim) {
+    : hidden_(c.hidden), freq_dim_(c.freq_dim), text_len_(c.text_len) {
   time_embedder_ = register_module("time_embedder", TimestepEmbedding(c.freq_dim, c.hidden));
   time_proj_ = register_module("time_proj", Linear(c.hidden, 6 * c.hidden));
   text_embedder_ = register_module("text_embedder", TimestepEmbedding(c.text_dim, c.hidden, /*gelu=*/true));
 }
 
 Outputs WanConditionEmbedderImpl::forward(const BoundArgs& a) {
-  auto temb = time_embedder_->forward(timestep_features(a.tensor("timestep") * 1000, freq_dim_));
+  // The timestep in [0, 1000], as Wan's scheduler gives it and Wan's model
+  // and diffusers' take it (no scaling here).
+  auto temb = time_embedder_->forward(timestep_features(a.tensor("timestep"), freq_dim_));
   auto proj = time_proj_->forward(at::silu(temb));
   auto shape = proj.sizes().vec();
   shape.back() = hidden_;
   shape.insert(shape.end() - 1, 6);
-  auto text = text_embedder_->forward(a.tensor("encoder_hidden_states"));
+  auto context = a.tensor("encoder_hidden_states");
+  if (context.dim() != 3) {
+    throw std::invalid_argument("spdit: Wan's encoder_hidden_states must be (B, T, C); " +
+                                std::string(c10::str(context.sizes())) + " given");
+  }
+  if (context.size(1) > text_len_) {
+    throw std::invalid_argument("spdit: Wan takes at most " + std::to_string(text_len_) +
+                                " text tokens (text_len); " + std::to_string(context.size(1)) +
+                                " given: cut the prompt's embeddings to its token count");
+  }
+  if (context.size(1) < text_len_) {
+    // Zero rows up to text_len, before the embedding, as Wan's model does.
+    auto pad = at::zeros({context.size(0), text_len_ - context.size(1), context.size(2)}, context.options());
+    context = at::cat({context, pad}, 1);
+  }
+  auto text = text_embedder_->forward(context);
   return Outputs({Value(temb), Value(proj.view(shape)), Value(text)});
 }
 
@@ -145,6 +162,10 @@ class WanPipeline : public Pipeline {
 
   void check_size(const RunSize& s) const override {
     check_image_size(s);
+    if (s.text_len > model_->config().text_len) {
+      throw std::invalid_argument("spdit: --text-len " + std::to_string(s.text_len) + ": Wan takes at most " +
+                                  std::to_string(model_->config().text_len) + " text tokens");
+    }
     if (s.frames < 1 || (s.frames - 1) % 4 != 0) {
       throw std::invalid_argument("spdit: --frames " + std::to_string(s.frames) +
                                   " must be 4k+1 (1, 5, 9, ...): Wan's VAE keeps the first frame and "
@@ -161,7 +182,8 @@ class WanPipeline : public Pipeline {
   }
 
   at::Tensor velocity(const at::Tensor& x, double t) override {
-    return model_->call({x}, {{"timestep", at::full({x.size(0)}, t)}, {"encoder_hidden_states", text_}})
+    // Flow time t in [0, 1] is Wan's timestep 1000 t.
+    return model_->call({x}, {{"timestep", at::full({x.size(0)}, 1000 * t)}, {"encoder_hidden_states", text_}})
         .tensor();
   }
 
@@ -175,7 +197,7 @@ class WanPipeline : public Pipeline {
                {"blocks.0", "hidden_states", {s.batch, tokens, c.hidden}, 1, 0, false},
                {"proj_out", "gather 0", {s.batch, tokens, c.out_channels * 4}, 1, 0, true}};
     f.attention = {{"blocks.*.attn1 (self)", c.blocks, tokens, 0, c.heads, c.head_dim, true},
-                   {"blocks.*.attn2 (cross, skip_sp)", c.blocks, tokens, s.text_len, c.heads, c.head_dim, false}};
+                   {"blocks.*.attn2 (cross, skip_sp)", c.blocks, tokens, c.text_len, c.heads, c.head_dim, false}};
     return f;
   }
 

@@ -21,6 +21,10 @@ struct WanConfig {
   int64_t ffn = 8960;
   int64_t text_dim = 4096;
   int64_t freq_dim = 256;
+  /// Text is zero-padded to this many rows before text_embedding, as Wan's
+  /// own model does (a padded row still embeds to a non-zero vector, and
+  /// cross-attention attends all of them); longer text is refused.
+  int64_t text_len = 512;
   static WanConfig preset(const std::string& name);
 };
 
@@ -49,7 +53,7 @@ class WanConditionEmbedderImpl : public HookableModule {
   Outputs forward(const BoundArgs& a) override;
 
  private:
-  int64_t hidden_, freq_dim_;
+  int64_t hidden_, freq_dim_, text_len_;
   TimestepEmbedding time_embedder_{nullptr}, text_embedder_{nullptr};
   Linear time_proj_{nullptr};
 };
