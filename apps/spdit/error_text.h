@@ -19,7 +19,7 @@ std::string out_of_memory_advice(const std::string& what);
 /// MemAvailable from /proc/meminfo, in bytes (0 when unknown).
 int64_t available_memory_bytes();
 
-/// "47.2 GB"
+/// "47.2 GB", or "812.5 MB" below a gigabyte
 std::string gigabytes(double bytes);
 
 }  // namespace spdit::cli

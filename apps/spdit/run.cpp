@@ -110,6 +110,29 @@ void check_memory_floor(const models::ForwardShapes& shapes, const models::RunSi
   }
 }
 
+// Tensors past this rank's share of the memory available now are refused
+// with numbers, instead of the kernel's out-of-memory killer ending the rank
+// (or, with overcommit refused, a c10 error with a stack per rank).
+void limit_tensor_memory(int local_ranks) {
+  // SPDIT_MEMORY_LIMIT_MB: each rank's cap, for sharing a machine (and tests).
+  if (const char* mb = std::getenv("SPDIT_MEMORY_LIMIT_MB"); mb && *mb) {
+    char* end = nullptr;
+    const double v = std::strtod(mb, &end);
+    if (end == mb || *end || !(v > 0) || v > 1e12) {
+      throw std::invalid_argument(std::string("SPDIT_MEMORY_LIMIT_MB='") + mb +
+                                  "' is not a positive number of megabytes; set it like SPDIT_MEMORY_LIMIT_MB=4096");
+    }
+    set_tensor_bytes_limit(tensor_bytes_live() + static_cast<int64_t>(v * 1e6),
+                           "SPDIT_MEMORY_LIMIT_MB=" + std::string(mb));
+    return;
+  }
+  const int64_t avail = available_memory_bytes();
+  if (avail <= 0) return;
+  set_tensor_bytes_limit(tensor_bytes_live() + avail / local_ranks,
+                         "the " + gigabytes(static_cast<double>(avail)) + " available on this machine" +
+                             (local_ranks > 1 ? " shared by its " + std::to_string(local_ranks) + " ranks" : ""));
+}
+
 // Denoises from seeded noise: x <- x + (sigma_next - sigma) * v(x, sigma).
 at::Tensor denoise(models::Pipeline& pipe, const RunOptions& o, bool report,
                    std::vector<double>* step_seconds, MemoryPeaks* peaks = nullptr) {
@@ -157,15 +180,23 @@ int run_rank(World& world, const RunOptions& o) {
                             {"--text-len", std::to_string(o.text_len)}, {"--steps", std::to_string(o.steps)},
                             {"--seed", std::to_string(o.seed)}, {"--ulysses", std::to_string(u)},
                             {"--ring", std::to_string(r)}, {"--weights", o.weights}});
-  auto pipe = models::make_pipeline(o.model, o.preset, o.seed);
+  const char* local = std::getenv("LOCAL_WORLD_SIZE");
+  const int local_ranks = local && std::atoi(local) > 0 ? std::atoi(local) : 1;
+  limit_tensor_memory(local_ranks);
+  std::unique_ptr<models::Pipeline> pipe;
+  try {
+    pipe = models::make_pipeline(o.model, o.preset, o.seed);
+  } catch (const TensorMemoryLimitExceeded& e) {
+    throw std::runtime_error(std::string(e.what()) + ", before the weights of --model " + o.model + " --preset " +
+                             o.preset + " were all made; use a smaller --preset, or a machine with more memory");
+  }
   if (!o.weights.empty()) models::load_weights(pipe->model(), o.weights);
   const auto size = size_of(o);
   pipe->check_size(size);
   auto shapes = pipe->shapes(size);
   auto prediction = predict_step(shapes, size, u, r);
   throw_if_impossible(prediction);
-  const char* local = std::getenv("LOCAL_WORLD_SIZE");
-  check_memory_floor(shapes, size, local && std::atoi(local) > 0 ? std::atoi(local) : 1);
+  check_memory_floor(shapes, size, local_ranks);
 
   SequenceParallelConfig cfg{u, r};
   cfg.setup(world);
