@@ -19,7 +19,9 @@ Result run(const std::string& cmd) { return spdit::test::run_command(cmd); }
 const std::string kSpdit = SPDIT_BIN;
 const std::string kTiny = " --model flux --preset tiny --height 64 --width 64 --steps 1";
 
-bool has(const Result& r, const std::string& text) { return r.output.find(text) != std::string::npos; }
+bool has(const Result& r, const std::string& text) {
+  return r.output.find(text) != std::string::npos;
+}
 
 std::string temp_path(const std::string& name) {
   return "/tmp/spdit_cli_defects_" + std::to_string(getpid()) + "_" + name;
@@ -53,15 +55,18 @@ TEST(CliDefects, CheckRunIsNotKilledWhileRankZeroComputesTheReference) {
 // The rule itself, deterministic: rank 1 ends at once and rank 0 works (uses
 // CPU) for longer than --timeout + 10 s; it must be left to finish.
 TEST(CliDefects, LauncherLeavesAWorkingRankAlone) {
-  auto r = run(kSpdit + " launch --nproc 2 --timeout 1 -- sh -c 'if [ $RANK = 0 ]; then "
-               "end=$(( $(date +%s) + 14 )); while [ $(date +%s) -lt $end ]; do :; done; echo finished; fi'");
+  auto r = run(kSpdit +
+               " launch --nproc 2 --timeout 1 -- sh -c 'if [ $RANK = 0 ]; then "
+               "end=$(( $(date +%s) + 14 )); while [ $(date +%s) -lt $end ]; do :; done; echo "
+               "finished; fi'");
   EXPECT_EQ(r.code, 0) << r.output;
   EXPECT_TRUE(has(r, "[rank 0] finished")) << r.output;
 }
 
 // ... but a rank that does nothing after a peer ended is stuck, and stopped.
 TEST(CliDefects, LauncherStopsARankStuckAfterAPeerEnded) {
-  auto r = run(kSpdit + " launch --nproc 2 --timeout 1 -- sh -c 'if [ $RANK = 0 ]; then sleep 100; fi'");
+  auto r =
+      run(kSpdit + " launch --nproc 2 --timeout 1 -- sh -c 'if [ $RANK = 0 ]; then sleep 100; fi'");
   EXPECT_NE(r.code, 0) << r.output;
   EXPECT_TRUE(has(r, "rank 0 has done no work (no CPU time)")) << r.output;
   EXPECT_TRUE(has(r, "it is stuck; stopping it")) << r.output;
@@ -71,26 +76,31 @@ TEST(CliDefects, LauncherStopsARankStuckAfterAPeerEnded) {
 // said as such, by the launcher and by a rank 0 started by hand.
 TEST(CliDefects, RanksOfAnotherJobOnTheSamePortAreRefused) {
   const int port = unique_port(1);
-  const std::string env = "RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(port);
+  const std::string env =
+      "RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(port);
   const std::string out = temp_path("job_a.out");
   // Job A's rank 0 waits for its rank 1, which never comes.
   run("(" + env + " SPDIT_JOB_ID=job-a SPDIT_TIMEOUT=60 " + kSpdit + " layout > " + out +
       " 2>&1 & echo $! > " + out + ".pid)");
-  auto intruder = run("RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(port) +
-                      " SPDIT_JOB_ID=job-b SPDIT_TIMEOUT=30 " + kSpdit + " layout");
+  auto intruder =
+      run("RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(port) +
+          " SPDIT_JOB_ID=job-b SPDIT_TIMEOUT=30 " + kSpdit + " layout");
   EXPECT_NE(intruder.code, 0) << intruder.output;
   EXPECT_TRUE(has(intruder, "rank 1 of job 'job-b' reached the rendezvous store at 127.0.0.1:" +
                                 std::to_string(port) + " of another job, 'job-a'"))
       << intruder.output;
   EXPECT_TRUE(has(intruder, "give each job its own port")) << intruder.output;
 
-  auto second = run(kSpdit + " launch --nproc 2 --master-port " + std::to_string(port) + " -- " + kSpdit + " layout");
+  auto second = run(kSpdit + " launch --nproc 2 --master-port " + std::to_string(port) + " -- " +
+                    kSpdit + " layout");
   EXPECT_NE(second.code, 0) << second.output;
-  EXPECT_TRUE(has(second, "--master-port " + std::to_string(port) + " is in use on this machine")) << second.output;
+  EXPECT_TRUE(has(second, "--master-port " + std::to_string(port) + " is in use on this machine"))
+      << second.output;
 
   auto by_hand = run(env + " SPDIT_TIMEOUT=30 " + kSpdit + " layout");
   EXPECT_NE(by_hand.code, 0) << by_hand.output;
-  EXPECT_TRUE(has(by_hand, "port " + std::to_string(port) + " (MASTER_PORT) is in use")) << by_hand.output;
+  EXPECT_TRUE(has(by_hand, "port " + std::to_string(port) + " (MASTER_PORT) is in use"))
+      << by_hand.output;
   run("kill $(cat " + out + ".pid); rm -f " + out + " " + out + ".pid");
 }
 
@@ -98,7 +108,8 @@ TEST(CliDefects, RanksOfAnotherJobOnTheSamePortAreRefused) {
 TEST(CliDefects, UnwritableOutputsFailBeforeAnyWork) {
   auto r = run(kSpdit + " run" + kTiny + " --nproc 2 --json /nonexistent-dir/m.json");
   EXPECT_NE(r.code, 0);
-  EXPECT_TRUE(has(r, "cannot write --json '/nonexistent-dir/m.json': No such file or directory")) << r.output;
+  EXPECT_TRUE(has(r, "cannot write --json '/nonexistent-dir/m.json': No such file or directory"))
+      << r.output;
   EXPECT_FALSE(has(r, "step 1/1")) << "the run must not start:\n" << r.output;
   EXPECT_FALSE(has(r, "[rank ")) << "no rank may start:\n" << r.output;
   auto png = run(kSpdit + " run" + kTiny + " --out /etc/hostname/p.png");
@@ -113,20 +124,25 @@ TEST(CliDefects, UnwritableOutputsFailBeforeAnyWork) {
 TEST(CliDefects, OutOfMemorySaysHowMuchAndWhatToChange) {
   auto r = run(kSpdit + " run" + kTiny + " --nproc 2 --text-len 2000000000");
   EXPECT_NE(r.code, 0);
-  EXPECT_TRUE(has(r, "out of memory before the first step: 2 rank(s) here need at least")) << r.output;
+  EXPECT_TRUE(has(r, "out of memory before the first step: 2 rank(s) here need at least"))
+      << r.output;
   EXPECT_TRUE(has(r, "available. Lower --text-len")) << r.output;
   expect_one_clean_line(r);
   // Weights past the cap (here a small one, as a 24 GB machine meets Flux's
   // full preset): refused by the metered allocator, not the OOM killer.
-  auto w = run("SPDIT_MEMORY_LIMIT_MB=20 " + kSpdit + " run --model flux --preset small --height 64 --width 64 "
+  auto w = run("SPDIT_MEMORY_LIMIT_MB=20 " + kSpdit +
+               " run --model flux --preset small --height 64 --width 64 "
                "--steps 1 --nproc 2");
   EXPECT_NE(w.code, 0);
-  EXPECT_TRUE(has(w, "it may use (SPDIT_MEMORY_LIMIT_MB=20), before the weights of --model flux --preset small"))
+  EXPECT_TRUE(has(
+      w,
+      "it may use (SPDIT_MEMORY_LIMIT_MB=20), before the weights of --model flux --preset small"))
       << w.output;
   EXPECT_TRUE(has(w, "use a smaller --preset")) << w.output;
   expect_one_clean_line(w);
   auto bad = run("SPDIT_MEMORY_LIMIT_MB=lots " + kSpdit + " run" + kTiny);
-  EXPECT_TRUE(has(bad, "SPDIT_MEMORY_LIMIT_MB='lots' is not a positive number of megabytes")) << bad.output;
+  EXPECT_TRUE(has(bad, "SPDIT_MEMORY_LIMIT_MB='lots' is not a positive number of megabytes"))
+      << bad.output;
 }
 
 // 4.7: weights that are not regular files are refused, not read forever.
@@ -135,7 +151,8 @@ TEST(CliDefects, WeightsMustBeARegularFile) {
   run("mkfifo " + fifo);
   auto r = run(kSpdit + " run" + kTiny + " --weights " + fifo);
   EXPECT_NE(r.code, 0);
-  EXPECT_TRUE(has(r, "weights file '" + fifo + "' is a FIFO; give a regular .safetensors file")) << r.output;
+  EXPECT_TRUE(has(r, "weights file '" + fifo + "' is a FIFO; give a regular .safetensors file"))
+      << r.output;
   run("rm -f " + fifo);
   auto zero = run(kSpdit + " run" + kTiny + " --weights /dev/zero");
   EXPECT_NE(zero.code, 0);
@@ -147,8 +164,10 @@ TEST(CliDefects, SettingsMismatchNamesTheFlagAndBothValues) {
   auto r = run(kSpdit + " launch --nproc 2 --timeout 30 -- sh -c '" + kSpdit + " run" + kTiny +
                " --text-len $((RANK + 4))'");
   EXPECT_NE(r.code, 0);
-  EXPECT_TRUE(has(r, "rank 1 was started with other settings than rank 0: --text-len is '5' on rank 1 but '4' on "
-                     "rank 0"))
+  EXPECT_TRUE(has(
+      r,
+      "rank 1 was started with other settings than rank 0: --text-len is '5' on rank 1 but '4' on "
+      "rank 0"))
       << r.output;
   EXPECT_FALSE(has(r, "setting #")) << r.output;
 }
@@ -159,23 +178,28 @@ TEST(CliDefects, RangeErrorsReadAsSentences) {
   EXPECT_TRUE(has(r, "--steps: must be a whole number of at least 1, got '0'")) << r.output;
   EXPECT_FALSE(has(r, "1.8e308")) << r.output;
   auto p = run(kSpdit + " launch --nproc 2 --master-port 70000 -- true");
-  EXPECT_TRUE(has(p, "--master-port: must be a whole number from 1 to 65535, got '70000'")) << p.output;
+  EXPECT_TRUE(has(p, "--master-port: must be a whole number from 1 to 65535, got '70000'"))
+      << p.output;
 }
 
 TEST(CliDefects, JoinTimeoutSuggestsWhatWorks) {
-  auto r = run("RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(unique_port(2)) +
-               " SPDIT_TIMEOUT=1 " + kSpdit + " layout");
+  auto r = run("RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
+               std::to_string(unique_port(2)) + " SPDIT_TIMEOUT=1 " + kSpdit + " layout");
   EXPECT_NE(r.code, 0);
   EXPECT_TRUE(has(r, "rank(s) [1] did not join the job within 1 s")) << r.output;
-  EXPECT_TRUE(has(r, "SPDIT_TIMEOUT=SECONDS in the environment, or `spdit launch --timeout SECONDS`")) << r.output;
+  EXPECT_TRUE(
+      has(r, "SPDIT_TIMEOUT=SECONDS in the environment, or `spdit launch --timeout SECONDS`"))
+      << r.output;
   EXPECT_FALSE(has(r, "raise --timeout")) << r.output;
   expect_one_clean_line(r);
 }
 
 TEST(CliDefects, UnresolvableMasterAddrIsSaid) {
-  auto r = run("RANK=0 WORLD_SIZE=1 MASTER_ADDR=no-such-host.invalid MASTER_PORT=29999 " + kSpdit + " layout");
+  auto r = run("RANK=0 WORLD_SIZE=1 MASTER_ADDR=no-such-host.invalid MASTER_PORT=29999 " + kSpdit +
+               " layout");
   EXPECT_NE(r.code, 0);
-  EXPECT_TRUE(has(r, "spdit layout: error: MASTER_ADDR='no-such-host.invalid' does not resolve")) << r.output;
+  EXPECT_TRUE(has(r, "spdit layout: error: MASTER_ADDR='no-such-host.invalid' does not resolve"))
+      << r.output;
   EXPECT_TRUE(has(r, "set it to node 0's host name or IP address")) << r.output;
   expect_one_clean_line(r);
 }
@@ -184,15 +208,20 @@ TEST(CliDefects, UnresolvableMasterAddrIsSaid) {
 TEST(CliDefects, BadValuesAreRefused) {
   auto frames = run(kSpdit + " run" + kTiny + " --frames 5");
   EXPECT_NE(frames.code, 0);
-  EXPECT_TRUE(has(frames, "--frames 5 is for video models (--model wan); flux makes images: leave --frames out"))
+  EXPECT_TRUE(
+      has(frames,
+          "--frames 5 is for video models (--model wan); flux makes images: leave --frames out"))
       << frames.output;
   auto seed = run(kSpdit + " run" + kTiny + " --seed -1");
   EXPECT_NE(seed.code, 0);
   EXPECT_TRUE(has(seed, "--seed: must be a whole number of at least 0, got '-1'")) << seed.output;
   for (const char* t : {"abc", "5x", "nan", "-3"}) {
-    auto env = run(std::string("SPDIT_TIMEOUT=") + t + " " + kSpdit + " run" + kTiny + " --nproc 2");
+    auto env =
+        run(std::string("SPDIT_TIMEOUT=") + t + " " + kSpdit + " run" + kTiny + " --nproc 2");
     EXPECT_NE(env.code, 0) << t;
-    EXPECT_TRUE(has(env, std::string("SPDIT_TIMEOUT='") + t + "' is not a positive number of seconds")) << env.output;
+    EXPECT_TRUE(
+        has(env, std::string("SPDIT_TIMEOUT='") + t + "' is not a positive number of seconds"))
+        << env.output;
   }
   auto nan = run(kSpdit + " launch --nproc 2 --timeout nan -- true");
   EXPECT_NE(nan.code, 0);
@@ -206,15 +235,22 @@ TEST(CliDefects, BadValuesAreRefused) {
 // cores (what the tests run) stays allowed. (nproc obeys OMP_NUM_THREADS,
 // which the test scripts set to 1; the cores are what is wanted here.)
 TEST(CliDefects, FarTooManyRanksNeedAnExplicitOverride) {
-  auto r = run(kSpdit + " launch --nproc $(( $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) * 4 + 1 )) -- true");
+  auto r = run(
+      kSpdit +
+      " launch --nproc $(( $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) * 4 + 1 )) -- true");
   EXPECT_NE(r.code, 0);
   EXPECT_TRUE(has(r, "more than 4 per core")) << r.output;
   EXPECT_TRUE(has(r, "or add --oversubscribe if you mean it")) << r.output;
-  auto ok = run(kSpdit + " launch --oversubscribe --nproc $(( $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) * 4 + 1 )) -- true");
+  auto ok = run(kSpdit +
+                " launch --oversubscribe --nproc $(( $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT "
+                "nproc) * 4 + 1 )) -- true");
   EXPECT_EQ(ok.code, 0) << ok.output;
-  auto at_limit = run(kSpdit + " launch --nproc $(( $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) * 4 )) -- true");
+  auto at_limit =
+      run(kSpdit +
+          " launch --nproc $(( $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) * 4 )) -- true");
   EXPECT_EQ(at_limit.code, 0) << at_limit.output;
-  auto via_run = run(kSpdit + " run" + kTiny + " --nproc $(( $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) * 4 + 1 ))");
+  auto via_run = run(kSpdit + " run" + kTiny +
+                     " --nproc $(( $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) * 4 + 1 ))");
   EXPECT_TRUE(has(via_run, "or add --oversubscribe")) << via_run.output;
 }
 
@@ -229,9 +265,14 @@ TEST(CliDefects, NonFiniteOutputFailsNamingTheStep) {
   }
   const auto path = temp_path("inf.safetensors");
   spdit::models::save_weights(pipe->model(), path);
-  auto r = run(kSpdit + " run --model flux --preset tiny --height 64 --width 64 --steps 3 --nproc 2 --weights " + path);
+  auto r =
+      run(kSpdit +
+          " run --model flux --preset tiny --height 64 --width 64 --steps 3 --nproc 2 --weights " +
+          path);
   EXPECT_NE(r.code, 0) << r.output;
-  EXPECT_TRUE(has(r, "error: step 1/3 (sigma 1): the model's output holds 0 NaN and 16 Inf value(s)")) << r.output;
+  EXPECT_TRUE(
+      has(r, "error: step 1/3 (sigma 1): the model's output holds 0 NaN and 16 Inf value(s)"))
+      << r.output;
   EXPECT_TRUE(has(r, "Check the weights (--weights)")) << r.output;
   std::remove(path.c_str());
 }
@@ -239,9 +280,11 @@ TEST(CliDefects, NonFiniteOutputFailsNamingTheStep) {
 // 4.11: Ctrl-C: 130, said as an interruption, no rank blamed.
 TEST(CliDefects, InterruptExits130AndBlamesNoRank) {
   const auto out = temp_path("int.out");
-  auto r = run("(" + kSpdit + " launch --nproc 2 -- sh -c 'echo ready; sleep 100' > " + out +
-               " 2>&1 & pid=$!; until grep -q 'rank 1] ready' " + out + " && grep -q 'rank 0] ready' " + out +
-               "; do sleep 0.1; done; kill -INT $pid; wait $pid; echo code=$?; cat " + out + "; rm -f " + out + ")");
+  auto r =
+      run("(" + kSpdit + " launch --nproc 2 -- sh -c 'echo ready; sleep 100' > " + out +
+          " 2>&1 & pid=$!; until grep -q 'rank 1] ready' " + out + " && grep -q 'rank 0] ready' " +
+          out + "; do sleep 0.1; done; kill -INT $pid; wait $pid; echo code=$?; cat " + out +
+          "; rm -f " + out + ")");
   EXPECT_TRUE(has(r, "code=130")) << r.output;
   EXPECT_TRUE(has(r, "spdit launch: interrupted by SIGINT; all ranks stopped")) << r.output;
   EXPECT_FALSE(has(r, "was killed by signal")) << r.output;

@@ -53,8 +53,10 @@ std::string out_of_memory_advice(const std::string& what) {
     os << "an allocation failed";
   }
   const int64_t avail = available_memory_bytes();
-  if (avail > 0) os << ", and this machine has " << gigabytes(static_cast<double>(avail)) << " available";
-  os << ". Ask for less: a smaller --preset, --height/--width or --text-len; or spread the sequence over "
+  if (avail > 0)
+    os << ", and this machine has " << gigabytes(static_cast<double>(avail)) << " available";
+  os << ". Ask for less: a smaller --preset, --height/--width or --text-len; or spread the "
+        "sequence over "
         "more ranks on more machines (weights and text are replicated on every rank)";
   return os.str();
 }

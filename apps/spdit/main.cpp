@@ -22,7 +22,8 @@ int main(int argc, char** argv) {
   auto fail = [&](const std::string& what) {
     const std::string oom = spdit::cli::out_of_memory_advice(what);
     std::cerr << "spdit " << app.get_subcommands().front()->get_name()
-              << ": error: " << (oom.empty() ? spdit::cli::clean_error_text(what) : oom) << std::endl;
+              << ": error: " << (oom.empty() ? spdit::cli::clean_error_text(what) : oom)
+              << std::endl;
     return 1;
   };
   try {

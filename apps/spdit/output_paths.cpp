@@ -26,7 +26,8 @@ void check_can_write(const std::string& path, const std::string& flag) {
     if (err == ENOENT) hint = " (its directory does not exist: create it first)";
     if (err == ENOTDIR) hint = " (a part of its directory is not a directory)";
     if (err == EACCES || err == EROFS) hint = " (choose a place you may write)";
-    throw std::invalid_argument("cannot write " + flag + " '" + path + "': " + std::strerror(err) + hint);
+    throw std::invalid_argument("cannot write " + flag + " '" + path + "': " + std::strerror(err) +
+                                hint);
   }
   close(fd);
   if (!existed) unlink(path.c_str());

@@ -3,7 +3,6 @@
 // them ("must be a whole number of at least 1, got '0'"); CLI11's own
 // numeric ranges print the limits of a double ("0.000000 to 1.8e308").
 #include <CLI/CLI.hpp>
-
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -12,8 +11,9 @@ namespace spdit::cli {
 
 /// A whole number in [lo, hi]; hi = INT64_MAX reads "at least lo".
 inline CLI::Validator whole_number(int64_t lo, int64_t hi = INT64_MAX) {
-  const std::string want = hi == INT64_MAX ? "a whole number of at least " + std::to_string(lo)
-                                           : "a whole number from " + std::to_string(lo) + " to " + std::to_string(hi);
+  const std::string want =
+      hi == INT64_MAX ? "a whole number of at least " + std::to_string(lo)
+                      : "a whole number from " + std::to_string(lo) + " to " + std::to_string(hi);
   return CLI::Validator(
       [lo, hi, want](std::string& in) {
         // stoll would accept "5x" and the wrapping of a negative into a seed.
@@ -24,10 +24,12 @@ inline CLI::Validator whole_number(int64_t lo, int64_t hi = INT64_MAX) {
         } catch (const std::exception&) {
           used = 0;
         }
-        if (used == 0 || used != in.size() || v < lo || v > hi) return "must be " + want + ", got '" + in + "'";
+        if (used == 0 || used != in.size() || v < lo || v > hi)
+          return "must be " + want + ", got '" + in + "'";
         return std::string();
       },
-      hi == INT64_MAX ? "INT>=" + std::to_string(lo) : "INT in " + std::to_string(lo) + ".." + std::to_string(hi));
+      hi == INT64_MAX ? "INT>=" + std::to_string(lo)
+                      : "INT in " + std::to_string(lo) + ".." + std::to_string(hi));
 }
 
 /// A positive, finite number of seconds ("nan" and "inf" are refused).
