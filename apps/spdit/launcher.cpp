@@ -309,6 +309,7 @@ int launch_local(const LaunchOptions& o) {
   }
   if (failed_rank < 0) return 0;
   if (!later_failures.empty()) {
+    std::sort(later_failures.begin(), later_failures.end());
     // Each later error names what it saw; the first to fail is where to look
     // first (a rank killed by a signal is put first of those found together).
     std::cerr << "spdit launch: the first rank to fail was rank " << base + failed_rank << " ("
