@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <string>
 
+#include "error_text.h"
 #include "spdit/models/pipeline.h"
 #include "spdit/models/weights.h"
 #include "support/subprocess.h"
@@ -116,6 +117,10 @@ TEST(CliDefects, UnwritableOutputsFailBeforeAnyWork) {
   EXPECT_NE(png.code, 0);
   EXPECT_TRUE(has(png, "cannot write --out '/etc/hostname/p.png': Not a directory")) << png.output;
   EXPECT_FALSE(has(png, "step 1/1")) << png.output;
+  auto bench = run(kSpdit + " bench attention --quick --repeats 1 --json /nonexistent-dir/b.json");
+  EXPECT_NE(bench.code, 0);
+  EXPECT_TRUE(has(bench, "cannot write --json '/nonexistent-dir/b.json'")) << bench.output;
+  EXPECT_FALSE(has(bench, "GFLOP")) << "no measurement may run:\n" << bench.output;
   auto dir = run(kSpdit + " run" + kTiny + " --json /tmp");
   EXPECT_TRUE(has(dir, "--json '/tmp' is a directory")) << dir.output;
 }
@@ -296,4 +301,27 @@ TEST(CliDefects, ErrorPrefixIsNotDoubled) {
   EXPECT_NE(r.code, 0);
   EXPECT_TRUE(has(r, "spdit layout: error: environment variable RANK is not set")) << r.output;
   expect_one_clean_line(r);
+}
+
+// 4.5: what main() prints for a raw allocation failure (c10's message, or
+// std::bad_alloc), and any c10 error's stack frames removed.
+TEST(CliDefects, AllocationFailuresAndBacktracesAreWordedForPeople) {
+  using spdit::cli::clean_error_text;
+  using spdit::cli::out_of_memory_advice;
+  const std::string c10 =
+      "[enforce fail at alloc_cpu.cpp:75] err == 0. DefaultCPUAllocator: can't allocate memory: "
+      "you "
+      "tried to allocate 47185920000 bytes. Error code 12 (Cannot allocate memory)";
+  auto m = out_of_memory_advice(c10);
+  EXPECT_NE(m.find("out of memory: a tensor of 47.2 GB was needed, and this machine has "),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("available. Ask for less: a smaller --preset"), std::string::npos) << m;
+  EXPECT_NE(out_of_memory_advice("std::bad_alloc").find("an allocation failed"), std::string::npos);
+  EXPECT_EQ(out_of_memory_advice("spdit: something else"), "");
+  EXPECT_EQ(clean_error_text("rank 0: spdit: boom\nException raised from f at x.cpp:1 (most recent "
+                             "call first):\nframe #0: c10::Error::Error()\nframe #1: g()"),
+            "rank 0: boom");
+  EXPECT_EQ(clean_error_text("spdit: MASTER_ADDR='x' does not resolve"),
+            "MASTER_ADDR='x' does not resolve");
 }

@@ -21,6 +21,7 @@
 #include "commands.h"
 #include "validators.h"
 #include "machine_info.h"
+#include "output_paths.h"
 #include "rank_setup.h"
 #include "spdit/attention/attention.h"
 #include "spdit/attention/comm_model.h"
@@ -497,7 +498,10 @@ void add_bench_command(CLI::App& app, Action& action) {
   a->add_option("--device", ab.device, "cpu: against sgemm, one thread; cuda: against LibTorch's fused attention")
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
-  a->callback([&action] { action = [] { return bench_attention(ab); }; });
+  a->callback([&action] { action = [] {
+    check_can_write(ab.json_path, "--json");  // before the measurements, not after
+    return bench_attention(ab);
+  }; });
 
   static ScalingBench sb;
   auto* s = cmd->add_subcommand("scaling", "One generation on 1 and 2 ranks, and on 2 threads");
@@ -512,13 +516,19 @@ void add_bench_command(CLI::App& app, Action& action) {
       ->check(whole_number(1, 100))
       ->capture_default_str();
   s->add_option("--json", sb.json_path, "Write the figures as JSON");
-  s->callback([&action] { action = [] { return bench_scaling(sb); }; });
+  s->callback([&action] { action = [] {
+    check_can_write(sb.json_path, "--json");  // before the measurements, not after
+    return bench_scaling(sb);
+  }; });
 
   static CommBench cb;
   auto* c = cmd->add_subcommand("comm", "Byte counters against the formulas; ring overlap");
   c->add_option("--repeats", cb.repeats)->check(whole_number(1, 1000))->capture_default_str();
   c->add_option("--json", cb.json_path, "Write the figures as JSON");
-  c->callback([&action] { action = [] { return bench_comm(cb); }; });
+  c->callback([&action] { action = [] {
+    check_can_write(cb.json_path, "--json");  // before the measurements, not after
+    return bench_comm(cb);
+  }; });
 }
 
 }  // namespace spdit::cli

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <sstream>
 #include <stdexcept>
 #include <vector>
@@ -123,20 +124,21 @@ std::vector<std::string> stat_fields(const std::string& pid) {
 
 }  // namespace
 
-double group_cpu_seconds(pid_t pgid) {
+std::map<pid_t, double> cpu_seconds_by_group() {
+  std::map<pid_t, double> out;
   DIR* d = opendir("/proc");
-  if (!d) return -1;
-  double ticks = 0;
-  bool found = false;
+  if (!d) return out;
+  const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
   while (dirent* e = readdir(d)) {
     if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
     auto f = stat_fields(e->d_name);
-    if (f.size() < 15 || std::atol(f[2].c_str()) != pgid) continue;
-    found = true;
+    if (f.size() < 15) continue;
+    double ticks = 0;
     for (int i = 11; i <= 14; ++i) ticks += std::atof(f[i].c_str());
+    out[static_cast<pid_t>(std::atol(f[2].c_str()))] += ticks / tick;
   }
   closedir(d);
-  return found ? ticks / static_cast<double>(sysconf(_SC_CLK_TCK)) : -1;
+  return out;
 }
 
 }  // namespace spdit::cli

@@ -3,6 +3,7 @@
 // ports, cores, a job identity, and whether a rank still does work.
 #include <sys/types.h>
 
+#include <map>
 #include <string>
 
 namespace spdit::cli {
@@ -24,8 +25,8 @@ int usable_cores();
 /// node derives alike from what they share (master address, port, sizes).
 std::string job_id_for(const std::string& master_addr, int port, int nnodes, int nproc);
 
-/// CPU seconds the processes of process group `pgid` (a rank and what it
-/// started) and their reaped children have used; -1 when none is left.
-double group_cpu_seconds(pid_t pgid);
+/// CPU seconds used by the processes of each process group (a rank and what
+/// it started, with their reaped children), from one pass over /proc.
+std::map<pid_t, double> cpu_seconds_by_group();
 
 }  // namespace spdit::cli

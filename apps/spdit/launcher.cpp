@@ -280,11 +280,13 @@ int launch_local(const LaunchOptions& o) {
     if (now > term_at && !stopping) stop(SIGTERM, now);
     if (now >= next_sample && !stopping && failed_rank < 0) {
       next_sample = now + std::chrono::seconds(1);
+      const auto cpu_by_group = cpu_seconds_by_group();
       for (int r = 0; r < o.nproc; ++r) {
         auto& rk = ranks[r];
         if (!rk.running) continue;
-        const double cpu = group_cpu_seconds(rk.pid);
-        if (cpu < 0) continue;
+        const auto found = cpu_by_group.find(rk.pid);
+        if (found == cpu_by_group.end()) continue;
+        const double cpu = found->second;
         if (rk.work_mark < 0 || cpu - rk.work_mark >= kWorkSeconds) {
           rk.work_mark = cpu;
           rk.worked_at = now;
