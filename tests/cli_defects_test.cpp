@@ -118,6 +118,13 @@ TEST(CliDefects, UnwritableOutputsFailBeforeAnyWork) {
   EXPECT_NE(png.code, 0);
   EXPECT_TRUE(has(png, "cannot write --out '/etc/hostname/p.png': Not a directory")) << png.output;
   EXPECT_FALSE(has(png, "step 1/1")) << png.output;
+  // Under a launcher, rank 0 (which writes it) checks before any work.
+  auto launched = run(kSpdit + " launch --nproc 2 -- " + kSpdit + " run" + kTiny +
+                      " --json /nonexistent-dir/m.json");
+  EXPECT_NE(launched.code, 0);
+  EXPECT_TRUE(has(launched, "[rank 0] spdit run: error: cannot write --json '/nonexistent-dir/m.json'"))
+      << launched.output;
+  EXPECT_FALSE(has(launched, "step 1/1")) << launched.output;
   auto bench = run(kSpdit + " bench attention --quick --repeats 1 --json /nonexistent-dir/b.json");
   EXPECT_NE(bench.code, 0);
   EXPECT_TRUE(has(bench, "cannot write --json '/nonexistent-dir/b.json'")) << bench.output;

@@ -171,7 +171,7 @@ int run_rank(World& world, const RunOptions& o) {
   set_threads_per_rank(o.threads);
   install_memory_meter();
   auto [u, r] = resolve_degrees(world.size(), o.ulysses, o.ring);
-  if (world.rank() == 0) {
+  if (world.rank() == 0) {  // the rank that writes them, before any work
     check_can_write(o.out, "--out");
     check_can_write(o.json, "--json");
   }
@@ -329,13 +329,14 @@ void add_run_command(CLI::App& app, Action& action) {
   cmd->add_flag("--check", o.check, "Also run on one rank and compare (exit 1 on FAIL)");
   cmd->callback([&action] {
     action = [] {
-      // Before any rank starts: a bad output path fails now, not after the run.
-      check_can_write(o.out, "--out");
-      check_can_write(o.json, "--json");
       if (launched_by_launcher()) {
         if (o.nproc) throw std::invalid_argument("--nproc starts local ranks; under a launcher leave it out");
         return run_as_rank([](World& w) { return run_rank(w, o); });
       }
+      // Before any rank starts: a bad output path fails now, not after the run.
+      // (Under a launcher rank 0, which writes them, checks in run_rank.)
+      check_can_write(o.out, "--out");
+      check_can_write(o.json, "--json");
       int n = o.nproc ? o.nproc : (o.ulysses || o.ring) ? std::max(1, o.ulysses) * std::max(1, o.ring) : 2;
       if (n == 1) return run_as_rank([](World& w) { return run_rank(w, o); });
       return relaunch_self_with_ranks(n, "--nproc", o.oversubscribe);
