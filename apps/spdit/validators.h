@@ -28,8 +28,11 @@ inline CLI::Validator whole_number(int64_t lo, int64_t hi = INT64_MAX) {
           return "must be " + want + ", got '" + in + "'";
         return std::string();
       },
-      hi == INT64_MAX ? "INT>=" + std::to_string(lo)
-                      : "INT in " + std::to_string(lo) + ".." + std::to_string(hi));
+      // Shown in --help after the type: "INT:POSITIVE=1024", "INT:1..65535".
+      hi != INT64_MAX ? std::to_string(lo) + ".." + std::to_string(hi)
+      : lo == 1       ? std::string("POSITIVE")
+      : lo == 0       ? std::string("NONNEGATIVE")
+                      : ">=" + std::to_string(lo));
 }
 
 /// A positive, finite number of seconds ("nan" and "inf" are refused).
@@ -48,7 +51,7 @@ inline CLI::Validator positive_seconds() {
         }
         return std::string();
       },
-      "SECONDS>0");
+      "POSITIVE");
 }
 
 }  // namespace spdit::cli
