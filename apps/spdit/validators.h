@@ -35,7 +35,7 @@ inline CLI::Validator whole_number(int64_t lo, int64_t hi = INT64_MAX) {
                       : ">=" + std::to_string(lo));
 }
 
-/// A positive, finite number of seconds ("nan" and "inf" are refused).
+/// A positive number of seconds up to a year ("nan" and "inf" are refused).
 inline CLI::Validator positive_seconds() {
   return CLI::Validator(
       [](std::string& in) {
@@ -46,8 +46,9 @@ inline CLI::Validator positive_seconds() {
         } catch (const std::exception&) {
           used = 0;
         }
-        if (used == 0 || used != in.size() || !std::isfinite(v) || v <= 0) {
-          return "must be a positive number of seconds, got '" + in + "'";
+        // Up to a year, as SPDIT_TIMEOUT (runtime/world.h): beyond, milliseconds overflow.
+        if (used == 0 || used != in.size() || !std::isfinite(v) || v <= 0 || v > 3.2e7) {
+          return "must be a positive number of seconds (up to a year), got '" + in + "'";
         }
         return std::string();
       },
