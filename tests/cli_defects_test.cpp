@@ -142,17 +142,30 @@ TEST(CliDefects, OutOfMemorySaysHowMuchAndWhatToChange) {
       << r.output;
   EXPECT_TRUE(has(r, "available. Lower --text-len")) << r.output;
   expect_one_clean_line(r);
-  // Weights past the cap (here a small one, as a 24 GB machine meets Flux's
-  // full preset): refused by the metered allocator, not the OOM killer.
-  auto w = run("SPDIT_MEMORY_LIMIT_MB=20 " + kSpdit +
-               " run --model flux --preset small --height 64 --width 64 "
-               "--steps 1 --nproc 2");
+  // Flux's full preset (48 GB of weights per rank) where a rank may use 24 GB
+  // (as on this machine; the cap makes it so on any machine), counted from its
+  // configuration before anything is allocated.
+  auto full = run("SPDIT_MEMORY_LIMIT_MB=24000 " + kSpdit +
+                  " run --model flux --preset full --height 64 --width 64 --steps 1 --nproc 2");
+  EXPECT_NE(full.code, 0);
+  EXPECT_TRUE(
+      has(full,
+          "out of memory before any work: the weights of --model flux --preset full need 47.6 GB "
+          "per rank (fp32, every rank holds them whole), more than the 24.0 GB a rank may use "
+          "(SPDIT_MEMORY_LIMIT_MB=24000)"))
+      << full.output;
+  EXPECT_TRUE(has(full, "Use a smaller --preset")) << full.output;
+  expect_one_clean_line(full);
+  // Past the up-front checks, any tensor beyond the cap is refused by the
+  // metered allocator with the numbers, never left to the OOM killer: here
+  // the weights (37 MB) fit in 60 MB, a forward's activations at 1024x1024
+  // do not.
+  auto w = run("SPDIT_MEMORY_LIMIT_MB=60 " + kSpdit +
+               " run --model flux --preset small --height 1024 --width 1024 --steps 1 --nproc 2");
   EXPECT_NE(w.code, 0);
-  EXPECT_TRUE(has(
-      w,
-      "it may use (SPDIT_MEMORY_LIMIT_MB=20), before the weights of --model flux --preset small"))
+  EXPECT_TRUE(has(w, "error: out of memory: a tensor of ")) << w.output;
+  EXPECT_TRUE(has(w, "it may use (SPDIT_MEMORY_LIMIT_MB=60) in the denoising loop; lower --height/--width"))
       << w.output;
-  EXPECT_TRUE(has(w, "use a smaller --preset")) << w.output;
   expect_one_clean_line(w);
   auto bad = run("SPDIT_MEMORY_LIMIT_MB=lots " + kSpdit + " run" + kTiny);
   EXPECT_TRUE(has(bad, "SPDIT_MEMORY_LIMIT_MB='lots' is not a positive number of megabytes"))

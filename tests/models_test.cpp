@@ -317,3 +317,17 @@ TEST(Models, FramesAreRefusedForImageModels) {
     EXPECT_EQ(error_of([&] { pipe->check_size(RunSize{64, 64, 1, 4, 1}); }), "<no error>") << name;
   }
 }
+
+// The formulas behind `spdit run`'s up-front weight check match the built
+// networks (full is the same formulas at other sizes; too big to build here).
+TEST(Models, ParameterCountFromTheConfigMatchesTheBuiltModel) {
+  for (const auto& name : model_names()) {
+    for (const char* preset : {"tiny", "small"}) {
+      auto pipe = make_pipeline(name, preset, 1);
+      int64_t built = 0;
+      for (const auto& p : pipe->model().parameters()) built += p.numel();
+      EXPECT_EQ(parameter_count(name, preset), built) << name << "/" << preset;
+    }
+  }
+  EXPECT_GT(parameter_count("flux", "full"), 11'000'000'000);  // Flux.1-dev: about 12 billion
+}

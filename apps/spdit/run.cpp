@@ -110,11 +110,10 @@ void check_memory_floor(const models::ForwardShapes& shapes, const models::RunSi
   }
 }
 
-// Tensors past this rank's share of the memory available now are refused
-// with numbers, instead of the kernel's out-of-memory killer ending the rank
-// (or, with overcommit refused, a c10 error with a stack per rank).
-void limit_tensor_memory(int local_ranks) {
-  // SPDIT_MEMORY_LIMIT_MB: each rank's cap, for sharing a machine (and tests).
+// What one rank's tensors may hold: SPDIT_MEMORY_LIMIT_MB (for sharing a
+// machine, and tests), else its share of the memory available now; 0 when
+// unknown. `why` says where the figure comes from, for messages.
+int64_t rank_memory_budget(int local_ranks, std::string& why) {
   if (const char* mb = std::getenv("SPDIT_MEMORY_LIMIT_MB"); mb && *mb) {
     char* end = nullptr;
     const double v = std::strtod(mb, &end);
@@ -122,15 +121,36 @@ void limit_tensor_memory(int local_ranks) {
       throw std::invalid_argument(std::string("SPDIT_MEMORY_LIMIT_MB='") + mb +
                                   "' is not a positive number of megabytes; set it like SPDIT_MEMORY_LIMIT_MB=4096");
     }
-    set_tensor_bytes_limit(tensor_bytes_live() + static_cast<int64_t>(v * 1e6),
-                           "SPDIT_MEMORY_LIMIT_MB=" + std::string(mb));
-    return;
+    why = "SPDIT_MEMORY_LIMIT_MB=" + std::string(mb);
+    return static_cast<int64_t>(v * 1e6);
   }
   const int64_t avail = available_memory_bytes();
-  if (avail <= 0) return;
-  set_tensor_bytes_limit(tensor_bytes_live() + avail / local_ranks,
-                         "the " + gigabytes(static_cast<double>(avail)) + " available on this machine" +
-                             (local_ranks > 1 ? " shared by its " + std::to_string(local_ranks) + " ranks" : ""));
+  why = "the " + gigabytes(static_cast<double>(avail)) + " available on this machine" +
+        (local_ranks > 1 ? " shared by its " + std::to_string(local_ranks) + " ranks" : "");
+  return avail / local_ranks;
+}
+
+// Tensors past the budget are refused with numbers, instead of the kernel's
+// out-of-memory killer ending the rank (or, with overcommit refused, a c10
+// error with a stack per rank).
+void limit_tensor_memory(int local_ranks) {
+  std::string why;
+  const int64_t budget = rank_memory_budget(local_ranks, why);
+  if (budget > 0) set_tensor_bytes_limit(tensor_bytes_live() + budget, why);
+}
+
+// The weights, fp32 and replicated on every rank, counted from the model's
+// configuration before a byte is allocated.
+void check_weights_fit(const RunOptions& o, int local_ranks) {
+  const int64_t per_rank = 4 * models::parameter_count(o.model, o.preset);
+  std::string why;
+  const int64_t budget = rank_memory_budget(local_ranks, why);
+  if (budget <= 0 || per_rank <= budget) return;
+  throw std::runtime_error("out of memory before any work: the weights of --model " + o.model + " --preset " +
+                           o.preset + " need " + gigabytes(static_cast<double>(per_rank)) +
+                           " per rank (fp32, every rank holds them whole), more than the " +
+                           gigabytes(static_cast<double>(budget)) + " a rank may use (" + why +
+                           "). Use a smaller --preset, fewer ranks per machine, or a machine with more memory");
 }
 
 // Denoises from seeded noise: x <- x + (sigma_next - sigma) * v(x, sigma).
@@ -183,6 +203,7 @@ int run_rank(World& world, const RunOptions& o) {
   const char* local = std::getenv("LOCAL_WORLD_SIZE");
   const int local_ranks = local && std::atoi(local) > 0 ? std::atoi(local) : 1;
   limit_tensor_memory(local_ranks);
+  check_weights_fit(o, local_ranks);
   std::unique_ptr<models::Pipeline> pipe;
   try {
     pipe = models::make_pipeline(o.model, o.preset, o.seed);
@@ -222,7 +243,14 @@ int run_rank(World& world, const RunOptions& o) {
   std::vector<double> steps;
   auto t0 = Clock::now();
   MemoryPeaks mem;
-  auto x = denoise(*pipe, o, lead, &steps, &mem);
+  at::Tensor x;
+  try {
+    x = denoise(*pipe, o, lead, &steps, &mem);
+  } catch (const TensorMemoryLimitExceeded& e) {
+    throw std::runtime_error(std::string(e.what()) +
+                             " in the denoising loop; lower --height/--width or --text-len, or use more "
+                             "ranks (the image tokens' activations shard over them)");
+  }
   mem.fold();
   world.barrier();
   const double total = std::chrono::duration<double>(Clock::now() - t0).count();
