@@ -377,12 +377,13 @@ void wait_work(const Group::Impl& g, const c10::intrusive_ptr<c10d::Work>& work,
       os << "rank(s) [" << join_ints(stopped)
          << "] stopped (no heartbeat, no error of their own recorded); they died or exited early";
       if (!left.empty()) os << " (rank(s) [" << join_ints(left) << "] failed after them)";
-    } else if (!left.empty()) {
-      os << "rank(s) [" << join_ints(left) << "] left after an error of their own";
     } else if (store_lost) {
       os << "rank 0, which hosts the rendezvous store, is gone (it died or exited early)";
     } else {
+      // No rank is known dead: a wait that timed out everywhere, or a rank
+      // whose own error came first; those that recorded one are named.
       os << "a peer died, exited early or did not answer within " << g.timeout.count() / 1000.0 << " s";
+      if (!left.empty()) os << " (rank(s) [" << join_ints(left) << "] failed too; their errors say why)";
     }
     std::string backend = e.what();
     os << ". Backend said: " << backend.substr(0, backend.find('\n'));
