@@ -164,7 +164,10 @@ TEST(CliDefects, OutOfMemorySaysHowMuchAndWhatToChange) {
                " run --model flux --preset small --height 1024 --width 1024 --steps 1 --nproc 2");
   EXPECT_NE(w.code, 0);
   EXPECT_TRUE(has(w, "error: out of memory: a tensor of ")) << w.output;
-  EXPECT_TRUE(has(w, "it may use (SPDIT_MEMORY_LIMIT_MB=60) in the denoising loop; lower --height/--width"))
+  EXPECT_TRUE(
+      has(w,
+          "it may use (SPDIT_MEMORY_LIMIT_MB=60). Ask for less (smaller sizes, a smaller model) or "
+          "spread the work over more ranks"))
       << w.output;
   expect_one_clean_line(w);
   auto bad = run("SPDIT_MEMORY_LIMIT_MB=lots " + kSpdit + " run" + kTiny);

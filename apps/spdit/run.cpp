@@ -208,8 +208,8 @@ int run_rank(World& world, const RunOptions& o) {
   try {
     pipe = models::make_pipeline(o.model, o.preset, o.seed);
   } catch (const TensorMemoryLimitExceeded& e) {
-    throw std::runtime_error(std::string(e.what()) + ", before the weights of --model " + o.model + " --preset " +
-                             o.preset + " were all made; use a smaller --preset, or a machine with more memory");
+    throw std::runtime_error(std::string(e.what()) + " (while making the weights of --model " + o.model +
+                             " --preset " + o.preset + ")");
   }
   if (!o.weights.empty()) models::load_weights(pipe->model(), o.weights);
   const auto size = size_of(o);
@@ -243,14 +243,7 @@ int run_rank(World& world, const RunOptions& o) {
   std::vector<double> steps;
   auto t0 = Clock::now();
   MemoryPeaks mem;
-  at::Tensor x;
-  try {
-    x = denoise(*pipe, o, lead, &steps, &mem);
-  } catch (const TensorMemoryLimitExceeded& e) {
-    throw std::runtime_error(std::string(e.what()) +
-                             " in the denoising loop; lower --height/--width or --text-len, or use more "
-                             "ranks (the image tokens' activations shard over them)");
-  }
+  auto x = denoise(*pipe, o, lead, &steps, &mem);
   mem.fold();
   world.barrier();
   const double total = std::chrono::duration<double>(Clock::now() - t0).count();

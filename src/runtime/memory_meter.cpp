@@ -55,7 +55,9 @@ class MeteredCpuAllocator final : public c10::Allocator {
     if (limit > 0 && live + static_cast<int64_t>(n) > limit) {
       throw TensorMemoryLimitExceeded("out of memory: a tensor of " + gb(static_cast<int64_t>(n)) + " on top of the " +
                                       gb(live) + " this rank holds needs more than the " + gb(limit) +
-                                      " it may use" + g_limit_share);
+                                      " it may use" + g_limit_share +
+                                      ". Ask for less (smaller sizes, a smaller model) or spread the work over "
+                                      "more ranks");
     }
     char* base = static_cast<char*>(g_inner->raw_allocate(n + kHeader));
     *reinterpret_cast<int64_t*>(base) = static_cast<int64_t>(n);
