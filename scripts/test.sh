@@ -30,4 +30,6 @@ cmake --install "$build" --prefix "$prefix" >/dev/null
 cmake -S "$root/tests/consumer" -B "$prefix/consumer-build" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$prefix/consumer-build" -j2 >/dev/null
 LD_LIBRARY_PATH="$prefix/lib:${LD_LIBRARY_PATH:-}" "$prefix/consumer-build/consumer"
-echo "consumer: 1 passed, 0 failed"
+# The installed command must start on its own (RUNPATH), as a user runs it.
+bash "$root/tests/installed_binary_test.sh" "$prefix"
+echo "consumer: 2 passed, 0 failed"

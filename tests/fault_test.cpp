@@ -1,7 +1,8 @@
 // Faults as a user meets them: a real rank killed at a chosen point (see
 // spdit/runtime/fault_injection.h). Every survivor must fail with an error
 // naming the lost peer, `spdit launch` must exit non-zero, and nothing may be
-// left behind: no process, no bound port.
+// left behind: no process, no bound port. Nothing here is timed: on a loaded
+// machine a job may take long, and a hang is CTest's timeout to catch.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 
@@ -45,6 +46,21 @@ Result faulty_job(const std::string& fault, int nproc, const std::string& layout
              " --seed " + std::to_string(seed));
 }
 
+// Every survivor that names dead ranks names exactly `dead`: a rank that was
+// alive and failed only because of the dead one is never blamed (once, under
+// load, `[1,2]` was reported for rank 2's death).
+void expect_only_blamed(const std::string& out, const std::string& dead) {
+  const std::string mark = "] stopped (no heartbeat";
+  int found = 0;
+  for (size_t at = out.find(mark); at != std::string::npos; at = out.find(mark, at + 1)) {
+    const size_t open = out.rfind("rank(s) [", at);
+    ASSERT_NE(open, std::string::npos) << out;
+    EXPECT_EQ(out.substr(open + 9, at - open - 9), dead) << out;
+    ++found;
+  }
+  EXPECT_GT(found, 0) << "no survivor named the dead rank:\n" << out;
+}
+
 void expect_nothing_left(int port, int seed) {
   auto left = run("pgrep -f -- '--seed " + std::to_string(seed) + "$' || true");
   EXPECT_EQ(left.output, "") << "orphan processes:\n" << left.output;
@@ -63,7 +79,6 @@ TEST(Faults, RankKilledDuringRendezvous) {
   EXPECT_EQ(r.code, 128 + 9) << r.output;
   EXPECT_NE(r.output.find("spdit launch: rank 2 was killed by signal 9"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("rank(s) [2] did not join the job within 2 s"), std::string::npos) << r.output;
-  EXPECT_LT(r.seconds, 30);
   expect_nothing_left(port, seed);
 }
 
@@ -73,8 +88,7 @@ TEST(Faults, RankKilledInTheMiddleOfAStep) {
   EXPECT_EQ(r.code, 128 + 9) << r.output;
   EXPECT_NE(r.output.find("rank 1 was killed by signal 9"), std::string::npos) << r.output;
   // A survivor in a group with rank 1 names it.
-  EXPECT_NE(r.output.find("rank(s) [1] stopped (no heartbeat)"), std::string::npos) << r.output;
-  EXPECT_LT(r.seconds, 30);
+  expect_only_blamed(r.output, "1");
   expect_nothing_left(port, seed);
 }
 
@@ -82,8 +96,8 @@ TEST(Faults, RankKilledDuringARingExchange) {
   const int port = unique_port(3), seed = 900003;
   auto r = faulty_job("rank=2,point=ring_step,after=2", 4, "--ring 4", port, seed);
   EXPECT_EQ(r.code, 128 + 9) << r.output;
-  EXPECT_NE(r.output.find("rank(s) [2] stopped (no heartbeat)"), std::string::npos) << r.output;
-  EXPECT_LT(r.seconds, 30);
+  EXPECT_NE(r.output.find("spdit launch: rank 2 was killed by signal 9"), std::string::npos) << r.output;
+  expect_only_blamed(r.output, "2");
   expect_nothing_left(port, seed);
 }
 
@@ -91,7 +105,6 @@ TEST(Faults, RankZeroKilledTakesTheStoreWithIt) {
   const int port = unique_port(4), seed = 900004;
   auto r = faulty_job("rank=0,point=attention,after=3", 2, "--ring 2", port, seed);
   EXPECT_NE(r.code, 0) << r.output;
-  EXPECT_LT(r.seconds, 30);
   expect_nothing_left(port, seed);
 }
 

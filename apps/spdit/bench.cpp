@@ -19,7 +19,9 @@
 #include <thread>
 
 #include "commands.h"
+#include "validators.h"
 #include "machine_info.h"
+#include "output_paths.h"
 #include "rank_setup.h"
 #include "spdit/attention/attention.h"
 #include "spdit/attention/comm_model.h"
@@ -485,37 +487,48 @@ void add_bench_command(CLI::App& app, Action& action) {
   cmd->require_subcommand(1);
   static AttentionBench ab;
   auto* a = cmd->add_subcommand("attention", "Local attention kernel against single-thread sgemm and LibTorch's SDPA");
-  a->add_option("--repeats", ab.repeats, "Runs per figure (median)")->check(CLI::Range(1, 1000))->capture_default_str();
+  a->add_option("--repeats", ab.repeats, "Runs per figure (median)")->check(whole_number(1, 1000))->capture_default_str();
   a->add_option("--json", ab.json_path, "Write the figures as JSON");
   a->add_flag("--quick", ab.quick, "Small sizes only (smoke test)");
-  a->add_option("--case", ab.only, "Run one case: H S D")->expected(3);
-  a->add_option("--block-q", ab.block_q, "Query block of the online softmax")->check(CLI::PositiveNumber)->capture_default_str();
-  a->add_option("--block-k", ab.block_k, "Key block of the online softmax")->check(CLI::PositiveNumber)->capture_default_str();
+  a->add_option("--case", ab.only, "Run one case: H S D (heads, sequence, head dim; each at least 1)")
+      ->expected(3)
+      ->check(whole_number(1));
+  a->add_option("--block-q", ab.block_q, "Query block of the online softmax")->check(whole_number(1))->capture_default_str();
+  a->add_option("--block-k", ab.block_k, "Key block of the online softmax")->check(whole_number(1))->capture_default_str();
   a->add_option("--device", ab.device, "cpu: against sgemm, one thread; cuda: against LibTorch's fused attention")
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
-  a->callback([&action] { action = [] { return bench_attention(ab); }; });
+  a->callback([&action] { action = [] {
+    check_can_write(ab.json_path, "--json");  // before the measurements, not after
+    return bench_attention(ab);
+  }; });
 
   static ScalingBench sb;
   auto* s = cmd->add_subcommand("scaling", "One generation on 1 and 2 ranks, and on 2 threads");
   s->add_option("--model", sb.model)->check(CLI::IsMember({"flux", "wan", "qwen-image"}))->capture_default_str();
   s->add_option("--preset", sb.preset)->check(CLI::IsMember({"tiny", "small", "full"}))->capture_default_str();
-  s->add_option("--height", sb.height)->capture_default_str();
-  s->add_option("--width", sb.width)->capture_default_str();
+  s->add_option("--height", sb.height)->check(whole_number(16))->capture_default_str();
+  s->add_option("--width", sb.width)->check(whole_number(16))->capture_default_str();
   s->add_option("--steps", sb.steps, "Forwards per configuration and round, the first a warm-up")
-      ->check(CLI::Range(2, 1000))
+      ->check(whole_number(2, 1000))
       ->capture_default_str();
   s->add_option("--rounds", sb.rounds, "Rounds of every configuration in turn (median over all)")
-      ->check(CLI::Range(1, 100))
+      ->check(whole_number(1, 100))
       ->capture_default_str();
   s->add_option("--json", sb.json_path, "Write the figures as JSON");
-  s->callback([&action] { action = [] { return bench_scaling(sb); }; });
+  s->callback([&action] { action = [] {
+    check_can_write(sb.json_path, "--json");  // before the measurements, not after
+    return bench_scaling(sb);
+  }; });
 
   static CommBench cb;
   auto* c = cmd->add_subcommand("comm", "Byte counters against the formulas; ring overlap");
-  c->add_option("--repeats", cb.repeats)->check(CLI::Range(1, 1000))->capture_default_str();
+  c->add_option("--repeats", cb.repeats)->check(whole_number(1, 1000))->capture_default_str();
   c->add_option("--json", cb.json_path, "Write the figures as JSON");
-  c->callback([&action] { action = [] { return bench_comm(cb); }; });
+  c->callback([&action] { action = [] {
+    check_can_write(cb.json_path, "--json");  // before the measurements, not after
+    return bench_comm(cb);
+  }; });
 }
 
 }  // namespace spdit::cli

@@ -1,5 +1,7 @@
 #include "launcher.h"
 
+#include "launch_env.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -11,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -30,7 +33,13 @@ struct Rank {
   std::string out_buf, err_buf;
   bool running = false;
   int status = 0;
+  double work_mark = -1;           // CPU seconds when it last showed work
+  Clock::time_point worked_at{};   // and when that was
 };
+
+// More ranks than this per core are refused without --oversubscribe. The
+// tests run 8 ranks on 2 cores (correctness, not speed), which stays allowed.
+constexpr int kRanksPerCoreLimit = 4;
 
 volatile sig_atomic_t g_stop_signal = 0;
 void on_signal(int sig) { g_stop_signal = sig; }
@@ -96,59 +105,8 @@ int exit_code_of(int status) {
 
 namespace {
 
-// A port rank 0 can bind on every address now. Tried first below the kernel's
-// ephemeral range: ports there are never handed to outgoing connections, so
-// none can be taken between this probe and rank 0's bind, and none is held by
-// a TIME_WAIT socket of an earlier job's Gloo connections.
-bool can_bind(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return false;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_ANY);
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  close(fd);
-  return ok;
-}
-
-int ephemeral_range_start() {
-  std::ifstream f("/proc/sys/net/ipv4/ip_local_port_range");
-  int lo = 32768;
-  f >> lo;
-  return lo > 2048 ? lo : 32768;
-}
-
-}  // namespace
-
-int find_free_port() {
-  const int hi = ephemeral_range_start(), lo = std::max(1024, hi - 12000);
-  uint32_t x = static_cast<uint32_t>(getpid()) * 2654435761u ^
-               static_cast<uint32_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-  for (int attempt = 0; attempt < 64; ++attempt) {
-    x = x * 1664525u + 1013904223u;
-    const int port = lo + static_cast<int>((x >> 8) % static_cast<uint32_t>(hi - lo));
-    if (can_bind(port)) return port;
-  }
-  // Everything tried was taken: let the kernel choose one.
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) throw std::runtime_error("cannot create a socket to find a free port");
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_ANY);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    close(fd);
-    throw std::runtime_error("cannot bind a socket to find a free port");
-  }
-  int port = ntohs(addr.sin_port);
-  close(fd);
-  return port;
-}
-
-int launch_local(const LaunchOptions& o) {
+// Refuses, before any rank starts, what would fail later or obscurely.
+void check_options(const LaunchOptions& o) {
   if (o.nproc < 1) throw std::invalid_argument("--nproc must be at least 1, got " + std::to_string(o.nproc));
   if (o.command.empty()) {
     throw std::invalid_argument("no command to launch; usage: spdit launch --nproc N -- CMD [ARGS...]");
@@ -160,7 +118,45 @@ int launch_local(const LaunchOptions& o) {
   if (o.nnodes > 1 && o.master_port <= 0) {
     throw std::invalid_argument("--master-port is required with --nnodes > 1 (every node must use the same one)");
   }
+  if (!(o.timeout_s > 0) || !std::isfinite(o.timeout_s)) {
+    throw std::invalid_argument("--timeout must be a positive number of seconds, got " + std::to_string(o.timeout_s));
+  }
+  const int cores = usable_cores();
+  if (o.nproc > kRanksPerCoreLimit * cores && !o.oversubscribe) {
+    throw std::invalid_argument(
+        "--nproc " + std::to_string(o.nproc) + " starts " + std::to_string(o.nproc) + " ranks on the " +
+        std::to_string(cores) + " core(s) this process may use, more than " + std::to_string(kRanksPerCoreLimit) +
+        " per core: every step would be slower than with fewer ranks, and peers starved of CPU time out; use "
+        "--nproc " + std::to_string(kRanksPerCoreLimit * cores) + " or fewer, or add --oversubscribe if you mean it");
+  }
+  // Only node 0 hosts the store, so only there can the port be checked.
+  if (o.master_port > 0 && o.node_rank == 0 && port_in_use(o.master_port)) {
+    throw std::invalid_argument("--master-port " + std::to_string(o.master_port) +
+                                " is in use on this machine (another job's rendezvous?); give each job its own "
+                                "port, or leave --master-port out to get a free one");
+  }
+}
+
+const char* signal_name(int sig) {
+  switch (sig) {
+    case SIGINT: return "SIGINT";
+    case SIGTERM: return "SIGTERM";
+    default: return strsignal(sig);
+  }
+}
+
+std::string join(const std::vector<int>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+  return s;
+}
+
+}  // namespace
+
+int launch_local(const LaunchOptions& o) {
+  check_options(o);
   const int port = o.master_port > 0 ? o.master_port : find_free_port();
+  const std::string job_id = o.job_id.empty() ? job_id_for(o.master_addr, port, o.nnodes, o.nproc) : o.job_id;
   const int base = o.node_rank * o.nproc;  // global rank of this node's first rank
   std::vector<Rank> ranks(o.nproc);
   struct sigaction sa {};
@@ -187,6 +183,7 @@ int launch_local(const LaunchOptions& o) {
       setenv("MASTER_ADDR", o.master_addr.c_str(), 1);
       setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
       setenv("SPDIT_TIMEOUT", std::to_string(o.timeout_s).c_str(), 1);
+      setenv("SPDIT_JOB_ID", job_id.c_str(), 1);
       std::vector<char*> argv;
       for (const auto& a : o.command) argv.push_back(const_cast<char*>(a.c_str()));
       argv.push_back(nullptr);
@@ -204,14 +201,25 @@ int launch_local(const LaunchOptions& o) {
 
   int failed_rank = -1;
   int failed_status = 0;
+  std::vector<int> later_failures;  // failed on their own after the first, before any was stopped
+  bool stopping = false;            // the launcher has signalled the ranks
   int running = o.nproc;
-  // Once one rank has ended, the others get the process-group timeout (plus a
-  // grace period) to end too; past that they are stuck and are stopped.
-  auto deadline = Clock::time_point::max();
   auto term_at = Clock::time_point::max();
   auto kill_at = Clock::time_point::max();
   const auto kGrace = std::chrono::seconds(3);
-  const auto grace = std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000) + 10000);
+  // Once a rank has ended well, the others may go on working (rank 0 runs
+  // `--check`'s one-rank reference alone), so no clock runs against them. A
+  // rank stuck waiting for a peer that left uses no CPU, and fails itself
+  // within the process-group timeout; only a rank that used no CPU for that
+  // timeout plus a margin is stuck beyond it, and stopped.
+  const auto stuck_after = std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000) + 10000);
+  constexpr double kWorkSeconds = 0.2;  // CPU that proves a rank works; heartbeats use far less
+  auto next_sample = Clock::time_point::max();
+  auto stop = [&](int sig, Clock::time_point now) {
+    if (running > 0) signal_all(ranks, sig);
+    stopping = true;
+    kill_at = now + std::chrono::seconds(5);
+  };
 
   while (running > 0 || std::any_of(ranks.begin(), ranks.end(), [](const Rank& r) {
            return r.out_fd >= 0 || r.err_fd >= 0;
@@ -227,6 +235,7 @@ int launch_local(const LaunchOptions& o) {
       drain(ranks[r].out_fd, base + r, ranks[r].out_buf, std::cout);
       drain(ranks[r].err_fd, base + r, ranks[r].err_buf, std::cerr);
     }
+    std::vector<int> ended;
     for (int r = 0; r < o.nproc; ++r) {
       auto& rk = ranks[r];
       if (!rk.running) continue;
@@ -236,45 +245,79 @@ int launch_local(const LaunchOptions& o) {
         rk.status = status;
         --running;
         kill(-rk.pid, SIGKILL);  // anything the rank left behind in its group
-        bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-        if (!ok && failed_rank < 0) {
-          failed_rank = r;
-          failed_status = status;
-          std::cerr << "spdit launch: rank " << base + r << " " << describe(status)
-                    << "; stopping the other ranks" << std::endl;
-          // A short grace first, so that survivors can say what they saw
-          // (which peer vanished) before they are stopped.
-          term_at = Clock::now() + kGrace;
-        }
-        if (deadline == Clock::time_point::max()) deadline = Clock::now() + grace;
+        ended.push_back(r);
       }
     }
-    if (g_stop_signal && kill_at == Clock::time_point::max()) {
-      std::cerr << "spdit launch: received signal " << g_stop_signal << "; stopping all ranks"
-                << std::endl;
-      signal_all(ranks, SIGTERM);
-      kill_at = Clock::now() + std::chrono::seconds(5);
-    }
     const auto now = Clock::now();
-    if (now > term_at && kill_at == Clock::time_point::max()) {
-      if (running > 0) signal_all(ranks, SIGTERM);
-      kill_at = now + std::chrono::seconds(5);
+    if (!ended.empty() && !stopping && !g_stop_signal) {
+      // Of ranks found ended together, one killed by a signal is the cause:
+      // its peers fail with an error because it vanished, not the reverse.
+      std::stable_sort(ended.begin(), ended.end(), [&](int a, int b) {
+        return WIFSIGNALED(ranks[a].status) && !WIFSIGNALED(ranks[b].status);
+      });
+      for (int r : ended) {
+        const int status = ranks[r].status;
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) continue;
+        if (failed_rank >= 0) {
+          later_failures.push_back(base + r);
+          continue;
+        }
+        failed_rank = r;
+        failed_status = status;
+        std::cerr << "spdit launch: rank " << base + r << " " << describe(status)
+                  << "; stopping the other ranks" << std::endl;
+        // A short grace first, so that survivors can say what they saw
+        // (which peer vanished) before they are stopped.
+        term_at = now + kGrace;
+      }
+      if (next_sample == Clock::time_point::max() && running > 0) next_sample = now;  // start watching
     }
-    if (now > deadline && running > 0 && kill_at == Clock::time_point::max()) {
-      std::cerr << "spdit launch: " << running << " rank(s) still running "
-                << o.timeout_s + 10 << " s after another ended; stopping them" << std::endl;
-      signal_all(ranks, SIGTERM);
-      kill_at = now + std::chrono::seconds(5);
-      if (failed_rank < 0) {
-        for (int r = 0; r < o.nproc; ++r) {
-          if (ranks[r].running) { failed_rank = r; failed_status = SIGTERM; break; }
+    if (g_stop_signal && !stopping) {
+      std::cerr << "spdit launch: interrupted (" << signal_name(g_stop_signal) << "); stopping all ranks"
+                << std::endl;
+      stop(SIGTERM, now);
+    }
+    if (now > term_at && !stopping) stop(SIGTERM, now);
+    if (now >= next_sample && !stopping && failed_rank < 0) {
+      next_sample = now + std::chrono::seconds(1);
+      const auto cpu_by_group = cpu_seconds_by_group();
+      for (int r = 0; r < o.nproc; ++r) {
+        auto& rk = ranks[r];
+        if (!rk.running) continue;
+        const auto found = cpu_by_group.find(rk.pid);
+        if (found == cpu_by_group.end()) continue;
+        const double cpu = found->second;
+        if (rk.work_mark < 0 || cpu - rk.work_mark >= kWorkSeconds) {
+          rk.work_mark = cpu;
+          rk.worked_at = now;
+        } else if (now - rk.worked_at > stuck_after) {
+          std::cerr << "spdit launch: rank " << base + r << " has done no work (no CPU time) for "
+                    << std::chrono::duration_cast<std::chrono::seconds>(now - rk.worked_at).count()
+                    << " s since another rank ended, longer than the " << o.timeout_s
+                    << " s timeout allows a wait for a peer: it is stuck; stopping it" << std::endl;
+          failed_rank = r;
+          failed_status = 0;
+          stop(SIGTERM, now);
+          break;
         }
       }
     }
     if (now > kill_at && running > 0) signal_all(ranks, SIGKILL);
   }
-  if (g_stop_signal && failed_rank < 0) return 128 + g_stop_signal;
+  if (g_stop_signal) {
+    std::cerr << "spdit launch: interrupted by " << signal_name(g_stop_signal) << "; all ranks stopped"
+              << std::endl;
+    return 128 + g_stop_signal;
+  }
   if (failed_rank < 0) return 0;
+  if (!later_failures.empty()) {
+    std::sort(later_failures.begin(), later_failures.end());
+    // Each later error names what it saw; the first to fail is where to look
+    // first (a rank killed by a signal is put first of those found together).
+    std::cerr << "spdit launch: the first rank to fail was rank " << base + failed_rank << " ("
+              << describe(failed_status) << "); rank(s) [" << join(later_failures) << "] failed too"
+              << std::endl;
+  }
   int code = exit_code_of(failed_status);
   return code == 0 ? 1 : code;
 }

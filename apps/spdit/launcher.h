@@ -13,6 +13,8 @@ struct LaunchOptions {
   std::string master_addr = "127.0.0.1";
   int master_port = 0;         // 0: pick a free port (single node only)
   double timeout_s = 300;      // process-group timeout given to the ranks
+  bool oversubscribe = false;  // allow more than 4 ranks per usable core
+  std::string job_id;          // empty: job_id_for() (launch_env.h)
   std::vector<std::string> command;
 };
 
@@ -20,7 +22,5 @@ struct LaunchOptions {
 /// first failing rank's exit code, or 128 + its signal.
 int launch_local(const LaunchOptions& options);
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-int find_free_port();
 
 }  // namespace spdit::cli

@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "commands.h"
+#include "validators.h"
 #include "spdit/plan/sp_config.h"
 #include "spdit/runtime/comm.h"
 
@@ -42,8 +43,8 @@ void add_layout_command(CLI::App& app, Action& action) {
   auto* cmd = app.add_subcommand(
       "layout", "Print each rank's SP, Ulysses and Ring placement (run under `spdit launch`)");
   static int ulysses = 1, ring = 1;
-  cmd->add_option("--ulysses", ulysses, "Ulysses degree U")->check(CLI::PositiveNumber);
-  cmd->add_option("--ring", ring, "Ring degree R")->check(CLI::PositiveNumber);
+  cmd->add_option("--ulysses", ulysses, "Ulysses degree U")->check(whole_number(1));
+  cmd->add_option("--ring", ring, "Ring degree R")->check(whole_number(1));
   cmd->callback([&action] {
     action = [] {
       auto world = init_from_env();

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "validators.h"
+
 namespace spdit::cli {
 
 inline void add_model_flags(CLI::App* cmd, std::string& model, std::string& preset, int64_t& height,
@@ -14,10 +16,10 @@ inline void add_model_flags(CLI::App* cmd, std::string& model, std::string& pres
       ->check(CLI::IsMember({"flux", "wan", "qwen-image", "qwen_image"}))->capture_default_str();
   cmd->add_option("--preset", preset, "tiny | small | full")
       ->check(CLI::IsMember({"tiny", "small", "full"}))->capture_default_str();
-  cmd->add_option("--height", height, "Image height in pixels")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--width", width, "Image width in pixels")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--frames", frames, "Video frames (wan), 4k+1")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--text-len", text_len, "Text tokens")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--height", height, "Image height in pixels")->check(whole_number(1))->capture_default_str();
+  cmd->add_option("--width", width, "Image width in pixels")->check(whole_number(1))->capture_default_str();
+  cmd->add_option("--frames", frames, "Video frames (wan only), 4k+1")->check(whole_number(1))->capture_default_str();
+  cmd->add_option("--text-len", text_len, "Text tokens")->check(whole_number(1))->capture_default_str();
 }
 
 }  // namespace spdit::cli

@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -37,18 +38,45 @@ std::pair<int, int> resolve_degrees(int world, int u, int r) {
   return {u, r};
 }
 
-void check_ranks_agree(World& world, const std::vector<std::string>& settings) {
+namespace {
+
+// The strings of every rank, through the integer all-gather: lengths first,
+// then the characters, padded to the longest.
+std::vector<std::string> all_gather_strings(World& world, const std::string& mine) {
+  auto lengths = all_gather_ints(world.group(), {static_cast<int64_t>(mine.size())});
+  const int64_t longest = *std::max_element(lengths.begin(), lengths.end());
+  std::vector<int64_t> chars(static_cast<size_t>(longest), 0);
+  for (size_t i = 0; i < mine.size(); ++i) chars[i] = static_cast<unsigned char>(mine[i]);
+  auto all = all_gather_ints(world.group(), chars);
+  std::vector<std::string> out;
+  for (int r = 0; r < world.size(); ++r) {
+    std::string s;
+    for (int64_t i = 0; i < lengths[r]; ++i) s += static_cast<char>(all[r * longest + i]);
+    out.push_back(s);
+  }
+  return out;
+}
+
+}  // namespace
+
+void check_ranks_agree(World& world, const std::vector<std::pair<std::string, std::string>>& settings) {
   std::vector<int64_t> hashes;
-  for (const auto& s : settings) hashes.push_back(static_cast<int64_t>(std::hash<std::string>{}(s) >> 1));
+  for (const auto& [flag, value] : settings) {
+    hashes.push_back(static_cast<int64_t>(std::hash<std::string>{}(value) >> 1));
+  }
   auto all = all_gather_ints(world.group(), hashes);
   const size_t n = hashes.size();
   for (int r = 1; r < world.size(); ++r) {
     for (size_t i = 0; i < n; ++i) {
-      if (all[r * n + i] != all[i]) {
-        throw std::runtime_error("rank " + std::to_string(r) + " was started with other settings than rank 0 (setting #" +
-                                 std::to_string(i) + (world.rank() == r || world.rank() == 0 ? ", here '" + settings[i] + "'" : std::string()) +
-                                 "); start every rank with the same command line");
-      }
+      if (all[r * n + i] == all[i]) continue;
+      // Every rank found the same first difference; they fetch both values
+      // together so that each can name them.
+      auto values = all_gather_strings(world, settings[i].second);
+      auto shown = [](const std::string& v) { return v.empty() ? std::string("(not given)") : "'" + v + "'"; };
+      throw std::runtime_error("rank " + std::to_string(r) + " was started with other settings than rank 0: " +
+                               settings[i].first + " is " + shown(values[r]) + " on rank " + std::to_string(r) +
+                               " but " + shown(values[0]) +
+                               " on rank 0; start every rank with the same command line");
     }
   }
 }
@@ -64,10 +92,11 @@ int run_as_rank(const std::function<int(World&)>& body) {
   return code;
 }
 
-int relaunch_self_with_ranks(int n, const std::string& flag) {
+int relaunch_self_with_ranks(int n, const std::string& flag, bool oversubscribe) {
   LaunchOptions lo;
   lo.nproc = n;
-  if (const char* t = std::getenv("SPDIT_TIMEOUT")) lo.timeout_s = std::atof(t);
+  lo.oversubscribe = oversubscribe;
+  if (const double t = timeout_from_env(); t > 0) lo.timeout_s = t;
   char self[4096] = {0};
   ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
   lo.command.push_back(len > 0 ? std::string(self, len) : g_argv.at(0));

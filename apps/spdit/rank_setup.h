@@ -19,16 +19,17 @@ void set_threads_per_rank(int threads);
 /// (U, R) from the world size and the flags (0 = not given).
 std::pair<int, int> resolve_degrees(int world_size, int ulysses, int ring);
 
-/// Every rank must have been started with the same settings; a mismatch is
-/// reported (naming the ranks and the first differing setting) instead of a
-/// hang or a wrong result.
-void check_ranks_agree(World& world, const std::vector<std::string>& settings);
+/// Every rank must have been started with the same settings, given as
+/// (flag, value); a mismatch is reported on every rank, naming the rank, the
+/// flag and both values, instead of a hang or a wrong result.
+void check_ranks_agree(World& world, const std::vector<std::pair<std::string, std::string>>& settings);
 
 /// Joins the launcher's job, or runs as a single in-process rank.
 int run_as_rank(const std::function<int(World&)>& body);
 
-/// Starts `n` local ranks of this same command line, without `flag` and its value.
-int relaunch_self_with_ranks(int n, const std::string& flag);
+/// Starts `n` local ranks of this same command line, without `flag` and its
+/// value; `oversubscribe` as `spdit launch --oversubscribe`.
+int relaunch_self_with_ranks(int n, const std::string& flag, bool oversubscribe = false);
 
 /// Peak resident memory of this process (VmHWM).
 int64_t peak_rss_bytes();

@@ -3,6 +3,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -13,8 +16,11 @@
 #include <sstream>
 
 #include "commands.h"
+#include "validators.h"
 #include "model_flags.h"
+#include "error_text.h"
 #include "launcher.h"
+#include "output_paths.h"
 #include "png_writer.h"
 #include "predict.h"
 #include "rank_setup.h"
@@ -35,6 +41,7 @@ struct RunOptions {
   uint64_t seed = 42;
   std::string weights, out, json;
   bool check = false;
+  bool oversubscribe = false;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -59,6 +66,93 @@ struct MemoryPeaks {
   void fold() { loop = std::max(loop, tensor_bytes_peak()); }
 };
 
+// A NaN or Inf never heals: every later step and the output keep it. Said at
+// the step where it first appears, and the run fails.
+void check_finite(const at::Tensor& v, int step, int steps, double sigma) {
+  if (at::isfinite(v).all().item<bool>()) return;
+  const int64_t nan = at::isnan(v).sum().item<int64_t>();
+  const int64_t inf = at::isinf(v).sum().item<int64_t>();
+  std::ostringstream os;
+  os << "step " << step + 1 << "/" << steps << " (sigma " << std::setprecision(3) << sigma
+     << "): the model's output holds " << nan << " NaN and " << inf << " Inf value(s) of " << v.numel()
+     << "; the result would be garbage. Check the weights (--weights) for NaN/Inf values";
+  throw std::runtime_error(os.str());
+}
+
+// Bytes every rank must hold whole before the first step: the text
+// embeddings and each attention's replicated text keys, queries and values,
+// and the latent. A floor, not the peak: enough to refuse an impossible size
+// (`--text-len 2000000000`) with numbers before a single allocation.
+int64_t replicated_bytes_floor(const models::ForwardShapes& shapes, const models::RunSize& size) {
+  int64_t floor = 0;
+  for (const auto& site : shapes.sites) {
+    if (site.gather || site.dim != 1) continue;
+    int64_t n = 4;
+    for (auto d : site.full_shape) n *= d;
+    floor += n;
+  }
+  for (const auto& a : shapes.attention) {
+    floor += 3 * 4 * size.batch * a.text_len * a.heads * a.head_dim;
+  }
+  return floor;
+}
+
+void check_memory_floor(const models::ForwardShapes& shapes, const models::RunSize& size, int local_ranks) {
+  const int64_t need = replicated_bytes_floor(shapes, size) * local_ranks;
+  const int64_t avail = available_memory_bytes();
+  if (avail > 0 && need > avail) {
+    throw std::runtime_error("out of memory before the first step: " + std::to_string(local_ranks) +
+                             " rank(s) here need at least " + gigabytes(static_cast<double>(need)) +
+                             " for the latent, the text (--text-len " + std::to_string(size.text_len) +
+                             ") and attention's text keys and values, and this machine has " +
+                             gigabytes(static_cast<double>(avail)) +
+                             " available. Lower --text-len, --height/--width, or run fewer ranks per machine");
+  }
+}
+
+// What one rank's tensors may hold: SPDIT_MEMORY_LIMIT_MB (for sharing a
+// machine, and tests), else its share of the memory available now; 0 when
+// unknown. `why` says where the figure comes from, for messages.
+int64_t rank_memory_budget(int local_ranks, std::string& why) {
+  if (const char* mb = std::getenv("SPDIT_MEMORY_LIMIT_MB"); mb && *mb) {
+    char* end = nullptr;
+    const double v = std::strtod(mb, &end);
+    if (end == mb || *end || !(v > 0) || v > 1e12) {
+      throw std::invalid_argument(std::string("SPDIT_MEMORY_LIMIT_MB='") + mb +
+                                  "' is not a positive number of megabytes; set it like SPDIT_MEMORY_LIMIT_MB=4096");
+    }
+    why = "SPDIT_MEMORY_LIMIT_MB=" + std::string(mb);
+    return static_cast<int64_t>(v * 1e6);
+  }
+  const int64_t avail = available_memory_bytes();
+  why = "the " + gigabytes(static_cast<double>(avail)) + " available on this machine" +
+        (local_ranks > 1 ? " shared by its " + std::to_string(local_ranks) + " ranks" : "");
+  return avail / local_ranks;
+}
+
+// Tensors past the budget are refused with numbers, instead of the kernel's
+// out-of-memory killer ending the rank (or, with overcommit refused, a c10
+// error with a stack per rank).
+void limit_tensor_memory(int local_ranks) {
+  std::string why;
+  const int64_t budget = rank_memory_budget(local_ranks, why);
+  if (budget > 0) set_tensor_bytes_limit(tensor_bytes_live() + budget, why);
+}
+
+// The weights, fp32 and replicated on every rank, counted from the model's
+// configuration before a byte is allocated.
+void check_weights_fit(const RunOptions& o, int local_ranks) {
+  const int64_t per_rank = 4 * models::parameter_count(o.model, o.preset);
+  std::string why;
+  const int64_t budget = rank_memory_budget(local_ranks, why);
+  if (budget <= 0 || per_rank <= budget) return;
+  throw std::runtime_error("out of memory before any work: the weights of --model " + o.model + " --preset " +
+                           o.preset + " need " + gigabytes(static_cast<double>(per_rank)) +
+                           " per rank (fp32, every rank holds them whole), more than the " +
+                           gigabytes(static_cast<double>(budget)) + " a rank may use (" + why +
+                           "). Use a smaller --preset, fewer ranks per machine, or a machine with more memory");
+}
+
 // Denoises from seeded noise: x <- x + (sigma_next - sigma) * v(x, sigma).
 at::Tensor denoise(models::Pipeline& pipe, const RunOptions& o, bool report,
                    std::vector<double>* step_seconds, MemoryPeaks* peaks = nullptr) {
@@ -74,6 +168,7 @@ at::Tensor denoise(models::Pipeline& pipe, const RunOptions& o, bool report,
       live_before = reset_tensor_bytes_peak();
     }
     auto v = pipe.velocity(x, sigma);
+    check_finite(v, i, o.steps, sigma);
     if (peaks) {
       peaks->forward_activations = std::max(peaks->forward_activations, tensor_bytes_peak() - live_before);
       peaks->fold();
@@ -96,16 +191,33 @@ int run_rank(World& world, const RunOptions& o) {
   set_threads_per_rank(o.threads);
   install_memory_meter();
   auto [u, r] = resolve_degrees(world.size(), o.ulysses, o.ring);
-  check_ranks_agree(world, {o.model, o.preset, std::to_string(o.height), std::to_string(o.width),
-                            std::to_string(o.frames), std::to_string(o.text_len), std::to_string(o.steps),
-                            std::to_string(o.seed), std::to_string(u), std::to_string(r), o.weights});
-  auto pipe = models::make_pipeline(o.model, o.preset, o.seed);
+  if (world.rank() == 0) {  // the rank that writes them, before any work
+    check_can_write(o.out, "--out");
+    check_can_write(o.json, "--json");
+  }
+  check_ranks_agree(world, {{"--model", o.model}, {"--preset", o.preset}, {"--height", std::to_string(o.height)},
+                            {"--width", std::to_string(o.width)}, {"--frames", std::to_string(o.frames)},
+                            {"--text-len", std::to_string(o.text_len)}, {"--steps", std::to_string(o.steps)},
+                            {"--seed", std::to_string(o.seed)}, {"--ulysses", std::to_string(u)},
+                            {"--ring", std::to_string(r)}, {"--weights", o.weights}});
+  const char* local = std::getenv("LOCAL_WORLD_SIZE");
+  const int local_ranks = local && std::atoi(local) > 0 ? std::atoi(local) : 1;
+  limit_tensor_memory(local_ranks);
+  check_weights_fit(o, local_ranks);
+  std::unique_ptr<models::Pipeline> pipe;
+  try {
+    pipe = models::make_pipeline(o.model, o.preset, o.seed);
+  } catch (const TensorMemoryLimitExceeded& e) {
+    throw std::runtime_error(std::string(e.what()) + " (while making the weights of --model " + o.model +
+                             " --preset " + o.preset + ")");
+  }
   if (!o.weights.empty()) models::load_weights(pipe->model(), o.weights);
   const auto size = size_of(o);
   pipe->check_size(size);
   auto shapes = pipe->shapes(size);
   auto prediction = predict_step(shapes, size, u, r);
   throw_if_impossible(prediction);
+  check_memory_floor(shapes, size, local_ranks);
 
   SequenceParallelConfig cfg{u, r};
   cfg.setup(world);
@@ -211,7 +323,8 @@ int run_rank(World& world, const RunOptions& o) {
   if (lead && !o.json.empty()) {
     std::ofstream f(o.json);
     f << j.dump(2) << "\n";
-    if (!f) throw std::runtime_error("cannot write '" + o.json + "'");
+    f.close();
+    if (!f) throw std::runtime_error("cannot write --json '" + o.json + "': " + std::strerror(errno));
   }
   return code;
 }
@@ -223,14 +336,15 @@ void add_run_command(CLI::App& app, Action& action) {
   static RunOptions o;
   add_model_flags(cmd, o.model, o.preset, o.height, o.width, o.frames, o.text_len);
   cmd->add_option("--nproc", o.nproc, "Start this many local ranks (default: U*R, or 2)")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--ulysses", o.ulysses, "Ulysses degree U")->check(CLI::PositiveNumber);
-  cmd->add_option("--ring", o.ring, "Ring degree R")->check(CLI::PositiveNumber);
-  cmd->add_option("--steps", o.steps, "Denoising steps")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--seed", o.seed, "Seed of weights, noise and text")->capture_default_str();
+      ->check(whole_number(1));
+  cmd->add_flag("--oversubscribe", o.oversubscribe, "With --nproc: allow more than 4 ranks per usable core");
+  cmd->add_option("--ulysses", o.ulysses, "Ulysses degree U")->check(whole_number(1));
+  cmd->add_option("--ring", o.ring, "Ring degree R")->check(whole_number(1));
+  cmd->add_option("--steps", o.steps, "Denoising steps")->check(whole_number(1))->capture_default_str();
+  cmd->add_option("--seed", o.seed, "Seed of weights, noise and text")->check(whole_number(0))->capture_default_str();
   cmd->add_option("--weights", o.weights, "A .safetensors checkpoint (diffusers or original names)")
       ->check(CLI::ExistingFile);
-  cmd->add_option("--threads", o.threads, "Intra-op threads per rank")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--threads", o.threads, "Intra-op threads per rank")->check(whole_number(1))->capture_default_str();
   cmd->add_option("--out", o.out, "Write a PNG preview of the final latents");
   cmd->add_option("--json", o.json, "Write the metrics as JSON");
   cmd->add_flag("--check", o.check, "Also run on one rank and compare (exit 1 on FAIL)");
@@ -240,9 +354,13 @@ void add_run_command(CLI::App& app, Action& action) {
         if (o.nproc) throw std::invalid_argument("--nproc starts local ranks; under a launcher leave it out");
         return run_as_rank([](World& w) { return run_rank(w, o); });
       }
+      // Before any rank starts: a bad output path fails now, not after the run.
+      // (Under a launcher rank 0, which writes them, checks in run_rank.)
+      check_can_write(o.out, "--out");
+      check_can_write(o.json, "--json");
       int n = o.nproc ? o.nproc : (o.ulysses || o.ring) ? std::max(1, o.ulysses) * std::max(1, o.ring) : 2;
       if (n == 1) return run_as_rank([](World& w) { return run_rank(w, o); });
-      return relaunch_self_with_ranks(n, "--nproc");
+      return relaunch_self_with_ranks(n, "--nproc", o.oversubscribe);
     };
   });
 }

@@ -135,6 +135,7 @@ SequenceParallelModelPlan FluxTransformerImpl::sp_plan() const {
 }
 
 Outputs FluxTransformerImpl::forward(const BoundArgs& a) {
+  check_floating_inputs("FluxTransformer", a, {"hidden_states", "encoder_hidden_states", "pooled_projections", "timestep", "guidance"});
   auto img = x_embedder_->forward(a.tensor("hidden_states"));
   auto txt = context_embedder_->forward(a.tensor("encoder_hidden_states"));
   auto temb = timestep_embedder_->forward(timestep_features(a.tensor("timestep") * 1000, 256)) +

@@ -6,6 +6,8 @@
 #include "spdit/models/skeleton.h"
 
 #include <cmath>
+#include <stdexcept>
+#include <string>
 
 namespace spdit::models {
 
@@ -132,6 +134,16 @@ void seeded_init(torch::nn::Module& model, uint64_t seed, double scale) {
       const double fan_in = t.dim() >= 2 ? static_cast<double>(t.numel() / t.size(0)) : 1.0;
       t.copy_(at::randn(t.sizes(), gen) * (scale / std::sqrt(fan_in)));
     }
+  }
+}
+
+void check_floating_inputs(const char* model, const BoundArgs& args, std::initializer_list<const char*> names) {
+  for (const char* name : names) {
+    const at::Tensor t = args.optional_tensor(name);
+    if (!t.defined() || at::isFloatingType(t.scalar_type())) continue;
+    throw std::invalid_argument(std::string("spdit: ") + model + ": argument '" + name + "' is a " +
+                                c10::toString(t.scalar_type()) + " tensor, but the model computes in floating "
+                                "point; convert it first (e.g. .to(at::kFloat))");
   }
 }
 

@@ -1,5 +1,8 @@
 #pragma once
 // Private: each model file provides its pipeline.
+#include <stdexcept>
+#include <string>
+
 #include "spdit/models/pipeline.h"
 
 namespace spdit::models {
@@ -16,7 +19,13 @@ at::Tensor image_ids(int64_t latent_h, int64_t latent_w, int64_t frame = 0);
 /// text and noise, image positions, the preview.
 class PackedImagePipeline : public Pipeline {
  public:
-  void check_size(const RunSize& s) const override { check_image_size(s); }
+  void check_size(const RunSize& s) const override {
+    check_image_size(s);
+    if (s.frames != 1) {
+      throw std::invalid_argument("spdit: --frames " + std::to_string(s.frames) + " is for video models (--model wan); " +
+                                  name() + " makes images: leave --frames out");
+    }
+  }
   at::Tensor preview(const at::Tensor& latents) const override {
     return preview_from_packed(latents, latent_h_, latent_w_, channels_ / 4);
   }

@@ -97,6 +97,7 @@ SequenceParallelModelPlan QwenImageTransformerImpl::sp_plan() const {
 }
 
 Outputs QwenImageTransformerImpl::forward(const BoundArgs& a) {
+  check_floating_inputs("QwenImageTransformer", a, {"hidden_states", "encoder_hidden_states", "timestep"});
   auto img = img_in_->forward(a.tensor("hidden_states"));
   auto txt = txt_in_->forward(txt_norm_->forward(a.tensor("encoder_hidden_states")));
   auto temb = timestep_embedder_->forward(timestep_features(a.tensor("timestep") * 1000, 256));

@@ -1,6 +1,12 @@
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <torch/nn/module.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <set>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -57,15 +63,28 @@ std::map<std::string, at::Tensor> parse_safetensors(const std::string& bytes, co
                   std::to_string(bytes.size() - 8) + " after the length (truncated?)");
   }
   nlohmann::json header;
+  // JSON keeps the last of two equal keys; a checkpoint naming a tensor
+  // twice is ambiguous, so the parser watches the top-level keys itself.
+  std::set<std::string> seen;
+  std::string duplicate;
+  auto watch = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    if (event == nlohmann::json::parse_event_t::key && depth == 1 && !seen.insert(parsed.get<std::string>()).second &&
+        duplicate.empty()) {
+      duplicate = parsed.get<std::string>();
+    }
+    return true;
+  };
   try {
-    header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<int64_t>(header_len));
+    header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<int64_t>(header_len), watch);
   } catch (const std::exception& e) {
     bad(file, std::string("header is not valid JSON: ") + e.what());
   }
+  if (!duplicate.empty()) bad(file, "the header names tensor '" + duplicate + "' twice (corrupt?)");
   if (!header.is_object()) bad(file, "header is not a JSON object");
   const uint64_t data_start = 8 + header_len;
   const uint64_t data_len = bytes.size() - data_start;
   std::map<std::string, at::Tensor> out;
+  std::vector<std::pair<std::pair<uint64_t, uint64_t>, std::string>> ranges;  // to find overlaps
   for (auto it = header.begin(); it != header.end(); ++it) {
     const std::string& name = it.key();
     if (name == "__metadata__") continue;
@@ -101,19 +120,57 @@ std::map<std::string, at::Tensor> parse_safetensors(const std::string& bytes, co
                     " tensor of shape " + e["shape"].dump() + " (needs " +
                     std::to_string(numel * dt->size) + ")");
     }
+    if (en > b) ranges.push_back({{b, en}, name});
     auto t = at::empty(shape, at::TensorOptions().dtype(dt->type));
     if (numel) std::memcpy(t.data_ptr(), bytes.data() + data_start + b, en - b);
     out.emplace(name, t);
+  }
+  // Two tensors over the same bytes: a writer's bug or a crafted file.
+  std::sort(ranges.begin(), ranges.end());
+  for (size_t i = 1; i < ranges.size(); ++i) {
+    if (ranges[i].first.first < ranges[i - 1].first.second) {
+      const auto& [a, an] = ranges[i - 1];
+      const auto& [c, cn] = ranges[i];
+      bad(file, "tensors '" + an + "' [" + std::to_string(a.first) + ", " + std::to_string(a.second) + ") and '" +
+                    cn + "' [" + std::to_string(c.first) + ", " + std::to_string(c.second) +
+                    ") overlap in the data (corrupt?)");
+    }
   }
   return out;
 }
 
 std::map<std::string, at::Tensor> read_safetensors(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw std::runtime_error("spdit: cannot open weights file '" + path + "'");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return parse_safetensors(ss.str(), path);
+  // Regular files only, read to the size the file system gives: a FIFO would
+  // block the open until a writer came, and /dev/zero never ends.
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) {
+    throw std::runtime_error("spdit: cannot open weights file '" + path + "': " + std::strerror(errno));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    const char* kind = S_ISFIFO(st.st_mode)  ? "a FIFO"
+                       : S_ISCHR(st.st_mode) ? "a character device"
+                       : S_ISDIR(st.st_mode) ? "a directory"
+                       : S_ISSOCK(st.st_mode) ? "a socket"
+                                              : "not a regular file";
+    throw std::runtime_error("spdit: weights file '" + path + "' is " + kind +
+                             "; give a regular .safetensors file");
+  }
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) throw std::runtime_error("spdit: cannot open weights file '" + path + "': " + std::strerror(errno));
+  std::string bytes(static_cast<size_t>(st.st_size), '\0');
+  size_t got = 0;
+  while (got < bytes.size()) {
+    const ssize_t n = read(fd, &bytes[got], bytes.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const std::string why = n < 0 ? std::strerror(errno) : "the file shrank while it was read";
+      close(fd);
+      throw std::runtime_error("spdit: cannot read weights file '" + path + "': " + why);
+    }
+    got += static_cast<size_t>(n);
+  }
+  close(fd);
+  return parse_safetensors(bytes, path);
 }
 
 void write_safetensors(const std::string& path, const std::map<std::string, at::Tensor>& tensors,

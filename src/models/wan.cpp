@@ -122,6 +122,7 @@ SequenceParallelModelPlan WanTransformerImpl::sp_plan() const {
 }
 
 Outputs WanTransformerImpl::forward(const BoundArgs& a) {
+  check_floating_inputs("WanTransformer", a, {"hidden_states", "timestep", "encoder_hidden_states"});
   const auto& video = a.tensor("hidden_states");
   const int64_t B = video.size(0), f = video.size(2), h = video.size(3) / 2, w = video.size(4) / 2;
   auto x = patch_embedding_->forward(video).flatten(2).transpose(1, 2);  // (B, S, D)

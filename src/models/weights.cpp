@@ -29,9 +29,11 @@ void save_weights(const torch::nn::Module& model, const std::string& path) {
 }
 
 bool is_flux_original_layout(const std::map<std::string, at::Tensor>& t) {
+  // Only names no diffusers model uses: Qwen-Image's own checkpoints have
+  // `img_in.` and `txt_in.` too, so those prove nothing.
   for (const auto& [k, v] : t) {
-    if (k.rfind("double_blocks.", 0) == 0 || k.rfind("single_blocks.", 0) == 0 || k.rfind("img_in.", 0) == 0) {
-      return true;
+    for (const char* p : {"double_blocks.", "single_blocks.", "time_in.", "vector_in.", "final_layer."}) {
+      if (k.rfind(p, 0) == 0) return true;
     }
   }
   return false;
@@ -114,8 +116,21 @@ void load_weights(torch::nn::Module& model, const std::string& path) {
 
 void load_weights(torch::nn::Module& model, std::map<std::string, at::Tensor> tensors,
                   const std::string& source) {
-  if (is_flux_original_layout(tensors)) tensors = convert_flux_original(tensors);
   auto state = state_of(model);
+  // A checkpoint in the model's own names is loaded as it is; only one that
+  // is not, and that carries names only Flux's original layout has, is
+  // renamed, and only into a model that has Flux's diffusers names.
+  bool own_names = true;
+  for (const auto& [name, t] : state) own_names = own_names && tensors.count(name);
+  if (!own_names && is_flux_original_layout(tensors)) {
+    if (!state.count("x_embedder.weight") || !state.count("time_text_embed.timestep_embedder.linear_1.weight")) {
+      throw std::runtime_error("spdit: weights '" + source +
+                               "' are a Flux checkpoint in Flux's original layout (double_blocks.*, "
+                               "single_blocks.*), but the model is not Flux; pass --model flux, or a "
+                               "checkpoint of this model");
+    }
+    tensors = convert_flux_original(tensors);
+  }
   std::vector<std::string> missing, extra;
   for (const auto& [name, t] : state) {
     if (!tensors.count(name)) missing.push_back(name);

@@ -4,7 +4,9 @@
 #include <c10/core/CPUAllocator.h>
 
 #include <atomic>
+#include <cstdio>
 #include <mutex>
+#include <string>
 
 namespace spdit {
 namespace {
@@ -12,6 +14,18 @@ namespace {
 std::atomic<int64_t> g_live{0};
 std::atomic<int64_t> g_peak{0};
 std::atomic<bool> g_installed{false};
+std::atomic<int64_t> g_limit{0};
+std::string g_limit_share;  // set before the limit, read only when it is hit
+
+std::string gb(int64_t bytes) {
+  char buf[32];
+  if (bytes >= 1e9) {
+    std::snprintf(buf, sizeof buf, "%.1f GB", bytes / 1e9);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.1f MB", bytes / 1e6);
+  }
+  return buf;
+}
 
 void raise_peak(int64_t live) {
   int64_t peak = g_peak.load(std::memory_order_relaxed);
@@ -36,6 +50,15 @@ void free_counted(void* data) {
 class MeteredCpuAllocator final : public c10::Allocator {
  public:
   c10::DataPtr allocate(size_t n) const override {
+    const int64_t limit = g_limit.load(std::memory_order_relaxed);
+    const int64_t live = g_live.load(std::memory_order_relaxed);
+    if (limit > 0 && live + static_cast<int64_t>(n) > limit) {
+      throw TensorMemoryLimitExceeded("out of memory: a tensor of " + gb(static_cast<int64_t>(n)) + " on top of the " +
+                                      gb(live) + " this rank holds needs more than the " + gb(limit) +
+                                      " it may use" + g_limit_share +
+                                      ". Ask for less (smaller sizes, a smaller model) or spread the work over "
+                                      "more ranks");
+    }
     char* base = static_cast<char*>(g_inner->raw_allocate(n + kHeader));
     *reinterpret_cast<int64_t*>(base) = static_cast<int64_t>(n);
     raise_peak(g_live.fetch_add(static_cast<int64_t>(n), std::memory_order_relaxed) + static_cast<int64_t>(n));
@@ -71,6 +94,11 @@ int64_t reset_tensor_bytes_peak() {
   const int64_t live = g_live.load(std::memory_order_relaxed);
   g_peak.store(live, std::memory_order_relaxed);
   return live;
+}
+
+void set_tensor_bytes_limit(int64_t bytes, const std::string& share) {
+  g_limit_share = share.empty() ? "" : " (" + share + ")";
+  g_limit.store(bytes, std::memory_order_relaxed);
 }
 
 }  // namespace spdit

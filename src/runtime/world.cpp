@@ -15,7 +15,12 @@
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+#include <netdb.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <cmath>
+#include <cstring>
 
 #include "group_impl.h"
 #include "spdit/runtime/fault_injection.h"
@@ -99,12 +104,65 @@ void announce_and_wait_for_peers(c10d::Store& store, const std::string& prefix, 
     os << "spdit: rank " << rank << ": rank(s) [" << join_ints(missing)
        << "] did not join the job within " << timeout.count() / 1000.0
        << " s; check that every rank was started with the same WORLD_SIZE and "
-          "MASTER_ADDR:MASTER_PORT (or raise --timeout / SPDIT_TIMEOUT)";
+          "MASTER_ADDR:MASTER_PORT, or give them longer: SPDIT_TIMEOUT=SECONDS in the "
+          "environment, or `spdit launch --timeout SECONDS`";
     throw std::runtime_error(os.str());
   }
 }
 
 std::string hb_key(int rank) { return "spdit/heartbeat/" + std::to_string(rank); }
+
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+// Said before any connection is tried: an unresolvable name otherwise shows
+// as a rank that cannot reach the store until the timeout.
+void check_resolves(const std::string& addr) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  const int rc = getaddrinfo(addr.c_str(), nullptr, &hints, &res);
+  if (res) freeaddrinfo(res);
+  if (rc != 0) {
+    throw std::runtime_error("spdit: MASTER_ADDR='" + addr + "' does not resolve (" + gai_strerror(rc) +
+                             "); set it to node 0's host name or IP address (`spdit launch --master-addr`)");
+  }
+}
+
+// The job's identity (SPDIT_JOB_ID from `spdit launch`, or torchrun's
+// TORCHELASTIC_RUN_ID): rank 0 writes its own into the store it hosts; every
+// other rank compares before it joins, so a rank of another job that reached
+// this store through the same port is refused instead of taking a place.
+std::string job_id_from_env() {
+  for (const char* name : {"SPDIT_JOB_ID", "TORCHELASTIC_RUN_ID"}) {
+    if (const char* v = std::getenv(name); v && *v) return v;
+  }
+  return "";
+}
+
+void check_same_job(c10d::Store& store, int rank, const std::string& where, std::chrono::milliseconds timeout) {
+  const std::string mine = job_id_from_env();
+  const std::string key = "spdit/job_id";
+  if (rank == 0) {
+    store.set(key, std::vector<uint8_t>(mine.begin(), mine.end()));
+    return;
+  }
+  try {
+    store.wait({key}, timeout);
+  } catch (const std::exception&) {
+    throw std::runtime_error("spdit: rank " + std::to_string(rank) + ": the store at " + where +
+                             " never said which job it serves within " + std::to_string(timeout.count() / 1000.0) +
+                             " s; is rank 0 of this job, or another program, on that port?");
+  }
+  const auto got = store.get(key);
+  const std::string theirs(got.begin(), got.end());
+  if (theirs != mine) {
+    auto shown = [](const std::string& id) { return id.empty() ? std::string("(none)") : "'" + id + "'"; };
+    throw std::runtime_error("spdit: rank " + std::to_string(rank) + " of job " + shown(mine) +
+                             " reached the rendezvous store at " + where + " of another job, " + shown(theirs) +
+                             ": two jobs use the same MASTER_PORT; give each job its own port (leave "
+                             "`spdit launch --master-port` out to get a free one)");
+  }
+}
 
 }  // namespace
 
@@ -155,11 +213,26 @@ std::vector<int> Liveness::stopped(const std::vector<int>& ranks, std::vector<in
   std::vector<int64_t> first;
   try {
     for (int r : ranks) first.push_back(store_->add(hb_key(r), 0));
+    const int64_t own = store_->add(hb_key(rank_), 0);
+    const auto start = std::chrono::steady_clock::now();
     std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    // On a loaded machine a live rank's heartbeat thread may not have run in
+    // 1.5 s; this rank's own beating twice shows that heartbeat threads did
+    // get the CPU, so a peer that did not beat is not merely starved.
+    while (store_->add(hb_key(rank_), 0) - own < 2 &&
+           std::chrono::steady_clock::now() - start < std::chrono::seconds(3)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
     std::vector<int> out;
     for (size_t i = 0; i < ranks.size(); ++i) {
-      if (ranks[i] == rank_ || store_->add(hb_key(ranks[i]), 0) != first[i]) continue;
-      (store_->check({"spdit/left/" + std::to_string(ranks[i])}) ? left : out).push_back(ranks[i]);
+      if (ranks[i] == rank_) continue;
+      // A rank that recorded an error of its own is alive (or was, and left
+      // because of what it saw): never the cause.
+      if (store_->check({"spdit/left/" + std::to_string(ranks[i])})) {
+        left.push_back(ranks[i]);
+      } else if (store_->add(hb_key(ranks[i]), 0) == first[i]) {
+        out.push_back(ranks[i]);
+      }
     }
     return out;
   } catch (...) {
@@ -168,15 +241,28 @@ std::vector<int> Liveness::stopped(const std::vector<int>& ranks, std::vector<in
   }
 }
 
+double timeout_from_env() {
+  const char* t = std::getenv("SPDIT_TIMEOUT");
+  if (!t || !*t) return 0;
+  size_t used = 0;
+  double seconds = 0;
+  try {
+    seconds = std::stod(t, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  // A year: beyond it the milliseconds overflow, and no wait is meant.
+  if (used == 0 || used != std::strlen(t) || !std::isfinite(seconds) || seconds <= 0 || seconds > 3.2e7) {
+    throw std::runtime_error(std::string("spdit: SPDIT_TIMEOUT='") + t +
+                             "' is not a positive number of seconds (up to a year); set it like "
+                             "SPDIT_TIMEOUT=300, or unset it for the default of 300 s");
+  }
+  return seconds;
+}
+
 RuntimeOptions::RuntimeOptions() : timeout_(std::chrono::seconds(300)) {
-  if (const char* t = std::getenv("SPDIT_TIMEOUT"); t && *t) {
-    try {
-      double seconds = std::stod(t);
-      if (seconds > 0) timeout_ = std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
-    } catch (const std::exception&) {
-      throw std::runtime_error(std::string("spdit: SPDIT_TIMEOUT='") + t +
-                               "' is not a number of seconds");
-    }
+  if (const double seconds = timeout_from_env(); seconds > 0) {
+    timeout_ = std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
   }
 }
 
@@ -283,17 +369,21 @@ void wait_work(const Group::Impl& g, const c10::intrusive_ptr<c10d::Work>& work,
        << "]) failed on global rank " << g.ranks[g.rank] << ": ";
     bool store_lost = false;
     std::vector<int> left;
-    auto stopped = g.liveness ? g.liveness->stopped(g.ranks, left, store_lost) : std::vector<int>{};
+    // Recorded before looking at the peers: a peer that looks now must see
+    // this rank as one that failed because of what it saw, not as the cause.
     if (g.liveness) g.liveness->announce_leaving();
+    auto stopped = g.liveness ? g.liveness->stopped(g.ranks, left, store_lost) : std::vector<int>{};
     if (!stopped.empty()) {
-      os << "rank(s) [" << join_ints(stopped) << "] stopped (no heartbeat); they died or exited early";
-      if (!left.empty()) os << " (rank(s) [" << join_ints(left) << "] then left after this error)";
-    } else if (!left.empty()) {
-      os << "rank(s) [" << join_ints(left) << "] left after an error of their own";
+      os << "rank(s) [" << join_ints(stopped)
+         << "] stopped (no heartbeat, no error of their own recorded); they died or exited early";
+      if (!left.empty()) os << " (rank(s) [" << join_ints(left) << "] failed after them)";
     } else if (store_lost) {
       os << "rank 0, which hosts the rendezvous store, is gone (it died or exited early)";
     } else {
+      // No rank is known dead: a wait that timed out everywhere, or a rank
+      // whose own error came first; those that recorded one are named.
       os << "a peer died, exited early or did not answer within " << g.timeout.count() / 1000.0 << " s";
+      if (!left.empty()) os << " (rank(s) [" << join_ints(left) << "] failed too; their errors say why)";
     }
     std::string backend = e.what();
     os << ". Backend said: " << backend.substr(0, backend.find('\n'));
@@ -322,6 +412,7 @@ std::shared_ptr<World> init_from_env(const RuntimeOptions& options) {
     throw std::runtime_error("spdit: MASTER_PORT=" + std::to_string(port) + " is not a TCP port");
   }
   impl->options = options;
+  check_resolves(addr);
   impl->hostname = is_loopback(addr) ? "127.0.0.1" : addr;
   if (!is_loopback(addr)) {
     // Peers reach this rank at its own host name; Gloo resolves it.
@@ -337,12 +428,20 @@ std::shared_ptr<World> init_from_env(const RuntimeOptions& options) {
   try {
     impl->store = c10::make_intrusive<c10d::TCPStore>(addr, so);
   } catch (const std::exception& e) {
+    const std::string why = first_line(e.what());
+    if (impl->rank == 0 && why.find("ddress already in use") != std::string::npos) {
+      throw std::runtime_error("spdit: rank 0 cannot host the rendezvous store: port " + std::to_string(port) +
+                               " (MASTER_PORT) is in use, by another job's store or another program; give "
+                               "each job its own port (`spdit launch` picks a free one when --master-port "
+                               "is left out)");
+    }
     throw std::runtime_error("spdit: rank " + std::to_string(impl->rank) +
                              " could not reach the rendezvous store at " + addr + ":" +
                              std::to_string(port) + " within " +
                              std::to_string(options.timeout().count() / 1000.0) +
-                             " s (is rank 0 running, and the port free?): " + e.what());
+                             " s (is rank 0 running, and the port free?): " + why);
   }
+  check_same_job(*impl->store, impl->rank, addr + ":" + std::to_string(port), options.timeout());
   auto world = std::make_shared<World>(std::move(impl));
   set_current_world(world.get());
   return world;
@@ -385,6 +484,8 @@ void run_in_process(int world_size, const std::function<void(World&)>& fn,
   if (first) {
     try {
       std::rethrow_exception(first);
+    } catch (const c10::Error& e) {
+      throw std::runtime_error("rank " + std::to_string(first_rank) + ": " + e.what_without_backtrace());
     } catch (const std::exception& e) {
       throw std::runtime_error("rank " + std::to_string(first_rank) + ": " + e.what());
     }

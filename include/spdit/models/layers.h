@@ -5,7 +5,10 @@
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/pimpl.h>
 
+#include <initializer_list>
 #include <vector>
+
+#include "spdit/hooks/value.h"
 
 namespace spdit::models {
 
@@ -82,6 +85,11 @@ std::pair<at::Tensor, at::Tensor> rope_tables(const at::Tensor& ids, const std::
                                               double theta);
 
 /// x * (1 + scale) + shift, with scale/shift broadcast over the sequence.
+/// The models take floating-point inputs; an integer or bool tensor would be
+/// converted silently by some ops and refused obscurely by others. Throws
+/// naming the model, the argument and its dtype.
+void check_floating_inputs(const char* model, const BoundArgs& args, std::initializer_list<const char*> names);
+
 at::Tensor modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale);
 
 /// Seeds every parameter from its own generator (weights N(0, scale^2/fan_in),

@@ -71,6 +71,11 @@ class Pipeline {
 std::unique_ptr<Pipeline> make_pipeline(const std::string& model, const std::string& preset,
                                         uint64_t seed);
 
+/// Parameters of make_pipeline(model, preset)'s network, from its
+/// configuration alone (nothing is allocated): to refuse weights that cannot
+/// fit before building them.
+int64_t parameter_count(const std::string& model, const std::string& preset);
+
 /// The model names and presets make_pipeline accepts.
 std::vector<std::string> model_names();
 std::vector<std::string> preset_names();

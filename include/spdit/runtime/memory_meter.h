@@ -13,6 +13,8 @@
 // ranks run as threads of one process are counted together. CUDA tensors are
 // not counted (their caching allocator keeps its own statistics).
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 
 namespace spdit {
 
@@ -27,5 +29,18 @@ int64_t tensor_bytes_live();
 int64_t tensor_bytes_peak();
 /// Starts a new peak at what is alive now, and returns that.
 int64_t reset_tensor_bytes_peak();
+
+/// Thrown by the metered allocator when a tensor would take the live bytes
+/// past the limit: the allocation is refused before the operating system's
+/// out-of-memory killer ends the process without a word.
+class TensorMemoryLimitExceeded : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Refuses (TensorMemoryLimitExceeded) any tensor that would take the live
+/// bytes above `bytes`; 0 removes the limit. Needs install_memory_meter().
+/// `share` says in the message where the limit comes from.
+void set_tensor_bytes_limit(int64_t bytes, const std::string& share = "");
 
 }  // namespace spdit

@@ -35,6 +35,10 @@ struct RuntimeOptions {
   at::Device device_{at::kCPU};
 };
 
+/// SPDIT_TIMEOUT in seconds; 0 when it is unset. Anything but a positive,
+/// finite number ("abc", "5x", "nan", "-1") is an error naming the variable.
+double timeout_from_env();
+
 /// A set of ranks that talk through one process group. `ranks()` are global
 /// ranks in group order; `rank()` is this rank's index in it.
 class Group {
