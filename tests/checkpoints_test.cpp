@@ -377,3 +377,33 @@ TEST(Checkpoints, WrongInputsAreRefusedWithTheReason) {
   FluxTransformer small(FluxConfig::preset("small"));
   expect_error([&] { load_checkpoint(*small, ckpt, identify(ckpt)); }, "x_embedder.weight [64, 64] (model [256, 64])");
 }
+
+#include "support/subprocess.h"
+
+// `spdit run --weights`: the checkpoint decides the model and its size, its
+// weights are used in place, and the SP run matches one rank.
+TEST(Checkpoints, RunTakesModelAndSizeFromTheCheckpoint) {
+  if (access(SPDIT_BIN, X_OK) != 0) GTEST_SKIP() << "the spdit command is not built here";
+  TempDir tmp;
+  WanConfig c = WanConfig::preset("tiny");
+  WanTransformer wan(c);
+  models::seeded_init(*wan, 12);
+  auto state = state_of(*wan);
+  std::map<std::string, at::Tensor> original;
+  for (const auto& [name, spec] : test::wan_original_layout(c.hidden, c.ffn, c.blocks, c.in_channels, c.out_channels,
+                                                            c.text_dim, c.freq_dim)) {
+    original[name] = state.at(wan_original_to_diffusers(name));
+  }
+  const std::string dir = tmp.path + "/Wan-tiny";
+  mkdir(dir.c_str(), 0755);
+  models::write_safetensors(dir + "/diffusion_pytorch_model.safetensors", original);
+  std::ofstream(dir + "/config.json") << R"({"_class_name": "WanModel", "dim": 64, "num_heads": 4, "num_layers": 2})";
+  auto r = test::run_command(std::string(SPDIT_BIN) + " run --weights " + dir +
+                             " --nproc 2 --height 64 --width 64 --frames 5 --text-len 9 --steps 2 --check");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("spdit run: wan/t2v (hidden 64) from " + dir), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("PASS"), std::string::npos) << r.output;
+  r = test::run_command(std::string(SPDIT_BIN) + " run --model flux --weights " + dir + " --nproc 1 --steps 1");
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("holds a wan checkpoint (wan-original layout"), std::string::npos) << r.output;
+}

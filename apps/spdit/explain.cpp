@@ -7,6 +7,7 @@
 #include "commands.h"
 #include "model_flags.h"
 #include "predict.h"
+#include "validators.h"
 #include "spdit/models/pipeline.h"
 
 namespace spdit::cli {
@@ -68,8 +69,8 @@ void add_explain_command(CLI::App& app, Action& action) {
   auto* cmd = app.add_subcommand("explain", "Show what a run will split, gather and move, without running it");
   static ExplainOptions o;
   add_model_flags(cmd, o.model, o.preset, o.height, o.width, o.frames, o.text_len);
-  cmd->add_option("--ulysses", o.ulysses, "Ulysses degree U")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--ring", o.ring, "Ring degree R")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--ulysses", o.ulysses, "Ulysses degree U")->check(whole_number(1))->capture_default_str();
+  cmd->add_option("--ring", o.ring, "Ring degree R")->check(whole_number(1))->capture_default_str();
   cmd->callback([&action] { action = [] { return explain(o); }; });
 }
 

@@ -26,6 +26,7 @@
 #include "rank_setup.h"
 #include "spdit/hooks/sequence_parallel.h"
 #include "spdit/models/pipeline.h"
+#include "spdit/checkpoints/model_checkpoint.h"
 #include "spdit/models/weights.h"
 #include "spdit/runtime/comm.h"
 #include "spdit/runtime/memory_meter.h"
@@ -34,6 +35,7 @@ namespace spdit::cli {
 namespace {
 
 struct RunOptions {
+  bool model_given = false;  // --model on the command line (a checkpoint must agree)
   std::string model = "flux";
   std::string preset = "small";
   int nproc = 0, ulysses = 0, ring = 0, steps = 8, threads = 1;
@@ -139,18 +141,28 @@ void limit_tensor_memory(int local_ranks) {
   if (budget > 0) set_tensor_bytes_limit(tensor_bytes_live() + budget, why);
 }
 
-// The weights, fp32 and replicated on every rank, counted from the model's
-// configuration before a byte is allocated.
-void check_weights_fit(const RunOptions& o, int local_ranks) {
-  const int64_t per_rank = 4 * models::parameter_count(o.model, o.preset);
+// The weights each rank allocates, counted before a byte is: the preset's
+// fp32 parameters; for a checkpoint, its tensors not stored in fp32 (fp32
+// ones are used in place, from pages the local ranks share).
+void check_weights_fit(const RunOptions& o, const checkpoints::Checkpoint* ckpt, int local_ranks) {
+  int64_t per_rank = 0;
+  if (ckpt) {
+    for (const auto& [name, t] : ckpt->tensors()) {
+      if (t.dtype != at::kFloat) per_rank += t.bytes() / static_cast<int64_t>(c10::elementSize(t.dtype)) * 4;
+    }
+  } else {
+    per_rank = 4 * models::parameter_count(o.model, o.preset);
+  }
   std::string why;
   const int64_t budget = rank_memory_budget(local_ranks, why);
   if (budget <= 0 || per_rank <= budget) return;
-  throw std::runtime_error("out of memory before any work: the weights of --model " + o.model + " --preset " +
-                           o.preset + " need " + gigabytes(static_cast<double>(per_rank)) +
+  const std::string what = ckpt ? "of --weights " + o.weights + " (converted to fp32)"
+                                : "of --model " + o.model + " --preset " + o.preset;
+  throw std::runtime_error("out of memory before any work: the weights " + what + " need " +
+                           gigabytes(static_cast<double>(per_rank)) +
                            " per rank (fp32, every rank holds them whole), more than the " +
                            gigabytes(static_cast<double>(budget)) + " a rank may use (" + why +
-                           "). Use a smaller --preset, fewer ranks per machine, or a machine with more memory");
+                           "). Use a smaller model, fewer ranks per machine, or a machine with more memory");
 }
 
 // Denoises from seeded noise: x <- x + (sigma_next - sigma) * v(x, sigma).
@@ -203,15 +215,28 @@ int run_rank(World& world, const RunOptions& o) {
   const char* local = std::getenv("LOCAL_WORLD_SIZE");
   const int local_ranks = local && std::atoi(local) > 0 ? std::atoi(local) : 1;
   limit_tensor_memory(local_ranks);
-  check_weights_fit(o, local_ranks);
+  // A checkpoint decides the model and its dimensions; the preset is for
+  // random weights only.
+  std::optional<checkpoints::Checkpoint> ckpt;
+  std::optional<checkpoints::Identified> found;
+  if (!o.weights.empty()) {
+    ckpt = checkpoints::Checkpoint::open(o.weights);
+    found = checkpoints::identify(*ckpt);
+    const std::string asked = o.model == "qwen_image" ? "qwen-image" : o.model;
+    if (o.model_given && asked != found->model) {
+      throw std::invalid_argument("--weights " + o.weights + " holds a " + found->model + " checkpoint (" +
+                                  found->layout + " layout, " + found->variant + "), not --model " + o.model +
+                                  ": leave --model out, the checkpoint says which model it is");
+    }
+  }
+  check_weights_fit(o, ckpt ? &*ckpt : nullptr, local_ranks);
   std::unique_ptr<models::Pipeline> pipe;
   try {
-    pipe = models::make_pipeline(o.model, o.preset, o.seed);
+    pipe = ckpt ? checkpoints::make_pipeline(*ckpt, *found, o.seed) : models::make_pipeline(o.model, o.preset, o.seed);
   } catch (const TensorMemoryLimitExceeded& e) {
-    throw std::runtime_error(std::string(e.what()) + " (while making the weights of --model " + o.model +
-                             " --preset " + o.preset + ")");
+    throw std::runtime_error(std::string(e.what()) + " (while making the weights of " +
+                             (ckpt ? "--weights " + o.weights : "--model " + o.model + " --preset " + o.preset) + ")");
   }
-  if (!o.weights.empty()) models::load_weights(pipe->model(), o.weights);
   const auto size = size_of(o);
   pipe->check_size(size);
   auto shapes = pipe->shapes(size);
@@ -224,7 +249,7 @@ int run_rank(World& world, const RunOptions& o) {
   apply_sequence_parallel(pipe->model(), cfg);
   const bool lead = world.rank() == 0;
   if (lead) {
-    std::cout << "spdit run: " << pipe->name() << "/" << o.preset << " " << o.height << "x" << o.width
+    std::cout << "spdit run: " << pipe->name() << "/" << (found ? found->variant + " from " + o.weights : o.preset) << " " << o.height << "x" << o.width
               << (o.model == "wan" ? " x" + std::to_string(o.frames) + " frames" : std::string())
               << ", text " << o.text_len << ", " << o.steps << " steps, " << world.size()
               << " rank(s) (ulysses " << u << " x ring " << r << "), " << o.threads
@@ -342,13 +367,16 @@ void add_run_command(CLI::App& app, Action& action) {
   cmd->add_option("--ring", o.ring, "Ring degree R")->check(whole_number(1));
   cmd->add_option("--steps", o.steps, "Denoising steps")->check(whole_number(1))->capture_default_str();
   cmd->add_option("--seed", o.seed, "Seed of weights, noise and text")->check(whole_number(0))->capture_default_str();
-  cmd->add_option("--weights", o.weights, "A .safetensors checkpoint (diffusers or original names)")
-      ->check(CLI::ExistingFile);
+  cmd->add_option("--weights", o.weights,
+                  "A checkpoint: a .safetensors file, its .index.json, or a (diffusers) model folder; "
+                  "it decides the model and its size")
+      ->check(CLI::ExistingPath);
   cmd->add_option("--threads", o.threads, "Intra-op threads per rank")->check(whole_number(1))->capture_default_str();
   cmd->add_option("--out", o.out, "Write a PNG preview of the final latents");
   cmd->add_option("--json", o.json, "Write the metrics as JSON");
   cmd->add_flag("--check", o.check, "Also run on one rank and compare (exit 1 on FAIL)");
-  cmd->callback([&action] {
+  cmd->callback([cmd, &action] {
+    o.model_given = cmd->get_option("--model")->count() > 0;
     action = [] {
       if (launched_by_launcher()) {
         if (o.nproc) throw std::invalid_argument("--nproc starts local ranks; under a launcher leave it out");

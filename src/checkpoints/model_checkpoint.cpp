@@ -248,7 +248,7 @@ Identified identify(const Checkpoint& ckpt) {
           "the text-to-video models so far");
     }
     auto c = wan_config(shapes, original, cfg_ptr);
-    found.variant = std::string("t2v-") + (c.hidden == 1536 ? "1.3B" : c.hidden == 5120 ? "14B" : std::to_string(c.hidden) + "-wide");
+    found.variant = c.hidden == 1536 ? "t2v-1.3B" : c.hidden == 5120 ? "t2v-14B" : "t2v (hidden " + std::to_string(c.hidden) + ")";
     found.config = c;
   } else if (has("double_blocks.0.img_attn.qkv.weight")) {
     found.model = "flux";
@@ -300,6 +300,13 @@ std::map<std::string, at::Tensor> tensors_in_model_names(const Checkpoint& ckpt,
     return out;
   }
   return named;
+}
+
+std::unique_ptr<models::Pipeline> make_pipeline(const Checkpoint& ckpt, const Identified& found,
+                                                uint64_t seed) {
+  auto pipe = models::make_pipeline(found.config, seed, models::Weights::kNone);
+  load_checkpoint(pipe->model(), ckpt, found);
+  return pipe;
 }
 
 Comparison compare(const torch::nn::Module& model, const std::map<std::string, at::Tensor>& named) {

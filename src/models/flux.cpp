@@ -186,9 +186,15 @@ namespace {
 
 class FluxPipeline : public PackedImagePipeline {
  public:
-  FluxPipeline(const std::string& preset, uint64_t seed)
-      : PackedImagePipeline(FluxConfig::preset(preset).in_channels), model_(FluxConfig::preset(preset)) {
-    seeded_init(*model_, seed);
+  FluxPipeline(const FluxConfig& c, uint64_t seed, Weights weights)
+      : PackedImagePipeline(c.in_channels), model_(build<FluxTransformer>(c, seed, weights)) {
+    if (c.in_channels != c.out_channels) {
+      throw std::invalid_argument(
+          "spdit: a Flux model with " + std::to_string(c.in_channels) + " input and " +
+          std::to_string(c.out_channels) +
+          " output channels (FLUX.1-Fill: the latent with its image and mask conditions) needs "
+          "those conditions, which spdit run does not prepare yet");
+    }
   }
   std::string name() const override { return "flux"; }
   HookableModule& model() override { return *model_; }
@@ -219,7 +225,7 @@ class FluxPipeline : public PackedImagePipeline {
     f.sites = {{"", "hidden_states", {s.batch, tokens, c.in_channels}, 1, 0, false},
                {"pos_embed", "output 0", {s.text_len + tokens, c.head_dim / 2}, 0, s.text_len, false},
                {"pos_embed", "output 1", {s.text_len + tokens, c.head_dim / 2}, 0, s.text_len, false},
-               {"proj_out", "gather 0", {s.batch, tokens, c.in_channels}, 1, 0, true}};
+               {"proj_out", "gather 0", {s.batch, tokens, c.out_channels}, 1, 0, true}};
     f.attention = {{"transformer_blocks.*.attn (joint)", c.dual_blocks, tokens, s.text_len, c.heads, c.head_dim, true},
                    {"single_transformer_blocks.*.attn (joint)", c.single_blocks, tokens, s.text_len, c.heads, c.head_dim, true}};
     return f;
@@ -232,8 +238,8 @@ class FluxPipeline : public PackedImagePipeline {
 
 }  // namespace
 
-std::unique_ptr<Pipeline> make_flux_pipeline(const std::string& preset, uint64_t seed) {
-  return std::make_unique<FluxPipeline>(preset, seed);
+std::unique_ptr<Pipeline> make_flux_pipeline(const FluxConfig& c, uint64_t seed, Weights weights) {
+  return std::make_unique<FluxPipeline>(c, seed, weights);
 }
 
 }  // namespace spdit::models

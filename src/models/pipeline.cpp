@@ -9,17 +9,27 @@ namespace spdit::models {
 std::vector<std::string> model_names() { return {"flux", "wan", "qwen-image"}; }
 std::vector<std::string> preset_names() { return {"tiny", "small", "full"}; }
 
-std::unique_ptr<Pipeline> make_pipeline(const std::string& model, const std::string& preset,
-                                        uint64_t seed) {
+ModelConfig preset_config(const std::string& model, const std::string& preset) {
   bool known_preset = false;
   for (const auto& p : preset_names()) known_preset |= p == preset;
   if (!known_preset) {
     throw std::invalid_argument("spdit: unknown preset '" + preset + "'; use tiny, small or full");
   }
-  if (model == "flux") return make_flux_pipeline(preset, seed);
-  if (model == "wan") return make_wan_pipeline(preset, seed);
-  if (model == "qwen-image" || model == "qwen_image") return make_qwen_image_pipeline(preset, seed);
+  if (model == "flux") return FluxConfig::preset(preset);
+  if (model == "wan") return WanConfig::preset(preset);
+  if (model == "qwen-image" || model == "qwen_image") return QwenImageConfig::preset(preset);
   throw std::invalid_argument("spdit: unknown model '" + model + "'; use flux, wan or qwen-image");
+}
+
+std::unique_ptr<Pipeline> make_pipeline(const ModelConfig& config, uint64_t seed, Weights weights) {
+  if (auto* c = std::get_if<FluxConfig>(&config)) return make_flux_pipeline(*c, seed, weights);
+  if (auto* c = std::get_if<WanConfig>(&config)) return make_wan_pipeline(*c, seed, weights);
+  return make_qwen_image_pipeline(std::get<QwenImageConfig>(config), seed, weights);
+}
+
+std::unique_ptr<Pipeline> make_pipeline(const std::string& model, const std::string& preset,
+                                        uint64_t seed, Weights weights) {
+  return make_pipeline(preset_config(model, preset), seed, weights);
 }
 
 void check_image_size(const RunSize& s) {

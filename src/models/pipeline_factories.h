@@ -3,12 +3,27 @@
 #include <stdexcept>
 #include <string>
 
+#include "spdit/models/layers.h"
 #include "spdit/models/pipeline.h"
+#include "spdit/models/skeleton.h"
 
 namespace spdit::models {
-std::unique_ptr<Pipeline> make_flux_pipeline(const std::string& preset, uint64_t seed);
-std::unique_ptr<Pipeline> make_wan_pipeline(const std::string& preset, uint64_t seed);
-std::unique_ptr<Pipeline> make_qwen_image_pipeline(const std::string& preset, uint64_t seed);
+std::unique_ptr<Pipeline> make_flux_pipeline(const FluxConfig& c, uint64_t seed, Weights weights);
+std::unique_ptr<Pipeline> make_wan_pipeline(const WanConfig& c, uint64_t seed, Weights weights);
+std::unique_ptr<Pipeline> make_qwen_image_pipeline(const QwenImageConfig& c, uint64_t seed, Weights weights);
+
+/// A pipeline's model: seeded random weights, or a skeleton (no weight
+/// memory) for a checkpoint to fill or for explaining.
+template <typename Holder, typename Config>
+Holder build(const Config& c, uint64_t seed, Weights weights) {
+  if (weights == Weights::kNone) {
+    SkeletonScope skeleton;
+    return Holder(c);
+  }
+  Holder m(c);
+  seeded_init(*m, seed);
+  return m;
+}
 
 /// Height/width must be positive multiples of 16 (8x VAE, 2x2 patches).
 void check_image_size(const RunSize& size);

@@ -116,10 +116,8 @@ namespace {
 
 class QwenImagePipeline : public PackedImagePipeline {
  public:
-  QwenImagePipeline(const std::string& preset, uint64_t seed)
-      : PackedImagePipeline(QwenImageConfig::preset(preset).in_channels), model_(QwenImageConfig::preset(preset)) {
-    seeded_init(*model_, seed);
-  }
+  QwenImagePipeline(const QwenImageConfig& c, uint64_t seed, Weights weights)
+      : PackedImagePipeline(c.in_channels), model_(build<QwenImageTransformer>(c, seed, weights)) {}
   std::string name() const override { return "qwen-image"; }
   HookableModule& model() override { return *model_; }
 
@@ -151,8 +149,8 @@ class QwenImagePipeline : public PackedImagePipeline {
 
 }  // namespace
 
-std::unique_ptr<Pipeline> make_qwen_image_pipeline(const std::string& preset, uint64_t seed) {
-  return std::make_unique<QwenImagePipeline>(preset, seed);
+std::unique_ptr<Pipeline> make_qwen_image_pipeline(const QwenImageConfig& c, uint64_t seed, Weights weights) {
+  return std::make_unique<QwenImagePipeline>(c, seed, weights);
 }
 
 }  // namespace spdit::models

@@ -155,9 +155,8 @@ namespace {
 
 class WanPipeline : public Pipeline {
  public:
-  WanPipeline(const std::string& preset, uint64_t seed) : model_(WanConfig::preset(preset)) {
-    seeded_init(*model_, seed);
-  }
+  WanPipeline(const WanConfig& c, uint64_t seed, Weights weights)
+      : model_(build<WanTransformer>(c, seed, weights)) {}
   std::string name() const override { return "wan"; }
   HookableModule& model() override { return *model_; }
 
@@ -215,8 +214,8 @@ class WanPipeline : public Pipeline {
 
 }  // namespace
 
-std::unique_ptr<Pipeline> make_wan_pipeline(const std::string& preset, uint64_t seed) {
-  return std::make_unique<WanPipeline>(preset, seed);
+std::unique_ptr<Pipeline> make_wan_pipeline(const WanConfig& c, uint64_t seed, Weights weights) {
+  return std::make_unique<WanPipeline>(c, seed, weights);
 }
 
 }  // namespace spdit::models

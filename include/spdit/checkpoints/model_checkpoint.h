@@ -17,9 +17,7 @@
 
 #include "spdit/checkpoints/checkpoint.h"
 #include "spdit/hooks/hookable.h"
-#include "spdit/models/flux.h"
-#include "spdit/models/qwen_image.h"
-#include "spdit/models/wan.h"
+#include "spdit/models/pipeline.h"
 
 namespace spdit::checkpoints {
 
@@ -29,7 +27,7 @@ struct Identified {
   std::string variant;  // "dev", "schnell", "fill", "t2v-1.3B", "t2v-14B", ...
   std::string prefix;   // stripped from every name ("model.diffusion_model.")
   std::string config_source;  // "config.json (path)" or "tensor names and shapes"
-  std::variant<models::FluxConfig, models::WanConfig, models::QwenImageConfig> config;
+  models::ModelConfig config;
 };
 
 /// Detects model, layout and variant from the names, and the dimensions from
@@ -60,6 +58,11 @@ Comparison compare(const torch::nn::Module& model, const std::map<std::string, a
 /// else converted to the model's dtype. Refuses, before changing anything,
 /// a checkpoint that does not fit the model (naming the tensors).
 void load_checkpoint(torch::nn::Module& model, const Checkpoint& ckpt, const Identified& found);
+
+/// The pipeline `spdit run` drives for this checkpoint: the model at the
+/// checkpoint's dimensions, its weights the checkpoint's (in place).
+std::unique_ptr<models::Pipeline> make_pipeline(const Checkpoint& ckpt, const Identified& found,
+                                                uint64_t seed);
 
 /// Wan's original tensor name in diffusers' naming ("" for none).
 std::string wan_original_to_diffusers(const std::string& name);

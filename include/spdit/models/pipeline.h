@@ -8,7 +8,12 @@
 #include <string>
 #include <vector>
 
+#include <variant>
+
 #include "spdit/hooks/hookable.h"
+#include "spdit/models/flux.h"
+#include "spdit/models/qwen_image.h"
+#include "spdit/models/wan.h"
 #include "spdit/plan/sp_plan.h"
 
 namespace spdit::models {
@@ -66,10 +71,23 @@ class Pipeline {
   virtual at::Tensor preview(const at::Tensor& latents) const = 0;
 };
 
+/// How a pipeline's model gets its weights: seeded random ones, or none (a
+/// skeleton: no weight memory, for a checkpoint to fill, or for `explain`).
+enum class Weights { kSeeded, kNone };
+
+/// A reference model's dimensions.
+using ModelConfig = std::variant<FluxConfig, WanConfig, QwenImageConfig>;
+
 /// "flux", "wan" or "qwen-image" (also "qwen_image"); preset "tiny", "small"
-/// or "full". Parameters are seeded from `seed`.
+/// or "full".
+ModelConfig preset_config(const std::string& model, const std::string& preset);
+
+/// The pipeline of a model of these dimensions; parameters seeded from `seed`
+/// unless `weights` is kNone.
+std::unique_ptr<Pipeline> make_pipeline(const ModelConfig& config, uint64_t seed,
+                                        Weights weights = Weights::kSeeded);
 std::unique_ptr<Pipeline> make_pipeline(const std::string& model, const std::string& preset,
-                                        uint64_t seed);
+                                        uint64_t seed, Weights weights = Weights::kSeeded);
 
 /// Parameters of make_pipeline(model, preset)'s network, from its
 /// configuration alone (nothing is allocated): to refuse weights that cannot
