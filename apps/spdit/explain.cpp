@@ -8,6 +8,7 @@
 #include "model_flags.h"
 #include "predict.h"
 #include "validators.h"
+#include "spdit/checkpoints/model_checkpoint.h"
 #include "spdit/models/pipeline.h"
 
 namespace spdit::cli {
@@ -17,6 +18,7 @@ struct ExplainOptions {
   std::string model = "flux", preset = "small";
   int ulysses = 1, ring = 1;
   int64_t height = 512, width = 512, frames = 1, text_len = 64;
+  std::string weights;
 };
 
 std::string shape_str(const std::vector<int64_t>& s) {
@@ -26,13 +28,24 @@ std::string shape_str(const std::vector<int64_t>& s) {
 }
 
 int explain(const ExplainOptions& o) {
-  auto pipe = models::make_pipeline(o.model, o.preset, 0);
+  // A skeleton: the shapes without a byte of weights, at any size; with
+  // --weights, the checkpoint's model at its size, read from its headers.
+  std::unique_ptr<models::Pipeline> pipe;
+  std::string label = o.preset;
+  if (!o.weights.empty()) {
+    auto ckpt = checkpoints::Checkpoint::open(o.weights);
+    auto found = checkpoints::identify(ckpt);
+    pipe = models::make_pipeline(found.config, 0, models::Weights::kNone);
+    label = found.variant + " (" + o.weights + ")";
+  } else {
+    pipe = models::make_pipeline(o.model, o.preset, 0, models::Weights::kNone);
+  }
   models::RunSize size{o.height, o.width, o.frames, o.text_len, 1};
   pipe->check_size(size);
   auto shapes = pipe->shapes(size);
   auto p = predict_step(shapes, size, o.ulysses, o.ring);
   const int64_t ps = p.sp_size;
-  std::cout << pipe->name() << "/" << o.preset << " at " << o.height << "x" << o.width
+  std::cout << pipe->name() << "/" << label << " at " << o.height << "x" << o.width
             << (o.model == "wan" ? " x" + std::to_string(o.frames) + " frames" : std::string()) << ": "
             << shapes.tokens << " tokens, text " << o.text_len << "; SP " << ps << " = ulysses "
             << o.ulysses << " x ring " << o.ring << "\n\nplan:\n"
@@ -71,6 +84,8 @@ void add_explain_command(CLI::App& app, Action& action) {
   add_model_flags(cmd, o.model, o.preset, o.height, o.width, o.frames, o.text_len);
   cmd->add_option("--ulysses", o.ulysses, "Ulysses degree U")->check(whole_number(1))->capture_default_str();
   cmd->add_option("--ring", o.ring, "Ring degree R")->check(whole_number(1))->capture_default_str();
+  cmd->add_option("--weights", o.weights, "Explain the model of this checkpoint (file, index or folder), at its size")
+      ->check(CLI::ExistingPath);
   cmd->callback([&action] { action = [] { return explain(o); }; });
 }
 
