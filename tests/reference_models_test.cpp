@@ -59,13 +59,13 @@ at::Tensor run_wan(HookableModule& m, std::map<std::string, at::Tensor>& io) {
 
 at::Tensor run_flux(HookableModule& m, std::map<std::string, at::Tensor>& io) {
   at::NoGradGuard no_grad;
-  // timestep in [0, 1] and the guidance scale, as Flux.forward takes them;
-  // ids as diffusers takes them, (S, 3): the reference's (1, S, 3)'s only sample.
+  // Everything as Flux.forward takes it: timestep in [0, 1], the guidance
+  // scale, batched (B, S, 3) float ids.
   return m.call({io.at("input.img")}, {{"encoder_hidden_states", io.at("input.txt")},
                                        {"pooled_projections", io.at("input.y")},
                                        {"timestep", io.at("input.timesteps")},
-                                       {"img_ids", io.at("input.img_ids")[0]},
-                                       {"txt_ids", io.at("input.txt_ids")[0]},
+                                       {"img_ids", io.at("input.img_ids")},
+                                       {"txt_ids", io.at("input.txt_ids")},
                                        {"guidance", io.at("input.guidance")}})
       .tensor();
 }
