@@ -83,11 +83,11 @@ at::Tensor TimestepEmbeddingImpl::forward(const at::Tensor& x) {
   return linear_2_->forward(gelu_ ? at::gelu(h, "tanh") : at::silu(h));
 }
 
-at::Tensor timestep_features(const at::Tensor& t, int64_t dim) {
+at::Tensor timestep_features(const at::Tensor& t, int64_t dim, at::ScalarType compute) {
   const int64_t half = dim / 2;
-  auto freqs = at::exp(at::arange(half, at::kFloat) * (-std::log(10000.0) / half));
-  auto args = t.to(at::kFloat).unsqueeze(-1) * freqs;
-  return at::cat({args.cos(), args.sin()}, -1);
+  auto freqs = at::exp(at::arange(half, compute) * (-std::log(10000.0) / half));
+  auto args = t.to(compute).unsqueeze(-1) * freqs;
+  return at::cat({args.cos(), args.sin()}, -1).to(at::kFloat);
 }
 
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {

@@ -42,7 +42,8 @@ WanConditionEmbedderImpl::WanConditionEmbedderImpl(const WanConfig& c)
 Outputs WanConditionEmbedderImpl::forward(const BoundArgs& a) {
   // The timestep in [0, 1000], as Wan's scheduler gives it and Wan's model
   // and diffusers' take it (no scaling here).
-  auto temb = time_embedder_->forward(timestep_features(a.tensor("timestep"), freq_dim_));
+  // The sinusoid in float64, as Wan's sinusoidal_embedding_1d computes it.
+  auto temb = time_embedder_->forward(timestep_features(a.tensor("timestep"), freq_dim_, at::kDouble));
   auto proj = time_proj_->forward(at::silu(temb));
   auto shape = proj.sizes().vec();
   shape.back() = hidden_;

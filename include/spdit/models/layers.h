@@ -73,8 +73,11 @@ class TimestepEmbeddingImpl : public torch::nn::Module {
 TORCH_MODULE(TimestepEmbedding);
 
 /// Sinusoidal features of (possibly fractional) timesteps: (...) -> (..., dim),
-/// cos first (flip_sin_to_cos), no frequency shift.
-at::Tensor timestep_features(const at::Tensor& t, int64_t dim);
+/// cos first (flip_sin_to_cos), no frequency shift; float32 out. Computed in
+/// `compute`: float32 as Flux's own code and diffusers do, float64 as Wan's
+/// own model does (sinusoidal_embedding_1d; at t = 700 the two differ by
+/// 4e-5, which reaches the output).
+at::Tensor timestep_features(const at::Tensor& t, int64_t dim, at::ScalarType compute = at::kFloat);
 
 /// Rotary embedding on interleaved pairs: x (B, S, H, D), cos/sin (S, D/2).
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
