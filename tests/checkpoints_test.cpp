@@ -369,7 +369,7 @@ TEST(Checkpoints, WrongInputsAreRefusedWithTheReason) {
   expect_error([&] { identify(Checkpoint::open(tmp.path + "/i2v.safetensors")); }, "image-to-video");
   // A FIFO is no checkpoint file.
   mkfifo((tmp.path + "/fifo.safetensors").c_str(), 0600);
-  expect_error([&] { Checkpoint::open(tmp.path + "/fifo.safetensors"); }, "not a regular file");
+  expect_error([&] { Checkpoint::open(tmp.path + "/fifo.safetensors"); }, "is a FIFO; give a regular .safetensors file");
   // A checkpoint of another size than the model it is loaded into.
   FluxTransformer tiny(FluxConfig::preset("tiny"));
   models::write_safetensors(tmp.path + "/tiny.safetensors", state_of(*tiny));

@@ -162,7 +162,8 @@ void check_weights_fit(const RunOptions& o, const checkpoints::Checkpoint* ckpt,
                            gigabytes(static_cast<double>(per_rank)) +
                            " per rank (fp32, every rank holds them whole), more than the " +
                            gigabytes(static_cast<double>(budget)) + " a rank may use (" + why +
-                           "). Use a smaller model, fewer ranks per machine, or a machine with more memory");
+                           "). Use a smaller " + (ckpt ? std::string("model") : std::string("--preset")) +
+                           ", fewer ranks per machine, or a machine with more memory");
 }
 
 // Denoises from seeded noise: x <- x + (sigma_next - sigma) * v(x, sigma).

@@ -92,9 +92,14 @@ struct MappedFile {
       throw std::runtime_error("spdit: cannot open checkpoint file '" + path + "': " + os_error());
     }
     if (!S_ISREG(st.st_mode)) {
-      throw std::runtime_error("spdit: checkpoint file '" + path +
-                               "' is not a regular file (a FIFO, device or socket cannot be "
-                               "mapped); give a .safetensors file or its folder");
+      // A FIFO would block the open until a writer came; /dev/zero never ends.
+      const char* kind = S_ISFIFO(st.st_mode)   ? "a FIFO"
+                         : S_ISCHR(st.st_mode)  ? "a character device"
+                         : S_ISBLK(st.st_mode)  ? "a block device"
+                         : S_ISSOCK(st.st_mode) ? "a socket"
+                                                : "not a regular file";
+      throw std::runtime_error("spdit: weights file '" + path + "' is " + kind +
+                               "; give a regular .safetensors file (or its folder)");
     }
     size = static_cast<uint64_t>(st.st_size);
     if (size < 8) bad(path, "only " + std::to_string(size) + " bytes; a header needs 8 (truncated?)");
@@ -158,44 +163,42 @@ std::map<std::string, StoredTensor> parse_safetensors_header(const char* data, u
   const uint64_t data_start = 8 + header_len;
   const uint64_t data_len = file_size - data_start;
   std::map<std::string, StoredTensor> out;
-  std::vector<std::pair<std::pair<uint64_t, uint64_t>, std::string>> ranges;
+  std::vector<std::pair<std::pair<uint64_t, uint64_t>, std::string>> ranges;  // to find overlaps
   for (auto it = header.begin(); it != header.end(); ++it) {
     const std::string& name = it.key();
     if (name == "__metadata__") continue;
     const auto& e = it.value();
-    if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets") ||
-        !e["dtype"].is_string() || !e["shape"].is_array() || !e["data_offsets"].is_array() ||
-        e["data_offsets"].size() != 2) {
-      bad(file, "tensor '" + name + "' needs dtype, shape and two data_offsets");
+    const std::string where = "tensor '" + name + "'";
+    if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets")) {
+      bad(file, where + " needs dtype, shape and data_offsets");
     }
+    if (!e["dtype"].is_string()) bad(file, where + ": dtype is not a string");
     const DType* dt = dtype_by_name(e["dtype"].get<std::string>());
-    if (!dt) bad(file, "tensor '" + name + "' has unsupported dtype " + e["dtype"].dump());
+    if (!dt) bad(file, where + ": unsupported dtype " + e["dtype"].dump());
+    if (!e["shape"].is_array()) bad(file, where + ": shape is not a list");
     StoredTensor t;
     t.dtype = dt->type;
     t.dtype_name = dt->name;
     uint64_t numel = 1;
     for (const auto& d : e["shape"]) {
-      if (!d.is_number_unsigned() && !(d.is_number_integer() && d.get<int64_t>() >= 0)) {
-        bad(file, "tensor '" + name + "' has a bad shape " + e["shape"].dump());
-      }
-      const uint64_t n = d.get<uint64_t>();
-      if (n != 0 && numel > (uint64_t{1} << 62) / n) bad(file, "tensor '" + name + "' is impossibly large");
-      numel *= n;
-      t.shape.push_back(static_cast<int64_t>(n));
+      if (!d.is_number_unsigned()) bad(file, where + ": shape entry " + d.dump() + " is not a non-negative integer");
+      const uint64_t v = d.get<uint64_t>();
+      if (v > (1ull << 40) || (v && numel > (1ull << 50) / v)) bad(file, where + ": shape is absurdly large");
+      numel *= v;
+      t.shape.push_back(static_cast<int64_t>(v));
     }
     const auto& off = e["data_offsets"];
-    if (!off[0].is_number_unsigned() || !off[1].is_number_unsigned()) {
-      bad(file, "tensor '" + name + "' has bad data_offsets " + off.dump());
+    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned()) {
+      bad(file, where + ": data_offsets must be [begin, end]");
     }
     const uint64_t b = off[0].get<uint64_t>(), en = off[1].get<uint64_t>();
     if (b > en || en > data_len) {
-      bad(file, "tensor '" + name + "' data_offsets [" + std::to_string(b) + ", " + std::to_string(en) +
+      bad(file, where + ": data_offsets [" + std::to_string(b) + ", " + std::to_string(en) +
                     "] fall outside the " + std::to_string(data_len) + " data bytes (truncated?)");
     }
     if (en - b != numel * static_cast<uint64_t>(dt->size)) {
-      bad(file, "tensor '" + name + "' has " + std::to_string(en - b) + " bytes for a " + dt->name +
-                    " tensor of shape " + e["shape"].dump() + " (needs " +
-                    std::to_string(numel * dt->size) + ")");
+      bad(file, where + ": " + std::to_string(en - b) + " bytes for a " + dt->name + " tensor of shape " +
+                    e["shape"].dump() + " (needs " + std::to_string(numel * dt->size) + ")");
     }
     t.begin = data_start + b;
     t.end = data_start + en;
@@ -206,8 +209,11 @@ std::map<std::string, StoredTensor> parse_safetensors_header(const char* data, u
   std::sort(ranges.begin(), ranges.end());
   for (size_t i = 1; i < ranges.size(); ++i) {
     if (ranges[i].first.first < ranges[i - 1].first.second) {
-      bad(file, "tensors '" + ranges[i - 1].second + "' and '" + ranges[i].second +
-                    "' overlap in the data (corrupt?)");
+      const auto& [a, an] = ranges[i - 1];
+      const auto& [c, cn] = ranges[i];
+      bad(file, "tensors '" + an + "' [" + std::to_string(a.first) + ", " + std::to_string(a.second) +
+                    ") and '" + cn + "' [" + std::to_string(c.first) + ", " + std::to_string(c.second) +
+                    ") overlap in the data (corrupt?)");
     }
   }
   return out;
@@ -361,30 +367,62 @@ at::Tensor Checkpoint::tensor(const std::string& name) const {
       at::TensorOptions().dtype(t.dtype));
 }
 
-void write_sparse_safetensors(
-    const std::string& path,
-    const std::map<std::string, std::pair<at::ScalarType, std::vector<int64_t>>>& layout) {
+namespace {
+
+// The 8-byte length and the header (padded so that the data starts 8-byte
+// aligned) of tensors laid out in `order`; returns the data's size.
+uint64_t write_header(std::ofstream& f, const std::string& path,
+                      const std::vector<std::tuple<std::string, at::ScalarType, std::vector<int64_t>>>& order,
+                      const std::map<std::string, std::string>& metadata) {
   nlohmann::json header = nlohmann::json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
-  for (const auto& [name, spec] : layout) {
-    uint64_t n = c10::elementSize(spec.first);
-    for (int64_t d : spec.second) n *= static_cast<uint64_t>(d);
-    header[name] = {{"dtype", safetensors_dtype_name(spec.first)},
-                    {"shape", spec.second},
-                    {"data_offsets", {offset, offset + n}}};
+  for (const auto& [name, dtype, shape] : order) {
+    uint64_t n = c10::elementSize(dtype);
+    for (int64_t d : shape) n *= static_cast<uint64_t>(d);
+    header[name] = {{"dtype", safetensors_dtype_name(dtype)}, {"shape", shape}, {"data_offsets", {offset, offset + n}}};
     offset += n;
   }
   std::string h = header.dump();
   h.append((8 - h.size() % 8) % 8, ' ');
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
   if (!f) throw std::runtime_error("spdit: cannot write '" + path + "': " + os_error());
   const uint64_t len = h.size();
   char le[8];
   for (int i = 0; i < 8; ++i) le[i] = static_cast<char>(len >> (8 * i) & 0xff);
   f.write(le, 8);
   f.write(h.data(), static_cast<std::streamsize>(h.size()));
+  return offset;
+}
+
+}  // namespace
+
+void write_safetensors(const std::string& path, const std::map<std::string, at::Tensor>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  std::vector<std::tuple<std::string, at::ScalarType, std::vector<int64_t>>> order;
+  std::vector<at::Tensor> data;
+  for (const auto& [name, t] : tensors) {
+    auto c = t.detach().to(at::kCPU).contiguous();
+    order.emplace_back(name, c.scalar_type(), c.sizes().vec());
+    data.push_back(c);
+  }
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  write_header(f, path, order, metadata);
+  for (const auto& c : data) {
+    f.write(static_cast<const char*>(c.data_ptr()), static_cast<std::streamsize>(c.numel() * c.element_size()));
+  }
+  if (!f) throw std::runtime_error("spdit: error writing weights file '" + path + "': " + os_error());
+}
+
+void write_sparse_safetensors(
+    const std::string& path,
+    const std::map<std::string, std::pair<at::ScalarType, std::vector<int64_t>>>& layout) {
+  std::vector<std::tuple<std::string, at::ScalarType, std::vector<int64_t>>> order;
+  for (const auto& [name, spec] : layout) order.emplace_back(name, spec.first, spec.second);
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  const uint64_t data = write_header(f, path, order, {});
+  const auto end = static_cast<off_t>(f.tellp()) + static_cast<off_t>(data);
   f.close();
-  if (truncate(path.c_str(), static_cast<off_t>(8 + len + offset)) != 0) {
+  if (!f || truncate(path.c_str(), end) != 0) {
     throw std::runtime_error("spdit: cannot size '" + path + "': " + os_error());
   }
 }

@@ -66,6 +66,11 @@ class Checkpoint {
   std::shared_ptr<Impl> impl_;
 };
 
+/// Writes `tensors` (any dtype above) as a safetensors file, with optional
+/// string metadata.
+void write_safetensors(const std::string& path, const std::map<std::string, at::Tensor>& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+
 /// Writes a safetensors file whose header lists `layout` (name -> dtype,
 /// shape) and whose data region is a hole of the right size: the file system
 /// stores none of it and it reads as zeros. Real-size layouts for tests.

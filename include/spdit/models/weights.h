@@ -14,8 +14,10 @@ class Module;
 
 namespace spdit::models {
 
-/// Reads every tensor of a .safetensors file (F64, F32, F16, BF16, I64, I32,
-/// I16, I8, U8, BOOL). Throws naming the file and what is wrong.
+/// Every tensor of a .safetensors file (F64, F32, F16, BF16, I64, I32, I16,
+/// I8, U8, BOOL), as views of the memory-mapped file (copy-on-write; see
+/// spdit/checkpoints/checkpoint.h for shards and folders). Throws naming the
+/// file and what is wrong.
 std::map<std::string, at::Tensor> read_safetensors(const std::string& path);
 
 /// Parses the bytes of a whole .safetensors file (what read_safetensors reads).
