@@ -66,14 +66,25 @@ struct RankResult {
   int64_t rss_kb = 0, anon_kb = 0, file_kb = 0, pss_kb = 0, hwm_kb = 0;
 };
 
-RankResult run_rank(const std::string& path, bool old_loader) {
+// Every rank measures once all have touched their weights, so that the
+// proportional set divides each shared page among all of them.
+RankResult run_rank(const std::string& path, bool old_loader, int ready_fd, int go_fd) {
   RankResult r;
   auto t0 = Clock::now();
   std::shared_ptr<HookableModule> model;
   std::optional<checkpoints::Checkpoint> keep;
   if (old_loader) {
+    // As spdit loaded before checkpoints/: an initialised model, the whole
+    // file read into memory, parsed into tensors, copied into the model.
     models::WanTransformer wan(models::WanConfig::preset("full"));
-    models::load_weights(*wan, path);
+    std::ifstream f(path, std::ios::binary);
+    std::stringstream bytes;
+    bytes << f.rdbuf();
+    std::map<std::string, at::Tensor> named;
+    for (auto& [name, t] : models::parse_safetensors(bytes.str(), path)) {
+      named[checkpoints::wan_original_to_diffusers(name)] = t;
+    }
+    models::load_weights(*wan, std::move(named), path);
     model = wan.ptr();
   } else {
     keep = checkpoints::Checkpoint::open(path);
@@ -86,6 +97,8 @@ RankResult run_rank(const std::string& path, bool old_loader) {
   for (const auto& p : model->parameters()) sum += p.sum().item<double>();
   auto t2 = Clock::now();
   if (sum == 42.0) std::cerr << "";  // keep the reads
+  char c = 1;
+  if (write(ready_fd, &c, 1) != 1 || read(go_fd, &c, 1) != 1) _exit(1);
   r.load_s = std::chrono::duration<double>(t1 - t0).count();
   r.touch_s = std::chrono::duration<double>(t2 - t1).count();
   r.rss_kb = status_kb("VmRSS:");
@@ -128,6 +141,8 @@ int main(int argc, char** argv) {
   if (old_loader) configs.push_back({"read + copy (previous loader)", 1});
   for (const auto& [what, n] : configs) {
     std::vector<std::pair<pid_t, int>> kids;
+    int ready[2], go[2];
+    if (pipe(ready) != 0 || pipe(go) != 0) return 1;
     for (int r = 0; r < n; ++r) {
       int fds[2];
       if (pipe(fds) != 0) return 1;
@@ -135,13 +150,20 @@ int main(int argc, char** argv) {
       if (pid == 0) {
         close(fds[0]);
         at::set_num_threads(1);
-        RankResult res = run_rank(path, what != "mapped, in place");
+        RankResult res = run_rank(path, what != "mapped, in place", ready[1], go[0]);
         if (write(fds[1], &res, sizeof res) != sizeof res) _exit(1);
         _exit(0);
       }
       close(fds[1]);
       kids.push_back({pid, fds[0]});
     }
+    for (int r = 0; r < n; ++r) {
+      char c;
+      if (read(ready[0], &c, 1) != 1) return 1;
+    }
+    const std::string all(static_cast<size_t>(n), 'g');
+    if (write(go[1], all.data(), all.size()) != n) return 1;
+    close(ready[0]), close(ready[1]), close(go[0]), close(go[1]);
     double load_max = 0, touch_max = 0;
     int64_t rss = 0, pss = 0, anon = 0, hwm = 0;
     for (auto& [pid, fd] : kids) {

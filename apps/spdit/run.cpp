@@ -251,7 +251,7 @@ int run_rank(World& world, const RunOptions& o) {
   const bool lead = world.rank() == 0;
   if (lead) {
     std::cout << "spdit run: " << pipe->name() << "/" << (found ? found->variant + " from " + o.weights : o.preset) << " " << o.height << "x" << o.width
-              << (o.model == "wan" ? " x" + std::to_string(o.frames) + " frames" : std::string())
+              << (pipe->name() == "wan" ? " x" + std::to_string(o.frames) + " frames" : std::string())
               << ", text " << o.text_len << ", " << o.steps << " steps, " << world.size()
               << " rank(s) (ulysses " << u << " x ring " << r << "), " << o.threads
               << " thread(s) per rank" << std::endl;
@@ -303,7 +303,7 @@ int run_rank(World& world, const RunOptions& o) {
               << (prediction.padded_tokens != shapes.tokens
                       ? " (padded to " + std::to_string(prediction.padded_tokens) + ")"
                       : std::string())
-              << (o.text_len && o.model != "wan" ? ", plus " + std::to_string(o.text_len) + " text tokens replicated"
+              << (o.text_len && pipe->name() != "wan" ? ", plus " + std::to_string(o.text_len) + " text tokens replicated"
                                                   : std::string())
               << std::endl;
     std::cout << "communication per rank: " << mb(sent) << " sent";
