@@ -54,7 +54,7 @@ TEST(InspectCli, RealSizeFluxDevAndWanReadFromTheirHeadersAlone) {
   write_sparse(flux, spdit::test::flux_bfl_layout(3072, 64, 64, 4096, 768, 128, 19, 38, true));
   auto r = spdit::test::run_command(kSpdit + " inspect " + flux);
   ASSERT_EQ(r.code, 0) << r.output;
-  EXPECT_NE(r.output.find("tensors: 780, 23.80 GB (BF16 780 tensors 23.80 GB)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("tensors: 780, 23.8 GB (BF16 780 tensors 23.8 GB)"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("model: flux, bfl layout, variant dev"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("hidden 3072, 24 heads of 128, 19 dual + 38 single blocks"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("against the model (11901408320 parameters): every tensor fits"), std::string::npos)

@@ -1,5 +1,7 @@
 #include "error_text.h"
 
+#include "spdit/runtime/memory_meter.h"
+
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
@@ -28,15 +30,7 @@ int64_t available_memory_bytes() {
   return 0;
 }
 
-std::string gigabytes(double bytes) {
-  char buf[32];
-  if (bytes >= 1e9) {
-    std::snprintf(buf, sizeof buf, "%.1f GB", bytes / 1e9);
-  } else {
-    std::snprintf(buf, sizeof buf, "%.1f MB", bytes / 1e6);
-  }
-  return buf;
-}
+std::string gigabytes(double bytes) { return format_bytes(static_cast<int64_t>(bytes)); }
 
 std::string out_of_memory_advice(const std::string& what) {
   const bool c10_oom = what.find("can't allocate memory") != std::string::npos ||

@@ -2,22 +2,16 @@
 // config.json alone (no weight is read or allocated): files, tensors, dtypes
 // and bytes, the model, layout and variant detected, the dimensions it
 // implies, and whether every tensor fits that model.
-#include <iomanip>
 #include <iostream>
 #include <sstream>
 
 #include "commands.h"
 #include "spdit/checkpoints/model_checkpoint.h"
+#include "spdit/runtime/memory_meter.h"
 
 namespace spdit::cli {
 namespace {
 
-std::string gb(int64_t bytes) {
-  std::ostringstream os;
-  os << std::fixed << std::setprecision(bytes >= 1000000000 ? 2 : 1)
-     << (bytes >= 1000000000 ? bytes / 1e9 : bytes / 1e6) << (bytes >= 1000000000 ? " GB" : " MB");
-  return os.str();
-}
 
 std::string dims(const std::vector<int64_t>& v) {
   std::string s = "[";
@@ -56,10 +50,10 @@ int inspect(const std::string& path) {
     by_dtype[t.dtype_name].first += 1;
     by_dtype[t.dtype_name].second += t.bytes();
   }
-  std::cout << "\ntensors: " << ckpt.tensors().size() << ", " << gb(ckpt.data_bytes()) << " (";
+  std::cout << "\ntensors: " << ckpt.tensors().size() << ", " << format_bytes(ckpt.data_bytes()) << " (";
   bool first = true;
   for (const auto& [dt, cb] : by_dtype) {
-    std::cout << (first ? "" : ", ") << dt << " " << cb.first << " tensors " << gb(cb.second);
+    std::cout << (first ? "" : ", ") << dt << " " << cb.first << " tensors " << format_bytes(cb.second);
     first = false;
   }
   std::cout << ")\n";

@@ -250,16 +250,12 @@ Identified identify(const Checkpoint& ckpt) {
     auto c = wan_config(shapes, original, cfg_ptr);
     found.variant = c.hidden == 1536 ? "t2v-1.3B" : c.hidden == 5120 ? "t2v-14B" : "t2v (hidden " + std::to_string(c.hidden) + ")";
     found.config = c;
-  } else if (has("double_blocks.0.img_attn.qkv.weight")) {
+  } else if (has("double_blocks.0.img_attn.qkv.weight") ||
+             (has("x_embedder.weight") && has("transformer_blocks.0.norm1.linear.weight"))) {
+    const bool bfl = has("double_blocks.0.img_attn.qkv.weight");
     found.model = "flux";
-    found.layout = "bfl";
-    auto c = flux_config(shapes, true, cfg_ptr);
-    found.variant = c.in_channels == 384 ? "fill" : c.guidance ? "dev" : "schnell";
-    found.config = c;
-  } else if (has("x_embedder.weight") && has("transformer_blocks.0.norm1.linear.weight") ) {
-    found.model = "flux";
-    found.layout = "diffusers";
-    auto c = flux_config(shapes, false, cfg_ptr);
+    found.layout = bfl ? "bfl" : "diffusers";
+    auto c = flux_config(shapes, bfl, cfg_ptr);
     found.variant = c.in_channels == 384 ? "fill" : c.guidance ? "dev" : "schnell";
     found.config = c;
   } else if (has("txt_norm.weight") && has("transformer_blocks.0.img_mod.1.weight")) {

@@ -17,15 +17,7 @@ std::atomic<bool> g_installed{false};
 std::atomic<int64_t> g_limit{0};
 std::string g_limit_share;  // set before the limit, read only when it is hit
 
-std::string gb(int64_t bytes) {
-  char buf[32];
-  if (bytes >= 1e9) {
-    std::snprintf(buf, sizeof buf, "%.1f GB", bytes / 1e9);
-  } else {
-    std::snprintf(buf, sizeof buf, "%.1f MB", bytes / 1e6);
-  }
-  return buf;
-}
+std::string gb(int64_t bytes) { return format_bytes(bytes); }
 
 void raise_peak(int64_t live) {
   int64_t peak = g_peak.load(std::memory_order_relaxed);
@@ -94,6 +86,16 @@ int64_t reset_tensor_bytes_peak() {
   const int64_t live = g_live.load(std::memory_order_relaxed);
   g_peak.store(live, std::memory_order_relaxed);
   return live;
+}
+
+std::string format_bytes(int64_t bytes) {
+  char buf[32];
+  if (bytes >= 1e9) {
+    std::snprintf(buf, sizeof buf, "%.1f GB", bytes / 1e9);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.1f MB", bytes / 1e6);
+  }
+  return buf;
 }
 
 void set_tensor_bytes_limit(int64_t bytes, const std::string& share) {

@@ -38,6 +38,9 @@ class TensorMemoryLimitExceeded : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// "47.6 GB", "37.0 MB": byte counts in messages.
+std::string format_bytes(int64_t bytes);
+
 /// Refuses (TensorMemoryLimitExceeded) any tensor that would take the live
 /// bytes above `bytes`; 0 removes the limit. Needs install_memory_meter().
 /// `share` says in the message where the limit comes from.
