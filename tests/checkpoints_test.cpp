@@ -5,6 +5,7 @@
 #include <string>
 
 #include "spdit/models/flux.h"
+#include "spdit/models/qwen_image.h"
 #include "spdit/models/skeleton.h"
 #include "spdit/models/wan.h"
 
@@ -208,6 +209,22 @@ TEST(Checkpoints, RealSizeLayoutsAreIdentifiedAndFitTheirModels) {
     write_sharded(dir, "diffusion_pytorch_model", layout_of(*model, "F32"), 2);
     auto ckpt = Checkpoint::open(root);
     expect_fits(ckpt, "wan", "diffusers", "t2v-1.3B");
+  }
+  {
+    // Qwen-Image as diffusers ships it: transformer/ in shards, bf16.
+    const std::string root = tmp.path + "/Qwen-Image", dir = root + "/transformer";
+    mkdir(root.c_str(), 0755);
+    mkdir(dir.c_str(), 0755);
+    models::SkeletonScope skeleton;
+    QwenImageTransformer model(QwenImageConfig::preset("full"));
+    write_sharded(dir, "diffusion_pytorch_model", layout_of(*model, "BF16"), 9);
+    std::ofstream(dir + "/config.json") << R"({"_class_name": "QwenImageTransformer2DModel", "attention_head_dim": 128,
+      "axes_dims_rope": [16, 56, 56], "in_channels": 64, "joint_attention_dim": 3584, "num_attention_heads": 24,
+      "num_layers": 60, "out_channels": 16, "patch_size": 2})";
+    auto ckpt = Checkpoint::open(root);
+    EXPECT_EQ(ckpt.files().size(), 9u);
+    expect_fits(ckpt, "qwen-image", "diffusers", "qwen-image");
+    EXPECT_EQ(std::get<QwenImageConfig>(identify(ckpt).config).blocks, 60);
   }
   const int64_t grew = resident_bytes() - before;
   EXPECT_LT(grew, int64_t{600} * 1000 * 1000) << "resident grew by " << grew;
