@@ -1,5 +1,6 @@
 #include "spdit/checkpoints/model_checkpoint.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
@@ -58,6 +59,19 @@ int64_t json_int(const nlohmann::json& j, const char* key, int64_t fallback) {
   return j[key].get<int64_t>();
 }
 
+// diffusers' attention fields, where config.json has them.
+void read_attention_fields(const nlohmann::json& cfg, int64_t& heads, int64_t& head_dim,
+                           std::vector<int64_t>& axes) {
+  heads = json_int(cfg, "num_attention_heads", heads);
+  head_dim = json_int(cfg, "attention_head_dim", head_dim);
+  if (!cfg.contains("axes_dims_rope") || cfg["axes_dims_rope"].is_null()) return;
+  const auto& a = cfg["axes_dims_rope"];
+  if (!a.is_array() || !std::all_of(a.begin(), a.end(), [](const nlohmann::json& v) { return v.is_number_integer(); })) {
+    throw std::runtime_error("spdit: config.json field 'axes_dims_rope' should be a list of integers, not " + a.dump());
+  }
+  axes = a.get<std::vector<int64_t>>();
+}
+
 std::vector<int64_t> default_axes(int64_t head_dim) {
   if (head_dim == 128) return {16, 56, 56};
   // As Flux splits 128: a sixth of the pairs for time, the rest shared by height and width.
@@ -102,11 +116,7 @@ FluxConfig flux_config(const Shapes& s, bool bfl, const nlohmann::json* cfg) {
   c.axes_dims = default_axes(c.head_dim);
   if (cfg) {
     // config.json is what the model was saved with; the shapes must agree.
-    c.heads = json_int(*cfg, "num_attention_heads", c.heads);
-    c.head_dim = json_int(*cfg, "attention_head_dim", c.head_dim);
-    if (cfg->contains("axes_dims_rope") && (*cfg)["axes_dims_rope"].is_array()) {
-      c.axes_dims = (*cfg)["axes_dims_rope"].get<std::vector<int64_t>>();
-    }
+    read_attention_fields(*cfg, c.heads, c.head_dim, c.axes_dims);
     if (json_int(*cfg, "in_channels", c.in_channels) != c.in_channels ||
         json_int(*cfg, "num_layers", c.dual_blocks) != c.dual_blocks ||
         json_int(*cfg, "num_single_layers", c.single_blocks) != c.single_blocks) {
@@ -156,13 +166,7 @@ QwenImageConfig qwen_config(const Shapes& s, const nlohmann::json* cfg) {
   c.heads = c.hidden / std::max<int64_t>(c.head_dim, 1);
   c.blocks = count_blocks(s, "transformer_blocks.");
   c.axes_dims = default_axes(c.head_dim);
-  if (cfg) {
-    c.heads = json_int(*cfg, "num_attention_heads", c.heads);
-    c.head_dim = json_int(*cfg, "attention_head_dim", c.head_dim);
-    if (cfg->contains("axes_dims_rope") && (*cfg)["axes_dims_rope"].is_array()) {
-      c.axes_dims = (*cfg)["axes_dims_rope"].get<std::vector<int64_t>>();
-    }
-  }
+  if (cfg) read_attention_fields(*cfg, c.heads, c.head_dim, c.axes_dims);
   check_dims("Qwen-Image checkpoint", c.hidden, c.heads, c.head_dim, &c.axes_dims);
   return c;
 }
