@@ -22,3 +22,6 @@
 #include "spdit/models/qwen_image.h"
 #include "spdit/models/pipeline.h"
 #include "spdit/models/weights.h"
+#include "spdit/models/skeleton.h"
+#include "spdit/checkpoints/checkpoint.h"
+#include "spdit/checkpoints/model_checkpoint.h"
