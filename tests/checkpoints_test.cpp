@@ -1,13 +1,22 @@
 // Real-size models without their memory, and checkpoints read as they ship.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 
+#include "spdit/checkpoints/model_checkpoint.h"
 #include "spdit/models/flux.h"
+#include "spdit/models/layers.h"
 #include "spdit/models/qwen_image.h"
 #include "spdit/models/skeleton.h"
 #include "spdit/models/wan.h"
+#include "spdit/models/weights.h"
+#include "support/layouts.h"
+#include "support/subprocess.h"
+#include "support/temp_dir.h"
 
 using namespace spdit;
 using namespace spdit::models;
@@ -50,28 +59,10 @@ TEST(Skeleton, FullSizeFluxAndWanTakeNoResidentMemory) {
 
 // ---- checkpoints as published, read in place ----------------------------
 
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <nlohmann/json.hpp>
-
-#include "spdit/checkpoints/model_checkpoint.h"
-#include "spdit/models/layers.h"
-#include "spdit/models/weights.h"
-#include "support/layouts.h"
-
 using namespace spdit::checkpoints;
+using test::TempDir;
 
 namespace {
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/spdit-ckpt-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-};
 
 at::ScalarType dtype_of(const std::string& name) {
   return name == "BF16" ? at::kBFloat16 : name == "F16" ? at::kHalf : at::kFloat;
@@ -395,7 +386,6 @@ TEST(Checkpoints, WrongInputsAreRefusedWithTheReason) {
   expect_error([&] { load_checkpoint(*small, ckpt, identify(ckpt)); }, "x_embedder.weight [64, 64] (model [256, 64])");
 }
 
-#include "support/subprocess.h"
 
 // `spdit run --weights`: the checkpoint decides the model and its size, its
 // weights are used in place, and the SP run matches one rank.

@@ -10,6 +10,7 @@
 
 #include "support/layouts.h"
 #include "support/subprocess.h"
+#include "support/temp_dir.h"
 
 namespace {
 
@@ -37,19 +38,10 @@ void write_sparse(const std::string& path, const spdit::test::Layout& layout) {
   ASSERT_EQ(truncate(path.c_str(), static_cast<off_t>(8 + len + offset)), 0);
 }
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/spdit-inspect-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-};
-
 }  // namespace
 
 TEST(InspectCli, RealSizeFluxDevAndWanReadFromTheirHeadersAlone) {
-  TempDir tmp;
+  spdit::test::TempDir tmp;
   const std::string flux = tmp.path + "/flux1-dev.safetensors";
   write_sparse(flux, spdit::test::flux_bfl_layout(3072, 64, 64, 4096, 768, 128, 19, 38, true));
   auto r = spdit::test::run_command(kSpdit + " inspect " + flux);
