@@ -2,7 +2,7 @@
 # Installs the Debian packages spdit needs; does nothing when all are present.
 set -euo pipefail
 packages=(
-  build-essential cmake git
+  build-essential cmake git ccache
   libtorch-dev libgloo-dev libopenblas0-pthread
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libpng-dev
