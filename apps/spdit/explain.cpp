@@ -18,7 +18,7 @@ struct ExplainOptions {
   std::string model = "flux", preset = "small";
   int ulysses = 1, ring = 1;
   int64_t height = 512, width = 512, frames = 1, text_len = 64;
-  std::string weights;
+  std::string weights, dtype;
 };
 
 std::string shape_str(const std::vector<int64_t>& s) {
@@ -35,10 +35,10 @@ int explain(const ExplainOptions& o) {
   if (!o.weights.empty()) {
     auto ckpt = checkpoints::Checkpoint::open(o.weights);
     auto found = checkpoints::identify(ckpt);
-    pipe = models::make_pipeline(found.config, 0, models::Weights::kNone);
+    pipe = models::make_pipeline(found.config, 0, models::Weights::kNone, resolve_dtype(o.dtype, &found));
     label = found.variant + " (" + o.weights + ")";
   } else {
-    pipe = models::make_pipeline(o.model, o.preset, 0, models::Weights::kNone);
+    pipe = models::make_pipeline(o.model, o.preset, 0, models::Weights::kNone, resolve_dtype(o.dtype, nullptr));
   }
   models::RunSize size{o.height, o.width, o.frames, o.text_len, 1};
   pipe->check_size(size);
@@ -47,7 +47,8 @@ int explain(const ExplainOptions& o) {
   const int64_t ps = p.sp_size;
   std::cout << pipe->name() << "/" << label << " at " << o.height << "x" << o.width
             << (o.model == "wan" ? " x" + std::to_string(o.frames) + " frames" : std::string()) << ": "
-            << shapes.tokens << " tokens, text " << o.text_len << "; SP " << ps << " = ulysses "
+            << shapes.tokens << " tokens, text " << o.text_len << ", " << models::dtype_name(pipe->dtype())
+            << "; SP " << ps << " = ulysses "
             << o.ulysses << " x ring " << o.ring << "\n\nplan:\n"
             << describe(*get_sp_plan_from_model(pipe->model())) << "\nper-rank tensors:\n";
   for (const auto& s : shapes.sites) {
@@ -81,7 +82,7 @@ int explain(const ExplainOptions& o) {
 void add_explain_command(CLI::App& app, Action& action) {
   auto* cmd = app.add_subcommand("explain", "Show what a run will split, gather and move, without running it");
   static ExplainOptions o;
-  add_model_flags(cmd, o.model, o.preset, o.height, o.width, o.frames, o.text_len);
+  add_model_flags(cmd, o.model, o.preset, o.height, o.width, o.frames, o.text_len, o.dtype);
   cmd->add_option("--ulysses", o.ulysses, "Ulysses degree U")->check(whole_number(1))->capture_default_str();
   cmd->add_option("--ring", o.ring, "Ring degree R")->check(whole_number(1))->capture_default_str();
   cmd->add_option("--weights", o.weights, "Explain the model of this checkpoint (file, index or folder), at its size")

@@ -7,11 +7,13 @@
 #include <string>
 
 #include "validators.h"
+#include "spdit/checkpoints/model_checkpoint.h"
+#include "spdit/models/precision.h"
 
 namespace spdit::cli {
 
 inline void add_model_flags(CLI::App* cmd, std::string& model, std::string& preset, int64_t& height,
-                            int64_t& width, int64_t& frames, int64_t& text_len) {
+                            int64_t& width, int64_t& frames, int64_t& text_len, std::string& dtype) {
   cmd->add_option("--model", model, "flux | wan | qwen-image")
       ->check(CLI::IsMember({"flux", "wan", "qwen-image", "qwen_image"}))->capture_default_str();
   cmd->add_option("--preset", preset, "tiny | small | full")
@@ -20,6 +22,16 @@ inline void add_model_flags(CLI::App* cmd, std::string& model, std::string& pres
   cmd->add_option("--width", width, "Image width in pixels")->check(whole_number(1))->capture_default_str();
   cmd->add_option("--frames", frames, "Video frames (wan only), 4k+1")->check(whole_number(1))->capture_default_str();
   cmd->add_option("--text-len", text_len, "Text tokens")->check(whole_number(1))->capture_default_str();
+  cmd->add_option("--dtype", dtype,
+                  "bf16 | fp16 | fp32: the dtype the model computes in (default: as --weights stores it; fp32 "
+                  "for random weights)")
+      ->check(CLI::IsMember({"bf16", "fp16", "fp32"}));
+}
+
+/// --dtype, or the checkpoint's stored dtype, or fp32.
+inline at::ScalarType resolve_dtype(const std::string& flag, const checkpoints::Identified* found) {
+  if (!flag.empty()) return models::parse_dtype(flag);
+  return found ? found->stored_dtype : at::kFloat;
 }
 
 }  // namespace spdit::cli

@@ -41,7 +41,7 @@ StepPrediction predict_step(const models::ForwardShapes& shapes, const models::R
                         std::to_string(a.heads) + " avoids the waste");
     }
     if (!a.sharded || ps == 1 || !p.errors.empty()) continue;
-    AttentionCommShape s{size.batch, a.tokens, a.text_len, a.heads, a.head_dim, 4, false};
+    AttentionCommShape s{size.batch, a.tokens, a.text_len, a.heads, a.head_dim, shapes.elem_bytes, false};
     for (const auto& [kind, b] : attention_comm_bytes(s, u, r)) p.bytes[kind] += b * a.count;
   }
   if (ps > 1 && p.errors.empty()) {
@@ -52,7 +52,7 @@ StepPrediction predict_step(const models::ForwardShapes& shapes, const models::R
     }
     for (const auto& site : shapes.sites) {
       if (!site.gather) continue;
-      int64_t local = 4;
+      int64_t local = shapes.elem_bytes;
       for (size_t i = 0; i < site.full_shape.size(); ++i) {
         local *= static_cast<int64_t>(i) == site.dim ? p.tokens_per_rank : site.full_shape[i];
       }

@@ -41,7 +41,7 @@ struct RunOptions {
   int nproc = 0, ulysses = 0, ring = 0, steps = 8, threads = 1;
   int64_t height = 1024, width = 1024, frames = 1, text_len = 64;
   uint64_t seed = 42;
-  std::string weights, out, json;
+  std::string weights, out, json, dtype;
   bool check = false;
   bool oversubscribe = false;
 };
@@ -94,7 +94,7 @@ int64_t replicated_bytes_floor(const models::ForwardShapes& shapes, const models
     floor += n;
   }
   for (const auto& a : shapes.attention) {
-    floor += 3 * 4 * size.batch * a.text_len * a.heads * a.head_dim;
+    floor += 3 * shapes.elem_bytes * size.batch * a.text_len * a.heads * a.head_dim;
   }
   return floor;
 }
@@ -142,28 +142,27 @@ void limit_tensor_memory(int local_ranks) {
 }
 
 // The weights each rank allocates, counted before a byte is: the preset's
-// fp32 parameters; for a checkpoint, its tensors not stored in fp32 (fp32
-// ones are used in place, from pages the local ranks share).
-void check_weights_fit(const RunOptions& o, const checkpoints::Checkpoint* ckpt, int local_ranks) {
-  int64_t per_rank = 0;
-  if (ckpt) {
-    for (const auto& [name, t] : ckpt->tensors()) {
-      if (t.dtype != at::kFloat) per_rank += t.bytes() / static_cast<int64_t>(c10::elementSize(t.dtype)) * 4;
-    }
-  } else {
-    per_rank = 4 * models::parameter_count(o.model, o.preset);
-  }
+// parameters in `dtype`; for a checkpoint, its tensors not stored in the
+// dtype the model wants (the others are used in place, from pages the local
+// ranks share).
+void check_weights_fit(const RunOptions& o, at::ScalarType dtype, const checkpoints::Checkpoint* ckpt,
+                       const checkpoints::Identified* found, int local_ranks) {
+  const int64_t per_rank = ckpt ? checkpoints::converted_bytes(*ckpt, *found, dtype)
+                                : models::parameter_count(o.model, o.preset) *
+                                      static_cast<int64_t>(c10::elementSize(dtype));
   std::string why;
   const int64_t budget = rank_memory_budget(local_ranks, why);
   if (budget <= 0 || per_rank <= budget) return;
-  const std::string what = ckpt ? "of --weights " + o.weights + " (converted to fp32)"
-                                : "of --model " + o.model + " --preset " + o.preset;
+  const std::string name = models::dtype_name(dtype);
+  const std::string what = ckpt ? "of --weights " + o.weights + " (converted to " + name + ")"
+                                : "of --model " + o.model + " --preset " + o.preset + " in " + name;
+  std::string fixes = dtype == at::kFloat ? "--dtype bf16 (half the bytes), " : "";
+  fixes += ckpt ? "a smaller model" : "a smaller --preset";
   throw std::runtime_error("out of memory before any work: the weights " + what + " need " +
                            gigabytes(static_cast<double>(per_rank)) +
-                           " per rank (fp32, every rank holds them whole), more than the " +
-                           gigabytes(static_cast<double>(budget)) + " a rank may use (" + why +
-                           "). Use a smaller " + (ckpt ? std::string("model") : std::string("--preset")) +
-                           ", fewer ranks per machine, or a machine with more memory");
+                           " per rank (every rank holds them whole), more than the " +
+                           gigabytes(static_cast<double>(budget)) + " a rank may use (" + why + "). Use " +
+                           fixes + ", fewer ranks per machine, or a machine with more memory");
 }
 
 // Denoises from seeded noise: x <- x + (sigma_next - sigma) * v(x, sigma).
@@ -212,7 +211,7 @@ int run_rank(World& world, const RunOptions& o) {
                             {"--width", std::to_string(o.width)}, {"--frames", std::to_string(o.frames)},
                             {"--text-len", std::to_string(o.text_len)}, {"--steps", std::to_string(o.steps)},
                             {"--seed", std::to_string(o.seed)}, {"--ulysses", std::to_string(u)},
-                            {"--ring", std::to_string(r)}, {"--weights", o.weights}});
+                            {"--ring", std::to_string(r)}, {"--weights", o.weights}, {"--dtype", o.dtype}});
   const char* local = std::getenv("LOCAL_WORLD_SIZE");
   const int local_ranks = local && std::atoi(local) > 0 ? std::atoi(local) : 1;
   limit_tensor_memory(local_ranks);
@@ -230,10 +229,13 @@ int run_rank(World& world, const RunOptions& o) {
                                   ": leave --model out, the checkpoint says which model it is");
     }
   }
-  check_weights_fit(o, ckpt ? &*ckpt : nullptr, local_ranks);
+  const auto dtype = resolve_dtype(o.dtype, found ? &*found : nullptr);
+  models::check_dtype_runs(dtype);
+  check_weights_fit(o, dtype, ckpt ? &*ckpt : nullptr, found ? &*found : nullptr, local_ranks);
   std::unique_ptr<models::Pipeline> pipe;
   try {
-    pipe = ckpt ? checkpoints::make_pipeline(*ckpt, *found, o.seed) : models::make_pipeline(o.model, o.preset, o.seed);
+    pipe = ckpt ? checkpoints::make_pipeline(*ckpt, *found, o.seed, dtype)
+                : models::make_pipeline(o.model, o.preset, o.seed, models::Weights::kSeeded, dtype);
   } catch (const TensorMemoryLimitExceeded& e) {
     throw std::runtime_error(std::string(e.what()) + " (while making the weights of " +
                              (ckpt ? "--weights " + o.weights : "--model " + o.model + " --preset " + o.preset) + ")");
@@ -252,7 +254,8 @@ int run_rank(World& world, const RunOptions& o) {
   if (lead) {
     std::cout << "spdit run: " << pipe->name() << "/" << (found ? found->variant + " from " + o.weights : o.preset) << " " << o.height << "x" << o.width
               << (pipe->name() == "wan" ? " x" + std::to_string(o.frames) + " frames" : std::string())
-              << ", text " << o.text_len << ", " << o.steps << " steps, " << world.size()
+              << ", text " << o.text_len << ", " << models::dtype_name(dtype) << ", " << o.steps << " steps, "
+              << world.size()
               << " rank(s) (ulysses " << u << " x ring " << r << "), " << o.threads
               << " thread(s) per rank" << std::endl;
     for (const auto& n : prediction.notes) std::cout << "note: " << n << std::endl;
@@ -315,7 +318,8 @@ int run_rank(World& world, const RunOptions& o) {
               << " held before it (adds the latent and inputs, replicated); weights " << mb(weight_bytes)
               << ", replicated; resident " << mb(peak) << ", " << mb(resident_activation)
               << " above the loop's start" << std::endl;
-    j = {{"model", pipe->name()}, {"preset", o.preset}, {"height", o.height}, {"width", o.width},
+    j = {{"model", pipe->name()}, {"preset", o.preset}, {"dtype", models::dtype_name(dtype)},
+         {"height", o.height}, {"width", o.width},
          {"frames", o.frames}, {"text_len", o.text_len}, {"steps", o.steps}, {"seed", o.seed},
          {"ranks", world.size()}, {"ulysses", u}, {"ring", r}, {"threads_per_rank", o.threads},
          {"total_seconds", total}, {"step_seconds", steps}, {"median_step_seconds", median},
@@ -339,7 +343,7 @@ int run_rank(World& world, const RunOptions& o) {
     auto ref = denoise(*pipe, o, false, nullptr);
     const double err = (x - ref).abs().max().item<double>();
     const double rel = err / std::max(ref.abs().max().item<double>(), 1e-30);
-    const double tol = 1e-5;
+    const double tol = models::tolerance_against_one_rank(dtype);
     const bool pass = rel <= tol;
     std::cout << "parity: max_abs_err=" << std::scientific << std::setprecision(3) << err
               << " rel_err=" << rel << " tol=" << tol << (pass ? " PASS" : " FAIL") << std::endl;
@@ -360,7 +364,7 @@ int run_rank(World& world, const RunOptions& o) {
 void add_run_command(CLI::App& app, Action& action) {
   auto* cmd = app.add_subcommand("run", "Denoise with a reference DiT under sequence parallelism");
   static RunOptions o;
-  add_model_flags(cmd, o.model, o.preset, o.height, o.width, o.frames, o.text_len);
+  add_model_flags(cmd, o.model, o.preset, o.height, o.width, o.frames, o.text_len, o.dtype);
   cmd->add_option("--nproc", o.nproc, "Start this many local ranks (default: U*R, or 2)")
       ->check(whole_number(1));
   cmd->add_flag("--oversubscribe", o.oversubscribe, "With --nproc: allow more than 4 ranks per usable core");

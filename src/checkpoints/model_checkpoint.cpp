@@ -1,4 +1,5 @@
 #include "spdit/checkpoints/model_checkpoint.h"
+#include "spdit/models/precision.h"
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
@@ -276,6 +277,14 @@ Identified identify(const Checkpoint& ckpt) {
         ") is none of the layouts spdit reads: Flux.1 (Black Forest Labs' file or diffusers' "
         "transformer/), Wan2.1 text-to-video (Wan's release or diffusers'), Qwen-Image (diffusers')");
   }
+  std::map<at::ScalarType, int64_t> bytes_by_dtype;
+  for (const auto& [name, t] : ckpt.tensors()) {
+    if (at::isFloatingType(t.dtype)) bytes_by_dtype[t.dtype] += t.bytes();
+  }
+  int64_t most = -1;
+  for (const auto& [dtype, bytes] : bytes_by_dtype) {
+    if (bytes > most) most = bytes, found.stored_dtype = dtype;
+  }
   return found;
 }
 
@@ -303,10 +312,22 @@ std::map<std::string, at::Tensor> tensors_in_model_names(const Checkpoint& ckpt,
 }
 
 std::unique_ptr<models::Pipeline> make_pipeline(const Checkpoint& ckpt, const Identified& found,
-                                                uint64_t seed) {
-  auto pipe = models::make_pipeline(found.config, seed, models::Weights::kNone);
-  load_checkpoint(pipe->model(), ckpt, found);
+                                                uint64_t seed, at::ScalarType dtype) {
+  if (dtype == at::ScalarType::Undefined) dtype = found.stored_dtype;
+  auto pipe = models::make_pipeline(found.config, seed, models::Weights::kNone, dtype);
+  load_checkpoint(pipe->model(), ckpt, found, dtype);
   return pipe;
+}
+
+int64_t converted_bytes(const Checkpoint& ckpt, const Identified& found, at::ScalarType dtype) {
+  if (dtype == at::ScalarType::Undefined) dtype = found.stored_dtype;
+  const auto keep = models::keep_in_fp32_modules(found.config);
+  int64_t bytes = 0;
+  for (const auto& [name, t] : tensors_in_model_names(ckpt, found)) {
+    const auto want = at::isFloatingType(t.scalar_type()) ? models::parameter_dtype(name, dtype, keep) : t.scalar_type();
+    if (want != t.scalar_type()) bytes += t.numel() * static_cast<int64_t>(c10::elementSize(want));
+  }
+  return bytes;
 }
 
 Comparison compare(const torch::nn::Module& model, const std::map<std::string, at::Tensor>& named) {
@@ -330,7 +351,8 @@ Comparison compare(const torch::nn::Module& model, const std::map<std::string, a
   return c;
 }
 
-void load_checkpoint(torch::nn::Module& model, const Checkpoint& ckpt, const Identified& found) {
+void load_checkpoint(torch::nn::Module& model, const Checkpoint& ckpt, const Identified& found,
+                     at::ScalarType dtype) {
   auto named = tensors_in_model_names(ckpt, found);
   auto cmp = compare(model, named);
   if (!cmp.ok()) {
@@ -341,11 +363,15 @@ void load_checkpoint(torch::nn::Module& model, const Checkpoint& ckpt, const Ide
     throw std::runtime_error(msg);
   }
   at::NoGradGuard no_grad;
+  if (dtype == at::ScalarType::Undefined) dtype = found.stored_dtype;
+  const auto keep = models::keep_in_fp32_modules(found.config);
   auto place = [&](const std::string& name, at::Tensor t) {
     const at::Tensor& src = named.at(name);
-    // In place when the dtype is the model's: the parameter becomes a view of
-    // the file's pages. Else one converted copy.
-    t.set_data(src.scalar_type() == t.scalar_type() ? src : src.to(t.scalar_type()));
+    const auto want = at::isFloatingType(src.scalar_type()) ? models::parameter_dtype(name, dtype, keep)
+                                                             : t.scalar_type();
+    // In place when stored in the dtype the model wants: the parameter
+    // becomes a view of the file's pages. Else one converted copy.
+    t.set_data(src.scalar_type() == want ? src : src.to(want));
   };
   for (const auto& p : model.named_parameters(true)) place(p.key(), p.value());
   for (const auto& b : model.named_buffers(true)) place(b.key(), b.value());

@@ -20,10 +20,6 @@ struct AdaNormImpl : torch::nn::Module {
 };
 TORCH_MODULE(AdaNorm);
 
-at::Tensor layer_norm(const at::Tensor& x) {
-  return at::layer_norm(x, {x.size(-1)}, {}, {}, 1e-6);
-}
-
 struct FluxBlockImpl : torch::nn::Module {
   AdaNorm norm1{nullptr}, norm1_context{nullptr};
   DitAttention attn{nullptr};
@@ -41,12 +37,14 @@ struct FluxBlockImpl : torch::nn::Module {
                                             const Rope& img_rope, const Rope& txt_rope) {
     auto m = (*norm1)(temb, 6);   // shift, scale, gate (attn), shift, scale, gate (mlp)
     auto mc = (*norm1_context)(temb, 6);
-    auto [attn_img, attn_txt] = attn->forward(modulate(layer_norm(img), m[0], m[1]),
-                                              modulate(layer_norm(txt), mc[0], mc[1]), img_rope, txt_rope);
+    auto [attn_img, attn_txt] = attn->forward(modulate(plain_layer_norm(img), m[0], m[1]),
+                                              modulate(plain_layer_norm(txt), mc[0], mc[1]), img_rope, txt_rope);
     img = img + m[2].unsqueeze(1) * attn_img;
-    img = img + m[5].unsqueeze(1) * ff->forward(modulate(layer_norm(img), m[3], m[4]));
+    img = img + m[5].unsqueeze(1) * ff->forward(modulate(plain_layer_norm(img), m[3], m[4]));
     txt = txt + mc[2].unsqueeze(1) * attn_txt;
-    txt = txt + mc[5].unsqueeze(1) * ff_context->forward(modulate(layer_norm(txt), mc[3], mc[4]));
+    txt = txt + mc[5].unsqueeze(1) * ff_context->forward(modulate(plain_layer_norm(txt), mc[3], mc[4]));
+    // fp16's range is exceeded by Flux's text stream; diffusers clips it.
+    if (txt.scalar_type() == at::kHalf) txt = txt.clamp(-65504, 65504);
     return {img, txt};
   }
 };
@@ -70,12 +68,12 @@ struct FluxSingleBlockImpl : torch::nn::Module {
                                             const Rope& txt_rope) {
     auto m = (*norm)(temb, 3);  // shift, scale, gate
     auto step = [&](const at::Tensor& x, const at::Tensor& attn_out) {
-      auto n = modulate(layer_norm(x), m[0], m[1]);
+      auto n = modulate(plain_layer_norm(x), m[0], m[1]);
       auto mlp = at::gelu(proj_mlp->forward(n), "tanh");
       return x + m[2].unsqueeze(1) * proj_out->forward(at::cat({attn_out, mlp}, -1));
     };
-    auto ni = modulate(layer_norm(img), m[0], m[1]);
-    auto nt = modulate(layer_norm(txt), m[0], m[1]);
+    auto ni = modulate(plain_layer_norm(img), m[0], m[1]);
+    auto nt = modulate(plain_layer_norm(txt), m[0], m[1]);
     auto [ai, at_] = attn->forward(ni, nt, img_rope, txt_rope);
     return {step(img, ai), step(txt, at_)};
   }
@@ -173,7 +171,7 @@ Outputs FluxTransformerImpl::forward(const BoundArgs& a) {
     std::tie(img, txt) = b->as<FluxSingleBlockImpl>()->forward(img, txt, temb, img_rope, txt_rope);
   }
   auto mod = norm_out_linear_->forward(at::silu(temb)).chunk(2, -1);  // scale, shift
-  img = modulate(layer_norm(img), mod[1], mod[0]);
+  img = modulate(plain_layer_norm(img), mod[1], mod[0]);
   return Outputs(proj_out_(img));
 }
 
@@ -186,8 +184,8 @@ namespace {
 
 class FluxPipeline : public PackedImagePipeline {
  public:
-  FluxPipeline(const FluxConfig& c, uint64_t seed, Weights weights)
-      : PackedImagePipeline(c.in_channels), model_(build<FluxTransformer>(c, seed, weights)) {
+  FluxPipeline(const FluxConfig& c, uint64_t seed, Weights weights, at::ScalarType dtype)
+      : PackedImagePipeline(c.in_channels, dtype), model_(build<FluxTransformer>(c, seed, weights, dtype)) {
     if (c.in_channels != c.out_channels) {
       throw std::invalid_argument(
           "spdit: a Flux model with " + std::to_string(c.in_channels) + " input and " +
@@ -214,7 +212,7 @@ class FluxPipeline : public PackedImagePipeline {
                                {"img_ids", img_ids_},
                                {"txt_ids", txt_ids_}};
     if (model_->config().guidance) args.push_back({"guidance", at::full({x.size(0)}, 3.5)});
-    return model_->call({x}, args).tensor();
+    return model_->call({x}, args).tensor().to(at::kFloat);
   }
 
   ForwardShapes shapes(const RunSize& s) const override {
@@ -222,6 +220,7 @@ class FluxPipeline : public PackedImagePipeline {
     const int64_t tokens = tokens_of(s);
     ForwardShapes f;
     f.tokens = tokens;
+    f.elem_bytes = static_cast<int64_t>(c10::elementSize(dtype()));
     f.sites = {{"", "hidden_states", {s.batch, tokens, c.in_channels}, 1, 0, false},
                {"pos_embed", "output 0", {s.text_len + tokens, c.head_dim / 2}, 0, s.text_len, false},
                {"pos_embed", "output 1", {s.text_len + tokens, c.head_dim / 2}, 0, s.text_len, false},
@@ -238,8 +237,9 @@ class FluxPipeline : public PackedImagePipeline {
 
 }  // namespace
 
-std::unique_ptr<Pipeline> make_flux_pipeline(const FluxConfig& c, uint64_t seed, Weights weights) {
-  return std::make_unique<FluxPipeline>(c, seed, weights);
+std::unique_ptr<Pipeline> make_flux_pipeline(const FluxConfig& c, uint64_t seed, Weights weights,
+                                             at::ScalarType dtype) {
+  return std::make_unique<FluxPipeline>(c, seed, weights, dtype);
 }
 
 }  // namespace spdit::models

@@ -3,6 +3,7 @@
 #include <torch/nn/init.h>
 #include <torch/nn/modules/dropout.h>
 
+#include "spdit/models/precision.h"
 #include "spdit/models/skeleton.h"
 
 #include <cmath>
@@ -27,15 +28,22 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) {
   }
 }
 
-at::Tensor LinearImpl::forward(const at::Tensor& x) { return at::linear(x, weight, bias); }
+// Activations follow the weights' dtype: a bf16 model takes fp32 inputs, and
+// an fp32 module kept in a bf16 model (precision.h) takes bf16 ones.
+at::Tensor LinearImpl::forward(const at::Tensor& x) {
+  const auto dtype = weight.scalar_type();
+  return at::linear(x.scalar_type() == dtype ? x : x.to(dtype), weight, bias);
+}
 
 RMSNormImpl::RMSNormImpl(int64_t dim, double eps) : eps_(eps) {
   weight = register_parameter("weight", at::ones({dim}));
 }
 
 at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
+  // Statistics in fp32; the weight applied in the input's dtype, as Wan's and
+  // diffusers' RMSNorm do.
   auto xf = x.to(at::kFloat);
-  auto y = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps_);
+  auto y = (xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps_)).to(x.scalar_type());
   return (y * weight).to(x.scalar_type());
 }
 
@@ -47,7 +55,13 @@ LayerNormImpl::LayerNormImpl(int64_t dim, bool affine, double eps) : dim_(dim), 
 }
 
 at::Tensor LayerNormImpl::forward(const at::Tensor& x) {
-  return at::layer_norm(x.to(at::kFloat), {dim_}, weight, bias, eps_).to(x.scalar_type());
+  // All in fp32 (diffusers' FP32LayerNorm), the result in the input's dtype.
+  auto f32 = [](const at::Tensor& t) { return t.defined() ? t.to(at::kFloat) : t; };
+  return at::layer_norm(x.to(at::kFloat), {dim_}, f32(weight), f32(bias), eps_).to(x.scalar_type());
+}
+
+at::Tensor plain_layer_norm(const at::Tensor& x) {
+  return at::layer_norm(x.to(at::kFloat), {x.size(-1)}, {}, {}, 1e-6).to(x.scalar_type());
 }
 
 namespace {
@@ -117,12 +131,15 @@ at::Tensor modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tens
   return x * (1 + sc) + sh;
 }
 
-void seeded_init(torch::nn::Module& model, uint64_t seed, double scale) {
+void seeded_init(torch::nn::Module& model, uint64_t seed, double scale, at::ScalarType dtype,
+                 const std::vector<std::string>& keep_fp32) {
   auto gen = at::detail::createCPUGenerator(seed);
   at::NoGradGuard no_grad;
   for (auto& p : model.named_parameters(/*recurse=*/true)) {
     const std::string& name = p.key();
     auto& t = p.value();
+    if (t.scalar_type() != at::kFloat) t.set_data(at::empty(t.sizes(), at::kFloat));
+    const auto want = parameter_dtype(name, dtype, keep_fp32);
     const bool is_bias = name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0;
     const bool is_norm = name.find("norm") != std::string::npos && t.dim() == 1;
     if (is_norm && !is_bias) {
@@ -134,6 +151,7 @@ void seeded_init(torch::nn::Module& model, uint64_t seed, double scale) {
       const double fan_in = t.dim() >= 2 ? static_cast<double>(t.numel() / t.size(0)) : 1.0;
       t.copy_(at::randn(t.sizes(), gen) * (scale / std::sqrt(fan_in)));
     }
+    if (want != at::kFloat) t.set_data(t.to(want));
   }
 }
 

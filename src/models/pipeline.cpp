@@ -21,15 +21,23 @@ ModelConfig preset_config(const std::string& model, const std::string& preset) {
   throw std::invalid_argument("spdit: unknown model '" + model + "'; use flux, wan or qwen-image");
 }
 
-std::unique_ptr<Pipeline> make_pipeline(const ModelConfig& config, uint64_t seed, Weights weights) {
-  if (auto* c = std::get_if<FluxConfig>(&config)) return make_flux_pipeline(*c, seed, weights);
-  if (auto* c = std::get_if<WanConfig>(&config)) return make_wan_pipeline(*c, seed, weights);
-  return make_qwen_image_pipeline(std::get<QwenImageConfig>(config), seed, weights);
+std::unique_ptr<Pipeline> make_pipeline(const ModelConfig& config, uint64_t seed, Weights weights,
+                                        at::ScalarType dtype) {
+  check_dtype_runs(dtype);
+  if (auto* c = std::get_if<FluxConfig>(&config)) return make_flux_pipeline(*c, seed, weights, dtype);
+  if (auto* c = std::get_if<WanConfig>(&config)) return make_wan_pipeline(*c, seed, weights, dtype);
+  return make_qwen_image_pipeline(std::get<QwenImageConfig>(config), seed, weights, dtype);
 }
 
 std::unique_ptr<Pipeline> make_pipeline(const std::string& model, const std::string& preset,
-                                        uint64_t seed, Weights weights) {
-  return make_pipeline(preset_config(model, preset), seed, weights);
+                                        uint64_t seed, Weights weights, at::ScalarType dtype) {
+  return make_pipeline(preset_config(model, preset), seed, weights, dtype);
+}
+
+std::vector<std::string> keep_in_fp32_modules(const ModelConfig& config) {
+  if (std::holds_alternative<FluxConfig>(config)) return FluxTransformerImpl::keep_in_fp32_modules();
+  if (std::holds_alternative<WanConfig>(config)) return WanTransformerImpl::keep_in_fp32_modules();
+  return QwenImageTransformerImpl::keep_in_fp32_modules();
 }
 
 void check_image_size(const RunSize& s) {

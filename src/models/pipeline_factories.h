@@ -5,23 +5,38 @@
 
 #include "spdit/models/layers.h"
 #include "spdit/models/pipeline.h"
+#include "spdit/models/precision.h"
 #include "spdit/models/skeleton.h"
 
 namespace spdit::models {
-std::unique_ptr<Pipeline> make_flux_pipeline(const FluxConfig& c, uint64_t seed, Weights weights);
-std::unique_ptr<Pipeline> make_wan_pipeline(const WanConfig& c, uint64_t seed, Weights weights);
-std::unique_ptr<Pipeline> make_qwen_image_pipeline(const QwenImageConfig& c, uint64_t seed, Weights weights);
+std::unique_ptr<Pipeline> make_flux_pipeline(const FluxConfig& c, uint64_t seed, Weights weights,
+                                             at::ScalarType dtype);
+std::unique_ptr<Pipeline> make_wan_pipeline(const WanConfig& c, uint64_t seed, Weights weights,
+                                            at::ScalarType dtype);
+std::unique_ptr<Pipeline> make_qwen_image_pipeline(const QwenImageConfig& c, uint64_t seed, Weights weights,
+                                                   at::ScalarType dtype);
 
-/// A pipeline's model: seeded random weights, or a skeleton (no weight
-/// memory) for a checkpoint to fill or for explaining.
+/// A pipeline's model: seeded random weights in `dtype`, or a skeleton (no
+/// weight memory) for a checkpoint to fill (in the dtype it loads them in)
+/// or for explaining.
 template <typename Holder, typename Config>
-Holder build(const Config& c, uint64_t seed, Weights weights) {
+Holder build(const Config& c, uint64_t seed, Weights weights, at::ScalarType dtype) {
   if (weights == Weights::kNone) {
     SkeletonScope skeleton;
     return Holder(c);
   }
-  Holder m(c);
-  seeded_init(*m, seed);
+  if (dtype == at::kFloat) {
+    Holder m(c);
+    seeded_init(*m, seed);
+    return m;
+  }
+  // Lazy pages, each parameter drawn in fp32 and converted at once: the
+  // model never exists whole in fp32.
+  Holder m = [&] {
+    SkeletonScope skeleton;
+    return Holder(c);
+  }();
+  seeded_init(*m, seed, 1.0, dtype, Holder::ContainedType::keep_in_fp32_modules());
   return m;
 }
 
@@ -46,7 +61,7 @@ class PackedImagePipeline : public Pipeline {
   }
 
  protected:
-  explicit PackedImagePipeline(int64_t channels) : channels_(channels) {}
+  PackedImagePipeline(int64_t channels, at::ScalarType dtype) : Pipeline(dtype), channels_(channels) {}
   /// Draws text (B, T, text_dim) then noise (B, tokens, channels) from `gen`.
   at::Tensor prepare_packed(const RunSize& s, int64_t text_dim, at::Generator& gen) {
     check_size(s);

@@ -9,8 +9,6 @@
 namespace spdit::models {
 namespace {
 
-at::Tensor layer_norm(const at::Tensor& x) { return at::layer_norm(x, {x.size(-1)}, {}, {}, 1e-6); }
-
 struct QwenBlockImpl : torch::nn::Module {
   torch::nn::ModuleList img_mod{nullptr}, txt_mod{nullptr};
   Linear img_mod_linear{nullptr}, txt_mod_linear{nullptr};
@@ -35,12 +33,12 @@ struct QwenBlockImpl : torch::nn::Module {
                                             const Rope& img_rope, const Rope& txt_rope) {
     auto im = img_mod_linear->forward(at::silu(temb)).chunk(6, -1);  // shift, scale, gate x2
     auto tm = txt_mod_linear->forward(at::silu(temb)).chunk(6, -1);
-    auto [ai, at_] = attn->forward(modulate(layer_norm(img), im[0], im[1]),
-                                   modulate(layer_norm(txt), tm[0], tm[1]), img_rope, txt_rope);
+    auto [ai, at_] = attn->forward(modulate(plain_layer_norm(img), im[0], im[1]),
+                                   modulate(plain_layer_norm(txt), tm[0], tm[1]), img_rope, txt_rope);
     img = img + im[2].unsqueeze(1) * ai;
-    img = img + im[5].unsqueeze(1) * img_mlp->forward(modulate(layer_norm(img), im[3], im[4]));
+    img = img + im[5].unsqueeze(1) * img_mlp->forward(modulate(plain_layer_norm(img), im[3], im[4]));
     txt = txt + tm[2].unsqueeze(1) * at_;
-    txt = txt + tm[5].unsqueeze(1) * txt_mlp->forward(modulate(layer_norm(txt), tm[3], tm[4]));
+    txt = txt + tm[5].unsqueeze(1) * txt_mlp->forward(modulate(plain_layer_norm(txt), tm[3], tm[4]));
     return {img, txt};
   }
 };
@@ -107,7 +105,7 @@ Outputs QwenImageTransformerImpl::forward(const BoundArgs& a) {
     std::tie(img, txt) = b->as<QwenBlockImpl>()->forward(img, txt, temb, img_rope, txt_rope);
   }
   auto mod = norm_out_linear_->forward(at::silu(temb)).chunk(2, -1);  // scale, shift
-  return Outputs(proj_out_(modulate(layer_norm(img), mod[1], mod[0])));
+  return Outputs(proj_out_(modulate(plain_layer_norm(img), mod[1], mod[0])));
 }
 
 // ---- the pipeline ----------------------------------------------------------
@@ -116,8 +114,8 @@ namespace {
 
 class QwenImagePipeline : public PackedImagePipeline {
  public:
-  QwenImagePipeline(const QwenImageConfig& c, uint64_t seed, Weights weights)
-      : PackedImagePipeline(c.in_channels), model_(build<QwenImageTransformer>(c, seed, weights)) {}
+  QwenImagePipeline(const QwenImageConfig& c, uint64_t seed, Weights weights, at::ScalarType dtype)
+      : PackedImagePipeline(c.in_channels, dtype), model_(build<QwenImageTransformer>(c, seed, weights, dtype)) {}
   std::string name() const override { return "qwen-image"; }
   HookableModule& model() override { return *model_; }
 
@@ -127,7 +125,7 @@ class QwenImagePipeline : public PackedImagePipeline {
   }
 
   at::Tensor velocity(const at::Tensor& x, double t) override {
-    return model_->call({x, text_, at::full({x.size(0)}, t), img_ids_}).tensor();
+    return model_->call({x, text_, at::full({x.size(0)}, t), img_ids_}).tensor().to(at::kFloat);
   }
 
   ForwardShapes shapes(const RunSize& s) const override {
@@ -135,6 +133,7 @@ class QwenImagePipeline : public PackedImagePipeline {
     const int64_t tokens = tokens_of(s);
     ForwardShapes f;
     f.tokens = tokens;
+    f.elem_bytes = static_cast<int64_t>(c10::elementSize(dtype()));
     f.sites = {{"", "hidden_states", {s.batch, tokens, c.in_channels}, 1, 0, false},
                {"pos_embed", "output 0", {tokens, c.head_dim / 2}, 0, 0, false},
                {"pos_embed", "output 1", {tokens, c.head_dim / 2}, 0, 0, false},
@@ -149,8 +148,9 @@ class QwenImagePipeline : public PackedImagePipeline {
 
 }  // namespace
 
-std::unique_ptr<Pipeline> make_qwen_image_pipeline(const QwenImageConfig& c, uint64_t seed, Weights weights) {
-  return std::make_unique<QwenImagePipeline>(c, seed, weights);
+std::unique_ptr<Pipeline> make_qwen_image_pipeline(const QwenImageConfig& c, uint64_t seed, Weights weights,
+                                                   at::ScalarType dtype) {
+  return std::make_unique<QwenImagePipeline>(c, seed, weights, dtype);
 }
 
 }  // namespace spdit::models

@@ -44,6 +44,9 @@ Outputs WanConditionEmbedderImpl::forward(const BoundArgs& a) {
   // and diffusers' take it (no scaling here).
   // The sinusoid in float64, as Wan's sinusoidal_embedding_1d computes it.
   auto temb = time_embedder_->forward(timestep_features(a.tensor("timestep"), freq_dim_, at::kDouble));
+  // The time embedder stays fp32 in a bf16 model; its output is rounded to
+  // the model's dtype, as diffusers does.
+  temb = temb.to(time_proj_->weight.scalar_type());
   auto proj = time_proj_->forward(at::silu(temb));
   auto shape = proj.sizes().vec();
   shape.back() = hidden_;
@@ -80,7 +83,12 @@ WanBlockImpl::WanBlockImpl(const WanConfig& c) {
 
 Outputs WanBlockImpl::forward(const BoundArgs& a) {
   auto x = a.tensor("hidden_states");
-  const auto& temb = a.tensor("temb");
+  const auto dtype = x.scalar_type();
+  const auto f32 = [](const at::Tensor& t) { return t.to(at::kFloat); };
+  // Norms, modulation and the residual sums in fp32, the residual stream kept
+  // in the model's dtype: as diffusers runs Wan in bf16 (Wan's own model,
+  // fp32 under autocast, rounds only the matrix products).
+  const auto temb = f32(a.tensor("temb"));
   // (B, 6, D) per sample, or (B, S, 6, D) per token.
   std::vector<at::Tensor> e;
   if (temb.dim() == 3) {
@@ -89,11 +97,11 @@ Outputs WanBlockImpl::forward(const BoundArgs& a) {
     for (auto& t : (scale_shift_table_.unsqueeze(0) + temb).chunk(6, 2)) e.push_back(t.squeeze(2));
   }
   Rope rope{a.tensor("rope_cos"), a.tensor("rope_sin")};
-  auto h = norm1_->forward(x) * (1 + e[1]) + e[0];
-  x = x + attn1_->forward(h, at::Tensor(), rope, Rope{}).first * e[2];
-  x = x + attn2_->cross(norm2_->forward(x), a.tensor("encoder_hidden_states"));
-  h = norm3_->forward(x) * (1 + e[4]) + e[3];
-  return Outputs(x + ffn_->forward(h) * e[5]);
+  auto h = (norm1_->forward(f32(x)) * (1 + e[1]) + e[0]).to(dtype);
+  x = (f32(x) + attn1_->forward(h, at::Tensor(), rope, Rope{}).first * e[2]).to(dtype);
+  x = x + attn2_->cross(norm2_->forward(f32(x)).to(dtype), a.tensor("encoder_hidden_states"));
+  h = (norm3_->forward(f32(x)) * (1 + e[4]) + e[3]).to(dtype);
+  return Outputs((f32(x) + f32(ffn_->forward(h)) * e[5]).to(dtype));
 }
 
 WanTransformerImpl::WanTransformerImpl(const WanConfig& c)
@@ -126,7 +134,8 @@ Outputs WanTransformerImpl::forward(const BoundArgs& a) {
   check_floating_inputs("WanTransformer", a, {"hidden_states", "timestep", "encoder_hidden_states"});
   const auto& video = a.tensor("hidden_states");
   const int64_t B = video.size(0), f = video.size(2), h = video.size(3) / 2, w = video.size(4) / 2;
-  auto x = patch_embedding_->forward(video).flatten(2).transpose(1, 2);  // (B, S, D)
+  const auto dtype = patch_embedding_->weight.scalar_type();
+  auto x = patch_embedding_->forward(video.to(dtype)).flatten(2).transpose(1, 2);  // (B, S, D)
   auto rope = rope_->call({video});
   auto cond = condition_embedder_->call({a["timestep"], a["encoder_hidden_states"]});
   const auto& temb = cond[0].tensor();
@@ -143,7 +152,7 @@ Outputs WanTransformerImpl::forward(const BoundArgs& a) {
     auto ss = (scale_shift_table_.unsqueeze(0) + temb.unsqueeze(2)).chunk(2, 2);
     shift = ss[0].squeeze(2), scale = ss[1].squeeze(2);
   }
-  x = proj_out_(norm_out_->forward(x) * (1 + scale) + shift);
+  x = proj_out_((norm_out_->forward(x.to(at::kFloat)) * (1 + scale) + shift).to(dtype));
   // (B, f*h*w, 2*2*C) -> (B, C, f, 2h, 2w)
   return Outputs(x.view({B, f, h, w, 1, 2, 2, config_.out_channels})
                      .permute({0, 7, 1, 4, 2, 5, 3, 6})
@@ -156,8 +165,8 @@ namespace {
 
 class WanPipeline : public Pipeline {
  public:
-  WanPipeline(const WanConfig& c, uint64_t seed, Weights weights)
-      : model_(build<WanTransformer>(c, seed, weights)) {}
+  WanPipeline(const WanConfig& c, uint64_t seed, Weights weights, at::ScalarType dtype)
+      : Pipeline(dtype), model_(build<WanTransformer>(c, seed, weights, dtype)) {}
   std::string name() const override { return "wan"; }
   HookableModule& model() override { return *model_; }
 
@@ -185,7 +194,8 @@ class WanPipeline : public Pipeline {
   at::Tensor velocity(const at::Tensor& x, double t) override {
     // Flow time t in [0, 1] is Wan's timestep 1000 t.
     return model_->call({x}, {{"timestep", at::full({x.size(0)}, 1000 * t)}, {"encoder_hidden_states", text_}})
-        .tensor();
+        .tensor()
+        .to(at::kFloat);
   }
 
   ForwardShapes shapes(const RunSize& s) const override {
@@ -193,6 +203,7 @@ class WanPipeline : public Pipeline {
     const int64_t tokens = ((s.frames - 1) / 4 + 1) * (s.height / 16) * (s.width / 16);
     ForwardShapes f;
     f.tokens = tokens;
+    f.elem_bytes = static_cast<int64_t>(c10::elementSize(dtype()));
     f.sites = {{"rope", "output 0", {tokens, c.head_dim / 2}, 0, 0, false},
                {"rope", "output 1", {tokens, c.head_dim / 2}, 0, 0, false},
                {"blocks.0", "hidden_states", {s.batch, tokens, c.hidden}, 1, 0, false},
@@ -215,8 +226,9 @@ class WanPipeline : public Pipeline {
 
 }  // namespace
 
-std::unique_ptr<Pipeline> make_wan_pipeline(const WanConfig& c, uint64_t seed, Weights weights) {
-  return std::make_unique<WanPipeline>(c, seed, weights);
+std::unique_ptr<Pipeline> make_wan_pipeline(const WanConfig& c, uint64_t seed, Weights weights,
+                                            at::ScalarType dtype) {
+  return std::make_unique<WanPipeline>(c, seed, weights, dtype);
 }
 
 }  // namespace spdit::models

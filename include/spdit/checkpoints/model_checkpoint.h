@@ -28,6 +28,9 @@ struct Identified {
   std::string prefix;   // stripped from every name ("model.diffusion_model.")
   std::string config_source;  // "config.json (path)" or "tensor names and shapes"
   models::ModelConfig config;
+  /// The floating dtype most of the checkpoint's bytes are stored in: the
+  /// dtype the model runs in unless asked otherwise (`--dtype`).
+  at::ScalarType stored_dtype = at::kFloat;
 };
 
 /// Detects model, layout and variant from the names, and the dimensions from
@@ -54,15 +57,25 @@ struct Comparison {
 Comparison compare(const torch::nn::Module& model, const std::map<std::string, at::Tensor>& named);
 
 /// Replaces every parameter and buffer of `model` with the checkpoint's
-/// tensor: in place (a view of the file's pages) where the dtypes agree,
-/// else converted to the model's dtype. Refuses, before changing anything,
-/// a checkpoint that does not fit the model (naming the tensors).
-void load_checkpoint(torch::nn::Module& model, const Checkpoint& ckpt, const Identified& found);
+/// tensor, in the dtype the model running in `dtype` (Undefined: as stored)
+/// gives it (precision.h:
+/// `dtype`, or fp32 for the modules the model keeps in fp32): in place (a
+/// view of the file's pages) where that is the stored dtype, else one
+/// converted copy. Refuses, before changing anything, a checkpoint that does
+/// not fit the model (naming the tensors).
+void load_checkpoint(torch::nn::Module& model, const Checkpoint& ckpt, const Identified& found,
+                     at::ScalarType dtype = at::ScalarType::Undefined);
+
+/// Bytes each process allocates to load the checkpoint in `dtype`: the
+/// tensors converted; those used in place cost file pages, shared by the
+/// ranks of a machine.
+int64_t converted_bytes(const Checkpoint& ckpt, const Identified& found, at::ScalarType dtype);
 
 /// The pipeline `spdit run` drives for this checkpoint: the model at the
-/// checkpoint's dimensions, its weights the checkpoint's (in place).
+/// checkpoint's dimensions computing in `dtype` (Undefined: as stored), its
+/// weights the checkpoint's.
 std::unique_ptr<models::Pipeline> make_pipeline(const Checkpoint& ckpt, const Identified& found,
-                                                uint64_t seed);
+                                                uint64_t seed, at::ScalarType dtype = at::ScalarType::Undefined);
 
 /// Wan's original tensor name in diffusers' naming ("" for none).
 std::string wan_original_to_diffusers(const std::string& name);

@@ -53,6 +53,9 @@ class FluxTransformerImpl : public HookableModule, public DeclaresSpPlan {
   /// Image tokens split on dim 1 (auto_pad); the RoPE table split after its
   /// text rows (PartialInput, text length from txt_ids); proj_out gathered.
   SequenceParallelModelPlan sp_plan() const override;
+  /// Modules whose parameters stay fp32 in a bf16 or fp16 model (precision.h):
+  /// none: diffusers runs Flux wholly in bf16.
+  static std::vector<std::string> keep_in_fp32_modules() { return {}; }
   const FluxConfig& config() const { return config_; }
 
  protected:

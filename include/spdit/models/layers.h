@@ -6,6 +6,7 @@
 #include <torch/nn/pimpl.h>
 
 #include <initializer_list>
+#include <string>
 #include <vector>
 
 #include "spdit/hooks/value.h"
@@ -47,6 +48,10 @@ class LayerNormImpl : public torch::nn::Module {
   double eps_;
 };
 TORCH_MODULE(LayerNorm);
+
+/// LayerNorm over the last dim without weights (eps 1e-6), statistics in
+/// fp32, the result in x's dtype.
+at::Tensor plain_layer_norm(const at::Tensor& x);
 
 /// diffusers' FeedForward: net.0.proj (Linear + tanh-GELU), net.2 (Linear).
 class FeedForwardImpl : public torch::nn::Module {
@@ -95,9 +100,13 @@ void check_floating_inputs(const char* model, const BoundArgs& args, std::initia
 
 at::Tensor modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale);
 
-/// Seeds every parameter from its own generator (weights N(0, scale^2/fan_in),
-/// small biases, norm weights near 1): ranks build identical models without
-/// sharing the global generator.
-void seeded_init(torch::nn::Module& model, uint64_t seed, double scale = 1.0);
+/// Seeds every parameter from a generator of its own seed (weights
+/// N(0, scale^2/fan_in), small biases, norm weights near 1): ranks build
+/// identical models without sharing the global generator. Drawn in fp32 and
+/// converted one parameter at a time to `dtype` (fp32 for `keep_fp32`
+/// modules, precision.h): every dtype gets the same weights, and the model
+/// never exists whole in fp32.
+void seeded_init(torch::nn::Module& model, uint64_t seed, double scale = 1.0, at::ScalarType dtype = at::kFloat,
+                 const std::vector<std::string>& keep_fp32 = {});
 
 }  // namespace spdit::models

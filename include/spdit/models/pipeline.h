@@ -50,6 +50,7 @@ struct AttentionSite {
 
 struct ForwardShapes {
   int64_t tokens = 0;
+  int64_t elem_bytes = 4;  // of the activations attention moves and the plan gathers
   std::vector<PlanSite> sites;
   std::vector<AttentionSite> attention;
 };
@@ -69,6 +70,15 @@ class Pipeline {
   virtual ForwardShapes shapes(const RunSize& size) const = 0;
   /// (3, h, w) in [0, 1] from final latents, for a PNG.
   virtual at::Tensor preview(const at::Tensor& latents) const = 0;
+  /// The dtype the model computes in (its weights', precision.h). Latents
+  /// and velocities stay fp32.
+  at::ScalarType dtype() const { return dtype_; }
+
+ protected:
+  explicit Pipeline(at::ScalarType dtype) : dtype_(dtype) {}
+
+ private:
+  at::ScalarType dtype_;
 };
 
 /// How a pipeline's model gets its weights: seeded random ones, or none (a
@@ -82,12 +92,17 @@ using ModelConfig = std::variant<FluxConfig, WanConfig, QwenImageConfig>;
 /// or "full".
 ModelConfig preset_config(const std::string& model, const std::string& preset);
 
-/// The pipeline of a model of these dimensions; parameters seeded from `seed`
-/// unless `weights` is kNone.
+/// The pipeline of a model of these dimensions computing in `dtype`;
+/// parameters seeded from `seed` (drawn in fp32, then converted, so that
+/// every dtype has the same weights) unless `weights` is kNone.
 std::unique_ptr<Pipeline> make_pipeline(const ModelConfig& config, uint64_t seed,
-                                        Weights weights = Weights::kSeeded);
+                                        Weights weights = Weights::kSeeded, at::ScalarType dtype = at::kFloat);
 std::unique_ptr<Pipeline> make_pipeline(const std::string& model, const std::string& preset,
-                                        uint64_t seed, Weights weights = Weights::kSeeded);
+                                        uint64_t seed, Weights weights = Weights::kSeeded,
+                                        at::ScalarType dtype = at::kFloat);
+
+/// The model's modules kept in fp32 when it runs in bf16 or fp16.
+std::vector<std::string> keep_in_fp32_modules(const ModelConfig& config);
 
 /// Parameters of make_pipeline(model, preset)'s network, from its
 /// configuration alone (nothing is allocated): to refuse weights that cannot

@@ -45,6 +45,9 @@ class QwenImageTransformerImpl : public HookableModule, public DeclaresSpPlan {
   /// Image tokens split on dim 1 (auto_pad); image RoPE (outputs 0, 1 of
   /// pos_embed) split; text and its RoPE replicated; proj_out gathered.
   SequenceParallelModelPlan sp_plan() const override;
+  /// Modules whose parameters stay fp32 in a bf16 or fp16 model (precision.h):
+  /// none: diffusers runs Qwen-Image wholly in bf16.
+  static std::vector<std::string> keep_in_fp32_modules() { return {}; }
   const QwenImageConfig& config() const { return config_; }
 
  protected:

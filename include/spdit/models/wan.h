@@ -87,6 +87,9 @@ class WanTransformerImpl : public HookableModule, public DeclaresSpPlan {
   /// `rope`; per-token timestep embeddings split after condition_embedder
   /// (expected_dims: scalar timesteps are left whole); proj_out gathered.
   SequenceParallelModelPlan sp_plan() const override;
+  /// Modules whose parameters stay fp32 in a bf16 or fp16 model (precision.h):
+  /// as diffusers keeps them.
+  static std::vector<std::string> keep_in_fp32_modules() { return {"time_embedder", "scale_shift_table", "norm1", "norm2", "norm3"}; }
   const WanConfig& config() const { return config_; }
 
  protected:
