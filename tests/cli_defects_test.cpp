@@ -150,11 +150,11 @@ TEST(CliDefects, OutOfMemorySaysHowMuchAndWhatToChange) {
   EXPECT_NE(full.code, 0);
   EXPECT_TRUE(
       has(full,
-          "out of memory before any work: the weights of --model flux --preset full need 47.6 GB "
-          "per rank (fp32, every rank holds them whole), more than the 24.0 GB a rank may use "
+          "out of memory before any work: the weights of --model flux --preset full in fp32 need 47.6 GB "
+          "per rank (every rank holds them whole), more than the 24.0 GB a rank may use "
           "(SPDIT_MEMORY_LIMIT_MB=24000)"))
       << full.output;
-  EXPECT_TRUE(has(full, "Use a smaller --preset")) << full.output;
+  EXPECT_TRUE(has(full, "Use --dtype bf16 (half the bytes), a smaller --preset")) << full.output;
   expect_one_clean_line(full);
   // Past the up-front checks, any tensor beyond the cap is refused by the
   // metered allocator with the numbers, never left to the OOM killer: here
