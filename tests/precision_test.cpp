@@ -172,6 +172,36 @@ TEST(Precision, CheckpointsLoadInTheAskedDtypeInPlaceWherePossible) {
   EXPECT_EQ(params["blocks.0.norm2.weight"].scalar_type(), at::kFloat);
 }
 
+int64_t resident_bytes() {
+  std::ifstream f("/proc/self/statm");
+  int64_t size = 0, resident = 0;
+  f >> size >> resident;
+  return resident * sysconf(_SC_PAGESIZE);
+}
+
+// Converting a load reads the file once and gives its pages back: the
+// resident set grows by the converted weights, not by those plus the file.
+TEST(Precision, ConvertingALoadGivesTheFilePagesBack) {
+  TempDir tmp;
+  auto flux = make_pipeline("flux", "small", 5);
+  std::map<std::string, at::Tensor> state;
+  int64_t file_bytes = 0;
+  for (const auto& p : flux->model().named_parameters(true)) {
+    state[p.key()] = p.value();
+    file_bytes += p.value().numel() * 4;
+  }
+  write_safetensors(tmp.path + "/flux.safetensors", state);
+  flux.reset();
+  state.clear();
+  auto ckpt = checkpoints::Checkpoint::open(tmp.path + "/flux.safetensors");
+  auto found = checkpoints::identify(ckpt);
+  const int64_t before = resident_bytes();
+  auto pipe = checkpoints::make_pipeline(ckpt, found, 0, at::kBFloat16);
+  const int64_t grown = resident_bytes() - before;
+  std::cout << "fp32 file " << file_bytes / 1e6 << " MB loaded as bf16: resident +" << grown / 1e6 << " MB\n";
+  EXPECT_LT(grown, file_bytes / 2 + file_bytes / 5) << "bf16 weights are half the file; the file's pages stayed";
+}
+
 // The command: --dtype bf16 runs with parity across ranks and the predicted
 // bytes (bf16 moves half of fp32's); a mistaken --dtype is refused; weights
 // that fit only in bf16 are refused in fp32 with bf16 proposed.

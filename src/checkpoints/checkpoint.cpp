@@ -226,6 +226,21 @@ struct Checkpoint::Impl {
   std::string config_json, config_path;
 };
 
+void Checkpoint::release_pages(const at::Tensor& view) const {
+  if (!view.defined() || !view.is_contiguous()) return;
+  const auto* begin = static_cast<const char*>(view.data_ptr());
+  const auto* end = begin + view.numel() * view.element_size();
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  for (const auto& map : impl_->maps) {
+    if (begin < map->base || end > map->base + map->size) continue;
+    // Whole pages inside the view only: a neighbour may be in use in place.
+    const uintptr_t from = (reinterpret_cast<uintptr_t>(begin) + page - 1) / page * page;
+    const uintptr_t to = reinterpret_cast<uintptr_t>(end) / page * page;
+    if (to > from) madvise(reinterpret_cast<void*>(from), to - from, MADV_DONTNEED);
+    return;
+  }
+}
+
 namespace {
 
 // The weight files a folder holds: its index's, or its one file, or its shards.

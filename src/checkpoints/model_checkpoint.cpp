@@ -370,8 +370,14 @@ void load_checkpoint(torch::nn::Module& model, const Checkpoint& ckpt, const Ide
     const auto want = at::isFloatingType(src.scalar_type()) ? models::parameter_dtype(name, dtype, keep)
                                                              : t.scalar_type();
     // In place when stored in the dtype the model wants: the parameter
-    // becomes a view of the file's pages. Else one converted copy.
-    t.set_data(src.scalar_type() == want ? src : src.to(want));
+    // becomes a view of the file's pages. Else one converted copy, and the
+    // file's pages it was read from are given back.
+    if (src.scalar_type() == want) {
+      t.set_data(src);
+    } else {
+      t.set_data(src.to(want));
+      ckpt.release_pages(src);
+    }
   };
   for (const auto& p : model.named_parameters(true)) place(p.key(), p.value());
   for (const auto& b : model.named_buffers(true)) place(b.key(), b.value());

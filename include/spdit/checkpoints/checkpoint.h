@@ -60,6 +60,12 @@ class Checkpoint {
   const std::string& config_path() const;
   /// Bytes of all tensors' data.
   int64_t data_bytes() const;
+  /// Gives back this process's pages under `view` (a view of this
+  /// checkpoint's files; anything else is left alone) once it was converted
+  /// and is no longer read: they stay in the page cache, shared, and would
+  /// be read again if touched. Keeps a converting load's resident set at the
+  /// converted weights instead of those plus the whole file.
+  void release_pages(const at::Tensor& view) const;
 
  private:
   struct Impl;
