@@ -16,7 +16,8 @@ namespace {
 
 struct ExplainOptions {
   std::string model = "flux", preset = "small";
-  int ulysses = 1, ring = 1;
+  int ulysses = 1, ring = 1, cfg = 1;
+  double cfg_scale = 1.0;
   int64_t height = 512, width = 512, frames = 1, text_len = 64;
   std::string weights, dtype;
 };
@@ -43,13 +44,21 @@ int explain(const ExplainOptions& o) {
   models::RunSize size{o.height, o.width, o.frames, o.text_len, 1};
   pipe->check_size(size);
   auto shapes = pipe->shapes(size);
-  auto p = predict_step(shapes, size, o.ulysses, o.ring);
+  if (o.cfg == 2 && !(o.cfg_scale > 1)) {
+    throw std::invalid_argument("--cfg 2 runs the two guidance branches at once: it needs --cfg-scale above 1");
+  }
+  const auto guidance = !(o.cfg_scale > 1) ? Guidance::kOff : o.cfg == 2 ? Guidance::kParallel : Guidance::kSerial;
+  auto p = predict_step(shapes, size, o.ulysses, o.ring, guidance);
   const int64_t ps = p.sp_size;
   std::cout << pipe->name() << "/" << label << " at " << o.height << "x" << o.width
             << (o.model == "wan" ? " x" + std::to_string(o.frames) + " frames" : std::string()) << ": "
             << shapes.tokens << " tokens, text " << o.text_len << ", " << models::dtype_name(pipe->dtype())
-            << "; SP " << ps << " = ulysses "
-            << o.ulysses << " x ring " << o.ring << "\n\nplan:\n"
+            << "; " << (o.cfg == 2 ? "cfg 2 x " : "") << "SP " << ps << " = ulysses " << o.ulysses << " x ring "
+            << o.ring
+            << (guidance == Guidance::kOff      ? ""
+                : guidance == Guidance::kSerial ? "; guidance: two forwards per step"
+                                                : "; guidance: one branch per half, velocities exchanged")
+            << "\n\nplan:\n"
             << describe(*get_sp_plan_from_model(pipe->model())) << "\nper-rank tensors:\n";
   for (const auto& s : shapes.sites) {
     auto local = s.full_shape;
@@ -85,6 +94,9 @@ void add_explain_command(CLI::App& app, Action& action) {
   add_model_flags(cmd, o.model, o.preset, o.height, o.width, o.frames, o.text_len, o.dtype);
   cmd->add_option("--ulysses", o.ulysses, "Ulysses degree U")->check(whole_number(1))->capture_default_str();
   cmd->add_option("--ring", o.ring, "Ring degree R")->check(whole_number(1))->capture_default_str();
+  cmd->add_option("--cfg", o.cfg, "CFG degree (1 or 2)")->check(CLI::IsMember({1, 2}))->capture_default_str();
+  cmd->add_option("--cfg-scale", o.cfg_scale, "Classifier-free guidance scale (on above 1)")
+      ->check(CLI::Range(0.0, 1e6))->capture_default_str();
   cmd->add_option("--weights", o.weights, "Explain the model of this checkpoint (file, index or folder), at its size")
       ->check(CLI::ExistingPath);
   cmd->callback([&action] { action = [] { return explain(o); }; });

@@ -41,26 +41,30 @@ void check_group(const Group& g, const std::vector<int>& expected) {
 
 void add_layout_command(CLI::App& app, Action& action) {
   auto* cmd = app.add_subcommand(
-      "layout", "Print each rank's SP, Ulysses and Ring placement (run under `spdit launch`)");
-  static int ulysses = 1, ring = 1;
+      "layout", "Print each rank's CFG, SP, Ulysses and Ring placement (run under `spdit launch`)");
+  static int ulysses = 1, ring = 1, cfg_degree = 1;
   cmd->add_option("--ulysses", ulysses, "Ulysses degree U")->check(whole_number(1));
   cmd->add_option("--ring", ring, "Ring degree R")->check(whole_number(1));
+  cmd->add_option("--cfg", cfg_degree, "CFG degree (1 or 2), the outermost axis")->check(CLI::IsMember({1, 2}));
   cmd->callback([&action] {
     action = [] {
       auto world = init_from_env();
       SequenceParallelConfig cfg;
       cfg.ulysses_degree = ulysses;
       cfg.ring_degree = ring;
+      cfg.cfg_degree = cfg_degree;
       cfg.setup(world->rank(), world->size(), at::kCPU);
       const auto& st = cfg.state();
       check_group(st.sp_group(), st.layout().sp_group);
       check_group(st.ulysses_group(), st.layout().ulysses_group);
       check_group(st.ring_group(), st.layout().ring_group);
-      std::cout << "rank=" << world->rank() << " sp_rank=" << cfg.get_rank()
+      check_group(st.cfg_group(), st.layout().cfg_group);
+      std::cout << "rank=" << world->rank() << " cfg_rank=" << cfg.get_cfg_rank() << " sp_rank=" << cfg.get_rank()
                 << " ulysses_rank=" << cfg.get_ulysses_rank()
                 << " ring_rank=" << cfg.get_ring_rank()
                 << " ulysses_group=" << list(st.layout().ulysses_group)
-                << " ring_group=" << list(st.layout().ring_group) << std::endl;
+                << " ring_group=" << list(st.layout().ring_group) << " cfg_group=" << list(st.layout().cfg_group)
+                << std::endl;
       world->barrier();
       return 0;
     };

@@ -14,7 +14,7 @@ int64_t StepPrediction::total_bytes() const {
 }
 
 StepPrediction predict_step(const models::ForwardShapes& shapes, const models::RunSize& size,
-                            int64_t u, int64_t r) {
+                            int64_t u, int64_t r, Guidance guidance) {
   StepPrediction p;
   p.sp_size = u * r;
   const int64_t n = shapes.tokens, ps = p.sp_size;
@@ -57,6 +57,18 @@ StepPrediction predict_step(const models::ForwardShapes& shapes, const models::R
         local *= static_cast<int64_t>(i) == site.dim ? p.tokens_per_rank : site.full_shape[i];
       }
       p.bytes["all_gather"] += local * (ps - 1);
+    }
+  }
+  if (guidance == Guidance::kSerial) {
+    for (auto& [kind, b] : p.bytes) b *= 2;
+  }
+  if (guidance == Guidance::kParallel && p.errors.empty()) {
+    // Each rank's full fp32 velocity (what the plan gathers) to the other branch.
+    for (const auto& site : shapes.sites) {
+      if (!site.gather) continue;
+      int64_t numel = 1;
+      for (auto d : site.full_shape) numel *= d;
+      p.bytes["all_gather"] += numel * 4;
     }
   }
   return p;

@@ -19,8 +19,15 @@ struct StepPrediction {
   int64_t total_bytes() const;
 };
 
+/// Classifier-free guidance as a run does it: off (one forward per step),
+/// serial (two forwards per step on the same ranks) or parallel (the two
+/// branches on the two halves of the world, their velocities exchanged once
+/// per step).
+enum class Guidance { kOff, kSerial, kParallel };
+
+/// Bytes per denoising step of one rank.
 StepPrediction predict_step(const models::ForwardShapes& shapes, const models::RunSize& size,
-                            int64_t ulysses, int64_t ring);
+                            int64_t ulysses, int64_t ring, Guidance guidance = Guidance::kOff);
 
 /// Throws with every error of `p`, joined.
 void throw_if_impossible(const StepPrediction& p);

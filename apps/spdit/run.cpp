@@ -28,6 +28,7 @@
 #include "spdit/models/pipeline.h"
 #include "spdit/checkpoints/model_checkpoint.h"
 #include "spdit/models/weights.h"
+#include "spdit/pipelines/guidance.h"
 #include "spdit/runtime/comm.h"
 #include "spdit/runtime/memory_meter.h"
 
@@ -38,7 +39,8 @@ struct RunOptions {
   bool model_given = false;  // --model on the command line (a checkpoint must agree)
   std::string model = "flux";
   std::string preset = "small";
-  int nproc = 0, ulysses = 0, ring = 0, steps = 8, threads = 1;
+  int nproc = 0, ulysses = 0, ring = 0, steps = 8, threads = 1, cfg = 1;
+  double cfg_scale = 1.0;
   int64_t height = 1024, width = 1024, frames = 1, text_len = 64;
   uint64_t seed = 42;
   std::string weights, out, json, dtype;
@@ -165,9 +167,32 @@ void check_weights_fit(const RunOptions& o, at::ScalarType dtype, const checkpoi
                            fixes + ", fewer ranks per machine, or a machine with more memory");
 }
 
-// Denoises from seeded noise: x <- x + (sigma_next - sigma) * v(x, sigma).
-at::Tensor denoise(models::Pipeline& pipe, const RunOptions& o, bool report,
-                   std::vector<double>* step_seconds, MemoryPeaks* peaks = nullptr) {
+// --cfg 2 needs guidance and an even number of ranks; said once, before any
+// rank starts when spdit starts them.
+std::string number(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+
+void check_guidance_flags(const RunOptions& o, int ranks) {
+  const std::string scale = number(o.cfg_scale);
+  if (o.cfg == 2 && !(o.cfg_scale > 1)) {
+    throw std::invalid_argument("--cfg 2 runs the two branches of classifier-free guidance at once; without "
+                                "guidance (--cfg-scale " + scale + ", off unless above 1) there is one "
+                                "branch: pass --cfg-scale (e.g. 5) or leave --cfg out");
+  }
+  if (ranks % o.cfg != 0) {
+    throw std::invalid_argument("--cfg " + std::to_string(o.cfg) + " splits the ranks in " + std::to_string(o.cfg) +
+                                " halves, but there are " + std::to_string(ranks) + ": start an even number");
+  }
+}
+
+// Denoises from seeded noise: x <- x + (sigma_next - sigma) * v(x, sigma),
+// v guided when --cfg-scale > 1 (both branches here, or one per half of the
+// world when `parallel` has a CFG degree of 2).
+at::Tensor denoise(models::Pipeline& pipe, const RunOptions& o, bool report, std::vector<double>* step_seconds,
+                   MemoryPeaks* peaks = nullptr, const ParallelState* parallel = nullptr) {
   at::NoGradGuard no_grad;
   auto x = pipe.prepare(size_of(o), o.seed + 1);
   for (int i = 0; i < o.steps; ++i) {
@@ -179,7 +204,7 @@ at::Tensor denoise(models::Pipeline& pipe, const RunOptions& o, bool report,
       peaks->fold();
       live_before = reset_tensor_bytes_peak();
     }
-    auto v = pipe.velocity(x, sigma);
+    auto v = pipelines::guided_velocity(pipe, x, sigma, o.cfg_scale, parallel);
     check_finite(v, i, o.steps, sigma);
     if (peaks) {
       peaks->forward_activations = std::max(peaks->forward_activations, tensor_bytes_peak() - live_before);
@@ -202,7 +227,9 @@ at::Tensor denoise(models::Pipeline& pipe, const RunOptions& o, bool report,
 int run_rank(World& world, const RunOptions& o) {
   set_threads_per_rank(o.threads);
   install_memory_meter();
-  auto [u, r] = resolve_degrees(world.size(), o.ulysses, o.ring);
+  check_guidance_flags(o, world.size());
+  auto [u, r] = resolve_degrees(world.size() / o.cfg, o.ulysses, o.ring);
+  const auto guidance = !(o.cfg_scale > 1) ? Guidance::kOff : o.cfg == 2 ? Guidance::kParallel : Guidance::kSerial;
   if (world.rank() == 0) {  // the rank that writes them, before any work
     check_can_write(o.out, "--out");
     check_can_write(o.json, "--json");
@@ -211,7 +238,8 @@ int run_rank(World& world, const RunOptions& o) {
                             {"--width", std::to_string(o.width)}, {"--frames", std::to_string(o.frames)},
                             {"--text-len", std::to_string(o.text_len)}, {"--steps", std::to_string(o.steps)},
                             {"--seed", std::to_string(o.seed)}, {"--ulysses", std::to_string(u)},
-                            {"--ring", std::to_string(r)}, {"--weights", o.weights}, {"--dtype", o.dtype}});
+                            {"--ring", std::to_string(r)}, {"--weights", o.weights}, {"--dtype", o.dtype},
+                            {"--cfg", std::to_string(o.cfg)}, {"--cfg-scale", std::to_string(o.cfg_scale)}});
   const char* local = std::getenv("LOCAL_WORLD_SIZE");
   const int local_ranks = local && std::atoi(local) > 0 ? std::atoi(local) : 1;
   limit_tensor_memory(local_ranks);
@@ -243,11 +271,12 @@ int run_rank(World& world, const RunOptions& o) {
   const auto size = size_of(o);
   pipe->check_size(size);
   auto shapes = pipe->shapes(size);
-  auto prediction = predict_step(shapes, size, u, r);
+  auto prediction = predict_step(shapes, size, u, r, guidance);
   throw_if_impossible(prediction);
   check_memory_floor(shapes, size, local_ranks);
 
   SequenceParallelConfig cfg{u, r};
+  cfg.cfg_degree = o.cfg;
   cfg.setup(world);
   apply_sequence_parallel(pipe->model(), cfg);
   const bool lead = world.rank() == 0;
@@ -256,7 +285,11 @@ int run_rank(World& world, const RunOptions& o) {
               << (pipe->name() == "wan" ? " x" + std::to_string(o.frames) + " frames" : std::string())
               << ", text " << o.text_len << ", " << models::dtype_name(dtype) << ", " << o.steps << " steps, "
               << world.size()
-              << " rank(s) (ulysses " << u << " x ring " << r << "), " << o.threads
+              << " rank(s) (" << (o.cfg == 2 ? "cfg 2 x " : "") << "ulysses " << u << " x ring " << r << "), "
+              << (guidance == Guidance::kOff ? std::string()
+                                             : "guidance " + number(o.cfg_scale) +
+                                                   (o.cfg == 2 ? " (branches in parallel), " : " (serial), "))
+              << o.threads
               << " thread(s) per rank" << std::endl;
     for (const auto& n : prediction.notes) std::cout << "note: " << n << std::endl;
   }
@@ -272,7 +305,7 @@ int run_rank(World& world, const RunOptions& o) {
   std::vector<double> steps;
   auto t0 = Clock::now();
   MemoryPeaks mem;
-  auto x = denoise(*pipe, o, lead, &steps, &mem);
+  auto x = denoise(*pipe, o, lead, &steps, &mem, &cfg.state());
   mem.fold();
   world.barrier();
   const double total = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -321,7 +354,8 @@ int run_rank(World& world, const RunOptions& o) {
     j = {{"model", pipe->name()}, {"preset", o.preset}, {"dtype", models::dtype_name(dtype)},
          {"height", o.height}, {"width", o.width},
          {"frames", o.frames}, {"text_len", o.text_len}, {"steps", o.steps}, {"seed", o.seed},
-         {"ranks", world.size()}, {"ulysses", u}, {"ring", r}, {"threads_per_rank", o.threads},
+         {"ranks", world.size()}, {"ulysses", u}, {"ring", r}, {"cfg", o.cfg}, {"cfg_scale", o.cfg_scale},
+         {"threads_per_rank", o.threads},
          {"total_seconds", total}, {"step_seconds", steps}, {"median_step_seconds", median},
          {"tokens", shapes.tokens}, {"tokens_per_rank", prediction.tokens_per_rank},
          {"comm_bytes_sent", sent}, {"comm_bytes_predicted", predicted}, {"peak_rss_bytes", peak},
@@ -370,6 +404,11 @@ void add_run_command(CLI::App& app, Action& action) {
   cmd->add_flag("--oversubscribe", o.oversubscribe, "With --nproc: allow more than 4 ranks per usable core");
   cmd->add_option("--ulysses", o.ulysses, "Ulysses degree U")->check(whole_number(1));
   cmd->add_option("--ring", o.ring, "Ring degree R")->check(whole_number(1));
+  cmd->add_option("--cfg-scale", o.cfg_scale,
+                  "Classifier-free guidance scale: above 1, two forwards per step (prompt and negative prompt)")
+      ->check(CLI::Range(0.0, 1e6))->capture_default_str();
+  cmd->add_option("--cfg", o.cfg, "CFG degree: 2 runs the two guidance branches at once on two halves of the ranks")
+      ->check(CLI::IsMember({1, 2}))->capture_default_str();
   cmd->add_option("--steps", o.steps, "Denoising steps")->check(whole_number(1))->capture_default_str();
   cmd->add_option("--seed", o.seed, "Seed of weights, noise and text")->check(whole_number(0))->capture_default_str();
   cmd->add_option("--weights", o.weights,
@@ -391,7 +430,10 @@ void add_run_command(CLI::App& app, Action& action) {
       // (Under a launcher rank 0, which writes them, checks in run_rank.)
       check_can_write(o.out, "--out");
       check_can_write(o.json, "--json");
-      int n = o.nproc ? o.nproc : (o.ulysses || o.ring) ? std::max(1, o.ulysses) * std::max(1, o.ring) : 2;
+      int n = o.nproc ? o.nproc
+                      : (o.ulysses || o.ring) ? o.cfg * std::max(1, o.ulysses) * std::max(1, o.ring)
+                                              : 2;
+      check_guidance_flags(o, n);
       if (n == 1) return run_as_rank([](World& w) { return run_rank(w, o); });
       return relaunch_self_with_ranks(n, "--nproc", o.oversubscribe);
     };

@@ -201,13 +201,14 @@ class FluxPipeline : public PackedImagePipeline {
     auto gen = at::detail::createCPUGenerator(seed);
     auto noise = prepare_packed(s, model_->config().text_dim, gen);
     pooled_ = at::randn({s.batch, model_->config().pooled_dim}, gen);
+    negative_pooled_ = at::randn(pooled_.sizes(), negative_generator(gen));
     txt_ids_ = at::zeros({s.text_len, 3}, at::kLong);
     return noise;
   }
 
-  at::Tensor velocity(const at::Tensor& x, double t) override {
-    std::vector<Kwarg> args = {{"encoder_hidden_states", text_},
-                               {"pooled_projections", pooled_},
+  at::Tensor velocity(const at::Tensor& x, double t, Branch branch) override {
+    std::vector<Kwarg> args = {{"encoder_hidden_states", text_of(branch)},
+                               {"pooled_projections", branch == Branch::kConditional ? pooled_ : negative_pooled_},
                                {"timestep", at::full({x.size(0)}, t)},
                                {"img_ids", img_ids_},
                                {"txt_ids", txt_ids_}};
@@ -232,7 +233,7 @@ class FluxPipeline : public PackedImagePipeline {
 
  private:
   FluxTransformer model_;
-  at::Tensor pooled_, txt_ids_;
+  at::Tensor pooled_, negative_pooled_, txt_ids_;
 };
 
 }  // namespace

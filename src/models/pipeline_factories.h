@@ -40,6 +40,12 @@ Holder build(const Config& c, uint64_t seed, Weights weights, at::ScalarType dty
   return m;
 }
 
+/// The negative prompt's own generator, seeded from the prompt's: adding it
+/// changes none of the draws that existed before it.
+inline at::Generator negative_generator(at::Generator& gen) {
+  return at::detail::createCPUGenerator(gen.current_seed() ^ 0x9e3779b97f4a7c15ULL);
+}
+
 /// Height/width must be positive multiples of 16 (8x VAE, 2x2 patches).
 void check_image_size(const RunSize& size);
 /// Packed 2x2 positions (S, 3): (frame, row, col).
@@ -68,11 +74,14 @@ class PackedImagePipeline : public Pipeline {
     latent_h_ = s.height / 8, latent_w_ = s.width / 8;
     text_ = at::randn({s.batch, s.text_len, text_dim}, gen);
     img_ids_ = image_ids(latent_h_, latent_w_);
-    return at::randn({s.batch, (latent_h_ / 2) * (latent_w_ / 2), channels_}, gen);
+    auto noise = at::randn({s.batch, (latent_h_ / 2) * (latent_w_ / 2), channels_}, gen);
+    negative_text_ = at::randn(text_.sizes(), negative_generator(gen));
+    return noise;
   }
+  const at::Tensor& text_of(Branch b) const { return b == Branch::kConditional ? text_ : negative_text_; }
   static int64_t tokens_of(const RunSize& s) { return (s.height / 16) * (s.width / 16); }
 
-  at::Tensor text_, img_ids_;
+  at::Tensor text_, negative_text_, img_ids_;
 
  private:
   int64_t channels_;

@@ -124,8 +124,8 @@ class QwenImagePipeline : public PackedImagePipeline {
     return prepare_packed(s, model_->config().text_dim, gen);
   }
 
-  at::Tensor velocity(const at::Tensor& x, double t) override {
-    return model_->call({x, text_, at::full({x.size(0)}, t), img_ids_}).tensor().to(at::kFloat);
+  at::Tensor velocity(const at::Tensor& x, double t, Branch branch) override {
+    return model_->call({x, text_of(branch), at::full({x.size(0)}, t), img_ids_}).tensor().to(at::kFloat);
   }
 
   ForwardShapes shapes(const RunSize& s) const override {

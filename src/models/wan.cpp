@@ -188,12 +188,15 @@ class WanPipeline : public Pipeline {
     const auto& c = model_->config();
     auto gen = at::detail::createCPUGenerator(seed);
     text_ = at::randn({s.batch, s.text_len, c.text_dim}, gen);
-    return at::randn({s.batch, c.in_channels, (s.frames - 1) / 4 + 1, s.height / 8, s.width / 8}, gen);
+    auto noise = at::randn({s.batch, c.in_channels, (s.frames - 1) / 4 + 1, s.height / 8, s.width / 8}, gen);
+    negative_text_ = at::randn(text_.sizes(), negative_generator(gen));
+    return noise;
   }
 
-  at::Tensor velocity(const at::Tensor& x, double t) override {
+  at::Tensor velocity(const at::Tensor& x, double t, Branch branch) override {
     // Flow time t in [0, 1] is Wan's timestep 1000 t.
-    return model_->call({x}, {{"timestep", at::full({x.size(0)}, 1000 * t)}, {"encoder_hidden_states", text_}})
+    const auto& text = branch == Branch::kConditional ? text_ : negative_text_;
+    return model_->call({x}, {{"timestep", at::full({x.size(0)}, 1000 * t)}, {"encoder_hidden_states", text}})
         .tensor()
         .to(at::kFloat);
   }
@@ -221,7 +224,7 @@ class WanPipeline : public Pipeline {
 
  private:
   WanTransformer model_;
-  at::Tensor text_;
+  at::Tensor text_, negative_text_;
 };
 
 }  // namespace

@@ -25,8 +25,8 @@ void SequenceParallelConfig::setup(int rank, int world_size, at::Device device) 
 void SequenceParallelConfig::setup(World& world) {
   // Checked before any group exists, so a bad degree never leaves a
   // half-built layout behind.
-  compute_rank_layout(world.rank(), world.size(), ulysses_degree, ring_degree);
-  state_ = std::make_shared<ParallelState>(world, ulysses_degree, ring_degree);
+  compute_rank_layout(world.rank(), world.size(), ulysses_degree, ring_degree, cfg_degree);
+  state_ = std::make_shared<ParallelState>(world, ulysses_degree, ring_degree, cfg_degree);
 }
 
 const ParallelState& SequenceParallelConfig::state() const {
@@ -44,5 +44,7 @@ int SequenceParallelConfig::get_ulysses_rank() const { return state().layout().u
 int SequenceParallelConfig::get_ulysses_world_size() const { return state().ulysses_degree(); }
 int SequenceParallelConfig::get_ring_rank() const { return state().layout().ring_rank; }
 int SequenceParallelConfig::get_ring_world_size() const { return state().ring_degree(); }
+int SequenceParallelConfig::get_cfg_rank() const { return state().layout().cfg_rank; }
+int SequenceParallelConfig::get_cfg_world_size() const { return state().cfg_degree(); }
 
 }  // namespace spdit

@@ -55,6 +55,10 @@ struct ForwardShapes {
   std::vector<AttentionSite> attention;
 };
 
+/// Classifier-free guidance's two evaluations per step: with the prompt, and
+/// with the negative (empty) prompt.
+enum class Branch { kConditional, kUnconditional };
+
 class Pipeline {
  public:
   virtual ~Pipeline() = default;
@@ -63,10 +67,12 @@ class Pipeline {
   virtual HookableModule& model() = 0;
   /// Throws naming the flag when the size cannot be served.
   virtual void check_size(const RunSize& size) const = 0;
-  /// Seeded noise latents and text conditioning for `size`.
+  /// Seeded noise latents and text conditioning for `size` (the prompt's
+  /// and a negative prompt's, from a generator of their own).
   virtual at::Tensor prepare(const RunSize& size, uint64_t seed) = 0;
-  /// The denoiser's velocity at flow time t in [0, 1].
-  virtual at::Tensor velocity(const at::Tensor& latents, double t) = 0;
+  /// The denoiser's velocity at flow time t in [0, 1], fp32, for the
+  /// prompt or for the negative prompt.
+  virtual at::Tensor velocity(const at::Tensor& latents, double t, Branch branch = Branch::kConditional) = 0;
   virtual ForwardShapes shapes(const RunSize& size) const = 0;
   /// (3, h, w) in [0, 1] from final latents, for a PNG.
   virtual at::Tensor preview(const at::Tensor& latents) const = 0;

@@ -9,7 +9,8 @@
 namespace spdit {
 
 /// How many ranks do Ulysses (all-to-all) and Ring attention. U * R must be
-/// the SP world size; both > 1 is the hybrid (USP).
+/// the SP world size (the world, or each CFG branch's half of it); both > 1
+/// is the hybrid (USP).
 ///
 ///   SequenceParallelConfig cfg{/*ulysses_degree=*/2, /*ring_degree=*/2};
 ///   cfg.setup(world.rank(), world.size(), at::kCPU);
@@ -22,6 +23,9 @@ struct SequenceParallelConfig {
   int ring_degree = 1;
   /// Merge ring partial outputs and LSE in fp32 whatever the input dtype.
   bool convert_to_fp32 = true;
+  /// Classifier-free guidance branches run at once (1 or 2): the world is
+  /// cfg x ulysses x ring, CFG outermost (parallel_state.h).
+  int cfg_degree = 1;
 
   /// Builds the process groups on the calling thread's current World.
   /// `rank` and `world_size` must match it; degrees must multiply to it.
@@ -36,6 +40,10 @@ struct SequenceParallelConfig {
   int get_ulysses_world_size() const;
   int get_ring_rank() const;
   int get_ring_world_size() const;
+  /// The guidance branch this rank computes (0: conditional) and how many
+  /// run at once.
+  int get_cfg_rank() const;
+  int get_cfg_world_size() const;
 
   /// The groups; throws when setup() has not run.
   const ParallelState& state() const;
