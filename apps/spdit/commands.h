@@ -16,6 +16,7 @@ void add_run_command(CLI::App& app, Action& action);
 void add_explain_command(CLI::App& app, Action& action);
 void add_bench_command(CLI::App& app, Action& action);
 void add_inspect_command(CLI::App& app, Action& action);
+void add_new_model_command(CLI::App& app, Action& action);
 
 /// All of the above: the `spdit` command line.
 inline void add_all_commands(CLI::App& app, Action& action) {
@@ -26,6 +27,7 @@ inline void add_all_commands(CLI::App& app, Action& action) {
   add_explain_command(app, action);
   add_bench_command(app, action);
   add_inspect_command(app, action);
+  add_new_model_command(app, action);
 }
 
 }  // namespace spdit::cli

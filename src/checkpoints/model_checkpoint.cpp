@@ -1,7 +1,10 @@
 #include "spdit/checkpoints/model_checkpoint.h"
 #include "spdit/models/precision.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
@@ -381,6 +384,46 @@ void load_checkpoint(torch::nn::Module& model, const Checkpoint& ckpt, const Ide
   };
   for (const auto& p : model.named_parameters(true)) place(p.key(), p.value());
   for (const auto& b : model.named_buffers(true)) place(b.key(), b.value());
+}
+
+std::string diffusers_config_json(const models::ModelConfig& config) {
+  nlohmann::json j;
+  if (auto* c = std::get_if<FluxConfig>(&config)) {
+    j = {{"_class_name", "FluxTransformer2DModel"}, {"attention_head_dim", c->head_dim},
+         {"axes_dims_rope", c->axes_dims},          {"guidance_embeds", c->guidance},
+         {"in_channels", c->in_channels},           {"out_channels", c->out_channels},
+         {"joint_attention_dim", c->text_dim},      {"num_attention_heads", c->heads},
+         {"num_layers", c->dual_blocks},            {"num_single_layers", c->single_blocks},
+         {"patch_size", 1},                         {"pooled_projection_dim", c->pooled_dim}};
+  } else if (auto* w = std::get_if<WanConfig>(&config)) {
+    j = {{"_class_name", "WanTransformer3DModel"}, {"attention_head_dim", w->head_dim},
+         {"num_attention_heads", w->heads},        {"in_channels", w->in_channels},
+         {"out_channels", w->out_channels},        {"text_dim", w->text_dim},
+         {"freq_dim", w->freq_dim},                {"ffn_dim", w->ffn},
+         {"num_layers", w->blocks},                {"patch_size", {1, 2, 2}},
+         {"cross_attn_norm", true},                {"qk_norm", "rms_norm_across_heads"},
+         {"eps", 1e-6}};
+  } else {
+    const auto& q = std::get<QwenImageConfig>(config);
+    j = {{"_class_name", "QwenImageTransformer2DModel"}, {"attention_head_dim", q.head_dim},
+         {"axes_dims_rope", q.axes_dims},                {"in_channels", q.in_channels},
+         {"out_channels", q.in_channels / 4},            {"joint_attention_dim", q.text_dim},
+         {"num_attention_heads", q.heads},               {"num_layers", q.blocks},
+         {"patch_size", 2}};
+  }
+  return j.dump(2) + "\n";
+}
+
+void write_transformer_folder(const std::string& dir, const models::ModelConfig& config,
+                              const torch::nn::Module& model, at::ScalarType dtype) {
+  ::mkdir(dir.c_str(), 0755);
+  std::ofstream f(dir + "/config.json");
+  f << diffusers_config_json(config);
+  if (!f.flush()) throw std::runtime_error("spdit: cannot write '" + dir + "/config.json'");
+  std::map<std::string, at::Tensor> state;
+  for (const auto& p : model.named_parameters(true)) state[p.key()] = p.value().to(dtype).contiguous();
+  for (const auto& b : model.named_buffers(true)) state[b.key()] = b.value().contiguous();
+  write_safetensors(dir + "/diffusion_pytorch_model.safetensors", state);
 }
 
 }  // namespace spdit::checkpoints

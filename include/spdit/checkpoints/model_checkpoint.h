@@ -77,6 +77,16 @@ int64_t converted_bytes(const Checkpoint& ckpt, const Identified& found, at::Sca
 std::unique_ptr<models::Pipeline> make_pipeline(const Checkpoint& ckpt, const Identified& found,
                                                 uint64_t seed, at::ScalarType dtype = at::ScalarType::Undefined);
 
+/// The model's config.json as diffusers writes it (class name and the
+/// fields identify() reads), for writing a model folder.
+std::string diffusers_config_json(const models::ModelConfig& config);
+
+/// Writes a diffusers `transformer/` folder: config.json and
+/// diffusion_pytorch_model.safetensors holding `model`'s parameters in
+/// `dtype`. identify() reads it back as the same configuration.
+void write_transformer_folder(const std::string& dir, const models::ModelConfig& config,
+                              const torch::nn::Module& model, at::ScalarType dtype);
+
 /// Wan's original tensor name in diffusers' naming ("" for none).
 std::string wan_original_to_diffusers(const std::string& name);
 
