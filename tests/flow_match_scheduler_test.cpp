@@ -10,11 +10,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "spdit/pipelines/flow_match_scheduler.h"
 #include "spdit/pipelines/flux_latents.h"
+#include "support/temp_dir.h"
 
 using namespace spdit::pipelines;
 
@@ -103,4 +105,25 @@ TEST(FlowMatchScheduler, OptionsItDoesNotImplementAreRefusedByName) {
             std::string::npos);
   EXPECT_NE(error_of("[1]").find("scheduler/scheduler_config.json"), std::string::npos);
   EXPECT_THROW(FlowMatchEulerScheduler(FlowMatchEulerConfig::flux_dev(), 0, 4096), std::invalid_argument);
+}
+
+TEST(FlowMatchScheduler, AModelFoldersConfigIsReadOrItsAbsenceNamed) {
+  spdit::test::TempDir dir;
+  try {
+    FlowMatchEulerConfig::from_model_dir(dir.path);
+    FAIL() << "read a config that is not there";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find(dir.path + "/scheduler/scheduler_config.json"), std::string::npos) << e.what();
+  }
+  std::filesystem::create_directories(dir.path + "/scheduler");
+  std::ofstream(dir.path + "/scheduler/scheduler_config.json") << FlowMatchEulerConfig::flux_dev().to_json();
+  EXPECT_TRUE(FlowMatchEulerConfig::from_model_dir(dir.path).use_dynamic_shifting);
+  std::ofstream(dir.path + "/scheduler/scheduler_config.json") << R"({"use_beta_sigmas": true})";
+  try {
+    FlowMatchEulerConfig::from_model_dir(dir.path);
+    FAIL() << "accepted beta sigmas";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("scheduler/scheduler_config.json: sets 'use_beta_sigmas'"), std::string::npos)
+        << e.what();
+  }
 }

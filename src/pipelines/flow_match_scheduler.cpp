@@ -1,7 +1,9 @@
 #include "spdit/pipelines/flow_match_scheduler.h"
 
 #include <cmath>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <stdexcept>
 #include <vector>
 
@@ -70,6 +72,18 @@ FlowMatchEulerConfig FlowMatchEulerConfig::from_json(const std::string& text, co
     fail(source, "max_image_seq_len equals base_image_seq_len; the shift's slope would divide by zero");
   }
   return c;
+}
+
+FlowMatchEulerConfig FlowMatchEulerConfig::from_model_dir(const std::string& model_dir) {
+  const std::string path = model_dir + "/scheduler/scheduler_config.json";
+  std::ifstream f(path);
+  if (!f) {
+    throw std::runtime_error("spdit: cannot read '" + path + "'; a diffusers FLUX.1 folder holds the scheduler's "
+                             "config there (FlowMatchEulerDiscreteScheduler)");
+  }
+  std::stringstream text;
+  text << f.rdbuf();
+  return from_json(text.str(), path);
 }
 
 std::string FlowMatchEulerConfig::to_json() const {

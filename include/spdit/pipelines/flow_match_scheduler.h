@@ -33,6 +33,11 @@ struct FlowMatchEulerConfig {
   /// invert_sigmas, stochastic sampling, linear time shift).
   static FlowMatchEulerConfig from_json(const std::string& text, const std::string& source);
   std::string to_json() const;
+  /// Reads `model_dir`/scheduler/scheduler_config.json (diffusers' layout).
+  /// Throws naming the file when it is missing or unreadable; a folder of
+  /// Black Forest Labs' files has none, and the caller picks flux_dev() or
+  /// flux_schnell() by the transformer's variant.
+  static FlowMatchEulerConfig from_model_dir(const std::string& model_dir);
 };
 
 /// FluxPipeline's calculate_shift: mu, linear in the image's token count
