@@ -6,6 +6,7 @@
 
 #include "commands.h"
 #include "model_flags.h"
+#include "auto_layout.h"
 #include "predict.h"
 #include "validators.h"
 #include "spdit/checkpoints/model_checkpoint.h"
@@ -16,8 +17,9 @@ namespace {
 
 struct ExplainOptions {
   std::string model = "flux", preset = "small";
-  int ulysses = 1, ring = 1, cfg = 1;
-  double cfg_scale = 1.0;
+  int ulysses = 1, ring = 1, cfg = 1, ranks = 0;
+  double cfg_scale = 1.0, link_gbps = 5.0;
+  std::string parallel = "manual";
   int64_t height = 512, width = 512, frames = 1, text_len = 64;
   std::string weights, dtype;
 };
@@ -28,7 +30,7 @@ std::string shape_str(const std::vector<int64_t>& s) {
   return o + "]";
 }
 
-int explain(const ExplainOptions& o) {
+int explain(ExplainOptions o) {
   // A skeleton: the shapes without a byte of weights, at any size; with
   // --weights, the checkpoint's model at its size, read from its headers.
   std::unique_ptr<models::Pipeline> pipe;
@@ -44,6 +46,19 @@ int explain(const ExplainOptions& o) {
   models::RunSize size{o.height, o.width, o.frames, o.text_len, 1};
   pipe->check_size(size);
   auto shapes = pipe->shapes(size);
+  if (o.parallel == "auto") {
+    if (o.ranks < 1) throw std::invalid_argument("--parallel auto needs --ranks N: the number of ranks to lay out");
+    int64_t parameters = 0;
+    for (const auto& p : pipe->model().parameters()) parameters += p.numel();
+    const int64_t width = shapes.attention.empty() ? 1024 : shapes.attention[0].heads * shapes.attention[0].head_dim;
+    auto speed = measure_speed(nullptr, width);
+    speed.link_bytes_per_s = o.link_gbps * 1e9;
+    speed.source += "; link assumed --link-gbps " + std::to_string(o.link_gbps).substr(0, 5) +
+                    " (spdit run --parallel auto measures it)";
+    const auto candidates = weigh_layouts(shapes, size, parameters, o.ranks, o.cfg_scale > 1, speed);
+    std::cout << "--parallel auto on " << o.ranks << " ranks:\n" << describe(candidates, speed) << "\n";
+    o.cfg = candidates.front().cfg, o.ulysses = candidates.front().ulysses, o.ring = candidates.front().ring;
+  }
   if (o.cfg == 2 && !(o.cfg_scale > 1)) {
     throw std::invalid_argument("--cfg 2 runs the two guidance branches at once: it needs --cfg-scale above 1");
   }
@@ -97,6 +112,11 @@ void add_explain_command(CLI::App& app, Action& action) {
   cmd->add_option("--cfg", o.cfg, "CFG degree (1 or 2)")->check(CLI::IsMember({1, 2}))->capture_default_str();
   cmd->add_option("--cfg-scale", o.cfg_scale, "Classifier-free guidance scale (on above 1)")
       ->check(CLI::Range(0.0, 1e6))->capture_default_str();
+  cmd->add_option("--parallel", o.parallel, "auto: choose cfg x ulysses x ring for --ranks, and say why")
+      ->check(CLI::IsMember({"auto", "manual"}))->capture_default_str();
+  cmd->add_option("--ranks", o.ranks, "With --parallel auto: how many ranks")->check(whole_number(1));
+  cmd->add_option("--link-gbps", o.link_gbps, "With --parallel auto: the link's speed per rank in GB/s")
+      ->check(CLI::Range(1e-3, 1e6))->capture_default_str();
   cmd->add_option("--weights", o.weights, "Explain the model of this checkpoint (file, index or folder), at its size")
       ->check(CLI::ExistingPath);
   cmd->callback([&action] { action = [] { return explain(o); }; });

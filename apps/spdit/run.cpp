@@ -22,6 +22,7 @@
 #include "launcher.h"
 #include "output_paths.h"
 #include "png_writer.h"
+#include "auto_layout.h"
 #include "predict.h"
 #include "rank_setup.h"
 #include "spdit/hooks/sequence_parallel.h"
@@ -46,6 +47,8 @@ struct RunOptions {
   std::string weights, out, json, dtype;
   bool check = false;
   bool oversubscribe = false;
+  std::string parallel = "manual";
+  bool cfg_given = false;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -224,12 +227,17 @@ at::Tensor denoise(models::Pipeline& pipe, const RunOptions& o, bool report, std
   return x;
 }
 
-int run_rank(World& world, const RunOptions& o) {
+int run_rank(World& world, const RunOptions& given) {
+  RunOptions o = given;  // --parallel auto fills in the degrees
   set_threads_per_rank(o.threads);
   install_memory_meter();
+  const bool automatic = o.parallel == "auto";
+  if (automatic && (o.ulysses || o.ring || o.cfg_given)) {
+    throw std::invalid_argument("--parallel auto chooses --cfg, --ulysses and --ring itself: leave them out "
+                                "(or give them and leave --parallel out)");
+  }
   check_guidance_flags(o, world.size());
-  auto [u, r] = resolve_degrees(world.size() / o.cfg, o.ulysses, o.ring);
-  const auto guidance = !(o.cfg_scale > 1) ? Guidance::kOff : o.cfg == 2 ? Guidance::kParallel : Guidance::kSerial;
+  auto [u, r] = automatic ? std::pair<int, int>{world.size(), 1} : resolve_degrees(world.size() / o.cfg, o.ulysses, o.ring);
   if (world.rank() == 0) {  // the rank that writes them, before any work
     check_can_write(o.out, "--out");
     check_can_write(o.json, "--json");
@@ -237,8 +245,9 @@ int run_rank(World& world, const RunOptions& o) {
   check_ranks_agree(world, {{"--model", o.model}, {"--preset", o.preset}, {"--height", std::to_string(o.height)},
                             {"--width", std::to_string(o.width)}, {"--frames", std::to_string(o.frames)},
                             {"--text-len", std::to_string(o.text_len)}, {"--steps", std::to_string(o.steps)},
-                            {"--seed", std::to_string(o.seed)}, {"--ulysses", std::to_string(u)},
-                            {"--ring", std::to_string(r)}, {"--weights", o.weights}, {"--dtype", o.dtype},
+                            {"--seed", std::to_string(o.seed)}, {"--parallel", o.parallel},
+                            {"--ulysses", automatic ? "auto" : std::to_string(u)},
+                            {"--ring", automatic ? "auto" : std::to_string(r)}, {"--weights", o.weights}, {"--dtype", o.dtype},
                             {"--cfg", std::to_string(o.cfg)}, {"--cfg-scale", std::to_string(o.cfg_scale)}});
   const char* local = std::getenv("LOCAL_WORLD_SIZE");
   const int local_ranks = local && std::atoi(local) > 0 ? std::atoi(local) : 1;
@@ -271,6 +280,19 @@ int run_rank(World& world, const RunOptions& o) {
   const auto size = size_of(o);
   pipe->check_size(size);
   auto shapes = pipe->shapes(size);
+  std::string auto_report;
+  if (automatic) {
+    // Every rank measures and takes the slowest figures: all choose alike.
+    int64_t parameters = 0;
+    for (const auto& p : pipe->model().parameters()) parameters += p.numel();
+    const int64_t width = shapes.attention.empty() ? 1024 : shapes.attention[0].heads * shapes.attention[0].head_dim;
+    const auto speed = measure_speed(&world, width);
+    const auto candidates = weigh_layouts(shapes, size, parameters, world.size(), o.cfg_scale > 1, speed);
+    throw_if_impossible(candidates.front().prediction);
+    o.cfg = candidates.front().cfg, u = candidates.front().ulysses, r = candidates.front().ring;
+    auto_report = describe(candidates, speed);
+  }
+  const auto guidance = !(o.cfg_scale > 1) ? Guidance::kOff : o.cfg == 2 ? Guidance::kParallel : Guidance::kSerial;
   auto prediction = predict_step(shapes, size, u, r, guidance);
   throw_if_impossible(prediction);
   check_memory_floor(shapes, size, local_ranks);
@@ -291,6 +313,7 @@ int run_rank(World& world, const RunOptions& o) {
                                                    (o.cfg == 2 ? " (branches in parallel), " : " (serial), "))
               << o.threads
               << " thread(s) per rank" << std::endl;
+    if (automatic) std::cout << "--parallel auto:\n" << auto_report;
     for (const auto& n : prediction.notes) std::cout << "note: " << n << std::endl;
   }
   world.barrier();
@@ -355,6 +378,7 @@ int run_rank(World& world, const RunOptions& o) {
          {"height", o.height}, {"width", o.width},
          {"frames", o.frames}, {"text_len", o.text_len}, {"steps", o.steps}, {"seed", o.seed},
          {"ranks", world.size()}, {"ulysses", u}, {"ring", r}, {"cfg", o.cfg}, {"cfg_scale", o.cfg_scale},
+         {"parallel", o.parallel},
          {"threads_per_rank", o.threads},
          {"total_seconds", total}, {"step_seconds", steps}, {"median_step_seconds", median},
          {"tokens", shapes.tokens}, {"tokens_per_rank", prediction.tokens_per_rank},
@@ -409,6 +433,9 @@ void add_run_command(CLI::App& app, Action& action) {
       ->check(CLI::Range(0.0, 1e6))->capture_default_str();
   cmd->add_option("--cfg", o.cfg, "CFG degree: 2 runs the two guidance branches at once on two halves of the ranks")
       ->check(CLI::IsMember({1, 2}))->capture_default_str();
+  cmd->add_option("--parallel", o.parallel,
+                  "auto: choose cfg x ulysses x ring from the model, the size and the measured machine")
+      ->check(CLI::IsMember({"auto", "manual"}))->capture_default_str();
   cmd->add_option("--steps", o.steps, "Denoising steps")->check(whole_number(1))->capture_default_str();
   cmd->add_option("--seed", o.seed, "Seed of weights, noise and text")->check(whole_number(0))->capture_default_str();
   cmd->add_option("--weights", o.weights,
@@ -421,6 +448,7 @@ void add_run_command(CLI::App& app, Action& action) {
   cmd->add_flag("--check", o.check, "Also run on one rank and compare (exit 1 on FAIL)");
   cmd->callback([cmd, &action] {
     o.model_given = cmd->get_option("--model")->count() > 0;
+    o.cfg_given = cmd->get_option("--cfg")->count() > 0;
     action = [] {
       if (launched_by_launcher()) {
         if (o.nproc) throw std::invalid_argument("--nproc starts local ranks; under a launcher leave it out");

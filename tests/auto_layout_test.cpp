@@ -1,0 +1,81 @@
+// --parallel auto: the layout chosen from predicted step times, and the
+// command choosing one, running it, and refusing flags that contradict it.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "auto_layout.h"
+#include "support/subprocess.h"
+
+using namespace spdit;
+using namespace spdit::cli;
+
+namespace {
+
+// One kind of sharded attention, `count` per forward.
+models::ForwardShapes shapes_of(int64_t tokens, int64_t heads, int64_t text = 0) {
+  models::ForwardShapes s;
+  s.tokens = tokens;
+  s.sites = {{"", "hidden_states", {1, tokens, 64}, 1, 0, false}, {"proj_out", "gather 0", {1, tokens, 64}, 1, 0, true}};
+  s.attention = {{"blocks.*.attn", 8, tokens, text, heads, 64, true}};
+  return s;
+}
+
+const MachineSpeed kFast{1e11, 1e12, "test"};
+
+}  // namespace
+
+TEST(AutoLayout, HeadsThatDoNotDivideSteerAwayFromUlysses) {
+  // 3 heads on 4 ranks: Ulysses 2 or 4 pads to 4 heads, a third more attention.
+  auto c = weigh_layouts(shapes_of(8192, 3), {1024, 1024, 1, 0, 1}, 1000000, 4, false, kFast);
+  ASSERT_EQ(c.size(), 3u);
+  EXPECT_EQ(c.front().ulysses, 1);
+  EXPECT_EQ(c.front().ring, 4);
+  EXPECT_LT(c.front().flops, c.back().flops);
+  bool noted = false;
+  for (const auto& x : c) {
+    for (const auto& why : x.costs) noted |= why.find("3 heads do not divide by ulysses") != std::string::npos;
+  }
+  EXPECT_TRUE(noted) << "the padding is said";
+}
+
+TEST(AutoLayout, ASlowLinkAndLittleComputeFavourUlyssesFewerBytes) {
+  // Short sequence: attention cannot hide Ring's passes, which move more.
+  const MachineSpeed slow{1e12, 1e8, "test"};
+  auto c = weigh_layouts(shapes_of(256, 8), {256, 256, 1, 0, 1}, 1000, 4, false, slow);
+  EXPECT_EQ(c.front().ulysses, 4);
+  EXPECT_LT(c.front().prediction.total_bytes(), c.back().prediction.total_bytes());
+}
+
+TEST(AutoLayout, GuidanceOnEvenRanksRunsItsBranchesInParallel) {
+  auto c = weigh_layouts(shapes_of(4096, 8, 77), {1024, 1024, 1, 77, 1}, 10000000, 4, true, kFast);
+  EXPECT_EQ(c.front().cfg, 2);
+  auto odd = weigh_layouts(shapes_of(4096, 8, 77), {1024, 1024, 1, 77, 1}, 10000000, 3, true, kFast);
+  for (const auto& x : odd) EXPECT_EQ(x.cfg, 1) << "cfg 2 needs an even number of ranks";
+  auto unguided = weigh_layouts(shapes_of(4096, 8), {1024, 1024, 1, 0, 1}, 10000000, 4, false, kFast);
+  for (const auto& x : unguided) EXPECT_EQ(x.cfg, 1) << "no guidance, no CFG axis";
+}
+
+TEST(AutoLayout, NoPossibleLayoutIsSaid) {
+  auto c = weigh_layouts(shapes_of(3, 4), {16, 48, 1, 0, 1}, 1000, 4, false, kFast);
+  EXPECT_FALSE(c.front().possible);
+  const auto table = describe(c, kFast);
+  EXPECT_NE(table.find("impossible: the sequence has 3 tokens, fewer than the 4 ranks"), std::string::npos) << table;
+}
+
+TEST(AutoLayout, RunChoosesRunsAndMatchesOneRank) {
+  if (access(SPDIT_BIN, X_OK) != 0) GTEST_SKIP() << "the spdit command is not built here";
+  const std::string base = std::string(SPDIT_BIN) + " run --model wan --preset tiny --height 64 --width 64 --frames 5 --text-len 9 --steps 2";
+  auto r = test::run_command(base + " --nproc 4 --cfg-scale 5 --parallel auto --check");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("--parallel auto:"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("layouts weighed"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("(match)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("PASS"), std::string::npos) << r.output;
+  auto both = test::run_command(base + " --nproc 2 --parallel auto --ulysses 2");
+  EXPECT_NE(both.code, 0);
+  EXPECT_NE(both.output.find("--parallel auto chooses --cfg, --ulysses and --ring itself"), std::string::npos)
+      << both.output;
+  auto ex = test::run_command(std::string(SPDIT_BIN) + " explain --model flux --preset small --parallel auto --ranks 4");
+  EXPECT_EQ(ex.code, 0) << ex.output;
+  EXPECT_NE(ex.output.find("--parallel auto on 4 ranks"), std::string::npos) << ex.output;
+}
