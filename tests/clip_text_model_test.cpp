@@ -1,0 +1,148 @@
+// CLIP's text tower against transformers' CLIPTextModel as re-stated by
+// scripts/reference/text_encoders_reference.py (float64), on the tokenizer's
+// ids of three prompts, with the fixture's random F32 weights read from a
+// text_encoder-like folder (config.json + model.safetensors).
+//
+// Tolerances, as max |ours - reference| / max |reference|: 1e-5 computing in
+// F32 (rounding only); 2e-2 computing in BF16 (8 bits of mantissa through
+// two layers, norms and softmax in F32).
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <functional>
+
+#include "spdit/checkpoints/checkpoint.h"
+#include "spdit/text/text_encoder_loading.h"
+#include "support/temp_dir.h"
+#include "support/text_fixtures.h"
+
+using namespace spdit;
+using spdit::test::read_json;
+using spdit::test::relative_error;
+using spdit::test::text_fixture;
+
+namespace {
+
+constexpr double kF32Tol = 1e-5, kBF16Tol = 2e-2;
+
+std::map<std::string, at::Tensor> io() {
+  auto ckpt = checkpoints::Checkpoint::open(text_fixture("clip_text_io.safetensors"));
+  std::map<std::string, at::Tensor> out;
+  for (const auto& [name, t] : ckpt.tensors()) out[name] = ckpt.tensor(name).clone();
+  return out;
+}
+
+// A copy of the fixture's folder with config.json edited and the weights
+// transformed, for the cases the fixture does not hold as they are.
+void copy_folder(const std::string& to, const std::function<void(nlohmann::json&)>& edit_config,
+                 const std::function<void(std::map<std::string, at::Tensor>&)>& edit_weights) {
+  auto config = read_json(text_fixture("clip_text/config.json"));
+  edit_config(config);
+  spdit::test::write_file(to + "/config.json", config.dump());
+  auto ckpt = checkpoints::Checkpoint::open(text_fixture("clip_text/model.safetensors"));
+  std::map<std::string, at::Tensor> w;
+  for (const auto& [name, t] : ckpt.tensors()) w[name] = ckpt.tensor(name);
+  edit_weights(w);
+  checkpoints::write_safetensors(to + "/model.safetensors", w);
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+}  // namespace
+
+TEST(ClipTextModel, matches_the_reference_in_f32_with_weights_in_place) {
+  auto model = text::load_clip_text_model(text_fixture("clip_text"));
+  EXPECT_EQ(model->dtype(), at::kFloat);
+  // In place: the parameters are the file's mapped pages (a from_blob storage cannot be resized).
+  for (const auto& p : model->named_parameters()) EXPECT_FALSE(p.value().storage().resizable()) << p.key();
+  auto ref = io();
+  const auto out = model->forward(ref.at("input_ids"));
+  EXPECT_LE(relative_error(out.last_hidden_state, ref.at("last_hidden_state")), kF32Tol);
+  // Flux's config.json has the legacy eos_token_id 2: pooled at the highest id.
+  EXPECT_LE(relative_error(out.pooled, ref.at("pooled_legacy")), kF32Tol);
+}
+
+TEST(ClipTextModel, pools_at_the_first_eos_token_when_the_config_names_it) {
+  spdit::test::TempDir dir;
+  const auto vocab = read_json(text_fixture("clip_tokenizer/vocab.json"));
+  const int64_t eos = vocab.at("<|endoftext|>").get<int64_t>();
+  copy_folder(dir.path, [&](nlohmann::json& c) { c["eos_token_id"] = eos; }, [](auto&) {});
+  auto model = text::load_clip_text_model(dir.path);
+  auto ref = io();
+  const auto out = model->forward(ref.at("input_ids"));
+  EXPECT_LE(relative_error(out.pooled, ref.at("pooled_eos")), kF32Tol);
+  // The two rules agree here (eos is the highest id): the fixture shows they pick the same row.
+  EXPECT_LE(relative_error(ref.at("pooled_eos"), ref.at("pooled_legacy")), 0.0);
+}
+
+TEST(ClipTextModel, runs_in_bf16_when_the_weights_are_bf16) {
+  spdit::test::TempDir dir;
+  copy_folder(dir.path, [](auto&) {}, [](auto& w) {
+    for (auto& [name, t] : w) t = t.to(at::kBFloat16);
+  });
+  auto model = text::load_clip_text_model(dir.path);
+  EXPECT_EQ(model->dtype(), at::kBFloat16);
+  auto ref = io();
+  const auto out = model->forward(ref.at("input_ids"));
+  EXPECT_EQ(out.last_hidden_state.scalar_type(), at::kBFloat16);
+  EXPECT_LE(relative_error(out.last_hidden_state, ref.at("last_hidden_state")), kBF16Tol);
+  EXPECT_LE(relative_error(out.pooled, ref.at("pooled_legacy")), kBF16Tol);
+  // And converted back to F32 on request, it is exact again up to the weights' rounding.
+  auto f32 = text::load_clip_text_model(dir.path, text::TextEncoderLoadOptions().dtype(at::kFloat));
+  EXPECT_EQ(f32->dtype(), at::kFloat);
+}
+
+TEST(ClipTextModel, loading_errors_name_the_file_and_the_tensor) {
+  spdit::test::TempDir missing, shaped, no_config, bad_act;
+  copy_folder(missing.path, [](auto&) {}, [](auto& w) { w.erase("text_model.encoder.layers.1.mlp.fc2.bias"); });
+  auto e = error_of([&] { text::load_clip_text_model(missing.path); });
+  EXPECT_NE(e.find("text_model.encoder.layers.1.mlp.fc2.bias"), std::string::npos) << e;
+  EXPECT_NE(e.find("model.safetensors"), std::string::npos) << e;
+
+  copy_folder(shaped.path, [](nlohmann::json& c) { c["intermediate_size"] = 48; }, [](auto&) {});
+  e = error_of([&] { text::load_clip_text_model(shaped.path); });
+  EXPECT_NE(e.find("text_model.encoder.layers.0.mlp.fc1.weight"), std::string::npos) << e;
+  EXPECT_NE(e.find("[64, 32]"), std::string::npos) << e;
+  EXPECT_NE(e.find("config.json"), std::string::npos) << e;
+
+  copy_folder(no_config.path, [](auto&) {}, [](auto&) {});
+  std::remove((no_config.path + "/config.json").c_str());
+  e = error_of([&] { text::load_clip_text_model(no_config.path); });
+  EXPECT_NE(e.find("no config.json"), std::string::npos) << e;
+
+  copy_folder(bad_act.path, [](nlohmann::json& c) { c["hidden_act"] = "relu"; }, [](auto&) {});
+  e = error_of([&] { text::load_clip_text_model(bad_act.path); });
+  EXPECT_NE(e.find("hidden_act 'relu'"), std::string::npos) << e;
+}
+
+TEST(ClipTextModel, refuses_inputs_it_cannot_take) {
+  auto model = text::load_clip_text_model(text_fixture("clip_text"));
+  auto e = error_of([&] { model->forward(at::zeros({1, 78}, at::kLong)); });
+  EXPECT_NE(e.find("max_position_embeddings"), std::string::npos) << e;
+  e = error_of([&] { model->forward(at::zeros({1, 5}, at::kInt)); });
+  EXPECT_NE(e.find("int64"), std::string::npos) << e;
+  e = error_of([&] { model->forward(at::full({1, 5}, 100000, at::kLong)); });
+  EXPECT_NE(e.find("outside the embedding table"), std::string::npos) << e;
+}
+
+TEST(ClipTextModel, config_round_trips_through_json) {
+  text::ClipTextConfig c;
+  c.hidden_size = 64;
+  c.num_attention_heads = 2;
+  c.eos_token_id = 2;
+  const auto back = text::ClipTextConfig::from_json(c.to_json(), "test");
+  EXPECT_EQ(back.hidden_size, 64);
+  EXPECT_EQ(back.num_attention_heads, 2);
+  EXPECT_EQ(back.eos_token_id, 2);
+  EXPECT_EQ(back.vocab_size, c.vocab_size);
+  EXPECT_THROW(text::ClipTextConfig::from_json(R"({"hidden_size": 10, "num_attention_heads": 3})", "x"),
+               std::runtime_error);
+}
