@@ -63,7 +63,7 @@ ClipAttentionImpl::ClipAttentionImpl(int64_t hidden, int64_t heads) : heads_(hea
   out_proj = register_module("out_proj", models::Linear(hidden, hidden));
 }
 
-at::Tensor ClipAttentionImpl::forward(const at::Tensor& x, const at::Tensor& additive_mask) const {
+at::Tensor ClipAttentionImpl::forward(const at::Tensor& x, const at::Tensor& additive_mask) {
   const int64_t b = x.size(0), s = x.size(1), hidden = x.size(2), d = hidden / heads_;
   auto split = [&](const at::Tensor& t) { return t.view({b, s, heads_, d}).transpose(1, 2); };
   const auto q = split(q_proj->forward(x) * (1.0 / std::sqrt(static_cast<double>(d))));
@@ -77,7 +77,7 @@ ClipMlpImpl::ClipMlpImpl(int64_t hidden, int64_t intermediate) {
   fc2 = register_module("fc2", models::Linear(intermediate, hidden));
 }
 
-at::Tensor ClipMlpImpl::forward(const at::Tensor& x) const {
+at::Tensor ClipMlpImpl::forward(const at::Tensor& x) {
   const auto h = fc1->forward(x);
   return fc2->forward(h * at::sigmoid(1.702 * h));  // quick_gelu
 }
@@ -89,7 +89,7 @@ ClipEncoderLayerImpl::ClipEncoderLayerImpl(const ClipTextConfig& c) {
   layer_norm2 = register_module("layer_norm2", TextLayerNorm(c.hidden_size, c.layer_norm_eps));
 }
 
-at::Tensor ClipEncoderLayerImpl::forward(const at::Tensor& x, const at::Tensor& additive_mask) const {
+at::Tensor ClipEncoderLayerImpl::forward(const at::Tensor& x, const at::Tensor& additive_mask) {
   const auto h = x + self_attn->forward(layer_norm1->forward(x), additive_mask);
   return h + mlp->forward(layer_norm2->forward(h));
 }
@@ -115,7 +115,7 @@ ClipTextModelImpl::ClipTextModelImpl(const ClipTextConfig& config) : config_(con
                                                   TextLayerNorm(config.hidden_size, config.layer_norm_eps));
 }
 
-ClipTextOutput ClipTextModelImpl::forward(const at::Tensor& input_ids) const {
+ClipTextOutput ClipTextModelImpl::forward(const at::Tensor& input_ids) {
   at::NoGradGuard no_grad;  // inference only
   if (input_ids.dim() != 2 || input_ids.scalar_type() != at::kLong) {
     throw std::runtime_error("spdit: the CLIP text model takes input_ids of shape (batch, tokens) as int64, not " +
@@ -132,7 +132,7 @@ ClipTextOutput ClipTextModelImpl::forward(const at::Tensor& input_ids) const {
            position_embedding_->forward(at::arange(s, input_ids.options()), "CLIP position").unsqueeze(0);
   // Causal: each token sees itself and those before it.
   const auto mask = at::full({s, s}, -std::numeric_limits<float>::infinity(), at::TensorOptions().dtype(dtype)).triu(1);
-  for (const auto& layer : layers_) x = layer->forward(x, mask);
+  for (auto& layer : layers_) x = layer->forward(x, mask);
   ClipTextOutput out;
   out.last_hidden_state = final_layer_norm_->forward(x);
   // Where transformers' CLIPTextTransformer pools (argmax picks the first

@@ -1,44 +1,19 @@
-#include <sentencepiece_trainer.h>
-
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
-#include <unordered_map>
 #include <vector>
 
 #include "spdit/text/vocab_writers.h"
+#include "sentencepiece_backend.h"
 #include "text_files.h"
 
 namespace spdit::text {
-namespace {
-
-// The corpus' lines, fed to the trainer without a temporary file.
-class LineIterator : public sentencepiece::SentenceIterator {
- public:
-  explicit LineIterator(const std::string& text) {
-    std::istringstream in(text);
-    std::string line;
-    while (std::getline(in, line)) {
-      if (!line.empty()) lines_.push_back(line);
-    }
-  }
-  bool done() const override { return at_ >= lines_.size(); }
-  void Next() override { ++at_; }
-  const std::string& value() const override { return lines_[at_]; }
-  sentencepiece::util::Status status() const override { return {}; }
-
- private:
-  std::vector<std::string> lines_;
-  size_t at_ = 0;
-};
-
-}  // namespace
 
 void write_t5_tokenizer_files(const std::string& folder, int vocab_size, const std::string& corpus) {
   make_folder(folder);
   // T5's special ids and normalization; one thread so that the same corpus
   // always gives the same model.
-  const std::unordered_map<std::string, std::string> args = {
+  const std::vector<std::pair<std::string, std::string>> args = {
       {"model_type", "unigram"},
       {"vocab_size", std::to_string(vocab_size)},
       {"pad_id", "0"},
@@ -51,12 +26,16 @@ void write_t5_tokenizer_files(const std::string& folder, int vocab_size, const s
       {"seed_sentencepiece_size", "100000"},
       {"minloglevel", "2"},
   };
-  LineIterator lines(corpus);
+  std::vector<std::string> lines;
+  std::istringstream in(corpus);
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) lines.push_back(line);
+  }
   std::string model;
-  const auto status = sentencepiece::SentencePieceTrainer::Train(args, &lines, &model);
-  if (!status.ok()) {
+  const auto error = make_sentencepiece_backend()->train(args, lines, &model);
+  if (!error.empty()) {
     throw std::runtime_error("spdit: SentencePiece could not train a " + std::to_string(vocab_size) +
-                             "-piece model for " + folder + ": " + status.ToString());
+                             "-piece model for " + folder + ": " + error);
   }
   write_text_file(folder + "/spiece.model", model);
   nlohmann::ordered_json special;

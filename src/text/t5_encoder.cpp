@@ -102,7 +102,7 @@ at::Tensor T5SelfAttentionImpl::position_bias(int64_t seq) const {
   return relative_attention_bias->forward(buckets, "T5 bucket").permute({2, 0, 1}).unsqueeze(0);
 }
 
-at::Tensor T5SelfAttentionImpl::forward(const at::Tensor& x, const at::Tensor& bias) const {
+at::Tensor T5SelfAttentionImpl::forward(const at::Tensor& x, const at::Tensor& bias) {
   const int64_t b = x.size(0), s = x.size(1);
   auto split = [&](const at::Tensor& t) { return t.view({b, s, heads_, d_kv_}).transpose(1, 2); };
   // T5 folds the 1/sqrt(d) into its initialisation: the scores are not scaled.
@@ -132,7 +132,7 @@ T5BlockImpl::T5BlockImpl(const T5EncoderConfig& c, bool has_relative_bias) {
   layer->push_back(ff);
 }
 
-at::Tensor T5BlockImpl::forward(const at::Tensor& x, const at::Tensor& bias) const {
+at::Tensor T5BlockImpl::forward(const at::Tensor& x, const at::Tensor& bias) {
   const auto h = x + attention->forward(attention_norm_->forward(x), bias);
   const auto y = ff_norm_->forward(h);
   // gelu_new is the tanh approximation.
@@ -150,7 +150,7 @@ T5EncoderModelImpl::T5EncoderModelImpl(const T5EncoderConfig& config) : config_(
   final_layer_norm_ = encoder->register_module("final_layer_norm", T5LayerNorm(config.d_model, config.layer_norm_epsilon));
 }
 
-at::Tensor T5EncoderModelImpl::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask) const {
+at::Tensor T5EncoderModelImpl::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask) {
   at::NoGradGuard no_grad;  // inference only
   if (input_ids.dim() != 2 || input_ids.scalar_type() != at::kLong || input_ids.size(1) < 1) {
     throw std::runtime_error("spdit: the T5 encoder takes input_ids of shape (batch, tokens) as int64, not " +
@@ -169,7 +169,7 @@ at::Tensor T5EncoderModelImpl::forward(const at::Tensor& input_ids, const at::Te
     const auto additive = (1 - attention_mask.to(at::kFloat)).mul(lowest).to(dtype());
     bias = bias + additive.view({input_ids.size(0), 1, 1, s});
   }
-  for (const auto& b : blocks_) x = b->forward(x, bias);
+  for (auto& b : blocks_) x = b->forward(x, bias);
   return final_layer_norm_->forward(x);
 }
 

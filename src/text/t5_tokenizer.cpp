@@ -1,18 +1,17 @@
 #include "spdit/text/t5_tokenizer.h"
 
-#include <sentencepiece_processor.h>
-
 #include <algorithm>
 #include <iostream>
 #include <stdexcept>
 
 #include "pcre2_regex.h"
+#include "sentencepiece_backend.h"
 #include "text_files.h"
 
 namespace spdit::text {
 
 struct T5Tokenizer::Impl {
-  sentencepiece::SentencePieceProcessor sp;
+  std::unique_ptr<SentencePieceBackend> sp = make_sentencepiece_backend();
   std::string path;
 };
 
@@ -22,13 +21,11 @@ T5Tokenizer T5Tokenizer::load(const std::string& path) {
   T5Tokenizer t;
   t.impl_ = std::make_shared<Impl>();
   t.impl_->path = file;
-  const auto status = t.impl_->sp.Load(file);
-  if (!status.ok()) {
-    throw std::runtime_error("spdit: " + file + " is not a SentencePiece model: " + status.ToString());
-  }
+  const auto error = t.impl_->sp->load(file);
+  if (!error.empty()) throw std::runtime_error("spdit: " + file + " is not a SentencePiece model: " + error);
   // T5's ids come from the model: </s> ends every prompt, <pad> fills the rest.
-  t.eos_id_ = t.impl_->sp.eos_id();
-  t.pad_id_ = t.impl_->sp.pad_id();
+  t.eos_id_ = t.impl_->sp->eos_id();
+  t.pad_id_ = t.impl_->sp->pad_id();
   if (t.eos_id_ < 0 || t.pad_id_ < 0) {
     throw std::runtime_error("spdit: " + file + " defines no " + (t.eos_id_ < 0 ? "</s>" : "<pad>") +
                              " piece; a T5 spiece.model has <pad> 0, </s> 1, <unk> 2");
@@ -36,13 +33,13 @@ T5Tokenizer T5Tokenizer::load(const std::string& path) {
   return t;
 }
 
-int64_t T5Tokenizer::vocab_size() const { return impl_->sp.GetPieceSize(); }
+int64_t T5Tokenizer::vocab_size() const { return impl_->sp->piece_size(); }
 
 std::vector<int64_t> T5Tokenizer::token_ids(const std::string& text) const {
   require_utf8(text, "the prompt");
   std::vector<int> ids;
-  const auto status = impl_->sp.Encode(text, &ids);
-  if (!status.ok()) throw std::runtime_error("spdit: SentencePiece (" + impl_->path + "): " + status.ToString());
+  const auto error = impl_->sp->encode(text, &ids);
+  if (!error.empty()) throw std::runtime_error("spdit: SentencePiece (" + impl_->path + "): " + error);
   return std::vector<int64_t>(ids.begin(), ids.end());
 }
 
@@ -78,8 +75,8 @@ std::string T5Tokenizer::decode(const std::vector<int64_t>& ids) const {
     v.push_back(static_cast<int>(id));
   }
   std::string text;
-  const auto status = impl_->sp.Decode(v, &text);
-  if (!status.ok()) throw std::runtime_error("spdit: SentencePiece (" + impl_->path + "): " + status.ToString());
+  const auto error = impl_->sp->decode(v, &text);
+  if (!error.empty()) throw std::runtime_error("spdit: SentencePiece (" + impl_->path + "): " + error);
   return text;
 }
 

@@ -51,7 +51,7 @@ struct ClipTextOutput {
 class ClipAttentionImpl : public torch::nn::Module {
  public:
   ClipAttentionImpl(int64_t hidden, int64_t heads);
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& additive_mask) const;
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& additive_mask);
   models::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
 
  private:
@@ -62,7 +62,7 @@ TORCH_MODULE(ClipAttention);
 class ClipMlpImpl : public torch::nn::Module {
  public:
   ClipMlpImpl(int64_t hidden, int64_t intermediate);
-  at::Tensor forward(const at::Tensor& x) const;
+  at::Tensor forward(const at::Tensor& x);
   models::Linear fc1{nullptr}, fc2{nullptr};
 };
 TORCH_MODULE(ClipMlp);
@@ -70,7 +70,7 @@ TORCH_MODULE(ClipMlp);
 class ClipEncoderLayerImpl : public torch::nn::Module {
  public:
   explicit ClipEncoderLayerImpl(const ClipTextConfig& c);
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& additive_mask) const;
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& additive_mask);
   ClipAttention self_attn{nullptr};
   TextLayerNorm layer_norm1{nullptr}, layer_norm2{nullptr};
   ClipMlp mlp{nullptr};
@@ -82,7 +82,7 @@ class ClipTextModelImpl : public torch::nn::Module {
   explicit ClipTextModelImpl(const ClipTextConfig& config);
   /// input_ids (B, S) int64, S <= max_position_embeddings. Runs in the
   /// weights' dtype (LayerNorm and softmax in fp32); outputs in that dtype.
-  ClipTextOutput forward(const at::Tensor& input_ids) const;
+  ClipTextOutput forward(const at::Tensor& input_ids);
   const ClipTextConfig& config() const { return config_; }
   /// The dtype of the weights (after loading: the checkpoint's, see load_clip_text_model).
   at::ScalarType dtype() const { return token_embedding_->weight.scalar_type(); }

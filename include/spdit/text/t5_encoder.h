@@ -48,7 +48,7 @@ class T5SelfAttentionImpl : public torch::nn::Module {
  public:
   T5SelfAttentionImpl(const T5EncoderConfig& c, bool has_relative_bias);
   /// `bias` (1 or B, heads, S, S) is added to the scores (position bias and mask).
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& bias) const;
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& bias);
   /// The position bias (1, heads, S, S) in the weights' dtype (block 0 only).
   at::Tensor position_bias(int64_t seq) const;
   models::Linear q{nullptr}, k{nullptr}, v{nullptr}, o{nullptr};
@@ -62,7 +62,7 @@ TORCH_MODULE(T5SelfAttention);
 class T5BlockImpl : public torch::nn::Module {
  public:
   T5BlockImpl(const T5EncoderConfig& c, bool has_relative_bias);
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& bias) const;
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& bias);
   T5SelfAttention attention{nullptr};
 
  private:
@@ -78,7 +78,7 @@ class T5EncoderModelImpl : public torch::nn::Module {
   /// or undefined (Flux's pipeline passes none: every token sees all 512).
   /// Runs in the weights' dtype (norm statistics and softmax in fp32) and
   /// returns the last hidden state (B, S, d_model) in that dtype.
-  at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& attention_mask = {}) const;
+  at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& attention_mask = {});
   const T5EncoderConfig& config() const { return config_; }
   at::ScalarType dtype() const { return shared_->weight.scalar_type(); }
 
