@@ -6,8 +6,9 @@
 // computes in F32 (attention in F64) on the BF16 values.
 //
 // Tolerances, as max |ours - reference| / max |reference|: 1e-5 computing in
-// F32 (weights converted on load); 3e-2 computing in BF16 as stored (in
-// place), as transformers runs Flux's T5.
+// F32 (weights converted on load); computing in BF16 as stored (in place),
+// kBF16Tol against the reference run in BF16 as transformers runs Flux's T5
+// (the same LibTorch kernels; what is left is where the two round differently).
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -26,7 +27,7 @@ using spdit::test::text_fixture;
 
 namespace {
 
-constexpr double kF32Tol = 1e-5, kBF16Tol = 3e-2;
+constexpr double kF32Tol = 1e-5, kBF16Tol = 2e-2;
 
 std::map<std::string, at::Tensor> io() {
   auto ckpt = checkpoints::Checkpoint::open(text_fixture("t5_encoder_io.safetensors"));
@@ -85,7 +86,9 @@ TEST(T5Encoder, matches_the_reference_in_bf16_in_place_from_shards) {
   auto ref = io();
   const auto out = model->forward(ref.at("input_ids"));
   EXPECT_EQ(out.scalar_type(), at::kBFloat16);
-  EXPECT_LE(relative_error(out, ref.at("last_hidden_state")), kBF16Tol);
+  EXPECT_LE(relative_error(out, ref.at("last_hidden_state_bf16")), kBF16Tol);
+  // How far BF16 is from exact, for the record: a bound, not a target.
+  EXPECT_LE(relative_error(out, ref.at("last_hidden_state")), 5e-2);
 }
 
 TEST(T5Encoder, matches_the_reference_in_f32_with_and_without_a_mask) {

@@ -68,7 +68,7 @@ TEST(VocabWriters, spiece_model_is_trained_by_sentencepiece_and_tokenizes_as_the
   }
   const std::string line = "a photo of a red fox in the snow, sitting on a rock at sunrise.";
   EXPECT_EQ(tok.decode(tok.token_ids(line)), line);
-  EXPECT_LT(tok.token_ids(line).size(), line.size() / 2);  // pieces longer than characters
+  EXPECT_LT(tok.token_ids(line).size(), line.size() * 2 / 3);  // pieces longer than characters
   const auto config = read_json(dir.path + "/tokenizer_2/tokenizer_config.json");
   EXPECT_EQ(config["eos_token"], "</s>");
 }

@@ -38,13 +38,14 @@ both are small ones learned here from scripts/reference/text_corpus.txt:
 Models (random weights, torch.Generator seeded 20251125, N(0, 1) * scale):
   CLIP text: vocab = the CLIP vocabulary's size, hidden 32, intermediate 64,
     4 heads, 2 layers, 77 positions, quick_gelu, eps 1e-5, eos_token_id 2 (the
-    legacy value Flux's config.json has: pooled at the argmax of the ids).
-    Stored F32. Also pooled as a config with eos_token_id = <|endoftext|>'s id.
+    legacy value Flux's config.json has). Stored F32. Pooled with that config
+    and with eos_token_id = <|endoftext|>'s id; also the whole model in BF16.
   T5 v1.1 encoder: vocab 192, d_model 32, d_kv 8, 4 heads, d_ff 48, 2 layers,
     32 buckets, max distance 20 (so that 40 tokens reach the clamped bucket),
     eps 1e-6, gated-gelu. Weights rounded to bfloat16 and stored BF16 in two
     shards with model.safetensors.index.json, as Flux ships text_encoder_2;
-    the reference runs in float32 (attention scores in float64) on those values.
+    the reference runs in float32 (attention scores in float64) on those values,
+    and once more in BF16 as transformers runs Flux's T5.
 
 Usage: /usr/bin/python3 scripts/reference/text_encoders_reference.py --out tests/fixtures/text
 """
@@ -251,7 +252,8 @@ def clip_weights(gen, c):
     for i in range(c["num_hidden_layers"]):
         p = f"text_model.encoder.layers.{i}."
         for proj in ["q_proj", "k_proj", "v_proj", "out_proj"]:
-            w[p + f"self_attn.{proj}.weight"] = randn(gen, (h, h), 0.3)
+            # Small q / k: a softmax far from one-hot, so that BF16 rounding is not amplified.
+            w[p + f"self_attn.{proj}.weight"] = randn(gen, (h, h), 0.15 if proj in ("q_proj", "k_proj") else 0.3)
             w[p + f"self_attn.{proj}.bias"] = randn(gen, (h,), 0.1)
         for ln in ["layer_norm1", "layer_norm2"]:
             w[p + f"{ln}.weight"] = 1 + randn(gen, (h,), 0.1)
@@ -296,13 +298,46 @@ def clip_forward(w, c, ids):
 
 
 def clip_pooled(last, ids, eos_token_id):
+    """Where CLIPTextTransformer pools today: at the argmax of the ids when every
+    sequence's highest id is 49407 (the real vocabulary's <|endoftext|>), else at
+    the first token equal to config.eos_token_id. (Older transformers tested
+    eos_token_id == 2 instead; both agree on real CLIP vocabularies.)"""
     rows = torch.arange(ids.shape[0])
-    if eos_token_id == 2:
-        # The legacy configs (eos_token_id 2): the highest id, which in CLIP's vocabulary is <|endoftext|>.
+    if bool((ids.max(dim=-1).values == 49407).all()):
         at = ids.argmax(dim=-1)
     else:
         at = (ids == eos_token_id).int().argmax(dim=-1)
     return last[rows, at]
+
+
+def clip_forward_bf16(w, c, ids):
+    """CLIPTextModel with BF16 weights as transformers runs it (eager
+    attention): every op in BF16, LayerNorm and softmax computed in float32."""
+    w = {k: v.to(torch.bfloat16) for k, v in w.items()}
+    b, s = ids.shape
+    h, heads, eps = c["hidden_size"], c["num_attention_heads"], c["layer_norm_eps"]
+    d = h // heads
+    x = w["text_model.embeddings.token_embedding.weight"][ids] + \
+        w["text_model.embeddings.position_embedding.weight"][:s][None]
+    causal = torch.full((s, s), torch.finfo(torch.bfloat16).min, dtype=torch.bfloat16).triu(1)
+
+    def ln(t, name):
+        return torch.nn.functional.layer_norm(t, (h,), w[name + ".weight"], w[name + ".bias"], eps)
+
+    def lin(t, name):
+        return torch.nn.functional.linear(t, w[name + ".weight"], w[name + ".bias"])
+
+    for i in range(c["num_hidden_layers"]):
+        p = f"text_model.encoder.layers.{i}."
+        y = ln(x, p + "layer_norm1")
+        q, k, v = (lin(y, p + f"self_attn.{n}_proj").view(b, s, heads, d).transpose(1, 2) for n in "qkv")
+        scores = torch.matmul(q, k.transpose(-1, -2)) * d ** -0.5 + causal
+        a = torch.matmul(torch.softmax(scores, dim=-1, dtype=torch.float32).to(torch.bfloat16), v)
+        x = x + lin(a.transpose(1, 2).reshape(b, s, h), p + "self_attn.out_proj")
+        y = lin(ln(x, p + "layer_norm2"), p + "mlp.fc1")
+        y = y * torch.sigmoid(1.702 * y)
+        x = x + lin(y, p + "mlp.fc2")
+    return ln(x, "text_model.final_layer_norm")
 
 
 # ---------------------------------------------------------------- T5 encoder
@@ -318,7 +353,8 @@ def t5_weights(gen, c):
         p = f"encoder.block.{i}."
         w[p + "layer.0.layer_norm.weight"] = 1 + randn(gen, (dm,), 0.1)
         for n in "qkv":
-            w[p + f"layer.0.SelfAttention.{n}.weight"] = randn(gen, (inner, dm), 0.3)
+            # T5 does not scale its scores: small q / k keep the softmax away from one-hot.
+            w[p + f"layer.0.SelfAttention.{n}.weight"] = randn(gen, (inner, dm), 0.1 if n != "v" else 0.3)
         w[p + "layer.0.SelfAttention.o.weight"] = randn(gen, (dm, inner), 0.3)
         w[p + "layer.1.layer_norm.weight"] = 1 + randn(gen, (dm,), 0.1)
         w[p + "layer.1.DenseReluDense.wi_0.weight"] = randn(gen, (ff, dm), 0.3)
@@ -368,6 +404,43 @@ def t5_forward(w, c, ids, mask=None):
         y = rms(x, p + "1.layer_norm.weight")
         g = gelu_new(y @ w[p + "1.DenseReluDense.wi_0.weight"].T) * (y @ w[p + "1.DenseReluDense.wi_1.weight"].T)
         x = x + g @ w[p + "1.DenseReluDense.wo.weight"].T
+    return rms(x, "encoder.final_layer_norm.weight")
+
+
+def t5_forward_bf16(w, c, ids, mask=None):
+    """T5EncoderModel with BF16 weights as transformers runs Flux's T5: BF16
+    activations, T5LayerNorm's mean of squares in float32 (cast to BF16 before
+    the scale), softmax in float32, NewGELUActivation op by op in BF16."""
+    bf = torch.bfloat16
+    w = {k: v.to(bf) for k, v in w.items()}
+    b, s = ids.shape
+    heads, dk, eps = c["num_heads"], c["d_kv"], c["layer_norm_epsilon"]
+
+    def rms(t, name):
+        variance = t.to(torch.float32).pow(2).mean(-1, keepdim=True)
+        return w[name] * (t * torch.rsqrt(variance + eps)).to(bf)
+
+    def gelu_new(t):
+        return 0.5 * t * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (t + 0.044715 * torch.pow(t, 3.0))))
+
+    def lin(t, name):
+        return torch.nn.functional.linear(t, w[name])
+
+    x = w["shared.weight"][ids]
+    buckets = t5_buckets(s, s, c["relative_attention_num_buckets"], c["relative_attention_max_distance"])
+    bias = w["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"][buckets].permute(2, 0, 1)[None]
+    if mask is not None:
+        bias = bias + ((1 - mask[:, None, None, :].to(bf)) * torch.finfo(bf).min)
+    for i in range(c["num_layers"]):
+        p = f"encoder.block.{i}.layer."
+        y = rms(x, p + "0.layer_norm.weight")
+        q, k, v = (lin(y, p + f"0.SelfAttention.{n}.weight").view(b, s, heads, dk).transpose(1, 2) for n in "qkv")
+        scores = torch.matmul(q, k.transpose(3, 2)) + bias
+        a = torch.matmul(torch.softmax(scores.float(), dim=-1).type_as(scores), v)
+        x = x + lin(a.transpose(1, 2).reshape(b, s, heads * dk), p + "0.SelfAttention.o.weight")
+        y = rms(x, p + "1.layer_norm.weight")
+        g = gelu_new(lin(y, p + "1.DenseReluDense.wi_0.weight")) * lin(y, p + "1.DenseReluDense.wi_1.weight")
+        x = x + lin(g, p + "1.DenseReluDense.wo.weight")
     return rms(x, "encoder.final_layer_norm.weight")
 
 
@@ -442,10 +515,13 @@ def main():
     write_safetensors(os.path.join(clip_dir, "model.safetensors"), cw)
     ids = torch.tensor([tok.call(PROMPTS[i])[0] for i in (0, 1, 2)], dtype=torch.int64)
     last = clip_forward(cw, clip_cfg, ids)
+    last_bf16 = clip_forward_bf16(cw, clip_cfg, ids)
     write_safetensors(os.path.join(out, "clip_text_io.safetensors"), {
         "input_ids": ids, "last_hidden_state": last.float(),
-        "pooled_legacy": clip_pooled(last, ids, 2).float(),
-        "pooled_eos": clip_pooled(last, ids, vocab[EOS]).float()})
+        "pooled_config_eos": clip_pooled(last, ids, clip_cfg["eos_token_id"]).float(),
+        "pooled_eos": clip_pooled(last, ids, vocab[EOS]).float(),
+        "last_hidden_state_bf16": last_bf16.float(),
+        "pooled_eos_bf16": clip_pooled(last_bf16, ids, vocab[EOS]).float()})
 
     # T5 encoder on the tokenizer's ids (40 tokens), BF16 weights in two shards.
     t5_cfg = {"architectures": ["T5EncoderModel"], "model_type": "t5", "vocab_size": 192, "d_model": 32,
@@ -472,7 +548,8 @@ def main():
     write_safetensors(os.path.join(out, "t5_encoder_io.safetensors"), {
         "input_ids": t5_ids, "attention_mask": mask,
         "last_hidden_state": t5_forward(tw, t5_cfg, t5_ids),
-        "last_hidden_state_masked": t5_forward(tw, t5_cfg, t5_ids, mask)})
+        "last_hidden_state_masked": t5_forward(tw, t5_cfg, t5_ids, mask),
+        "last_hidden_state_bf16": t5_forward_bf16(tw, t5_cfg, t5_ids).float()})
     print("wrote", out)
 
 

@@ -66,9 +66,10 @@ ClipAttentionImpl::ClipAttentionImpl(int64_t hidden, int64_t heads) : heads_(hea
 at::Tensor ClipAttentionImpl::forward(const at::Tensor& x, const at::Tensor& additive_mask) {
   const int64_t b = x.size(0), s = x.size(1), hidden = x.size(2), d = hidden / heads_;
   auto split = [&](const at::Tensor& t) { return t.view({b, s, heads_, d}).transpose(1, 2); };
-  const auto q = split(q_proj->forward(x) * (1.0 / std::sqrt(static_cast<double>(d))));
-  const auto k = split(k_proj->forward(x)), v = split(v_proj->forward(x));
-  const auto weights = softmax_fp32(at::matmul(q, k.transpose(-1, -2)) + additive_mask);
+  const auto q = split(q_proj->forward(x)), k = split(k_proj->forward(x)), v = split(v_proj->forward(x));
+  // As transformers' eager attention: the scale on the scores, then the mask.
+  const auto scores = at::matmul(q, k.transpose(-1, -2)) * (1.0 / std::sqrt(static_cast<double>(d)));
+  const auto weights = softmax_fp32(scores + additive_mask);
   return out_proj->forward(at::matmul(weights, v).transpose(1, 2).reshape({b, s, hidden}));
 }
 
@@ -95,6 +96,7 @@ at::Tensor ClipEncoderLayerImpl::forward(const at::Tensor& x, const at::Tensor& 
 }
 
 namespace {
+constexpr int64_t kClipEndOfText = 49407;
 // The submodules that only carry names: text_model, its embeddings and encoder.
 struct NamedNode : torch::nn::Module {};
 }  // namespace
@@ -130,15 +132,22 @@ ClipTextOutput ClipTextModelImpl::forward(const at::Tensor& input_ids) {
   const auto dtype = this->dtype();
   auto x = token_embedding_->forward(input_ids, "CLIP token") +
            position_embedding_->forward(at::arange(s, input_ids.options()), "CLIP position").unsqueeze(0);
-  // Causal: each token sees itself and those before it.
-  const auto mask = at::full({s, s}, -std::numeric_limits<float>::infinity(), at::TensorOptions().dtype(dtype)).triu(1);
+  // Causal: each token sees itself and those before it (the dtype's lowest
+  // value above the diagonal, as transformers' mask).
+  const double lowest = dtype == at::kBFloat16 ? static_cast<double>(std::numeric_limits<c10::BFloat16>::lowest())
+                                               : static_cast<double>(std::numeric_limits<float>::lowest());
+  const auto mask = at::full({s, s}, lowest, at::TensorOptions().dtype(dtype)).triu(1);
   for (auto& layer : layers_) x = layer->forward(x, mask);
   ClipTextOutput out;
   out.last_hidden_state = final_layer_norm_->forward(x);
-  // Where transformers' CLIPTextTransformer pools (argmax picks the first
-  // maximum, so the first <|endoftext|> when padding repeats it).
-  const auto at_eos = config_.eos_token_id == 2 ? input_ids.argmax(-1)
-                                                : input_ids.eq(config_.eos_token_id).to(at::kInt).argmax(-1);
+  // Where transformers' CLIPTextTransformer pools: at the highest id when
+  // every row's highest id is 49407 (the real vocabulary's <|endoftext|>;
+  // argmax picks the first of equal maxima, so the first <|endoftext|> when
+  // padding repeats it), else at the first token equal to eos_token_id.
+  // (Older transformers tested eos_token_id == 2 instead; on a real CLIP
+  // vocabulary both give the first <|endoftext|>.)
+  const bool legacy = input_ids.amax(-1).eq(kClipEndOfText).all().item<bool>();
+  const auto at_eos = legacy ? input_ids.argmax(-1) : input_ids.eq(config_.eos_token_id).to(at::kInt).argmax(-1);
   out.pooled = out.last_hidden_state.index({at::arange(b, input_ids.options()), at_eos});
   return out;
 }

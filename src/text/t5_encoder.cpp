@@ -132,11 +132,19 @@ T5BlockImpl::T5BlockImpl(const T5EncoderConfig& c, bool has_relative_bias) {
   layer->push_back(ff);
 }
 
+namespace {
+// transformers' NewGELUActivation (the tanh approximation), op by op in the
+// input's dtype as it computes it: in BF16 each step rounds, and a fused GELU
+// would round differently.
+at::Tensor gelu_new(const at::Tensor& x) {
+  return 0.5 * x * (1.0 + at::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * at::pow(x, 3.0))));
+}
+}  // namespace
+
 at::Tensor T5BlockImpl::forward(const at::Tensor& x, const at::Tensor& bias) {
   const auto h = x + attention->forward(attention_norm_->forward(x), bias);
   const auto y = ff_norm_->forward(h);
-  // gelu_new is the tanh approximation.
-  return h + wo_->forward(at::gelu(wi_0_->forward(y), "tanh") * wi_1_->forward(y));
+  return h + wo_->forward(gelu_new(wi_0_->forward(y)) * wi_1_->forward(y));
 }
 
 T5EncoderModelImpl::T5EncoderModelImpl(const T5EncoderConfig& config) : config_(config) {

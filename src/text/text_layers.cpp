@@ -37,6 +37,9 @@ TextLayerNormImpl::TextLayerNormImpl(int64_t dim, double eps) : dim_(dim), eps_(
 }
 
 at::Tensor TextLayerNormImpl::forward(const at::Tensor& x) const {
+  // LibTorch's kernel keeps the statistics in fp32 for BF16 input; called as
+  // transformers calls nn.LayerNorm, it rounds exactly as the reference does.
+  if (x.scalar_type() == weight.scalar_type()) return at::layer_norm(x, {dim_}, weight, bias, eps_);
   return at::layer_norm(x.to(at::kFloat), {dim_}, weight.to(at::kFloat), bias.to(at::kFloat), eps_)
       .to(x.scalar_type());
 }

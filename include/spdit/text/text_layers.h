@@ -20,7 +20,7 @@ class EmbeddingTableImpl : public torch::nn::Module {
 };
 TORCH_MODULE(EmbeddingTable);
 
-/// nn.LayerNorm (weight, bias) over the last dim, computed in fp32 and
+/// nn.LayerNorm (weight, bias) over the last dim, statistics in fp32,
 /// returned in the input's dtype.
 class TextLayerNormImpl : public torch::nn::Module {
  public:
