@@ -172,3 +172,23 @@ TEST(ClipTextModel, config_round_trips_through_json) {
   EXPECT_THROW(text::ClipTextConfig::from_json(R"({"hidden_size": 10, "num_attention_heads": 3})", "x"),
                std::runtime_error);
 }
+
+TEST(ClipTextModel, a_saved_random_model_loads_back_and_gives_the_same_output) {
+  text::ClipTextConfig c;
+  c.vocab_size = 100;
+  c.hidden_size = 16;
+  c.intermediate_size = 32;
+  c.num_attention_heads = 2;
+  c.num_hidden_layers = 2;
+  c.max_position_embeddings = 12;
+  c.eos_token_id = 99;
+  text::ClipTextModel model(c);
+  spdit::test::TempDir dir;
+  text::save_text_encoder(*model, c.to_json(), dir.path + "/text_encoder", at::kFloat);
+  auto back = text::load_clip_text_model(dir.path + "/text_encoder");
+  EXPECT_EQ(back->config().eos_token_id, 99);
+  const auto ids = at::tensor({98, 3, 4, 99, 99, 99, 99, 99, 99, 99, 99, 99}, at::kLong).view({1, 12});
+  const auto a = model->forward(ids), b = back->forward(ids);
+  EXPECT_TRUE(at::equal(a.last_hidden_state, b.last_hidden_state));
+  EXPECT_TRUE(at::equal(b.pooled[0], b.last_hidden_state[0][3]));
+}

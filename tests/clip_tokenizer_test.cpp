@@ -88,6 +88,12 @@ TEST(ClipTokenizer, refuses_bad_input_with_clear_messages) {
   EXPECT_THROW(tok.encode("x", 1), std::runtime_error);
   EXPECT_THROW(tok.decode({1 << 30}), std::runtime_error);
 
+  text::ClipTokenizerConfig empty_pad;
+  empty_pad.pad_token = "";
+  EXPECT_THROW(text::ClipTokenizer(text_fixture("clip_tokenizer/vocab.json"), text_fixture("clip_tokenizer/merges.txt"),
+                                   empty_pad),
+               std::runtime_error);
+
   spdit::test::TempDir dir;
   try {
     text::ClipTokenizer::load(dir.path);

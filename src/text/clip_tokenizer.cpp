@@ -88,6 +88,7 @@ ClipTokenizer::ClipTokenizer(const std::string& vocab_json, const std::string& m
     ranks_[first + " " + second] = static_cast<int64_t>(rank);  // a repeated pair keeps its later rank
   }
   for (const auto* t : {&config_.bos_token, &config_.eos_token, &config_.unk_token, &config_.pad_token}) {
+    if (t->empty()) throw std::runtime_error("spdit: the CLIP tokenizer config names an empty special token");
     if (!vocab_.count(*t)) {
       throw std::runtime_error("spdit: " + vocab_json + " has no token '" + *t +
                                "', which the tokenizer config names as a special token");

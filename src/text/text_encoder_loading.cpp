@@ -6,6 +6,7 @@
 
 #include "spdit/checkpoints/checkpoint.h"
 #include "spdit/models/skeleton.h"
+#include "text_files.h"
 
 namespace spdit::text {
 namespace {
@@ -117,6 +118,15 @@ T5EncoderModel load_t5_encoder(const std::string& folder, const TextEncoderLoadO
   const std::string probe = ckpt.has("shared.weight") ? "shared.weight" : "encoder.embed_tokens.weight";
   place_weights(**model, ckpt, folder, what, choose_dtype(ckpt, probe, options, what), aliases);
   return *model;
+}
+
+void save_text_encoder(const torch::nn::Module& model, const std::string& config_json, const std::string& folder,
+                       at::ScalarType dtype) {
+  make_folder(folder);
+  write_text_file(folder + "/config.json", config_json);
+  std::map<std::string, at::Tensor> tensors;
+  for (const auto& p : model.named_parameters(true)) tensors[p.key()] = p.value().detach().to(dtype).contiguous();
+  checkpoints::write_safetensors(folder + "/model.safetensors", tensors);
 }
 
 }  // namespace spdit::text

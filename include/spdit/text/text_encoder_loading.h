@@ -37,4 +37,13 @@ ClipTextModel load_clip_text_model(const std::string& folder, const TextEncoderL
 /// `shared.weight` or, where a file has only that, `encoder.embed_tokens.weight`.
 T5EncoderModel load_t5_encoder(const std::string& folder, const TextEncoderLoadOptions& options = {});
 
+/// Writes `model` as a folder the loaders above read: `config_json` (a
+/// config's to_json()) as config.json and every parameter, in `dtype`, as
+/// model.safetensors. For random-weight model folders (`spdit new-model`):
+///
+///   text::ClipTextModel clip(config);                  // random init
+///   save_text_encoder(*clip, config.to_json(), "tiny/text_encoder", at::kFloat);
+void save_text_encoder(const torch::nn::Module& model, const std::string& config_json, const std::string& folder,
+                       at::ScalarType dtype);
+
 }  // namespace spdit::text
