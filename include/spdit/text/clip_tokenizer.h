@@ -12,13 +12,9 @@
 #include <unordered_map>
 #include <vector>
 
-namespace spdit::text {
+#include "spdit/text/tokenized_prompt.h"
 
-/// One prompt's ids as the text encoder takes them.
-struct TokenizedPrompt {
-  std::vector<int64_t> ids;  // max_length ids, padded
-  std::string truncated;     // the text that did not fit ("" when all did)
-};
+namespace spdit::text {
 
 /// Special tokens and length, as tokenizer_config.json names them.
 struct ClipTokenizerConfig {

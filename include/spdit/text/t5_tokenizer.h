@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "spdit/text/clip_tokenizer.h"  // TokenizedPrompt
+#include "spdit/text/tokenized_prompt.h"
 
 namespace spdit::text {
 
