@@ -14,6 +14,7 @@
 #include <functional>
 
 #include "spdit/checkpoints/checkpoint.h"
+#include "spdit/models/skeleton.h"
 #include "spdit/text/text_encoder_loading.h"
 #include "support/temp_dir.h"
 #include "support/text_fixtures.h"
@@ -191,4 +192,32 @@ TEST(ClipTextModel, a_saved_random_model_loads_back_and_gives_the_same_output) {
   const auto a = model->forward(ids), b = back->forward(ids);
   EXPECT_TRUE(at::equal(a.last_hidden_state, b.last_hidden_state));
   EXPECT_TRUE(at::equal(b.pooled[0], b.last_hidden_state[0][3]));
+}
+
+TEST(ClipTextModel, loads_clip_l_at_real_size_in_place) {
+  // ViT-L/14's text tower (the defaults) as Flux's text_encoder/ holds it, the
+  // file's data a hole (zeros stored nowhere).
+  text::ClipTextConfig real;
+  real.eos_token_id = 2;  // as Flux's config.json
+  std::map<std::string, std::pair<at::ScalarType, std::vector<int64_t>>> layout;
+  {
+    models::SkeletonScope skeleton;
+    text::ClipTextModel model(real);
+    for (const auto& p : model->named_parameters()) layout[p.key()] = {at::kBFloat16, p.value().sizes().vec()};
+  }
+  spdit::test::TempDir dir;
+  spdit::test::write_file(dir.path + "/config.json", real.to_json());
+  checkpoints::write_sparse_safetensors(dir.path + "/model.safetensors", layout);
+  auto model = text::load_clip_text_model(dir.path);
+  EXPECT_EQ(model->dtype(), at::kBFloat16);
+  int64_t params = 0;
+  for (const auto& p : model->parameters()) {
+    EXPECT_FALSE(p.storage().resizable());
+    params += p.numel();
+  }
+  EXPECT_EQ(params, 123060480);  // CLIP-L's text tower: 123 M parameters
+  // Runs at real size (zeros in, finite out).
+  const auto out = model->forward(at::full({1, 77}, 49407, at::kLong));
+  EXPECT_EQ(out.pooled.sizes(), (std::vector<int64_t>{1, 768}));
+  EXPECT_TRUE(at::isfinite(out.last_hidden_state.to(at::kFloat)).all().item<bool>());
 }

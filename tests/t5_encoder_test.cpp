@@ -16,6 +16,7 @@
 #include <functional>
 
 #include "spdit/checkpoints/checkpoint.h"
+#include "spdit/models/skeleton.h"
 #include "spdit/text/text_encoder_loading.h"
 #include "support/temp_dir.h"
 #include "support/text_fixtures.h"
@@ -166,4 +167,36 @@ TEST(T5Encoder, a_saved_random_model_loads_back_and_gives_the_same_output) {
   const auto ids = at::randint(0, 64, {2, 10}, at::kLong);
   for (auto& p : model->parameters()) p.set_data(p.detach().to(at::kBFloat16));
   EXPECT_TRUE(at::equal(back->forward(ids), model->forward(ids)));
+}
+
+TEST(T5Encoder, loads_flux_t5_xxl_at_real_size_without_allocating_it) {
+  // Flux's text_encoder_2/config.json values; the shards' data are holes
+  // (read as zeros, stored nowhere), so 9.5 GB of BF16 costs nothing here.
+  text::T5EncoderConfig real;  // the defaults are T5 v1.1 XXL's
+  std::map<std::string, std::pair<at::ScalarType, std::vector<int64_t>>> first, second;
+  {
+    models::SkeletonScope skeleton;
+    text::T5EncoderModel layout(real);
+    for (const auto& p : layout->named_parameters()) {
+      (p.key().find("encoder.block.1") == 0 || p.key().find("encoder.block.2") == 0 ? second : first)[p.key()] = {
+          at::kBFloat16, p.value().sizes().vec()};
+    }
+  }
+  spdit::test::TempDir dir;
+  spdit::test::write_file(dir.path + "/config.json", real.to_json());
+  checkpoints::write_sparse_safetensors(dir.path + "/model-00001-of-00002.safetensors", first);
+  checkpoints::write_sparse_safetensors(dir.path + "/model-00002-of-00002.safetensors", second);
+  nlohmann::json index;
+  for (const auto& [name, spec] : first) index["weight_map"][name] = "model-00001-of-00002.safetensors";
+  for (const auto& [name, spec] : second) index["weight_map"][name] = "model-00002-of-00002.safetensors";
+  spdit::test::write_file(dir.path + "/model.safetensors.index.json", index.dump());
+
+  auto model = text::load_t5_encoder(dir.path);
+  EXPECT_EQ(model->dtype(), at::kBFloat16);
+  int64_t params = 0;
+  for (const auto& p : model->parameters()) {
+    EXPECT_FALSE(p.storage().resizable());  // views of the mapped shards
+    params += p.numel();
+  }
+  EXPECT_EQ(params, 4762310656);  // T5-XXL's encoder: 4.76 B parameters
 }
