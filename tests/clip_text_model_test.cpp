@@ -64,7 +64,8 @@ TEST(ClipTextModel, matches_the_reference_in_f32_with_weights_in_place) {
   auto model = text::load_clip_text_model(text_fixture("clip_text"));
   EXPECT_EQ(model->dtype(), at::kFloat);
   // In place: the parameters are the file's mapped pages (a from_blob storage cannot be resized).
-  for (const auto& p : model->named_parameters()) EXPECT_FALSE(p.value().storage().resizable()) << p.key();
+  for (const auto& p : model->named_parameters())
+    EXPECT_FALSE(p.value().storage().resizable()) << p.key();
   auto ref = io();
   const auto out = model->forward(ref.at("input_ids"));
   EXPECT_LE(relative_error(out.last_hidden_state, ref.at("last_hidden_state")), kF32Tol);
@@ -77,7 +78,8 @@ TEST(ClipTextModel, pools_at_the_first_eos_token_when_the_config_names_it) {
   spdit::test::TempDir dir;
   const auto vocab = read_json(text_fixture("clip_tokenizer/vocab.json"));
   const int64_t eos = vocab.at("<|endoftext|>").get<int64_t>();
-  copy_folder(dir.path, [&](nlohmann::json& c) { c["eos_token_id"] = eos; }, [](auto&) {});
+  copy_folder(
+      dir.path, [&](nlohmann::json& c) { c["eos_token_id"] = eos; }, [](auto&) {});
   auto model = text::load_clip_text_model(dir.path);
   auto ref = io();
   const auto out = model->forward(ref.at("input_ids"));
@@ -96,8 +98,10 @@ TEST(ClipTextModel, pools_at_the_first_49407_when_every_prompt_holds_it) {
   c.max_position_embeddings = 8;
   c.eos_token_id = 2;  // the legacy value: ignored when every row holds 49407
   text::ClipTextModel model(c);
-  const auto ids = at::tensor({49406, 5, 7, 49407, 49407, 49407, 49407, 49407,
-                               49406, 9, 49407, 49407, 49407, 49407, 49407, 49407}, at::kLong).view({2, 8});
+  const auto ids = at::tensor({49406, 5, 7, 49407, 49407, 49407, 49407, 49407, 49406, 9, 49407,
+                               49407, 49407, 49407, 49407, 49407},
+                              at::kLong)
+                       .view({2, 8});
   const auto out = model->forward(ids);
   EXPECT_TRUE(at::equal(out.pooled[0], out.last_hidden_state[0][3]));
   EXPECT_TRUE(at::equal(out.pooled[1], out.last_hidden_state[1][2]));
@@ -110,9 +114,11 @@ TEST(ClipTextModel, pools_at_the_first_49407_when_every_prompt_holds_it) {
 TEST(ClipTextModel, runs_in_bf16_when_the_weights_are_bf16) {
   spdit::test::TempDir dir;
   const auto vocab = read_json(text_fixture("clip_tokenizer/vocab.json"));
-  copy_folder(dir.path, [&](nlohmann::json& c) { c["eos_token_id"] = vocab.at("<|endoftext|>"); }, [](auto& w) {
-    for (auto& [name, t] : w) t = t.to(at::kBFloat16);
-  });
+  copy_folder(
+      dir.path, [&](nlohmann::json& c) { c["eos_token_id"] = vocab.at("<|endoftext|>"); },
+      [](auto& w) {
+        for (auto& [name, t] : w) t = t.to(at::kBFloat16);
+      });
   auto model = text::load_clip_text_model(dir.path);
   EXPECT_EQ(model->dtype(), at::kBFloat16);
   auto ref = io();
@@ -129,23 +135,28 @@ TEST(ClipTextModel, runs_in_bf16_when_the_weights_are_bf16) {
 
 TEST(ClipTextModel, loading_errors_name_the_file_and_the_tensor) {
   spdit::test::TempDir missing, shaped, no_config, bad_act;
-  copy_folder(missing.path, [](auto&) {}, [](auto& w) { w.erase("text_model.encoder.layers.1.mlp.fc2.bias"); });
+  copy_folder(
+      missing.path, [](auto&) {},
+      [](auto& w) { w.erase("text_model.encoder.layers.1.mlp.fc2.bias"); });
   auto e = error_of([&] { text::load_clip_text_model(missing.path); });
   EXPECT_NE(e.find("text_model.encoder.layers.1.mlp.fc2.bias"), std::string::npos) << e;
   EXPECT_NE(e.find("model.safetensors"), std::string::npos) << e;
 
-  copy_folder(shaped.path, [](nlohmann::json& c) { c["intermediate_size"] = 48; }, [](auto&) {});
+  copy_folder(
+      shaped.path, [](nlohmann::json& c) { c["intermediate_size"] = 48; }, [](auto&) {});
   e = error_of([&] { text::load_clip_text_model(shaped.path); });
   EXPECT_NE(e.find("text_model.encoder.layers.0.mlp.fc1.weight"), std::string::npos) << e;
   EXPECT_NE(e.find("[64, 32]"), std::string::npos) << e;
   EXPECT_NE(e.find("config.json"), std::string::npos) << e;
 
-  copy_folder(no_config.path, [](auto&) {}, [](auto&) {});
+  copy_folder(
+      no_config.path, [](auto&) {}, [](auto&) {});
   std::remove((no_config.path + "/config.json").c_str());
   e = error_of([&] { text::load_clip_text_model(no_config.path); });
   EXPECT_NE(e.find("no config.json"), std::string::npos) << e;
 
-  copy_folder(bad_act.path, [](nlohmann::json& c) { c["hidden_act"] = "relu"; }, [](auto&) {});
+  copy_folder(
+      bad_act.path, [](nlohmann::json& c) { c["hidden_act"] = "relu"; }, [](auto&) {});
   e = error_of([&] { text::load_clip_text_model(bad_act.path); });
   EXPECT_NE(e.find("hidden_act 'relu'"), std::string::npos) << e;
 }
@@ -170,8 +181,9 @@ TEST(ClipTextModel, config_round_trips_through_json) {
   EXPECT_EQ(back.num_attention_heads, 2);
   EXPECT_EQ(back.eos_token_id, 2);
   EXPECT_EQ(back.vocab_size, c.vocab_size);
-  EXPECT_THROW(text::ClipTextConfig::from_json(R"({"hidden_size": 10, "num_attention_heads": 3})", "x"),
-               std::runtime_error);
+  EXPECT_THROW(
+      text::ClipTextConfig::from_json(R"({"hidden_size": 10, "num_attention_heads": 3})", "x"),
+      std::runtime_error);
 }
 
 TEST(ClipTextModel, a_saved_random_model_loads_back_and_gives_the_same_output) {
@@ -188,7 +200,8 @@ TEST(ClipTextModel, a_saved_random_model_loads_back_and_gives_the_same_output) {
   text::save_text_encoder(*model, c.to_json(), dir.path + "/text_encoder", at::kFloat);
   auto back = text::load_clip_text_model(dir.path + "/text_encoder");
   EXPECT_EQ(back->config().eos_token_id, 99);
-  const auto ids = at::tensor({98, 3, 4, 99, 99, 99, 99, 99, 99, 99, 99, 99}, at::kLong).view({1, 12});
+  const auto ids =
+      at::tensor({98, 3, 4, 99, 99, 99, 99, 99, 99, 99, 99, 99}, at::kLong).view({1, 12});
   const auto a = model->forward(ids), b = back->forward(ids);
   EXPECT_TRUE(at::equal(a.last_hidden_state, b.last_hidden_state));
   EXPECT_TRUE(at::equal(b.pooled[0], b.last_hidden_state[0][3]));
@@ -203,7 +216,8 @@ TEST(ClipTextModel, loads_clip_l_at_real_size_in_place) {
   {
     models::SkeletonScope skeleton;
     text::ClipTextModel model(real);
-    for (const auto& p : model->named_parameters()) layout[p.key()] = {at::kBFloat16, p.value().sizes().vec()};
+    for (const auto& p : model->named_parameters())
+      layout[p.key()] = {at::kBFloat16, p.value().sizes().vec()};
   }
   spdit::test::TempDir dir;
   spdit::test::write_file(dir.path + "/config.json", real.to_json());

@@ -3,9 +3,10 @@
 // small real vocabulary: ids of prompts with punctuation, contractions,
 // accents, CJK, Greek, emoji, controls and whitespace, decomposed accents,
 // special tokens written in the text, the empty prompt and one too long.
+#include "spdit/text/clip_tokenizer.h"
+
 #include <gtest/gtest.h>
 
-#include "spdit/text/clip_tokenizer.h"
 #include "support/temp_dir.h"
 #include "support/text_fixtures.h"
 
@@ -15,7 +16,9 @@ using spdit::test::text_fixture;
 
 namespace {
 
-text::ClipTokenizer fixture_tokenizer() { return text::ClipTokenizer::load(text_fixture("clip_tokenizer")); }
+text::ClipTokenizer fixture_tokenizer() {
+  return text::ClipTokenizer::load(text_fixture("clip_tokenizer"));
+}
 
 }  // namespace
 
@@ -41,7 +44,8 @@ TEST(ClipTokenizer, frames_with_start_and_end_of_text_and_pads_with_the_configur
   EXPECT_EQ(enc.ids.front(), tok.token_id("<|startoftext|>"));
   const auto eos = tok.token_id("<|endoftext|>");
   // Flux's tokenizer pads with <|endoftext|> itself: everything after the prompt is eos.
-  for (size_t i = 1 + tok.token_ids("a red fox").size(); i < 77; ++i) EXPECT_EQ(enc.ids[i], eos) << i;
+  for (size_t i = 1 + tok.token_ids("a red fox").size(); i < 77; ++i)
+    EXPECT_EQ(enc.ids[i], eos) << i;
 
   // A config that names another pad token (some CLIP releases pad with "!").
   text::ClipTokenizerConfig bang;
@@ -51,7 +55,8 @@ TEST(ClipTokenizer, frames_with_start_and_end_of_text_and_pads_with_the_configur
   const auto cases = read_json(text_fixture("clip_tokenizer_cases.json"));
   const auto& c = cases.back();
   ASSERT_EQ(c["pad_token"], "!");
-  EXPECT_EQ(tok_bang.encode(c["prompt"].get<std::string>(), 77, false).ids, c["ids"].get<std::vector<int64_t>>());
+  EXPECT_EQ(tok_bang.encode(c["prompt"].get<std::string>(), 77, false).ids,
+            c["ids"].get<std::vector<int64_t>>());
 }
 
 TEST(ClipTokenizer, a_long_prompt_is_cut_to_77_and_the_cut_text_is_reported) {
@@ -90,8 +95,8 @@ TEST(ClipTokenizer, refuses_bad_input_with_clear_messages) {
 
   text::ClipTokenizerConfig empty_pad;
   empty_pad.pad_token = "";
-  EXPECT_THROW(text::ClipTokenizer(text_fixture("clip_tokenizer/vocab.json"), text_fixture("clip_tokenizer/merges.txt"),
-                                   empty_pad),
+  EXPECT_THROW(text::ClipTokenizer(text_fixture("clip_tokenizer/vocab.json"),
+                                   text_fixture("clip_tokenizer/merges.txt"), empty_pad),
                std::runtime_error);
 
   spdit::test::TempDir dir;

@@ -83,7 +83,8 @@ TEST(T5Encoder, relative_position_buckets_follow_the_reference_formula) {
 TEST(T5Encoder, matches_the_reference_in_bf16_in_place_from_shards) {
   auto model = text::load_t5_encoder(text_fixture("t5_encoder"));
   EXPECT_EQ(model->dtype(), at::kBFloat16);
-  for (const auto& p : model->named_parameters()) EXPECT_FALSE(p.value().storage().resizable()) << p.key();
+  for (const auto& p : model->named_parameters())
+    EXPECT_FALSE(p.value().storage().resizable()) << p.key();
   auto ref = io();
   const auto out = model->forward(ref.at("input_ids"));
   EXPECT_EQ(out.scalar_type(), at::kBFloat16);
@@ -93,10 +94,12 @@ TEST(T5Encoder, matches_the_reference_in_bf16_in_place_from_shards) {
 }
 
 TEST(T5Encoder, matches_the_reference_in_f32_with_and_without_a_mask) {
-  auto model = text::load_t5_encoder(text_fixture("t5_encoder"), text::TextEncoderLoadOptions().dtype(at::kFloat));
+  auto model = text::load_t5_encoder(text_fixture("t5_encoder"),
+                                     text::TextEncoderLoadOptions().dtype(at::kFloat));
   EXPECT_EQ(model->dtype(), at::kFloat);
   auto ref = io();
-  EXPECT_LE(relative_error(model->forward(ref.at("input_ids")), ref.at("last_hidden_state")), kF32Tol);
+  EXPECT_LE(relative_error(model->forward(ref.at("input_ids")), ref.at("last_hidden_state")),
+            kF32Tol);
   const auto masked = model->forward(ref.at("input_ids"), ref.at("attention_mask"));
   EXPECT_LE(relative_error(masked, ref.at("last_hidden_state_masked")), kF32Tol);
   // The mask does change the result (the fixture's prompts are padded).
@@ -105,33 +108,41 @@ TEST(T5Encoder, matches_the_reference_in_f32_with_and_without_a_mask) {
 
 TEST(T5Encoder, reads_the_token_table_under_either_tied_name) {
   spdit::test::TempDir dir;
-  copy_folder(dir.path, [](auto&) {}, [](auto& w) {
-    w["encoder.embed_tokens.weight"] = w.at("shared.weight");
-    w.erase("shared.weight");
-  });
+  copy_folder(
+      dir.path, [](auto&) {},
+      [](auto& w) {
+        w["encoder.embed_tokens.weight"] = w.at("shared.weight");
+        w.erase("shared.weight");
+      });
   auto model = text::load_t5_encoder(dir.path, text::TextEncoderLoadOptions().dtype(at::kFloat));
   auto ref = io();
-  EXPECT_LE(relative_error(model->forward(ref.at("input_ids")), ref.at("last_hidden_state")), kF32Tol);
+  EXPECT_LE(relative_error(model->forward(ref.at("input_ids")), ref.at("last_hidden_state")),
+            kF32Tol);
 }
 
 TEST(T5Encoder, loading_errors_name_the_file_and_the_tensor) {
   spdit::test::TempDir missing, shaped, bad_ff, one_shard;
-  copy_folder(missing.path, [](auto&) {}, [](auto& w) { w.erase("encoder.block.1.layer.1.DenseReluDense.wi_1.weight"); });
+  copy_folder(
+      missing.path, [](auto&) {},
+      [](auto& w) { w.erase("encoder.block.1.layer.1.DenseReluDense.wi_1.weight"); });
   auto e = error_of([&] { text::load_t5_encoder(missing.path); });
   EXPECT_NE(e.find("encoder.block.1.layer.1.DenseReluDense.wi_1.weight"), std::string::npos) << e;
   EXPECT_NE(e.find("model.safetensors"), std::string::npos) << e;
 
-  copy_folder(shaped.path, [](nlohmann::json& c) { c["d_ff"] = 64; }, [](auto&) {});
+  copy_folder(
+      shaped.path, [](nlohmann::json& c) { c["d_ff"] = 64; }, [](auto&) {});
   e = error_of([&] { text::load_t5_encoder(shaped.path); });
   EXPECT_NE(e.find("DenseReluDense.wi_0.weight"), std::string::npos) << e;
   EXPECT_NE(e.find("[48, 32]"), std::string::npos) << e;
 
-  copy_folder(bad_ff.path, [](nlohmann::json& c) { c["feed_forward_proj"] = "relu"; }, [](auto&) {});
+  copy_folder(
+      bad_ff.path, [](nlohmann::json& c) { c["feed_forward_proj"] = "relu"; }, [](auto&) {});
   e = error_of([&] { text::load_t5_encoder(bad_ff.path); });
   EXPECT_NE(e.find("feed_forward_proj 'relu'"), std::string::npos) << e;
 
   // A sharded folder missing one of its shards.
-  for (const char* f : {"config.json", "model.safetensors.index.json", "model-00001-of-00002.safetensors"}) {
+  for (const char* f :
+       {"config.json", "model.safetensors.index.json", "model-00001-of-00002.safetensors"}) {
     std::ifstream in(text_fixture(std::string("t5_encoder/") + f), std::ios::binary);
     std::ofstream(one_shard.path + "/" + f, std::ios::binary) << in.rdbuf();
   }
@@ -178,8 +189,9 @@ TEST(T5Encoder, loads_flux_t5_xxl_at_real_size_without_allocating_it) {
     models::SkeletonScope skeleton;
     text::T5EncoderModel layout(real);
     for (const auto& p : layout->named_parameters()) {
-      (p.key().find("encoder.block.1") == 0 || p.key().find("encoder.block.2") == 0 ? second : first)[p.key()] = {
-          at::kBFloat16, p.value().sizes().vec()};
+      (p.key().find("encoder.block.1") == 0 || p.key().find("encoder.block.2") == 0
+           ? second
+           : first)[p.key()] = {at::kBFloat16, p.value().sizes().vec()};
     }
   }
   spdit::test::TempDir dir;
@@ -187,8 +199,10 @@ TEST(T5Encoder, loads_flux_t5_xxl_at_real_size_without_allocating_it) {
   checkpoints::write_sparse_safetensors(dir.path + "/model-00001-of-00002.safetensors", first);
   checkpoints::write_sparse_safetensors(dir.path + "/model-00002-of-00002.safetensors", second);
   nlohmann::json index;
-  for (const auto& [name, spec] : first) index["weight_map"][name] = "model-00001-of-00002.safetensors";
-  for (const auto& [name, spec] : second) index["weight_map"][name] = "model-00002-of-00002.safetensors";
+  for (const auto& [name, spec] : first)
+    index["weight_map"][name] = "model-00001-of-00002.safetensors";
+  for (const auto& [name, spec] : second)
+    index["weight_map"][name] = "model-00002-of-00002.safetensors";
   spdit::test::write_file(dir.path + "/model.safetensors.index.json", index.dump());
 
   auto model = text::load_t5_encoder(dir.path);

@@ -1,9 +1,10 @@
 // T5's tokenizer against SentencePiece's Python binding (the same library
 // version) as T5Tokenizer uses it, on a small unigram spiece.model with T5's
 // ids: the pieces, </s> (1), <pad> (0) to max_length; long prompts cut.
+#include "spdit/text/t5_tokenizer.h"
+
 #include <gtest/gtest.h>
 
-#include "spdit/text/t5_tokenizer.h"
 #include "support/temp_dir.h"
 #include "support/text_fixtures.h"
 
@@ -66,6 +67,7 @@ TEST(T5Tokenizer, refuses_bad_input_with_clear_messages) {
     text::T5Tokenizer::load(dir.path);
     FAIL() << "loaded a file that is no model";
   } catch (const std::exception& e) {
-    EXPECT_NE(std::string(e.what()).find("not a SentencePiece model"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("not a SentencePiece model"), std::string::npos)
+        << e.what();
   }
 }

@@ -3,6 +3,8 @@
 // the reference script learned from the same corpus (so the learner is
 // checked merge by merge), and the spiece.model SentencePiece's C++ trainer
 // writes must tokenize as the one its Python binding trained.
+#include "spdit/text/vocab_writers.h"
+
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -10,7 +12,6 @@
 
 #include "spdit/text/clip_tokenizer.h"
 #include "spdit/text/t5_tokenizer.h"
-#include "spdit/text/vocab_writers.h"
 #include "support/temp_dir.h"
 #include "support/text_fixtures.h"
 
@@ -30,7 +31,8 @@ std::string read_all(const std::string& path) {
 }  // namespace
 
 TEST(VocabWriters, the_builtin_corpus_is_the_reference_scripts) {
-  EXPECT_EQ(text::builtin_text_corpus(), read_all(std::string(SPDIT_FIXTURES) + "/../../scripts/reference/text_corpus.txt"));
+  EXPECT_EQ(text::builtin_text_corpus(),
+            read_all(std::string(SPDIT_FIXTURES) + "/../../scripts/reference/text_corpus.txt"));
 }
 
 TEST(VocabWriters, clip_files_are_the_reference_vocabulary_and_load) {
@@ -39,7 +41,8 @@ TEST(VocabWriters, clip_files_are_the_reference_vocabulary_and_load) {
   const auto want = read_json(text_fixture("clip_tokenizer/vocab.json"));
   EXPECT_EQ(size, static_cast<int64_t>(want.size()));
   EXPECT_EQ(read_json(dir.path + "/tokenizer/vocab.json"), want);
-  EXPECT_EQ(read_all(dir.path + "/tokenizer/merges.txt"), read_all(text_fixture("clip_tokenizer/merges.txt")));
+  EXPECT_EQ(read_all(dir.path + "/tokenizer/merges.txt"),
+            read_all(text_fixture("clip_tokenizer/merges.txt")));
 
   const auto tok = text::ClipTokenizer::load(dir.path + "/tokenizer");
   EXPECT_EQ(tok.config().pad_token, "<|endoftext|>");
@@ -48,7 +51,8 @@ TEST(VocabWriters, clip_files_are_the_reference_vocabulary_and_load) {
   EXPECT_EQ(tok.token_id("<|endoftext|>"), size - 1);
   for (const auto& c : read_json(text_fixture("clip_tokenizer_cases.json"))) {
     if (c.contains("pad_token")) continue;
-    EXPECT_EQ(tok.encode(c["prompt"].get<std::string>(), 77, false).ids, c["ids"].get<std::vector<int64_t>>());
+    EXPECT_EQ(tok.encode(c["prompt"].get<std::string>(), 77, false).ids,
+              c["ids"].get<std::vector<int64_t>>());
   }
   // Words of the corpus become few tokens: the merges were learned, not just written.
   EXPECT_EQ(tok.tokenize("the fox"), (std::vector<std::string>{"the</w>", "fox</w>"}));
@@ -77,5 +81,6 @@ TEST(VocabWriters, refuse_what_they_cannot_write) {
   spdit::test::TempDir dir;
   EXPECT_THROW(text::write_clip_tokenizer_files(dir.path + "/a", -1), std::runtime_error);
   // More pieces than a two-line corpus can give.
-  EXPECT_THROW(text::write_t5_tokenizer_files(dir.path + "/b", 5000, "one line\nanother line\n"), std::runtime_error);
+  EXPECT_THROW(text::write_t5_tokenizer_files(dir.path + "/b", 5000, "one line\nanother line\n"),
+               std::runtime_error);
 }

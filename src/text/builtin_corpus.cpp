@@ -6,7 +6,8 @@ const std::string& builtin_text_corpus() {
   // Prompt-like English with punctuation, contractions and an accent: enough
   // for merges and pieces that real prompts reuse. Same text as
   // scripts/reference/text_corpus.txt (the fixtures were learned from it).
-  static const std::string corpus = R"(a photo of a red fox in the snow, sitting on a rock at sunrise.
+  static const std::string corpus =
+      R"(a photo of a red fox in the snow, sitting on a rock at sunrise.
 a painting of a cat on the mat, in the style of an old master.
 the quick brown fox jumps over the lazy dog; the dog sleeps in the sun.
 an astronaut riding a horse on the moon, highly detailed, 4k, digital art.

@@ -14,7 +14,9 @@ std::string utf8_of(unsigned cp) {
   return s;
 }
 
-bool printable(unsigned b) { return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE); }
+bool printable(unsigned b) {
+  return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
+}
 
 }  // namespace
 

@@ -17,7 +17,8 @@ ClipTextConfig ClipTextConfig::from_json(const std::string& text, const std::str
   c.intermediate_size = config_int(j, "intermediate_size", c.intermediate_size, where);
   c.num_attention_heads = config_int(j, "num_attention_heads", c.num_attention_heads, where);
   c.num_hidden_layers = config_int(j, "num_hidden_layers", c.num_hidden_layers, where);
-  c.max_position_embeddings = config_int(j, "max_position_embeddings", c.max_position_embeddings, where);
+  c.max_position_embeddings =
+      config_int(j, "max_position_embeddings", c.max_position_embeddings, where);
   c.hidden_act = config_string(j, "hidden_act", c.hidden_act, where);
   c.layer_norm_eps = config_double(j, "layer_norm_eps", c.layer_norm_eps, where);
   c.eos_token_id = config_int(j, "eos_token_id", c.eos_token_id, where);
@@ -30,12 +31,14 @@ ClipTextConfig ClipTextConfig::from_json(const std::string& text, const std::str
                    where);
   if (c.hidden_size % c.num_attention_heads != 0) {
     throw std::runtime_error("spdit: " + where + ": hidden_size " + std::to_string(c.hidden_size) +
-                             " is not a multiple of num_attention_heads " + std::to_string(c.num_attention_heads));
+                             " is not a multiple of num_attention_heads " +
+                             std::to_string(c.num_attention_heads));
   }
   if (c.hidden_act != "quick_gelu") {
     // Only the activation of the CLIP towers Flux (and SD 1.x) ship is implemented.
-    throw std::runtime_error("spdit: " + where + ": hidden_act '" + c.hidden_act +
-                             "' is not supported; spdit's CLIP text model implements quick_gelu (OpenAI's CLIP)");
+    throw std::runtime_error(
+        "spdit: " + where + ": hidden_act '" + c.hidden_act +
+        "' is not supported; spdit's CLIP text model implements quick_gelu (OpenAI's CLIP)");
   }
   return c;
 }
@@ -66,9 +69,11 @@ ClipAttentionImpl::ClipAttentionImpl(int64_t hidden, int64_t heads) : heads_(hea
 at::Tensor ClipAttentionImpl::forward(const at::Tensor& x, const at::Tensor& additive_mask) {
   const int64_t b = x.size(0), s = x.size(1), hidden = x.size(2), d = hidden / heads_;
   auto split = [&](const at::Tensor& t) { return t.view({b, s, heads_, d}).transpose(1, 2); };
-  const auto q = split(q_proj->forward(x)), k = split(k_proj->forward(x)), v = split(v_proj->forward(x));
+  const auto q = split(q_proj->forward(x)), k = split(k_proj->forward(x)),
+             v = split(v_proj->forward(x));
   // As transformers' eager attention: the scale on the scores, then the mask.
-  const auto scores = at::matmul(q, k.transpose(-1, -2)) * (1.0 / std::sqrt(static_cast<double>(d)));
+  const auto scores =
+      at::matmul(q, k.transpose(-1, -2)) * (1.0 / std::sqrt(static_cast<double>(d)));
   const auto weights = softmax_fp32(scores + additive_mask);
   return out_proj->forward(at::matmul(weights, v).transpose(1, 2).reshape({b, s, hidden}));
 }
@@ -104,7 +109,8 @@ struct NamedNode : torch::nn::Module {};
 ClipTextModelImpl::ClipTextModelImpl(const ClipTextConfig& config) : config_(config) {
   auto text_model = register_module("text_model", std::make_shared<NamedNode>());
   auto embeddings = text_model->register_module("embeddings", std::make_shared<NamedNode>());
-  token_embedding_ = embeddings->register_module("token_embedding", EmbeddingTable(config.vocab_size, config.hidden_size));
+  token_embedding_ = embeddings->register_module(
+      "token_embedding", EmbeddingTable(config.vocab_size, config.hidden_size));
   position_embedding_ = embeddings->register_module(
       "position_embedding", EmbeddingTable(config.max_position_embeddings, config.hidden_size));
   auto encoder = text_model->register_module("encoder", std::make_shared<NamedNode>());
@@ -113,29 +119,33 @@ ClipTextModelImpl::ClipTextModelImpl(const ClipTextConfig& config) : config_(con
     layers_.emplace_back(config);
     layers->push_back(layers_.back());
   }
-  final_layer_norm_ = text_model->register_module("final_layer_norm",
-                                                  TextLayerNorm(config.hidden_size, config.layer_norm_eps));
+  final_layer_norm_ = text_model->register_module(
+      "final_layer_norm", TextLayerNorm(config.hidden_size, config.layer_norm_eps));
 }
 
 ClipTextOutput ClipTextModelImpl::forward(const at::Tensor& input_ids) {
   at::NoGradGuard no_grad;  // inference only
   if (input_ids.dim() != 2 || input_ids.scalar_type() != at::kLong) {
-    throw std::runtime_error("spdit: the CLIP text model takes input_ids of shape (batch, tokens) as int64, not " +
-                             std::to_string(input_ids.dim()) + "-d " + c10::toString(input_ids.scalar_type()));
+    throw std::runtime_error(
+        "spdit: the CLIP text model takes input_ids of shape (batch, tokens) as int64, not " +
+        std::to_string(input_ids.dim()) + "-d " + c10::toString(input_ids.scalar_type()));
   }
   const int64_t b = input_ids.size(0), s = input_ids.size(1);
   if (s < 1 || s > config_.max_position_embeddings) {
-    throw std::runtime_error("spdit: the CLIP text model takes 1 to " + std::to_string(config_.max_position_embeddings) +
-                             " tokens (max_position_embeddings), not " + std::to_string(s) +
-                             "; tokenize with max_length " + std::to_string(config_.max_position_embeddings));
+    throw std::runtime_error(
+        "spdit: the CLIP text model takes 1 to " + std::to_string(config_.max_position_embeddings) +
+        " tokens (max_position_embeddings), not " + std::to_string(s) +
+        "; tokenize with max_length " + std::to_string(config_.max_position_embeddings));
   }
   const auto dtype = this->dtype();
   auto x = token_embedding_->forward(input_ids, "CLIP token") +
-           position_embedding_->forward(at::arange(s, input_ids.options()), "CLIP position").unsqueeze(0);
+           position_embedding_->forward(at::arange(s, input_ids.options()), "CLIP position")
+               .unsqueeze(0);
   // Causal: each token sees itself and those before it (the dtype's lowest
   // value above the diagonal, as transformers' mask).
-  const double lowest = dtype == at::kBFloat16 ? static_cast<double>(std::numeric_limits<c10::BFloat16>::lowest())
-                                               : static_cast<double>(std::numeric_limits<float>::lowest());
+  const double lowest = dtype == at::kBFloat16
+                            ? static_cast<double>(std::numeric_limits<c10::BFloat16>::lowest())
+                            : static_cast<double>(std::numeric_limits<float>::lowest());
   const auto mask = at::full({s, s}, lowest, at::TensorOptions().dtype(dtype)).triu(1);
   for (auto& layer : layers_) x = layer->forward(x, mask);
   ClipTextOutput out;
@@ -147,7 +157,8 @@ ClipTextOutput ClipTextModelImpl::forward(const at::Tensor& input_ids) {
   // (Older transformers tested eos_token_id == 2 instead; on a real CLIP
   // vocabulary both give the first <|endoftext|>.)
   const bool legacy = input_ids.amax(-1).eq(kClipEndOfText).all().item<bool>();
-  const auto at_eos = legacy ? input_ids.argmax(-1) : input_ids.eq(config_.eos_token_id).to(at::kInt).argmax(-1);
+  const auto at_eos =
+      legacy ? input_ids.argmax(-1) : input_ids.eq(config_.eos_token_id).to(at::kInt).argmax(-1);
   out.pooled = out.last_hidden_state.index({at::arange(b, input_ids.options()), at_eos});
   return out;
 }

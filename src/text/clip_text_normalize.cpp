@@ -16,8 +16,10 @@ std::u16string to_utf16(const std::string& s) {
   u_strFromUTF8(nullptr, 0, &n, s.data(), static_cast<int32_t>(s.size()), &err);
   std::u16string out(static_cast<size_t>(n), u'\0');
   err = U_ZERO_ERROR;
-  u_strFromUTF8(reinterpret_cast<UChar*>(out.data()), n, nullptr, s.data(), static_cast<int32_t>(s.size()), &err);
-  if (U_FAILURE(err)) throw std::runtime_error(std::string("spdit: text is not valid UTF-8: ") + u_errorName(err));
+  u_strFromUTF8(reinterpret_cast<UChar*>(out.data()), n, nullptr, s.data(),
+                static_cast<int32_t>(s.size()), &err);
+  if (U_FAILURE(err))
+    throw std::runtime_error(std::string("spdit: text is not valid UTF-8: ") + u_errorName(err));
   return out;
 }
 
@@ -29,7 +31,8 @@ std::string to_utf8(const std::u16string& s) {
   std::string out(static_cast<size_t>(n), '\0');
   err = U_ZERO_ERROR;
   u_strToUTF8(out.data(), n, nullptr, src, static_cast<int32_t>(s.size()), &err);
-  if (U_FAILURE(err)) throw std::runtime_error(std::string("spdit: UTF-16 to UTF-8 failed: ") + u_errorName(err));
+  if (U_FAILURE(err))
+    throw std::runtime_error(std::string("spdit: UTF-16 to UTF-8 failed: ") + u_errorName(err));
   return out;
 }
 
@@ -39,9 +42,11 @@ std::string nfc(const std::string& s) {
   const std::u16string in = to_utf16(s);
   std::u16string out(in.size() * 3 + 4, u'\0');
   err = U_ZERO_ERROR;
-  const int32_t n = unorm2_normalize(norm, reinterpret_cast<const UChar*>(in.data()), static_cast<int32_t>(in.size()),
-                                     reinterpret_cast<UChar*>(out.data()), static_cast<int32_t>(out.size()), &err);
-  if (U_FAILURE(err)) throw std::runtime_error(std::string("spdit: NFC normalization failed: ") + u_errorName(err));
+  const int32_t n = unorm2_normalize(
+      norm, reinterpret_cast<const UChar*>(in.data()), static_cast<int32_t>(in.size()),
+      reinterpret_cast<UChar*>(out.data()), static_cast<int32_t>(out.size()), &err);
+  if (U_FAILURE(err))
+    throw std::runtime_error(std::string("spdit: NFC normalization failed: ") + u_errorName(err));
   out.resize(static_cast<size_t>(n));
   return to_utf8(out);
 }
@@ -51,9 +56,11 @@ std::string lower(const std::string& s) {
   const std::u16string in = to_utf16(s);
   std::u16string out(in.size() * 3 + 4, u'\0');
   UErrorCode err = U_ZERO_ERROR;
-  const int32_t n = u_strToLower(reinterpret_cast<UChar*>(out.data()), static_cast<int32_t>(out.size()),
-                                 reinterpret_cast<const UChar*>(in.data()), static_cast<int32_t>(in.size()), "", &err);
-  if (U_FAILURE(err)) throw std::runtime_error(std::string("spdit: lower-casing failed: ") + u_errorName(err));
+  const int32_t n = u_strToLower(
+      reinterpret_cast<UChar*>(out.data()), static_cast<int32_t>(out.size()),
+      reinterpret_cast<const UChar*>(in.data()), static_cast<int32_t>(in.size()), "", &err);
+  if (U_FAILURE(err))
+    throw std::runtime_error(std::string("spdit: lower-casing failed: ") + u_errorName(err));
   out.resize(static_cast<size_t>(n));
   return to_utf8(out);
 }
@@ -97,12 +104,14 @@ std::string utf8_with_replacement(const std::string& bytes) {
   // ICU substitutes maximal ill-formed subparts, as Python does.
   UErrorCode err = U_ZERO_ERROR;
   int32_t n = 0;
-  u_strFromUTF8WithSub(nullptr, 0, &n, bytes.data(), static_cast<int32_t>(bytes.size()), 0xFFFD, nullptr, &err);
+  u_strFromUTF8WithSub(nullptr, 0, &n, bytes.data(), static_cast<int32_t>(bytes.size()), 0xFFFD,
+                       nullptr, &err);
   std::u16string out(static_cast<size_t>(n), u'\0');
   err = U_ZERO_ERROR;
   u_strFromUTF8WithSub(reinterpret_cast<UChar*>(out.data()), n, nullptr, bytes.data(),
                        static_cast<int32_t>(bytes.size()), 0xFFFD, nullptr, &err);
-  if (U_FAILURE(err)) throw std::runtime_error(std::string("spdit: UTF-8 decoding failed: ") + u_errorName(err));
+  if (U_FAILURE(err))
+    throw std::runtime_error(std::string("spdit: UTF-8 decoding failed: ") + u_errorName(err));
   return to_utf8(out);
 }
 

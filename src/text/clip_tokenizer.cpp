@@ -20,7 +20,8 @@ namespace {
 constexpr size_t kMaxMerges = 49152 - 256 - 2;
 
 // A special token as tokenizer_config.json writes it: "text" or {"content": "text", ...}.
-void read_token(const nlohmann::json& j, const char* key, std::string& out, const std::string& file) {
+void read_token(const nlohmann::json& j, const char* key, std::string& out,
+                const std::string& file) {
   if (!j.contains(key) || j[key].is_null()) return;
   const auto& v = j[key];
   if (v.is_string()) {
@@ -28,8 +29,8 @@ void read_token(const nlohmann::json& j, const char* key, std::string& out, cons
   } else if (v.is_object() && v.contains("content") && v["content"].is_string()) {
     out = v["content"].get<std::string>();
   } else {
-    throw std::runtime_error("spdit: " + file + ": '" + key + "' should be a string or {\"content\": ...}, not " +
-                             v.dump());
+    throw std::runtime_error("spdit: " + file + ": '" + key +
+                             "' should be a string or {\"content\": ...}, not " + v.dump());
   }
 }
 
@@ -49,8 +50,9 @@ void read_special_tokens(const std::string& file, ClipTokenizerConfig& c) {
 }  // namespace
 
 ClipTokenizer ClipTokenizer::load(const std::string& folder) {
-  const std::string hint = "; a CLIP tokenizer folder (tokenizer/ of a diffusers model) holds vocab.json, "
-                           "merges.txt and tokenizer_config.json";
+  const std::string hint =
+      "; a CLIP tokenizer folder (tokenizer/ of a diffusers model) holds vocab.json, "
+      "merges.txt and tokenizer_config.json";
   require_file(folder + "/vocab.json", hint);
   require_file(folder + "/merges.txt", hint);
   ClipTokenizerConfig c;
@@ -70,8 +72,8 @@ ClipTokenizer::ClipTokenizer(const std::string& vocab_json, const std::string& m
   }
   for (const auto& [token, id] : vocab.items()) {
     if (!id.is_number_integer()) {
-      throw std::runtime_error("spdit: " + vocab_json + ": the id of '" + token + "' should be an integer, not " +
-                               id.dump());
+      throw std::runtime_error("spdit: " + vocab_json + ": the id of '" + token +
+                               "' should be an integer, not " + id.dump());
     }
     vocab_[token] = id.get<int64_t>();
     inverse_[id.get<int64_t>()] = token;
@@ -85,10 +87,13 @@ ClipTokenizer::ClipTokenizer(const std::string& vocab_json, const std::string& m
     std::string first, second, extra;
     // A line that is not a pair can never match two symbols; transformers keeps it unused too.
     if (!(parts >> first >> second) || (parts >> extra)) continue;
-    ranks_[first + " " + second] = static_cast<int64_t>(rank);  // a repeated pair keeps its later rank
+    ranks_[first + " " + second] =
+        static_cast<int64_t>(rank);  // a repeated pair keeps its later rank
   }
-  for (const auto* t : {&config_.bos_token, &config_.eos_token, &config_.unk_token, &config_.pad_token}) {
-    if (t->empty()) throw std::runtime_error("spdit: the CLIP tokenizer config names an empty special token");
+  for (const auto* t :
+       {&config_.bos_token, &config_.eos_token, &config_.unk_token, &config_.pad_token}) {
+    if (t->empty())
+      throw std::runtime_error("spdit: the CLIP tokenizer config names an empty special token");
     if (!vocab_.count(*t)) {
       throw std::runtime_error("spdit: " + vocab_json + " has no token '" + *t +
                                "', which the tokenizer config names as a special token");
@@ -98,7 +103,8 @@ ClipTokenizer::ClipTokenizer(const std::string& vocab_json, const std::string& m
 
 int64_t ClipTokenizer::token_id(const std::string& token) const {
   auto it = vocab_.find(token);
-  if (it == vocab_.end()) throw std::runtime_error("spdit: the CLIP vocabulary has no token '" + token + "'");
+  if (it == vocab_.end())
+    throw std::runtime_error("spdit: the CLIP vocabulary has no token '" + token + "'");
   return it->second;
 }
 
@@ -137,7 +143,8 @@ std::vector<std::string> ClipTokenizer::tokenize(const std::string& text) const 
   require_utf8(text, "the prompt");
   // The special tokens are split off first, whole, where the text spells
   // them (transformers' added-tokens trie: earliest, then longest match).
-  std::vector<std::string> specials = {config_.bos_token, config_.eos_token, config_.unk_token, config_.pad_token};
+  std::vector<std::string> specials = {config_.bos_token, config_.eos_token, config_.unk_token,
+                                       config_.pad_token};
   std::vector<std::string> out;
   auto run = [&](const std::string& part) {
     for (const auto& piece : clip_pre_tokenize(part)) {
@@ -174,11 +181,13 @@ std::vector<int64_t> ClipTokenizer::token_ids(const std::string& text) const {
   return ids;
 }
 
-TokenizedPrompt ClipTokenizer::encode(const std::string& text, int64_t max_length, bool warn) const {
+TokenizedPrompt ClipTokenizer::encode(const std::string& text, int64_t max_length,
+                                      bool warn) const {
   if (max_length <= 0) max_length = config_.model_max_length;
   if (max_length < 2) {
-    throw std::runtime_error("spdit: CLIP max_length " + std::to_string(max_length) +
-                             " leaves no room for <|startoftext|> and <|endoftext|>; use at least 2");
+    throw std::runtime_error(
+        "spdit: CLIP max_length " + std::to_string(max_length) +
+        " leaves no room for <|startoftext|> and <|endoftext|>; use at least 2");
   }
   const auto body = token_ids(text);
   const size_t room = static_cast<size_t>(max_length - 2);
@@ -190,9 +199,10 @@ TokenizedPrompt ClipTokenizer::encode(const std::string& text, int64_t max_lengt
   if (body.size() > room) {
     out.truncated = decode(std::vector<int64_t>(body.begin() + room, body.end()));
     if (warn) {
-      std::cerr << "spdit: warning: the following part of your input was truncated because CLIP can only "
-                   "handle sequences up to "
-                << max_length << " tokens: " << out.truncated << std::endl;
+      std::cerr
+          << "spdit: warning: the following part of your input was truncated because CLIP can only "
+             "handle sequences up to "
+          << max_length << " tokens: " << out.truncated << std::endl;
     }
   }
   return out;
@@ -203,8 +213,9 @@ std::string ClipTokenizer::decode(const std::vector<int64_t>& ids) const {
   for (int64_t id : ids) {
     auto it = inverse_.find(id);
     if (it == inverse_.end()) {
-      throw std::runtime_error("spdit: id " + std::to_string(id) + " is not in the CLIP vocabulary (" +
-                               std::to_string(vocab_.size()) + " tokens)");
+      throw std::runtime_error("spdit: id " + std::to_string(id) +
+                               " is not in the CLIP vocabulary (" + std::to_string(vocab_.size()) +
+                               " tokens)");
     }
     joined += it->second;
   }
@@ -217,8 +228,9 @@ std::string ClipTokenizer::decode(const std::vector<int64_t>& ids) const {
     const size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : 4;
     auto it = inverse.find(joined.substr(i, n));
     if (it == inverse.end()) {
-      throw std::runtime_error("spdit: the CLIP vocabulary's token text '" + joined.substr(i, n) +
-                               "' is not a byte symbol; is vocab.json a byte-level BPE vocabulary?");
+      throw std::runtime_error(
+          "spdit: the CLIP vocabulary's token text '" + joined.substr(i, n) +
+          "' is not a byte symbol; is vocab.json a byte-level BPE vocabulary?");
     }
     bytes += static_cast<char>(it->second);
     i += n;

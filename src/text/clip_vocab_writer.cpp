@@ -4,9 +4,9 @@
 #include <stdexcept>
 #include <vector>
 
-#include "spdit/text/vocab_writers.h"
 #include "byte_symbols.h"
 #include "clip_text_normalize.h"
+#include "spdit/text/vocab_writers.h"
 #include "text_files.h"
 
 namespace spdit::text {
@@ -66,8 +66,11 @@ std::vector<Pair> learn_merges(std::map<Word, int64_t> words, int rounds) {
 
 }  // namespace
 
-int64_t write_clip_tokenizer_files(const std::string& folder, int merges, const std::string& corpus) {
-  if (merges < 0) throw std::runtime_error("spdit: a CLIP vocabulary needs merges >= 0, not " + std::to_string(merges));
+int64_t write_clip_tokenizer_files(const std::string& folder, int merges,
+                                   const std::string& corpus) {
+  if (merges < 0)
+    throw std::runtime_error("spdit: a CLIP vocabulary needs merges >= 0, not " +
+                             std::to_string(merges));
   make_folder(folder);
   const auto learned = learn_merges(corpus_words(corpus), merges);
   // OpenAI's CLIP lays its vocabulary out in this order; a token a merge

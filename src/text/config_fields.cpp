@@ -15,18 +15,22 @@ nlohmann::json parse_config(const std::string& text, const std::string& where) {
   return j;
 }
 
-int64_t config_int(const nlohmann::json& j, const char* key, int64_t fallback, const std::string& where) {
+int64_t config_int(const nlohmann::json& j, const char* key, int64_t fallback,
+                   const std::string& where) {
   if (!j.contains(key) || j[key].is_null()) return fallback;
   if (!j[key].is_number_integer()) {
-    throw std::runtime_error("spdit: " + where + ": '" + key + "' should be an integer, not " + j[key].dump());
+    throw std::runtime_error("spdit: " + where + ": '" + key + "' should be an integer, not " +
+                             j[key].dump());
   }
   return j[key].get<int64_t>();
 }
 
-double config_double(const nlohmann::json& j, const char* key, double fallback, const std::string& where) {
+double config_double(const nlohmann::json& j, const char* key, double fallback,
+                     const std::string& where) {
   if (!j.contains(key) || j[key].is_null()) return fallback;
   if (!j[key].is_number()) {
-    throw std::runtime_error("spdit: " + where + ": '" + key + "' should be a number, not " + j[key].dump());
+    throw std::runtime_error("spdit: " + where + ": '" + key + "' should be a number, not " +
+                             j[key].dump());
   }
   return j[key].get<double>();
 }
@@ -35,15 +39,18 @@ std::string config_string(const nlohmann::json& j, const char* key, const std::s
                           const std::string& where) {
   if (!j.contains(key) || j[key].is_null()) return fallback;
   if (!j[key].is_string()) {
-    throw std::runtime_error("spdit: " + where + ": '" + key + "' should be a string, not " + j[key].dump());
+    throw std::runtime_error("spdit: " + where + ": '" + key + "' should be a string, not " +
+                             j[key].dump());
   }
   return j[key].get<std::string>();
 }
 
-void require_positive(const std::vector<std::pair<const char*, int64_t>>& fields, const std::string& where) {
+void require_positive(const std::vector<std::pair<const char*, int64_t>>& fields,
+                      const std::string& where) {
   for (const auto& [name, value] : fields) {
     if (value <= 0) {
-      throw std::runtime_error("spdit: " + where + ": '" + name + "' should be positive, not " + std::to_string(value));
+      throw std::runtime_error("spdit: " + where + ": '" + name + "' should be positive, not " +
+                               std::to_string(value));
     }
   }
 }

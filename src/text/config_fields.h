@@ -9,11 +9,14 @@
 namespace spdit::text {
 
 nlohmann::json parse_config(const std::string& text, const std::string& where);
-int64_t config_int(const nlohmann::json& j, const char* key, int64_t fallback, const std::string& where);
-double config_double(const nlohmann::json& j, const char* key, double fallback, const std::string& where);
+int64_t config_int(const nlohmann::json& j, const char* key, int64_t fallback,
+                   const std::string& where);
+double config_double(const nlohmann::json& j, const char* key, double fallback,
+                     const std::string& where);
 std::string config_string(const nlohmann::json& j, const char* key, const std::string& fallback,
                           const std::string& where);
 /// Throws naming the first field that is not > 0.
-void require_positive(const std::vector<std::pair<const char*, int64_t>>& fields, const std::string& where);
+void require_positive(const std::vector<std::pair<const char*, int64_t>>& fields,
+                      const std::string& where);
 
 }  // namespace spdit::text

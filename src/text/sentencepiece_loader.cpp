@@ -19,7 +19,8 @@ std::string module_path() {
   }
   std::string self = info.dli_fname;
   const auto slash = self.rfind('/');
-  return (slash == std::string::npos ? std::string() : self.substr(0, slash + 1)) + "libspdit_sentencepiece.so";
+  return (slash == std::string::npos ? std::string() : self.substr(0, slash + 1)) +
+         "libspdit_sentencepiece.so";
 }
 
 Factory load_factory() {
@@ -28,11 +29,13 @@ Factory load_factory() {
   // RTLD_DEEPBIND makes it bind to its own copies before LibTorch's.
   void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
   if (!handle) {
-    throw std::runtime_error("spdit: cannot load the SentencePiece module " + path + ": " + dlerror() +
-                             "; it is built and installed beside libspdit.so (needs libsentencepiece0)");
+    throw std::runtime_error(
+        "spdit: cannot load the SentencePiece module " + path + ": " + dlerror() +
+        "; it is built and installed beside libspdit.so (needs libsentencepiece0)");
   }
   auto factory = reinterpret_cast<Factory>(dlsym(handle, "spdit_sentencepiece_backend_new"));
-  if (!factory) throw std::runtime_error("spdit: " + path + " has no spdit_sentencepiece_backend_new");
+  if (!factory)
+    throw std::runtime_error("spdit: " + path + " has no spdit_sentencepiece_backend_new");
   return factory;  // the module stays loaded for the life of the process
 }
 

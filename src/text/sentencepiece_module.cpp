@@ -43,7 +43,9 @@ class Backend : public SentencePieceBackend {
   }
 
  private:
-  static std::string message(const sentencepiece::util::Status& s) { return s.ok() ? "" : s.ToString(); }
+  static std::string message(const sentencepiece::util::Status& s) {
+    return s.ok() ? "" : s.ToString();
+  }
   sentencepiece::SentencePieceProcessor sp_;
 };
 

@@ -3,13 +3,14 @@
 #include <stdexcept>
 #include <vector>
 
-#include "spdit/text/vocab_writers.h"
 #include "sentencepiece_backend.h"
+#include "spdit/text/vocab_writers.h"
 #include "text_files.h"
 
 namespace spdit::text {
 
-void write_t5_tokenizer_files(const std::string& folder, int vocab_size, const std::string& corpus) {
+void write_t5_tokenizer_files(const std::string& folder, int vocab_size,
+                              const std::string& corpus) {
   make_folder(folder);
   // T5's special ids and normalization; one thread so that the same corpus
   // always gives the same model.
@@ -34,8 +35,9 @@ void write_t5_tokenizer_files(const std::string& folder, int vocab_size, const s
   std::string model;
   const auto error = make_sentencepiece_backend()->train(args, lines, &model);
   if (!error.empty()) {
-    throw std::runtime_error("spdit: SentencePiece could not train a " + std::to_string(vocab_size) +
-                             "-piece model for " + folder + ": " + error);
+    throw std::runtime_error("spdit: SentencePiece could not train a " +
+                             std::to_string(vocab_size) + "-piece model for " + folder + ": " +
+                             error);
   }
   write_text_file(folder + "/spiece.model", model);
   nlohmann::ordered_json special;

@@ -33,15 +33,17 @@ T5EncoderConfig T5EncoderConfig::from_json(const std::string& text, const std::s
                     {"relative_attention_max_distance", c.relative_attention_max_distance}},
                    where);
   // The bucket formula halves the buckets twice and takes a log of max_distance / max_exact.
-  if (c.relative_attention_num_buckets < 4 || c.relative_attention_max_distance <= c.relative_attention_num_buckets / 4) {
+  if (c.relative_attention_num_buckets < 4 ||
+      c.relative_attention_max_distance <= c.relative_attention_num_buckets / 4) {
     throw std::runtime_error("spdit: " + where + ": relative_attention_num_buckets " +
                              std::to_string(c.relative_attention_num_buckets) + " / max_distance " +
                              std::to_string(c.relative_attention_max_distance) +
                              " give no valid buckets (T5 uses 32 / 128)");
   }
   if (c.feed_forward_proj != "gated-gelu") {
-    throw std::runtime_error("spdit: " + where + ": feed_forward_proj '" + c.feed_forward_proj +
-                             "' is not supported; spdit's T5 encoder implements T5 v1.1's 'gated-gelu'");
+    throw std::runtime_error(
+        "spdit: " + where + ": feed_forward_proj '" + c.feed_forward_proj +
+        "' is not supported; spdit's T5 encoder implements T5 v1.1's 'gated-gelu'");
   }
   return c;
 }
@@ -65,7 +67,8 @@ std::string T5EncoderConfig::to_json() const {
   return j.dump(2) + "\n";
 }
 
-at::Tensor t5_relative_position_buckets(int64_t q_len, int64_t k_len, int64_t num_buckets, int64_t max_distance) {
+at::Tensor t5_relative_position_buckets(int64_t q_len, int64_t k_len, int64_t num_buckets,
+                                        int64_t max_distance) {
   const auto opts = at::TensorOptions().dtype(at::kLong);
   const auto rel = at::arange(k_len, opts).unsqueeze(0) - at::arange(q_len, opts).unsqueeze(1);
   // Half the buckets for keys after the query, half for keys before (or at) it.
@@ -73,10 +76,11 @@ at::Tensor t5_relative_position_buckets(int64_t q_len, int64_t k_len, int64_t nu
   const auto side = rel.gt(0).to(at::kLong) * half;
   const auto n = rel.abs();
   // Log-spaced beyond max_exact, up to max_distance; the clamp keeps log(0) out of it.
-  auto large = max_exact + (at::log(n.to(at::kFloat).clamp_min(1) / static_cast<double>(max_exact)) /
-                            std::log(static_cast<double>(max_distance) / static_cast<double>(max_exact)) *
-                            static_cast<double>(half - max_exact))
-                               .to(at::kLong);
+  auto large =
+      max_exact + (at::log(n.to(at::kFloat).clamp_min(1) / static_cast<double>(max_exact)) /
+                   std::log(static_cast<double>(max_distance) / static_cast<double>(max_exact)) *
+                   static_cast<double>(half - max_exact))
+                      .to(at::kLong);
   large = large.clamp_max(half - 1);
   return side + at::where(n.lt(max_exact), n, large);
 }
@@ -92,12 +96,14 @@ T5SelfAttentionImpl::T5SelfAttentionImpl(const T5EncoderConfig& c, bool has_rela
   v = register_module("v", models::Linear(c.d_model, inner, false));
   o = register_module("o", models::Linear(inner, c.d_model, false));
   if (has_relative_bias) {
-    relative_attention_bias = register_module("relative_attention_bias", EmbeddingTable(buckets_, heads_));
+    relative_attention_bias =
+        register_module("relative_attention_bias", EmbeddingTable(buckets_, heads_));
   }
 }
 
 at::Tensor T5SelfAttentionImpl::position_bias(int64_t seq) const {
-  if (!relative_attention_bias) throw std::logic_error("spdit: T5 position bias asked of a block other than 0");
+  if (!relative_attention_bias)
+    throw std::logic_error("spdit: T5 position bias asked of a block other than 0");
   const auto buckets = t5_relative_position_buckets(seq, seq, buckets_, max_distance_);
   return relative_attention_bias->forward(buckets, "T5 bucket").permute({2, 0, 1}).unsqueeze(0);
 }
@@ -106,7 +112,8 @@ at::Tensor T5SelfAttentionImpl::forward(const at::Tensor& x, const at::Tensor& b
   const int64_t b = x.size(0), s = x.size(1);
   auto split = [&](const at::Tensor& t) { return t.view({b, s, heads_, d_kv_}).transpose(1, 2); };
   // T5 folds the 1/sqrt(d) into its initialisation: the scores are not scaled.
-  const auto scores = at::matmul(split(q->forward(x)), split(k->forward(x)).transpose(-1, -2)) + bias;
+  const auto scores =
+      at::matmul(split(q->forward(x)), split(k->forward(x)).transpose(-1, -2)) + bias;
   const auto out = at::matmul(softmax_fp32(scores), split(v->forward(x)));
   return o->forward(out.transpose(1, 2).reshape({b, s, heads_ * d_kv_}));
 }
@@ -120,8 +127,10 @@ T5BlockImpl::T5BlockImpl(const T5EncoderConfig& c, bool has_relative_bias) {
   // layer.1: T5LayerFF (DenseReluDense.wi_0 / wi_1 / wo, layer_norm).
   auto layer = register_module("layer", torch::nn::ModuleList());
   auto self_attention = std::make_shared<NamedNode>();
-  attention = self_attention->register_module("SelfAttention", T5SelfAttention(c, has_relative_bias));
-  attention_norm_ = self_attention->register_module("layer_norm", T5LayerNorm(c.d_model, c.layer_norm_epsilon));
+  attention =
+      self_attention->register_module("SelfAttention", T5SelfAttention(c, has_relative_bias));
+  attention_norm_ =
+      self_attention->register_module("layer_norm", T5LayerNorm(c.d_model, c.layer_norm_epsilon));
   layer->push_back(self_attention);
   auto ff = std::make_shared<NamedNode>();
   auto dense = ff->register_module("DenseReluDense", std::make_shared<NamedNode>());
@@ -155,25 +164,30 @@ T5EncoderModelImpl::T5EncoderModelImpl(const T5EncoderConfig& config) : config_(
     blocks_.emplace_back(config, /*has_relative_bias=*/i == 0);
     block->push_back(blocks_.back());
   }
-  final_layer_norm_ = encoder->register_module("final_layer_norm", T5LayerNorm(config.d_model, config.layer_norm_epsilon));
+  final_layer_norm_ = encoder->register_module(
+      "final_layer_norm", T5LayerNorm(config.d_model, config.layer_norm_epsilon));
 }
 
-at::Tensor T5EncoderModelImpl::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask) {
+at::Tensor T5EncoderModelImpl::forward(const at::Tensor& input_ids,
+                                       const at::Tensor& attention_mask) {
   at::NoGradGuard no_grad;  // inference only
   if (input_ids.dim() != 2 || input_ids.scalar_type() != at::kLong || input_ids.size(1) < 1) {
-    throw std::runtime_error("spdit: the T5 encoder takes input_ids of shape (batch, tokens) as int64, not " +
-                             std::to_string(input_ids.dim()) + "-d " + c10::toString(input_ids.scalar_type()));
+    throw std::runtime_error(
+        "spdit: the T5 encoder takes input_ids of shape (batch, tokens) as int64, not " +
+        std::to_string(input_ids.dim()) + "-d " + c10::toString(input_ids.scalar_type()));
   }
   const int64_t s = input_ids.size(1);
   auto x = shared_->forward(input_ids, "T5 token");
   auto bias = blocks_.front()->attention->position_bias(s);
   if (attention_mask.defined()) {
     if (attention_mask.sizes() != input_ids.sizes()) {
-      throw std::runtime_error("spdit: the T5 attention_mask should have the shape of input_ids (batch, tokens)");
+      throw std::runtime_error(
+          "spdit: the T5 attention_mask should have the shape of input_ids (batch, tokens)");
     }
     // As transformers: the dtype's lowest value where the mask is 0, added to the bias.
-    const double lowest = dtype() == at::kBFloat16 ? static_cast<double>(std::numeric_limits<c10::BFloat16>::lowest())
-                                                   : static_cast<double>(std::numeric_limits<float>::lowest());
+    const double lowest = dtype() == at::kBFloat16
+                              ? static_cast<double>(std::numeric_limits<c10::BFloat16>::lowest())
+                              : static_cast<double>(std::numeric_limits<float>::lowest());
     const auto additive = (1 - attention_mask.to(at::kFloat)).mul(lowest).to(dtype());
     bias = bias + additive.view({input_ids.size(0), 1, 1, s});
   }

@@ -29,8 +29,9 @@ std::string list_some(const std::vector<std::string>& items) {
 Checkpoint open_folder(const std::string& folder, const std::string& what) {
   Checkpoint ckpt = Checkpoint::open(folder);
   if (ckpt.config_json().empty()) {
-    throw std::runtime_error("spdit: " + folder + " has no config.json; the " + what +
-                             " takes its dimensions from it (a diffusers download has one beside the weights)");
+    throw std::runtime_error(
+        "spdit: " + folder + " has no config.json; the " + what +
+        " takes its dimensions from it (a diffusers download has one beside the weights)");
   }
   return ckpt;
 }
@@ -48,7 +49,8 @@ std::string stored_name(const Checkpoint& ckpt, const std::string& name,
 // `dtype`). Names the checkpoint holds beyond the model's (a projection
 // head, a decoder, position_ids buffers) are not read.
 void place_weights(torch::nn::Module& model, const Checkpoint& ckpt, const std::string& folder,
-                   const std::string& what, at::ScalarType dtype, const std::map<std::string, std::string>& aliases) {
+                   const std::string& what, at::ScalarType dtype,
+                   const std::map<std::string, std::string>& aliases) {
   std::vector<std::string> missing, mismatched;
   for (const auto& p : model.named_parameters(true)) {
     const std::string name = stored_name(ckpt, p.key(), aliases);
@@ -58,20 +60,23 @@ void place_weights(torch::nn::Module& model, const Checkpoint& ckpt, const std::
     }
     const auto& stored = ckpt.tensors().at(name);
     if (at::IntArrayRef(stored.shape) != p.value().sizes()) {
-      mismatched.push_back(name + " in " + ckpt.files()[stored.file] + ": " + shape_text(stored.shape) +
-                           ", config.json says " + shape_text(p.value().sizes()));
+      mismatched.push_back(name + " in " + ckpt.files()[stored.file] + ": " +
+                           shape_text(stored.shape) + ", config.json says " +
+                           shape_text(p.value().sizes()));
     }
   }
   if (!missing.empty()) {
     std::string files;
     for (const auto& f : ckpt.files()) files += (files.empty() ? "" : ", ") + f;
     throw std::runtime_error("spdit: the " + what + " in " + folder + " (" + files + ") lacks " +
-                             std::to_string(missing.size()) + " tensor(s) it needs:" + list_some(missing) +
+                             std::to_string(missing.size()) +
+                             " tensor(s) it needs:" + list_some(missing) +
                              "\nis this the right folder, and are all shards there?");
   }
   if (!mismatched.empty()) {
-    throw std::runtime_error("spdit: the " + what + " in " + folder + " has tensors whose shapes disagree with " +
-                             ckpt.config_path() + ":" + list_some(mismatched));
+    throw std::runtime_error("spdit: the " + what + " in " + folder +
+                             " has tensors whose shapes disagree with " + ckpt.config_path() + ":" +
+                             list_some(mismatched));
   }
   for (const auto& p : model.named_parameters(true)) {
     const auto src = ckpt.tensor(stored_name(ckpt, p.key(), aliases));
@@ -81,8 +86,8 @@ void place_weights(torch::nn::Module& model, const Checkpoint& ckpt, const std::
   }
 }
 
-at::ScalarType choose_dtype(const Checkpoint& ckpt, const std::string& probe, const TextEncoderLoadOptions& o,
-                            const std::string& what) {
+at::ScalarType choose_dtype(const Checkpoint& ckpt, const std::string& probe,
+                            const TextEncoderLoadOptions& o, const std::string& what) {
   if (o.dtype_) return compute_dtype_for(*o.dtype_, what + " (requested dtype)");
   if (!ckpt.has(probe)) return at::kFloat;  // place_weights will name the missing tensor
   return compute_dtype_for(ckpt.tensors().at(probe).dtype, what + " tensor '" + probe + "'");
@@ -90,7 +95,8 @@ at::ScalarType choose_dtype(const Checkpoint& ckpt, const std::string& probe, co
 
 }  // namespace
 
-ClipTextModel load_clip_text_model(const std::string& folder, const TextEncoderLoadOptions& options) {
+ClipTextModel load_clip_text_model(const std::string& folder,
+                                   const TextEncoderLoadOptions& options) {
   const std::string what = "CLIP text encoder";
   const auto ckpt = open_folder(folder, what);
   const auto config = ClipTextConfig::from_json(ckpt.config_json(), ckpt.config_path());
@@ -99,7 +105,8 @@ ClipTextModel load_clip_text_model(const std::string& folder, const TextEncoderL
     models::SkeletonScope skeleton;  // no weight memory until the file's tensors replace it
     model.emplace(config);
   }
-  const auto dtype = choose_dtype(ckpt, "text_model.embeddings.token_embedding.weight", options, what);
+  const auto dtype =
+      choose_dtype(ckpt, "text_model.embeddings.token_embedding.weight", options, what);
   place_weights(**model, ckpt, folder, what, dtype, {});
   return *model;
 }
@@ -114,18 +121,21 @@ T5EncoderModel load_t5_encoder(const std::string& folder, const TextEncoderLoadO
     model.emplace(config);
   }
   // transformers ties the two; a file saved from T5EncoderModel may keep either.
-  const std::map<std::string, std::string> aliases = {{"shared.weight", "encoder.embed_tokens.weight"}};
-  const std::string probe = ckpt.has("shared.weight") ? "shared.weight" : "encoder.embed_tokens.weight";
+  const std::map<std::string, std::string> aliases = {
+      {"shared.weight", "encoder.embed_tokens.weight"}};
+  const std::string probe =
+      ckpt.has("shared.weight") ? "shared.weight" : "encoder.embed_tokens.weight";
   place_weights(**model, ckpt, folder, what, choose_dtype(ckpt, probe, options, what), aliases);
   return *model;
 }
 
-void save_text_encoder(const torch::nn::Module& model, const std::string& config_json, const std::string& folder,
-                       at::ScalarType dtype) {
+void save_text_encoder(const torch::nn::Module& model, const std::string& config_json,
+                       const std::string& folder, at::ScalarType dtype) {
   make_folder(folder);
   write_text_file(folder + "/config.json", config_json);
   std::map<std::string, at::Tensor> tensors;
-  for (const auto& p : model.named_parameters(true)) tensors[p.key()] = p.value().detach().to(dtype).contiguous();
+  for (const auto& p : model.named_parameters(true))
+    tensors[p.key()] = p.value().detach().to(dtype).contiguous();
   checkpoints::write_safetensors(folder + "/model.safetensors", tensors);
 }
 

@@ -38,7 +38,8 @@ nlohmann::json read_json_file(const std::string& path) {
 void write_text_file(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary);
   out << text;
-  if (!out.flush()) throw std::runtime_error("spdit: cannot write " + path + ": " + std::strerror(errno));
+  if (!out.flush())
+    throw std::runtime_error("spdit: cannot write " + path + ": " + std::strerror(errno));
 }
 
 void make_folder(const std::string& folder) {

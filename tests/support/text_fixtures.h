@@ -4,13 +4,15 @@
 // text tests share.
 #include <ATen/ATen.h>
 
-#include <nlohmann/json.hpp>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 
 namespace spdit::test {
 
-inline std::string text_fixture(const std::string& name) { return std::string(SPDIT_FIXTURES) + "/text/" + name; }
+inline std::string text_fixture(const std::string& name) {
+  return std::string(SPDIT_FIXTURES) + "/text/" + name;
+}
 
 inline nlohmann::json read_json(const std::string& path) {
   std::ifstream in(path);

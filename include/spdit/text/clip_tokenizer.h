@@ -31,7 +31,8 @@ class ClipTokenizer {
   /// its tokenizer_config.json / special_tokens_map.json where present.
   /// Throws naming the file that is missing or malformed.
   static ClipTokenizer load(const std::string& folder);
-  ClipTokenizer(const std::string& vocab_json, const std::string& merges_txt, ClipTokenizerConfig config = {});
+  ClipTokenizer(const std::string& vocab_json, const std::string& merges_txt,
+                ClipTokenizerConfig config = {});
 
   /// The BPE tokens of `text`, without <|startoftext|> / <|endoftext|> around
   /// it (special tokens written in the text are kept whole).

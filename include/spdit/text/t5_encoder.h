@@ -42,7 +42,8 @@ struct T5EncoderConfig {
 
 /// The bidirectional relative position buckets (q_len, k_len) of
 /// transformers' T5Attention._relative_position_bucket, for key - query.
-at::Tensor t5_relative_position_buckets(int64_t q_len, int64_t k_len, int64_t num_buckets, int64_t max_distance);
+at::Tensor t5_relative_position_buckets(int64_t q_len, int64_t k_len, int64_t num_buckets,
+                                        int64_t max_distance);
 
 class T5SelfAttentionImpl : public torch::nn::Module {
  public:

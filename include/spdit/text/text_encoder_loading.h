@@ -31,11 +31,13 @@ struct TextEncoderLoadOptions {
 /// A CLIPTextModel (text_encoder/ of Flux). Throws naming the folder, the
 /// file and the tensor when config.json or a tensor is missing or a shape
 /// disagrees with config.json.
-ClipTextModel load_clip_text_model(const std::string& folder, const TextEncoderLoadOptions& options = {});
+ClipTextModel load_clip_text_model(const std::string& folder,
+                                   const TextEncoderLoadOptions& options = {});
 
 /// A T5EncoderModel (text_encoder_2/ of Flux). The token table is read from
 /// `shared.weight` or, where a file has only that, `encoder.embed_tokens.weight`.
-T5EncoderModel load_t5_encoder(const std::string& folder, const TextEncoderLoadOptions& options = {});
+T5EncoderModel load_t5_encoder(const std::string& folder,
+                               const TextEncoderLoadOptions& options = {});
 
 /// Writes `model` as a folder the loaders above read: `config_json` (a
 /// config's to_json()) as config.json and every parameter, in `dtype`, as
@@ -43,7 +45,7 @@ T5EncoderModel load_t5_encoder(const std::string& folder, const TextEncoderLoadO
 ///
 ///   text::ClipTextModel clip(config);                  // random init
 ///   save_text_encoder(*clip, config.to_json(), "tiny/text_encoder", at::kFloat);
-void save_text_encoder(const torch::nn::Module& model, const std::string& config_json, const std::string& folder,
-                       at::ScalarType dtype);
+void save_text_encoder(const torch::nn::Module& model, const std::string& config_json,
+                       const std::string& folder, at::ScalarType dtype);
 
 }  // namespace spdit::text
