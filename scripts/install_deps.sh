@@ -6,6 +6,7 @@ packages=(
   libtorch-dev libgloo-dev libopenblas0-pthread
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libpng-dev
+  libpcre2-dev libicu-dev libsentencepiece-dev pkg-config
   procps iproute2
 )
 missing=()

@@ -1,0 +1,51 @@
+#pragma once
+/// The text encoders from the folders a diffusers download holds:
+/// config.json (the dimensions) and the weights (one model.safetensors, or
+/// shards with model.safetensors.index.json), memory-mapped. A tensor whose
+/// dtype is the one the model computes in is used in place (a view of the
+/// file's pages, shared by the ranks of one machine); others are converted.
+///
+///   auto clip = load_clip_text_model("FLUX.1-dev/text_encoder");    // bf16 weights, in place
+///   auto t5 = load_t5_encoder("FLUX.1-dev/text_encoder_2");         // 2 shards, in place
+///   auto t5_fp32 = load_t5_encoder(dir, TextEncoderLoadOptions().dtype(at::kFloat));
+#include <ATen/ATen.h>
+
+#include <optional>
+#include <string>
+
+#include "spdit/text/clip_text_model.h"
+#include "spdit/text/t5_encoder.h"
+
+namespace spdit::text {
+
+struct TextEncoderLoadOptions {
+  /// The dtype to compute in; unset: the weights' own (BF16 or F32; F16 is
+  /// computed in F32, see compute_dtype_for).
+  TextEncoderLoadOptions& dtype(at::ScalarType t) {
+    dtype_ = t;
+    return *this;
+  }
+  std::optional<at::ScalarType> dtype_;
+};
+
+/// A CLIPTextModel (text_encoder/ of Flux). Throws naming the folder, the
+/// file and the tensor when config.json or a tensor is missing or a shape
+/// disagrees with config.json.
+ClipTextModel load_clip_text_model(const std::string& folder,
+                                   const TextEncoderLoadOptions& options = {});
+
+/// A T5EncoderModel (text_encoder_2/ of Flux). The token table is read from
+/// `shared.weight` or, where a file has only that, `encoder.embed_tokens.weight`.
+T5EncoderModel load_t5_encoder(const std::string& folder,
+                               const TextEncoderLoadOptions& options = {});
+
+/// Writes `model` as a folder the loaders above read: `config_json` (a
+/// config's to_json()) as config.json and every parameter, in `dtype`, as
+/// model.safetensors. For random-weight model folders (`spdit new-model`):
+///
+///   text::ClipTextModel clip(config);                  // random init
+///   save_text_encoder(*clip, config.to_json(), "tiny/text_encoder", at::kFloat);
+void save_text_encoder(const torch::nn::Module& model, const std::string& config_json,
+                       const std::string& folder, at::ScalarType dtype);
+
+}  // namespace spdit::text
