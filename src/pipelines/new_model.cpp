@@ -10,7 +10,13 @@
 #include <stdexcept>
 
 #include "spdit/checkpoints/model_checkpoint.h"
+#include "spdit/models/layers.h"
 #include "spdit/models/pipeline.h"
+#include "spdit/text/clip_text_model.h"
+#include "spdit/text/t5_encoder.h"
+#include "spdit/text/text_encoder_loading.h"
+#include "spdit/text/vocab_writers.h"
+#include "spdit/vae/vae_writer.h"
 
 namespace spdit::pipelines {
 namespace {
@@ -65,6 +71,45 @@ std::string transformer_class(const std::string& model) {
   return "QwenImageTransformer2DModel";
 }
 
+// FLUX.1's text encoders, sized to the transformer's text inputs: T5's width
+// is its joint_attention_dim, CLIP's its pooled_projection_dim. Real sizes
+// for the full preset; a few narrow layers otherwise.
+void write_flux_text_side(const std::string& dir, const models::FluxConfig& c, const std::string& preset, uint64_t seed,
+                          at::ScalarType dtype, std::vector<std::string>& written, nlohmann::json& index) {
+  const int64_t clip_vocab = text::write_clip_tokenizer_files(dir + "/tokenizer");
+  text::write_t5_tokenizer_files(dir + "/tokenizer_2");
+  const bool full = preset == "full";
+  text::ClipTextConfig clip;
+  if (!full) {
+    clip.vocab_size = clip_vocab;
+    clip.hidden_size = c.pooled_dim;
+    clip.intermediate_size = 4 * c.pooled_dim;
+    clip.num_attention_heads = std::max<int64_t>(1, c.pooled_dim / 8);
+    clip.num_hidden_layers = 2;
+    clip.eos_token_id = clip_vocab - 1;  // <|endoftext|>, the vocabulary's last id
+  }
+  text::T5EncoderConfig t5;
+  if (!full) {
+    t5.vocab_size = 128;
+    t5.d_model = c.text_dim;
+    t5.d_kv = 8;
+    t5.num_heads = std::max<int64_t>(1, c.text_dim / 8);
+    t5.d_ff = 2 * c.text_dim;
+    t5.num_layers = 2;
+  }
+  text::ClipTextModel clip_model(clip);
+  models::seeded_init(*clip_model, seed + 1);
+  text::save_text_encoder(*clip_model, clip.to_json(), dir + "/text_encoder", dtype);
+  text::T5EncoderModel t5_model(t5);
+  models::seeded_init(*t5_model, seed + 2);
+  text::save_text_encoder(*t5_model, t5.to_json(), dir + "/text_encoder_2", dtype);
+  written.insert(written.end(), {"tokenizer", "tokenizer_2", "text_encoder", "text_encoder_2"});
+  index["tokenizer"] = {"transformers", "CLIPTokenizer"};
+  index["tokenizer_2"] = {"transformers", "T5TokenizerFast"};
+  index["text_encoder"] = {"transformers", "CLIPTextModel"};
+  index["text_encoder_2"] = {"transformers", "T5EncoderModel"};
+}
+
 }  // namespace
 
 std::vector<std::string> write_new_model(const std::string& dir, const NewModelOptions& o) {
@@ -85,6 +130,19 @@ std::vector<std::string> write_new_model(const std::string& dir, const NewModelO
   nlohmann::json index = {{"_class_name", pipeline_class(model)}, {"_spdit_new_model", {{"preset", o.preset}, {"seed", o.seed}}}};
   index["scheduler"] = {"diffusers", scheduler_config(model)["_class_name"]};
   index["transformer"] = {"diffusers", transformer_class(model)};
+  if (auto* flux = std::get_if<models::FluxConfig>(&config)) {
+    write_flux_text_side(dir, *flux, o.preset, o.seed, dtype, written, index);
+    // The published autoencoder at full size; else four narrow levels, so
+    // that latents stay 1/8 of the pixels as in FLUX.1.
+    auto ae = vae::AutoencoderKLConfig::flux();
+    if (o.preset != "full") {
+      ae = vae::AutoencoderKLConfig::tiny();
+      ae.block_out_channels = {32, 32, 32, 32};
+    }
+    vae::write_random_autoencoder(dir + "/vae", ae, o.seed + 3, dtype);
+    written.push_back("vae");
+    index["vae"] = {"diffusers", "AutoencoderKL"};
+  }
   write_json(dir + "/model_index.json", index);
   return written;
 }

@@ -1,10 +1,11 @@
 #pragma once
 // A complete model folder in diffusers' layout with random (seeded) weights,
 // so that the whole pipeline can be tried, and tested, without a download:
-// model_index.json, scheduler/, transformer/ (and the text encoders,
-// tokenizers and VAE as they are written by their own modules).
+// model_index.json, scheduler/, transformer/, and for FLUX.1 the tokenizers
+// (small but real vocabularies), the text encoders and the autoencoder.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <ATen/ATen.h>
 

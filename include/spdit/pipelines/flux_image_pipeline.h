@@ -1,0 +1,83 @@
+#pragma once
+// FLUX.1 from a prompt to a picture, as diffusers' FluxPipeline: CLIP's
+// pooled output and T5's embeddings of the prompt, seeded packed noise, the
+// flow-matching Euler schedule, the transformer (split by its SP plan when
+// the caller applied one), and the autoencoder's decode.
+//
+//   auto dir = ModelDir::open("FLUX.1-dev/");
+//   FluxImagePipeline flux(dir);
+//   auto prompt = flux.encode("a red fox in the snow");
+//   auto grid = flux.grid(1024, 1024);
+//   auto latents = flux.denoise(flux.initial_noise(grid, 0), prompt, grid, 28, 3.5);
+//   at::Tensor pixels = flux.decode(latents, grid);          // (1, 1024, 1024, 3) uint8
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "spdit/checkpoints/model_checkpoint.h"
+#include "spdit/pipelines/flow_match_scheduler.h"
+#include "spdit/pipelines/flux_latents.h"
+#include "spdit/pipelines/model_dir.h"
+#include "spdit/text/clip_text_model.h"
+#include "spdit/text/clip_tokenizer.h"
+#include "spdit/text/t5_encoder.h"
+#include "spdit/text/t5_tokenizer.h"
+#include "spdit/vae/autoencoder_kl.h"
+
+namespace spdit::pipelines {
+
+/// A prompt as the transformer takes it (diffusers' names).
+struct FluxPrompt {
+  at::Tensor prompt_embeds;         // (1, T, joint_attention_dim): T5's last hidden state
+  at::Tensor pooled_prompt_embeds;  // (1, pooled_projection_dim): CLIP's pooled output
+};
+
+class FluxImagePipeline {
+ public:
+  /// Loads `dir`'s transformer (transformer/ or flux1-*.safetensors) in
+  /// `dtype` (Undefined: as stored), its autoencoder and its scheduler
+  /// config (scheduler/, else dev's or schnell's by the transformer's
+  /// guidance embedder); the tokenizers and text encoders only when
+  /// `with_text` (a run from precomputed embeddings needs none). Throws
+  /// naming every part the folder lacks.
+  explicit FluxImagePipeline(const ModelDir& dir, at::ScalarType dtype = at::ScalarType::Undefined,
+                             bool with_text = true);
+
+  /// CLIP (77 tokens) and T5 (512 tokens for dev, 256 for schnell) of
+  /// `prompt`; a longer prompt is cut with a warning, as diffusers does.
+  FluxPrompt encode(const std::string& prompt);
+
+  HookableModule& transformer() { return *transformer_; }
+  const checkpoints::Identified& transformer_info() const { return found_; }
+  at::ScalarType dtype() const { return dtype_; }
+  bool has_guidance_embedder() const;
+  int64_t t5_max_length() const { return has_guidance_embedder() ? 512 : 256; }
+
+  /// The latent grid of an image size (floored to multiples of 16 pixels).
+  FluxLatentGrid grid(int64_t height, int64_t width) const;
+  /// Seeded packed noise (1, tokens, in_channels), fp32, as diffusers draws it.
+  at::Tensor initial_noise(const FluxLatentGrid& grid, uint64_t seed) const;
+  /// The denoising loop from `latents` (packed); `after_step(i, steps)`
+  /// after each step. `guidance` is the embedded guidance (dev); ignored by
+  /// a model without a guidance embedder (schnell).
+  at::Tensor denoise(at::Tensor latents, const FluxPrompt& prompt, const FluxLatentGrid& grid, int64_t steps,
+                     double guidance, const std::function<void(int64_t, int64_t)>& after_step = {});
+  /// Packed latents -> pixels (1, H, W, 3) uint8.
+  at::Tensor decode(const at::Tensor& latents, const FluxLatentGrid& grid);
+
+ private:
+  checkpoints::Identified found_;
+  std::shared_ptr<HookableModule> transformer_;
+  at::ScalarType dtype_;
+  vae::AutoencoderKL vae_{nullptr};
+  FlowMatchEulerConfig scheduler_;
+  std::optional<text::ClipTokenizer> clip_tokenizer_;
+  std::optional<text::T5Tokenizer> t5_tokenizer_;
+  text::ClipTextModel clip_{nullptr};
+  text::T5EncoderModel t5_{nullptr};
+};
+
+}  // namespace spdit::pipelines
