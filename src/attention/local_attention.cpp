@@ -1,5 +1,6 @@
 #include "spdit/attention/local_attention.h"
 
+#include "cache_blocking.h"
 #include "online_softmax_cpu.h"
 #include "register_tiled_kernel.h"
 
@@ -81,6 +82,7 @@ AttentionState cpu_attention(const at::Tensor& q, const at::Tensor& k, const at:
   };
   const auto kernel = detail::selected_cpu_kernel();
   if (detail::register_tiled(kernel, D)) {
+    const int64_t key_block = detail::key_block(D, sizeof(float), detail::kScoreBlock);
     at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
       const int64_t panel = detail::tile_columns(kernel);
       auto kt = at::empty({detail::packed_keys_size(Sk, D, panel)}, q.options());
@@ -103,6 +105,7 @@ AttentionState cpu_attention(const at::Tensor& q, const at::Tensor& k, const at:
         op.d = D;
         op.scale = scale;
         op.resume = into != nullptr;
+        op.key_block = key_block;
         detail::register_tiled_attention(kernel, op);
       }
     });

@@ -118,4 +118,24 @@ void scale_rows(float* acc, int64_t rows, int64_t d, int64_t ld, const float* al
   }
 }
 
+void begin_rows(float* out, int64_t ldo, const float* lse, int64_t rows, int64_t d, float scale, bool resume,
+                float* m, float* l) {
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  for (int64_t r = 0; r < rows; ++r) {
+    const bool seen = resume && lse[r] != neg_inf;
+    m[r] = seen ? lse[r] / scale : neg_inf;
+    l[r] = seen ? 1.0f : 0.0f;
+    if (!seen) std::memset(out + r * ldo, 0, sizeof(float) * d);
+  }
+}
+
+void finish_rows(float* out, int64_t ldo, float* lse, int64_t rows, int64_t d, float scale, const float* m,
+                 const float* l) {
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  for (int64_t r = 0; r < rows; ++r) {
+    scale_row(out + r * ldo, d, l[r] > 0 ? 1.0f / l[r] : 0.0f);
+    lse[r] = l[r] > 0 ? m[r] * scale + std::log(l[r]) : neg_inf;
+  }
+}
+
 }  // namespace spdit::detail

@@ -20,4 +20,17 @@ void online_softmax_rows(float* scores, int64_t rows, int64_t cols, int64_t ld, 
 /// acc[r, 0:d] *= alpha[r] for rows `ld` floats apart.
 void scale_rows(float* acc, int64_t rows, int64_t d, int64_t ld, const float* alpha);
 
+/// The state of `rows` query rows before their first key: resuming, a row
+/// with output O and LSE L (an earlier result over other keys) continues as
+/// running max L/scale, running sum 1 and accumulator O, which is exactly
+/// the state the online softmax would have reached; otherwise (and for rows
+/// with L = -inf) m = -inf, l = 0 and a zero output row. Rows `ldo` apart.
+void begin_rows(float* out, int64_t ldo, const float* lse, int64_t rows, int64_t d, float scale, bool resume,
+                float* m, float* l);
+
+/// After the last key: out /= l and lse = m * scale + log l, or 0 and -inf
+/// for a row that saw no valid key.
+void finish_rows(float* out, int64_t ldo, float* lse, int64_t rows, int64_t d, float scale, const float* m,
+                 const float* l);
+
 }  // namespace spdit::detail
