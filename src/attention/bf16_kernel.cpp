@@ -1,5 +1,6 @@
 #include "bf16_kernel.h"
 
+#include "exp2_lanes.h"
 #include "online_softmax_cpu.h"
 #include "register_tiled_kernel.h"
 
@@ -25,6 +26,9 @@ namespace {
 // cpuid said yes: the rest of the library stays baseline x86-64.
 #define SPDIT_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 #define SPDIT_BF16_INLINE SPDIT_BF16_TARGET __attribute__((always_inline)) inline
+// exp2_nonpositive_lanes<__m512> is instantiated outside the target
+// attribute but always inlined into it: no call passes a vector.
+#pragma GCC diagnostic ignored "-Wpsabi"
 
 constexpr int64_t kKeyBlock = kScoreBlock;
 
@@ -71,18 +75,37 @@ SPDIT_BF16_INLINE void dot_tile_tail(int nv, float* c, int64_t ldc, const uint16
   }
 }
 
-// R rows of n probabilities (fp32, `lds` apart) to bf16 (round to nearest
-// even), zero-filled to a whole vector: an odd n's last pair gets a zero
-// partner, which meets the zero key pack_values_bf16 pads with.
-template <int R>
-SPDIT_BF16_INLINE void to_bf16(const float* s, int64_t lds, int64_t n, uint16_t* p, int64_t ldp) {
-  for (int r = 0; r < R; ++r) {
-    for (int64_t j = 0; j < n; j += 16) {
-      const __mmask16 keep = n - j >= 16 ? 0xffff : static_cast<__mmask16>((1u << (n - j)) - 1);
-      const __m256bh h = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(keep, s + r * lds + j));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + r * ldp + j), (__m256i)h);
-    }
+typedef int32_t Int16Lanes __attribute__((vector_size(64)));
+
+// The softmax's exponential pass writing bf16 probabilities for P V in one
+// instruction per 32 (vcvtne2ps2bf16, round to nearest even): the integer
+// rounding and narrowing a portable pass needs took as long as the
+// exponentials themselves. The tail is masked: lanes past n give 0.
+SPDIT_BF16_TARGET float exp_to_bf16(const float* row, int64_t n, float shift, float scale, uint16_t* out) {
+  const __m512 k = _mm512_set1_ps(scale * 1.44269504088896341f);
+  const __m512 offset = _mm512_set1_ps(-shift * scale * 1.44269504088896341f);
+  __m512 sum = _mm512_setzero_ps();
+  int64_t j = 0;
+  for (; j + 32 <= n; j += 32) {
+    const __m512 e0 = exp2_nonpositive_lanes<__m512, Int16Lanes>(_mm512_fmadd_ps(_mm512_loadu_ps(row + j), k, offset));
+    const __m512 e1 =
+        exp2_nonpositive_lanes<__m512, Int16Lanes>(_mm512_fmadd_ps(_mm512_loadu_ps(row + j + 16), k, offset));
+    sum = _mm512_add_ps(sum, _mm512_add_ps(e0, e1));
+    _mm512_storeu_si512(out + j, (__m512i)_mm512_cvtne2ps_pbh(e1, e0));
   }
+  for (; j < n; j += 16) {
+    const __mmask16 keep = n - j >= 16 ? 0xffff : static_cast<__mmask16>((1u << (n - j)) - 1);
+    const __m512 x = _mm512_maskz_loadu_ps(keep, row + j);
+    const __m512 e = _mm512_maskz_mov_ps(keep, exp2_nonpositive_lanes<__m512, Int16Lanes>(_mm512_fmadd_ps(x, k, offset)));
+    sum = _mm512_add_ps(sum, e);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + j), (__m256i)_mm512_cvtneps_pbh(e));
+  }
+  // Not _mm512_reduce_add_ps: GCC 12 warns about its undefined upper half.
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, sum);
+  float total = 0.0f;
+  for (float x : lanes) total += x;
+  return total;
 }
 
 // Rows i0 .. i0+R over keys k0 .. k1, continuing m, l and the output rows:
@@ -104,9 +127,9 @@ SPDIT_BF16_INLINE void row_group(const Bf16HeadOperands& h, int64_t i0, int64_t 
     for (int64_t j = 0; j < bk; j += kBf16Tile) {
       dot_tile<R, NV, false>(s + j, kKeyBlock, q, h.ldq, h.kt + (ks + j) * h.d, 2 * kBf16Tile, h.d / 2);
     }
-    online_softmax_rows(s, R, bk, kKeyBlock, h.bias ? h.bias + ks : nullptr, h.scale, m, l, alpha);
+    online_softmax_rows(s, R, bk, kKeyBlock, h.bias ? h.bias + ks : nullptr, h.scale, m, l, alpha, exp_to_bf16, p,
+                        kKeyBlock);
     scale_rows(o, R, h.d, h.ldo, alpha);
-    to_bf16<R>(s, kKeyBlock, bk, p, kKeyBlock);
     const int64_t pairs = (bk + 1) / 2;
     for (int64_t c = 0; c < full; c += kBf16Tile) {
       dot_tile<R, NV, true>(o + c, h.ldo, p, kKeyBlock, h.v + c * sk2 + ks * kBf16Tile, 2 * kBf16Tile, pairs);

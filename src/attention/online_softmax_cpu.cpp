@@ -102,19 +102,24 @@ SPDIT_CLONES void scale_row(float* row, int64_t n, float a) {
 }  // namespace
 
 void online_softmax_rows(float* scores, int64_t rows, int64_t cols, int64_t ld, const float* bias,
-                         float scale, float* m, float* l, float* alpha) {
+                         float scale, float* m, float* l, float* alpha, Bf16ExpPass bf16_exp, uint16_t* probs,
+                         int64_t ldp) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
   for (int64_t i = 0; i < rows; ++i) {
     float* row = scores + i * ld;
+    uint16_t* p = bf16_exp ? probs + i * ldp : nullptr;
+    // An odd count's last pair gets a zero partner (the bf16 products read
+    // probabilities two at a time).
+    if (p && cols % 2) p[cols] = 0;
     if (bias) add_bias(row, bias, cols);
     const float m_new = std::max(m[i], row_max(row, cols));
     if (m_new == neg_inf) {  // every key so far masked: contributes nothing
-      std::memset(row, 0, sizeof(float) * cols);
+      p ? std::memset(p, 0, sizeof(uint16_t) * cols) : std::memset(row, 0, sizeof(float) * cols);
       alpha[i] = 1.0f;
       continue;
     }
     alpha[i] = m[i] == neg_inf ? 0.0f : std::exp((m[i] - m_new) * scale);
-    l[i] = l[i] * alpha[i] + exp_shift_sum(row, cols, m_new, scale);
+    l[i] = l[i] * alpha[i] + (p ? bf16_exp(row, cols, m_new, scale, p) : exp_shift_sum(row, cols, m_new, scale));
     m[i] = m_new;
   }
 }
