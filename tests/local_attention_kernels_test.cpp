@@ -6,9 +6,11 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <optional>
 #include <string>
 
 #include "attention/bf16_kernel.h"
+#include "attention/cache_blocking.h"
 #include "attention/register_tiled_kernel.h"
 #include "spdit/attention/local_attention.h"
 
@@ -146,6 +148,49 @@ TEST(LocalAttentionKernels, EveryKernelContinuesInPlace) {
     local_attention_(low, q, k.narrow(1, 25, 25), v.narrow(1, 25, 25), part(25, 25));
     EXPECT_EQ(low.out.scalar_type(), at::kBFloat16);
     EXPECT_LE((low.out.to(at::kFloat) - whole.out).abs().max().item<double>(), 2e-2);
+  }
+}
+
+TEST(LocalAttentionKernels, KeyBlocksFitHalfOfL2AndCanBeSetForAComparison) {
+  std::optional<EnvScope> unset(std::in_place, "SPDIT_ATTENTION_KEY_BLOCK", "");  // empty: the machine's rule
+  const auto& caches = spdit::detail::cache_sizes();
+  EXPECT_GT(caches.l1d, 0) << caches.source;
+  EXPECT_GT(caches.l2, 0) << caches.source;
+  for (int64_t d : {16, 64, 128, 256}) {
+    for (int64_t bytes : {2, 4}) {
+      const int64_t keys = spdit::detail::key_block(d, bytes, 512);
+      EXPECT_EQ(keys % 512, 0);
+      EXPECT_GE(keys, 512);
+      // Packed K and V of a block take at most half of L2, unless one score
+      // block alone is more.
+      if (keys > 512) EXPECT_LE(2 * keys * d * bytes, caches.l2 / 2) << "d=" << d << " bytes=" << bytes;
+      EXPECT_GT(2 * (keys + 512) * d * bytes, caches.l2 / 2) << "the largest such block";
+    }
+  }
+  unset.reset();
+  EnvScope forced("SPDIT_ATTENTION_KEY_BLOCK", "600");
+  EXPECT_EQ(spdit::detail::key_block(64, 4, 512), 1024) << "rounded up to whole score blocks";
+}
+
+TEST(LocalAttentionKernels, EveryKernelMatchesTheReferenceAcrossKeyBlocks) {
+  // Key blocks of 512 whatever this machine's L2: three blocks, the last
+  // partial, with masked keys, so every row's softmax state crosses blocks.
+  EnvScope small("SPDIT_ATTENTION_KEY_BLOCK", "512");
+  for (const char* name : kKernels) {
+    if (!runnable(name)) continue;
+    KernelChoice choice(name);
+    for (int64_t d : {64, 128}) {
+      SCOPED_TRACE(std::string(name) + " d=" + std::to_string(d));
+      auto q = at::randn({1, 37, 2, d}), k = at::randn({1, 1300, 2, d}), v = at::randn({1, 1300, 2, d});
+      auto keep = at::rand({1, 1300}) > 0.3;
+      LocalAttentionOptions o;
+      o.out_fp32 = true;
+      o.key_padding_mask = keep;
+      auto got = local_attention(q, k, v, o);
+      auto want = reference(q, k, v, keep);
+      EXPECT_LE((got.out - want.out).abs().max().item<double>(), 2e-5);
+      EXPECT_LE((got.lse - want.lse).abs().max().item<double>(), 2e-5);
+    }
   }
 }
 
