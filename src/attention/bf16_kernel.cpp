@@ -96,7 +96,8 @@ SPDIT_BF16_TARGET float exp_to_bf16(const float* row, int64_t n, float shift, fl
   for (; j < n; j += 16) {
     const __mmask16 keep = n - j >= 16 ? 0xffff : static_cast<__mmask16>((1u << (n - j)) - 1);
     const __m512 x = _mm512_maskz_loadu_ps(keep, row + j);
-    const __m512 e = _mm512_maskz_mov_ps(keep, exp2_nonpositive_lanes<__m512, Int16Lanes>(_mm512_fmadd_ps(x, k, offset)));
+    const __m512 e =
+        _mm512_maskz_mov_ps(keep, exp2_nonpositive_lanes<__m512, Int16Lanes>(_mm512_fmadd_ps(x, k, offset)));
     sum = _mm512_add_ps(sum, e);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + j), (__m256i)_mm512_cvtneps_pbh(e));
   }
