@@ -14,8 +14,8 @@ with open(f"{out}/attention.dat", "w") as f:
     for c in sorted(a["cases"], key=lambda c: c["seq"]):
         if c["head_dim"] != 64: continue
         sdpa = c.get("libtorch_sdpa", {}).get("gflops", float("nan"))
-        beside = c.get("sgemm_gflops_interleaved", a["sgemm"]["gflops"])
-        f.write(f'{c["seq"]} {c["gflops"]} {sdpa} {a["sgemm"]["gflops"]} {beside}\n')
+        f.write(f'{c["seq"]} {c["fp32"]["gflops"]} {sdpa} {a["sgemm"]["gflops"]} '
+                f'{c["fp32"]["gemm_gflops_interleaved"]} {c["bf16"]["gflops"]} {c["bf16"]["gemm_gflops_interleaved"]}\n')
 s = json.load(open(f"{src}/scaling.json"))
 with open(f"{out}/scaling.dat", "w") as f:
     for c in s["configs"]:
@@ -24,18 +24,19 @@ PY
 gnuplot <<GP
 set terminal pngcairo size 900,540 font ",11" noenhanced
 set output "$root/docs/perf_attention.png"
-set title "Local attention, 1 thread, H=8, d=64 (spdit bench attention)"
+set title "Local attention, 1 thread, H=8, d=64, fp32 and bf16 (spdit bench attention)"
 set xlabel "sequence length S"
 set ylabel "GFLOP/s (4*S*S*d*H per call)"
 set logscale x 2
 set yrange [0:*]
 set key bottom right
 set grid
-plot "$tmp/attention.dat" using 1:2 with linespoints lw 2 title "spdit local_attention", \
-     "" using 1:3 with linespoints lw 2 title "LibTorch _scaled_dot_product_attention", \
-     "" using 1:4 with lines dt 2 title "single-thread sgemm, alone", \
+plot "$tmp/attention.dat" using 1:2 with linespoints lw 2 title "spdit local_attention, fp32", \
+     "" using 1:6 with linespoints lw 2 title "spdit local_attention, bf16", \
+     "" using 1:3 with linespoints lw 2 title "LibTorch _scaled_dot_product_attention, fp32", \
      "" using 1:5 with linespoints dt 2 title "single-thread sgemm, beside each case", \
-     "" using 1:(\$5*0.75) with linespoints dt 3 title "75% of sgemm beside (target)"
+     "" using 1:7 with linespoints dt 2 title "single-thread bf16 GEMM (at::mm), beside each case", \
+     "" using 1:(\$5*0.85) with linespoints dt 3 title "85% of sgemm beside (target)"
 set output "$root/docs/perf_scaling.png"
 set title "Flux small forward, 8192 image tokens (spdit bench scaling)"
 unset logscale x

@@ -57,28 +57,31 @@ Stats time_runs(int repeats, const std::function<void()>& fn) {
   return s;
 }
 
-// Runs a and b alternately, so that the machine's slow drift (a shared host)
-// weighs on both alike and their ratio holds still.
-std::pair<Stats, Stats> time_interleaved(int repeats, const std::function<void()>& a,
-                                         const std::function<void()>& b) {
-  Stats sa, sb;
-  a();
-  b();
+Stats summarise(std::vector<double> runs) {
+  Stats s;
+  s.runs = runs;
+  std::sort(runs.begin(), runs.end());
+  s.median = runs[runs.size() / 2];
+  s.min = runs.front();
+  s.max = runs.back();
+  return s;
+}
+
+// Runs the functions in turn, repeats rounds, so that the machine's slow
+// drift (a shared host) weighs on all alike and their ratios hold still.
+std::vector<Stats> time_interleaved(int repeats, const std::vector<std::function<void()>>& fns) {
+  for (const auto& fn : fns) fn();  // warm-up
+  std::vector<std::vector<double>> runs(fns.size());
   for (int i = 0; i < repeats; ++i) {
-    for (auto [fn, st] : {std::pair{&a, &sa}, std::pair{&b, &sb}}) {
+    for (size_t f = 0; f < fns.size(); ++f) {
       auto t0 = Clock::now();
-      (*fn)();
-      st->runs.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+      fns[f]();
+      runs[f].push_back(std::chrono::duration<double>(Clock::now() - t0).count());
     }
   }
-  for (Stats* st : {&sa, &sb}) {
-    auto sorted = st->runs;
-    std::sort(sorted.begin(), sorted.end());
-    st->median = sorted[sorted.size() / 2];
-    st->min = sorted.front();
-    st->max = sorted.back();
-  }
-  return {sa, sb};
+  std::vector<Stats> out;
+  for (auto& r : runs) out.push_back(summarise(r));
+  return out;
 }
 
 json to_json(const Stats& s) { return {{"median_s", s.median}, {"min_s", s.min}, {"max_s", s.max}, {"runs_s", s.runs}}; }
@@ -165,78 +168,150 @@ int bench_attention_cuda(const AttentionBench& o) {
   return 0;
 }
 
+// Sets an environment variable while alive (restoring what was there): the
+// kernel choices are read on every call, so one process can compare them.
+class EnvOverride {
+ public:
+  EnvOverride(const char* var, const std::string& value) : var_(var) {
+    if (const char* old = std::getenv(var)) saved_ = old, had_ = true;
+    setenv(var, value.c_str(), 1);
+  }
+  ~EnvOverride() { had_ ? setenv(var_, saved_.c_str(), 1) : unsetenv(var_); }
+
+ private:
+  const char* var_;
+  std::string saved_;
+  bool had_ = false;
+};
+
+// The features the attention kernels choose by, from /proc/cpuinfo's flags.
+json cpu_features(const json& machine) {
+  const auto flags = machine["flags"].get<std::vector<std::string>>();
+  auto has = [&](const char* f) { return std::find(flags.begin(), flags.end(), f) != flags.end(); };
+  return {{"avx2", has("avx2")}, {"avx512", has("avx512f")}, {"avx512_bf16", has("avx512_bf16")},
+          {"amx", has("amx_tile")}, {"amx_bf16", has("amx_bf16")}};
+}
+
+json to_json(const LocalAttentionCpuPlan& p) {
+  return {{"kernel", p.kernel}, {"key_block", p.key_block}};
+}
+
+std::string blocking_text(const LocalAttentionCpuPlan& p) {
+  return p.kernel + (p.key_block > 0 ? ", " + std::to_string(p.key_block) + " keys" : std::string());
+}
+
 int bench_attention(const AttentionBench& o) {
   if (o.device == "cuda") return bench_attention_cuda(o);
   set_threads_per_rank(1);
   install_memory_meter();
   at::NoGradGuard no_grad;
-  const std::string kernel = local_attention_cpu_kernel();
-  json out = {{"machine", machine_info()}, {"threads", 1}, {"cpu_kernel", kernel},
+  const auto machine = machine_info();
+  const auto plan64 = local_attention_cpu_plan(64, at::kFloat);
+  json out = {{"machine", machine}, {"features", cpu_features(machine)}, {"threads", 1},
+              {"cpu_kernel", local_attention_cpu_kernel()},
+              {"caches", {{"l1d_bytes", plan64.l1d_bytes}, {"l2_bytes", plan64.l2_bytes},
+                          {"source", plan64.cache_source}}},
               {"block_q", o.block_q}, {"block_k", o.block_k}};
-  // Reference: single-thread sgemm through LibTorch (OpenBLAS), 2048^3.
+  // References: single-thread GEMMs through LibTorch, n^3, in each dtype
+  // (fp32: OpenBLAS; bf16: whatever this LibTorch's at::mm runs).
   const int64_t n = o.quick ? 512 : 2048;
   auto a = at::randn({n, n}), b = at::randn({n, n});
-  auto gemm = time_runs(o.repeats, [&] { at::matmul(a, b); });
-  const double gemm_gflops = 2.0 * n * n * n / gemm.median / 1e9;
-  out["sgemm"] = {{"n", n}, {"gflops", gemm_gflops}, {"time", to_json(gemm)}};
-  std::cout << "single-thread sgemm " << n << "^3: " << std::fixed << std::setprecision(1)
-            << gemm_gflops << " GFLOP/s (median of " << o.repeats << ")\n";
-  std::cout << "spdit CPU kernel: " << kernel << " (SPDIT_CPU_KERNEL=blas|avx2|avx512 to compare)\n\n";
-  std::cout << std::left << std::setw(26) << "case" << std::right << std::setw(10) << "median s"
-            << std::setw(10) << "GFLOP/s" << std::setw(10) << "% sgemm" << std::setw(14)
-            << "peak extra MB" << std::setw(12) << "S*d*4 MB" << std::setw(16) << "sgemm beside" << "\n";
+  auto a16 = a.to(at::kBFloat16), b16 = b.to(at::kBFloat16);
+  auto sgemm = [&] { at::mm(a, b); };
+  auto bgemm = [&] { at::mm(a16, b16); };
+  const double gemm_flops = 2.0 * n * n * n;
+  auto gemms = time_interleaved(o.repeats, {sgemm, bgemm});
+  out["sgemm"] = {{"n", n}, {"gflops", gemm_flops / gemms[0].median / 1e9}, {"time", to_json(gemms[0])}};
+  out["bf16_gemm"] = {{"n", n}, {"gflops", gemm_flops / gemms[1].median / 1e9}, {"time", to_json(gemms[1])}};
+  std::cout << "CPU: " << machine["cpu"].get<std::string>() << "; features " << out["features"].dump() << "\n"
+            << "caches per core: L1d " << plan64.l1d_bytes / 1024 << " KiB, L2 " << plan64.l2_bytes / 1024
+            << " KiB (from " << plan64.cache_source << ")\n"
+            << "single-thread GEMM " << n << "^3 (median of " << o.repeats << "): fp32 " << std::fixed
+            << std::setprecision(1) << out["sgemm"]["gflops"].get<double>() << " GFLOP/s, bf16 "
+            << out["bf16_gemm"]["gflops"].get<double>() << " GFLOP/s\n"
+            << "kernels: SPDIT_CPU_KERNEL=blas|avx2|avx512, SPDIT_CPU_BF16_KERNEL=avx512_bf16|convert, "
+               "SPDIT_ATTENTION_KEY_BLOCK=keys to compare\n\n";
+  std::cout << std::left << std::setw(24) << "case" << std::setw(6) << "dtype" << std::setw(22)
+            << "kernel, key block" << std::right << std::setw(9) << "median s" << std::setw(9) << "GFLOP/s"
+            << std::setw(9) << "% GEMM" << std::setw(13) << "GEMM beside" << std::setw(10) << "peak MB"
+            << std::setw(11) << "vs fp32" << "\n";
   struct Case {
     int64_t h, s, d;
     bool anchor;
   };
-  std::vector<Case> cases = o.quick ? std::vector<Case>{{8, 512, 64, true}}
-                                    : std::vector<Case>{{8, 4096, 64, true}, {8, 4096, 128, false},
-                                                        {8, 1024, 64, false}, {8, 2048, 64, false},
-                                                        {8, 8192, 64, false}, {8, 16384, 64, false}};
-  if (o.only.size() == 3) cases = {{o.only[0], o.only[1], o.only[2], true}};
+  std::vector<Case> cases;
+  if (o.quick) {
+    cases = {{8, 512, 64, true}};
+  } else if (o.only.size() == 3) {
+    cases = {{o.only[0], o.only[1], o.only[2], true}};
+  } else {
+    for (int64_t d : {64, 128}) {
+      for (int64_t sq : {1024, 2048, 4096, 8192, 16384}) cases.push_back({8, sq, d, sq == 4096 && d == 64});
+    }
+  }
   for (const auto& c : cases) {
     auto q = at::randn({1, c.s, c.h, c.d}), k = at::randn({1, c.s, c.h, c.d}), v = at::randn({1, c.s, c.h, c.d});
+    auto q16 = q.to(at::kBFloat16), k16 = k.to(at::kBFloat16), v16 = v.to(at::kBFloat16);
     const double flops = 4.0 * c.s * c.s * c.d * c.h;
     const int reps = c.s >= 16384 ? std::max(5, o.repeats / 2) : o.repeats;
     LocalAttentionOptions lo;
     lo.block_q = o.block_q;
     lo.block_k = o.block_k;
-    // The sgemm reference again, alternating with this case's runs: the
-    // fraction compares figures from the same minutes.
-    auto [ours, gemm_here] = time_interleaved(reps, [&] { local_attention(q, k, v, lo); }, [&] { at::matmul(a, b); });
-    const double gemm_here_gflops = 2.0 * n * n * n / gemm_here.median / 1e9;
-    const int64_t mem = peak_extra_bytes([&] { local_attention(q, k, v, lo); });
-    const double gf = flops / ours.median / 1e9;
-    json row = {{"heads", c.h}, {"seq", c.s}, {"head_dim", c.d}, {"gflops", gf},
-                {"fraction_of_sgemm", gf / gemm_here_gflops}, {"sgemm_gflops_interleaved", gemm_here_gflops},
-                {"sgemm_time_interleaved", to_json(gemm_here)}, {"peak_extra_bytes", mem}, {"time", to_json(ours)}};
-    std::string name = "spdit H=" + std::to_string(c.h) + " S=" + std::to_string(c.s) + " d=" + std::to_string(c.d);
-    std::cout << std::left << std::setw(26) << name << std::right << std::setw(10) << std::setprecision(3)
-              << ours.median << std::setw(10) << std::setprecision(1) << gf << std::setw(9) << 100 * gf / gemm_here_gflops
-              << "%" << std::setw(14) << mem / 1e6 << std::setw(12) << c.s * c.d * c.h * 4 / 1e6 << std::setw(16)
-              << gemm_here_gflops << "\n";
-    if (c.anchor && kernel != "blas") {
+    const auto plan32 = local_attention_cpu_plan(c.d, at::kFloat);
+    const auto plan16 = local_attention_cpu_plan(c.d, at::kBFloat16);
+    // Every figure of a case from the same minutes: the kernel in each dtype,
+    // the GEMM of each dtype, and the fp32 kernel without key blocks (one
+    // block of all keys: what blocking gains on this machine).
+    auto t = time_interleaved(reps, {[&] { local_attention(q, k, v, lo); }, sgemm,
+                                     [&] { local_attention(q16, k16, v16, lo); }, bgemm,
+                                     [&] {
+                                       EnvOverride whole("SPDIT_ATTENTION_KEY_BLOCK", std::to_string(c.s));
+                                       local_attention(q, k, v, lo);
+                                     }});
+    const std::string name = "H=" + std::to_string(c.h) + " S=" + std::to_string(c.s) + " d=" + std::to_string(c.d);
+    json row = {{"heads", c.h}, {"seq", c.s}, {"head_dim", c.d}};
+    auto report = [&](const char* dtype, const LocalAttentionCpuPlan& plan, const Stats& mine, const Stats& gemm,
+                      int64_t mem) {
+      const double gf = flops / mine.median / 1e9, ggf = gemm_flops / gemm.median / 1e9;
+      row[dtype] = {{"gflops", gf}, {"fraction_of_gemm", gf / ggf}, {"gemm_gflops_interleaved", ggf},
+                    {"gemm_time_interleaved", to_json(gemm)}, {"plan", to_json(plan)}, {"peak_extra_bytes", mem},
+                    {"time", to_json(mine)}};
+      std::cout << std::left << std::setw(24) << name << std::setw(6) << dtype << std::setw(22) << blocking_text(plan)
+                << std::right << std::setw(9) << std::setprecision(3) << mine.median << std::setw(9)
+                << std::setprecision(1) << gf << std::setw(8) << 100 * gf / ggf << "%" << std::setw(13) << ggf
+                << std::setw(10) << mem / 1e6;
+    };
+    report("fp32", plan32, t[0], t[1], peak_extra_bytes([&] { local_attention(q, k, v, lo); }));
+    std::cout << "\n";
+    report("bf16", plan16, t[2], t[3], peak_extra_bytes([&] { local_attention(q16, k16, v16, lo); }));
+    row["bf16_speedup_over_fp32"] = t[0].median / t[2].median;
+    std::cout << std::setw(10) << std::setprecision(2) << t[0].median / t[2].median << "x\n";
+    const double ugf = flops / t[4].median / 1e9;
+    row["fp32_unblocked"] = {{"gflops", ugf}, {"blocked_speedup", t[4].median / t[0].median}, {"time", to_json(t[4])}};
+    const double sgemm_beside = row["fp32"]["gemm_gflops_interleaved"].get<double>();
+    std::cout << std::left << std::setw(24) << "" << std::setw(6) << "fp32" << std::setw(22)
+              << "  one block of all keys" << std::right << std::setw(9) << std::setprecision(3) << t[4].median
+              << std::setw(9) << std::setprecision(1) << ugf << std::setw(8) << 100 * ugf / sgemm_beside << "%\n";
+    if (c.anchor && plan32.kernel != "blas") {
       // The BLAS-block path of the same kernel, for the register tiles' gain.
-      setenv("SPDIT_CPU_KERNEL", "blas", 1);
+      EnvOverride blas_kernel("SPDIT_CPU_KERNEL", "blas");
       auto blas = time_runs(reps, [&] { local_attention(q, k, v, lo); });
-      setenv("SPDIT_CPU_KERNEL", kernel.c_str(), 1);  // back to the kernel of the other rows
       const double bgf = flops / blas.median / 1e9;
-      row["blas_kernel"] = {{"gflops", bgf}, {"fraction_of_sgemm", bgf / gemm_here_gflops}, {"time", to_json(blas)}};
-      std::cout << std::left << std::setw(26) << "  spdit, blas kernel" << std::right << std::setw(10)
-                << std::setprecision(3) << blas.median << std::setw(10) << std::setprecision(1) << bgf << std::setw(9)
-                << 100 * bgf / gemm_here_gflops << "%\n";
+      row["blas_kernel"] = {{"gflops", bgf}, {"time", to_json(blas)}};
+      std::cout << std::left << std::setw(24) << "" << std::setw(6) << "fp32" << std::setw(22) << "  blas kernel"
+                << std::right << std::setw(9) << std::setprecision(3) << blas.median << std::setw(9)
+                << std::setprecision(1) << bgf << "\n";
     }
-    if (c.anchor || (c.s <= 4096)) {
+    if (c.anchor || c.s <= 2048) {
       // LibTorch's own attention of this build, in its (B, H, S, D) layout.
       auto qt = q.transpose(1, 2).contiguous(), kt = k.transpose(1, 2).contiguous(), vt = v.transpose(1, 2).contiguous();
       auto theirs = time_runs(reps, [&] { at::_scaled_dot_product_attention(qt, kt, vt); });
       const int64_t tmem = peak_extra_bytes([&] { at::_scaled_dot_product_attention(qt, kt, vt); });
       const double tgf = flops / theirs.median / 1e9;
-      row["libtorch_sdpa"] = {{"gflops", tgf}, {"fraction_of_sgemm", tgf / gemm_here_gflops},
-                              {"peak_extra_bytes", tmem}, {"time", to_json(theirs)}};
-      std::cout << std::left << std::setw(26) << "  libtorch sdpa" << std::right << std::setw(10)
-                << std::setprecision(3) << theirs.median << std::setw(10) << std::setprecision(1) << tgf
-                << std::setw(9) << 100 * tgf / gemm_here_gflops << "%" << std::setw(14) << tmem / 1e6 << "\n";
+      row["libtorch_sdpa"] = {{"gflops", tgf}, {"peak_extra_bytes", tmem}, {"time", to_json(theirs)}};
+      std::cout << std::left << std::setw(24) << "" << std::setw(6) << "fp32" << std::setw(22) << "  libtorch sdpa"
+                << std::right << std::setw(9) << std::setprecision(3) << theirs.median << std::setw(9)
+                << std::setprecision(1) << tgf << std::setw(31) << tmem / 1e6 << "\n";
     }
     out["cases"].push_back(row);
   }
@@ -486,7 +561,9 @@ void add_bench_command(CLI::App& app, Action& action) {
   auto* cmd = app.add_subcommand("bench", "Performance figures: attention kernel, scaling, communication");
   cmd->require_subcommand(1);
   static AttentionBench ab;
-  auto* a = cmd->add_subcommand("attention", "Local attention kernel against single-thread sgemm and LibTorch's SDPA");
+  auto* a = cmd->add_subcommand("attention",
+                                "Local attention kernel in fp32 and bf16 against the single-thread GEMM of "
+                                "each dtype and LibTorch's SDPA");
   a->add_option("--repeats", ab.repeats, "Runs per figure (median)")->check(whole_number(1, 1000))->capture_default_str();
   a->add_option("--json", ab.json_path, "Write the figures as JSON");
   a->add_flag("--quick", ab.quick, "Small sizes only (smoke test)");

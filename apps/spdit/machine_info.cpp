@@ -19,7 +19,8 @@ nlohmann::json machine_info() {
     if (flags.empty() && line.rfind("flags", 0) == 0) {
       std::istringstream is(line.substr(line.find(':') + 1));
       for (std::string fl; is >> fl;) {
-        if (fl == "avx2" || fl == "fma" || fl.rfind("avx512", 0) == 0 || fl == "sse4_2") flags.insert(fl);
+        if (fl == "avx2" || fl == "fma" || fl.rfind("avx512", 0) == 0 || fl.rfind("amx", 0) == 0 ||
+            fl == "sse4_2") flags.insert(fl);
       }
     }
   }

@@ -1,5 +1,7 @@
 #include "spdit/attention/local_attention.h"
 
+#include "bf16_kernel.h"
+#include "cache_blocking.h"
 #include "online_softmax_cpu.h"
 #include "register_tiled_kernel.h"
 
@@ -81,6 +83,7 @@ AttentionState cpu_attention(const at::Tensor& q, const at::Tensor& k, const at:
   };
   const auto kernel = detail::selected_cpu_kernel();
   if (detail::register_tiled(kernel, D)) {
+    const int64_t key_block = detail::key_block(D, sizeof(float), detail::kScoreBlock);
     at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
       const int64_t panel = detail::tile_columns(kernel);
       auto kt = at::empty({detail::packed_keys_size(Sk, D, panel)}, q.options());
@@ -103,6 +106,7 @@ AttentionState cpu_attention(const at::Tensor& q, const at::Tensor& k, const at:
         op.d = D;
         op.scale = scale;
         op.resume = into != nullptr;
+        op.key_block = key_block;
         detail::register_tiled_attention(kernel, op);
       }
     });
@@ -159,6 +163,46 @@ AttentionState cpu_attention(const at::Tensor& q, const at::Tensor& k, const at:
   return {out, lse};
 }
 
+// The same for bf16 q, k, v on a CPU with AVX512-BF16 (see bf16_kernel.h):
+// q is read in place, K and V packed per head into the pair-interleaved
+// layout of the bf16 dot product, the output accumulates in fp32 (`into`'s,
+// or a new fp32 tensor the caller converts).
+AttentionState cpu_attention_bf16(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                  const at::Tensor& key_bias, float scale, AttentionState* into = nullptr) {
+  const int64_t B = q.size(0), Sq = q.size(1), H = q.size(2), D = q.size(3), Sk = k.size(1);
+  const auto f32 = q.options().dtype(at::kFloat);
+  auto out = into ? into->out : at::empty({B, Sq, H, D}, f32);
+  auto lse = into ? into->lse : at::empty({B, H, Sq}, f32);
+  const int64_t ld = H * D;
+  const int64_t key_block = detail::key_block(D, sizeof(uint16_t), detail::kScoreBlock);
+  auto bits = [](const at::Tensor& t) { return reinterpret_cast<const uint16_t*>(t.data_ptr<at::BFloat16>()); };
+  at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
+    std::vector<uint16_t> kt(detail::packed_keys_bf16_size(Sk, D)), vp(detail::packed_values_bf16_size(Sk, D));
+    for (int64_t bh = begin; bh < end; ++bh) {
+      const int64_t b = bh / H, h = bh % H;
+      detail::pack_keys_bf16(bits(k) + (b * Sk * H + h) * D, ld, Sk, D, kt.data());
+      detail::pack_values_bf16(bits(v) + (b * Sk * H + h) * D, ld, Sk, D, vp.data());
+      detail::Bf16HeadOperands op;
+      op.q = bits(q) + (b * Sq * H + h) * D;
+      op.ldq = ld;
+      op.kt = kt.data();
+      op.v = vp.data();
+      op.out = out[b].select(1, h).data_ptr<float>();
+      op.ldo = ld;
+      op.lse = lse[b][h].data_ptr<float>();
+      op.bias = key_bias.defined() ? key_bias[key_bias.size(0) == 1 ? 0 : b].data_ptr<float>() : nullptr;
+      op.sq = Sq;
+      op.sk = Sk;
+      op.d = D;
+      op.scale = scale;
+      op.resume = into != nullptr;
+      op.key_block = key_block;
+      detail::bf16_attention(op);
+    }
+  });
+  return {out, lse};
+}
+
 }  // namespace
 
 namespace {
@@ -204,14 +248,18 @@ AttentionState attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor
     return *into;
   }
   if (fused) {
-    auto qc = q.to(at::kFloat).contiguous();
-    auto kc = k.to(at::kFloat).contiguous();
-    auto vc = v.to(at::kFloat).contiguous();
     at::Tensor bias;
     if (kpm.defined()) {
       bias = at::zeros({kpm.size(0), Sk}, f32).masked_fill_(kpm.view({kpm.size(0), Sk}).logical_not(), neg_inf);
     }
-    auto st = cpu_attention(qc, kc, vc, bias, static_cast<float>(scale), o.block_q, o.block_k, into);
+    const bool bf16 = q.scalar_type() == at::kBFloat16 && k.scalar_type() == at::kBFloat16 &&
+                      v.scalar_type() == at::kBFloat16 && detail::bf16_kernel_runs(D) &&
+                      detail::bf16_kernel_selected();
+    auto st = bf16 ? cpu_attention_bf16(q.contiguous(), k.contiguous(), v.contiguous(), bias,
+                                        static_cast<float>(scale), into)
+                   : cpu_attention(q.to(at::kFloat).contiguous(), k.to(at::kFloat).contiguous(),
+                                   v.to(at::kFloat).contiguous(), bias, static_cast<float>(scale), o.block_q,
+                                   o.block_k, into);
     if (into) return *into;
     return {o.out_fp32 ? st.out : st.out.to(q.scalar_type()), st.lse};
   }
@@ -269,6 +317,27 @@ void local_attention_(AttentionState& acc, const at::Tensor& q, const at::Tensor
 }
 
 std::string local_attention_cpu_kernel() { return detail::cpu_kernel_name(detail::selected_cpu_kernel()); }
+
+LocalAttentionCpuPlan local_attention_cpu_plan(int64_t head_dim, at::ScalarType dtype) {
+  LocalAttentionCpuPlan p;
+  const auto& caches = detail::cache_sizes();
+  p.l1d_bytes = caches.l1d;
+  p.l2_bytes = caches.l2;
+  p.cache_source = caches.source;
+  if (dtype == at::kBFloat16 && detail::bf16_kernel_runs(head_dim) && detail::bf16_kernel_selected()) {
+    p.kernel = "avx512_bf16";
+    p.key_block = detail::key_block(head_dim, sizeof(uint16_t), detail::kScoreBlock);
+    return p;
+  }
+  const auto kernel = detail::selected_cpu_kernel();
+  p.kernel = detail::cpu_kernel_name(kernel);
+  if (detail::register_tiled(kernel, head_dim)) {
+    p.key_block = detail::key_block(head_dim, sizeof(float), detail::kScoreBlock);
+  } else {
+    p.kernel = "blas";
+  }
+  return p;
+}
 
 void merge_attention_(AttentionState& acc, const AttentionState& b) {
   const auto dtype = acc.out.scalar_type();

@@ -46,13 +46,20 @@ inline float exp2_nonpositive(float t) {
 // -inf must stay -inf).
 constexpr int kLanes = 16;
 
+// A vector of kLanes floats (GCC's vector extension: each clone lowers it to
+// its own registers). row_max is written with it because GCC's vectoriser
+// leaves the same loop over a part[kLanes] array scalar (16 vmaxss per 16
+// scores, as costly as the exponentials).
+typedef float Lanes __attribute__((vector_size(kLanes * sizeof(float))));
+
 SPDIT_CLONES float row_max(const float* row, int64_t n) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
-  float part[kLanes];
-  for (int t = 0; t < kLanes; ++t) part[t] = neg_inf;
+  Lanes part = neg_inf - Lanes{};
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
-    for (int t = 0; t < kLanes; ++t) part[t] = row[j + t] > part[t] ? row[j + t] : part[t];
+    Lanes x;
+    std::memcpy(&x, row + j, sizeof(x));
+    part = x > part ? x : part;
   }
   float mx = neg_inf;
   for (int t = 0; t < kLanes; ++t) mx = part[t] > mx ? part[t] : mx;
@@ -95,19 +102,24 @@ SPDIT_CLONES void scale_row(float* row, int64_t n, float a) {
 }  // namespace
 
 void online_softmax_rows(float* scores, int64_t rows, int64_t cols, int64_t ld, const float* bias,
-                         float scale, float* m, float* l, float* alpha) {
+                         float scale, float* m, float* l, float* alpha, Bf16ExpPass bf16_exp, uint16_t* probs,
+                         int64_t ldp) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
   for (int64_t i = 0; i < rows; ++i) {
     float* row = scores + i * ld;
+    uint16_t* p = bf16_exp ? probs + i * ldp : nullptr;
+    // An odd count's last pair gets a zero partner (the bf16 products read
+    // probabilities two at a time).
+    if (p && cols % 2) p[cols] = 0;
     if (bias) add_bias(row, bias, cols);
     const float m_new = std::max(m[i], row_max(row, cols));
     if (m_new == neg_inf) {  // every key so far masked: contributes nothing
-      std::memset(row, 0, sizeof(float) * cols);
+      p ? std::memset(p, 0, sizeof(uint16_t) * cols) : std::memset(row, 0, sizeof(float) * cols);
       alpha[i] = 1.0f;
       continue;
     }
     alpha[i] = m[i] == neg_inf ? 0.0f : std::exp((m[i] - m_new) * scale);
-    l[i] = l[i] * alpha[i] + exp_shift_sum(row, cols, m_new, scale);
+    l[i] = l[i] * alpha[i] + (p ? bf16_exp(row, cols, m_new, scale, p) : exp_shift_sum(row, cols, m_new, scale));
     m[i] = m_new;
   }
 }
@@ -115,6 +127,26 @@ void online_softmax_rows(float* scores, int64_t rows, int64_t cols, int64_t ld, 
 void scale_rows(float* acc, int64_t rows, int64_t d, int64_t ld, const float* alpha) {
   for (int64_t i = 0; i < rows; ++i) {
     if (alpha[i] != 1.0f) scale_row(acc + i * ld, d, alpha[i]);
+  }
+}
+
+void begin_rows(float* out, int64_t ldo, const float* lse, int64_t rows, int64_t d, float scale, bool resume,
+                float* m, float* l) {
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  for (int64_t r = 0; r < rows; ++r) {
+    const bool seen = resume && lse[r] != neg_inf;
+    m[r] = seen ? lse[r] / scale : neg_inf;
+    l[r] = seen ? 1.0f : 0.0f;
+    if (!seen) std::memset(out + r * ldo, 0, sizeof(float) * d);
+  }
+}
+
+void finish_rows(float* out, int64_t ldo, float* lse, int64_t rows, int64_t d, float scale, const float* m,
+                 const float* l) {
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  for (int64_t r = 0; r < rows; ++r) {
+    scale_row(out + r * ldo, d, l[r] > 0 ? 1.0f / l[r] : 0.0f);
+    lse[r] = l[r] > 0 ? m[r] * scale + std::log(l[r]) : neg_inf;
   }
 }
 

@@ -9,6 +9,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define SPDIT_X86_KERNELS 1
@@ -86,32 +87,26 @@ SPDIT_INLINE void tile_tail(int nv, float* c, int64_t ldc, const float* a, int64
   }
 }
 
-// Query rows per group and key columns per score block: the group's scores
-// (R x kKeyBlock floats, 12 KB) stay in L1 from Q K^T through P V.
-constexpr int64_t kKeyBlock = 512;
+// Key columns per score block: a group's scores (R x kKeyBlock floats,
+// 12 KB) stay in L1 from Q K^T through P V.
+constexpr int64_t kKeyBlock = kScoreBlock;
 
-// Rows i0 .. i0+R of one head, over all keys.
+// Rows i0 .. i0+R of one head over keys k0 .. k1, continuing their online
+// softmax state m, l (indexed by row) and their output rows in h.out.
 template <class V, int R, int NV>
-SPDIT_INLINE void row_group(const HeadOperands& h, int64_t i0, float* s) {
+SPDIT_INLINE void row_group(const HeadOperands& h, int64_t i0, int64_t k0, int64_t k1, float* s, float* m,
+                            float* l) {
   constexpr int64_t kTile = NV * kLanes<V>;
   static_assert(kKeyBlock % kTile == 0, "tiles must divide the score block");
-  const float neg_inf = -std::numeric_limits<float>::infinity();
   const float* q = h.q + i0 * h.ldq;
   float* o = h.out + i0 * h.ldo;
-  float* lse = h.lse + i0;
-  float m[R], l[R], alpha[R];
-  for (int r = 0; r < R; ++r) {
-    // Resuming, a row with output O and LSE L is the online softmax's state
-    // running max L/scale, running sum 1 and accumulator O.
-    const bool seen = h.resume && lse[r] != neg_inf;
-    m[r] = seen ? lse[r] / h.scale : neg_inf;
-    l[r] = seen ? 1.0f : 0.0f;
-    if (!seen) std::fill(o + r * h.ldo, o + r * h.ldo + h.d, 0.0f);
-  }
+  m += i0;
+  l += i0;
+  float alpha[R];
   const int64_t full = h.d / kTile * kTile;
   const int tail = static_cast<int>((h.d - full) / kLanes<V>);
-  for (int64_t ks = 0; ks < h.sk; ks += kKeyBlock) {
-    const int64_t bk = std::min(kKeyBlock, h.sk - ks);
+  for (int64_t ks = k0; ks < k1; ks += kKeyBlock) {
+    const int64_t bk = std::min(kKeyBlock, k1 - ks);
     // Whole tiles, one key panel each: the last panel is zero-padded, and
     // the softmax below reads only the bk valid columns.
     for (int64_t j = 0; j < bk; j += kTile) {
@@ -128,30 +123,38 @@ SPDIT_INLINE void row_group(const HeadOperands& h, int64_t i0, float* s) {
       tile_tail<V, R, NV>(tail, o + full, h.ldo, s, kKeyBlock, h.v + full * h.sk + ks * w, w, bk);
     }
   }
-  for (int r = 0; r < R; ++r) {
-    const float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
-    for (int64_t c = 0; c < h.d; ++c) o[r * h.ldo + c] *= inv;
-    lse[r] = l[r] > 0 ? m[r] * h.scale + std::log(l[r]) : neg_inf;
-  }
 }
 
 // The last rows (fewer than a group), by the group size that fits them.
 template <class V, int R, int NV>
-SPDIT_INLINE void last_rows(const HeadOperands& h, int64_t i0, int64_t rows, float* s) {
+SPDIT_INLINE void last_rows(const HeadOperands& h, int64_t i0, int64_t rows, int64_t k0, int64_t k1, float* s,
+                            float* m, float* l) {
   if constexpr (R > 0) {
-    if (rows == R) return row_group<V, R, NV>(h, i0, s);
-    last_rows<V, R - 1, NV>(h, i0, rows, s);
+    if (rows == R) return row_group<V, R, NV>(h, i0, k0, k1, s, m, l);
+    last_rows<V, R - 1, NV>(h, i0, rows, k0, k1, s, m, l);
   }
 }
 
 // R x NV accumulators plus NV loaded rows and one broadcast fit the register
 // file: 6 x 4 + 4 + 1 of AVX-512's 32, 6 x 2 + 2 + 1 of AVX2's 16.
+// Keys go in L2-sized blocks (h.key_block), each visited by every row group
+// before the next, so K and V come from L2 for all row groups but the first;
+// the rows' softmax state waits in m and l between blocks.
 template <class V, int R, int NV>
 SPDIT_INLINE void attend(const HeadOperands& h) {
   alignas(64) float s[R * kKeyBlock];
-  int64_t i = 0;
-  for (; i + R <= h.sq; i += R) row_group<V, R, NV>(h, i, s);
-  if (i < h.sq) last_rows<V, R - 1, NV>(h, i, h.sq - i, s);
+  std::vector<float> state(2 * h.sq);
+  float* m = state.data();
+  float* l = m + h.sq;
+  begin_rows(h.out, h.ldo, h.lse, h.sq, h.d, h.scale, h.resume, m, l);
+  const int64_t block = std::max(kKeyBlock, h.key_block / kKeyBlock * kKeyBlock);
+  for (int64_t k0 = 0; k0 < h.sk; k0 += block) {
+    const int64_t k1 = std::min(h.sk, k0 + block);
+    int64_t i = 0;
+    for (; i + R <= h.sq; i += R) row_group<V, R, NV>(h, i, k0, k1, s, m, l);
+    if (i < h.sq) last_rows<V, R - 1, NV>(h, i, h.sq - i, k0, k1, s, m, l);
+  }
+  finish_rows(h.out, h.ldo, h.lse, h.sq, h.d, h.scale, m, l);
 }
 
 __attribute__((target("avx512f,fma"))) void attend_avx512(const HeadOperands& h) {

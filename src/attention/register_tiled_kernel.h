@@ -2,7 +2,8 @@
 // Private: the CPU attention kernel for x86 with AVX-512 or AVX2. Six query
 // rows at a time go through Q K^T, the online softmax and P V while their
 // scores (6 x 512 floats) stay in L1; both products are register-tiled outer
-// products. K and V are packed once per head, and nothing per block, the way
+// products. Keys go in blocks sized to L2, each walked by all query rows
+// before the next. K and V are packed once per head, and nothing per block, the way
 // a BLAS call must (the BLAS path in local_attention.cpp spent a tenth of its
 // time packing the score block for P V).
 #include <cstdint>
@@ -55,7 +56,14 @@ struct HeadOperands {
   /// Continue out/lse (an earlier result over other keys) instead of
   /// starting afresh; see local_attention.cpp.
   bool resume;
+  /// Keys per L2 block (see cache_blocking.h): every query row visits a
+  /// block before any row goes on to the next.
+  int64_t key_block;
 };
+
+/// Keys per score block: a row group's scores stay in L1 through both
+/// products. Key blocks (HeadOperands::key_block) are multiples of it.
+constexpr int64_t kScoreBlock = 512;
 
 /// softmax(q k^T * scale + bias) v into out and its LSE into lse; a row
 /// with no valid key gets 0 and -inf. Requires register_tiled(kernel, d).

@@ -1,7 +1,10 @@
 #pragma once
 // The attention kernel every path runs locally: softmax(q k^T * scale) v with
 // its log-sum-exp, computed in blocks with an online softmax so memory grows
-// with S*D, not S*S. Layout (B, S, H, D); fp32 accumulation.
+// with S*D, not S*S. Layout (B, S, H, D); fp32 accumulation. bf16 q, k, v on
+// a CPU with AVX512-BF16 multiply in bf16 (probabilities rounded to bf16 for
+// P V; parity with fp32 in tests/local_attention_kernels_test.cpp); elsewhere
+// they are converted to fp32.
 #include <ATen/ATen.h>
 
 #include <optional>
@@ -50,6 +53,23 @@ void local_attention_(AttentionState& acc, const at::Tensor& q, const at::Tensor
 /// SPDIT_CPU_KERNEL picks one by that name, to compare them; a name this CPU
 /// cannot run is an error at the next attention call.
 std::string local_attention_cpu_kernel();
+
+/// What the CPU kernel does on this machine for one head dim and input
+/// dtype, for benchmarks and logs: the kernel ("avx512", "avx2", "blas", or
+/// for bf16 inputs "avx512_bf16": bf16 dot products, fp32 accumulation; bf16
+/// inputs on a CPU without AVX512-BF16 are converted and run the fp32
+/// kernel), and how it blocks keys: key_block keys of packed K and V at a
+/// time, sized to half the per-core L2 read at run time (0 for "blas", which
+/// blocks by LocalAttentionOptions::block_k). SPDIT_CPU_BF16_KERNEL=convert
+/// sends bf16 inputs to the fp32 kernel, to compare;
+/// SPDIT_ATTENTION_KEY_BLOCK sets key_block.
+struct LocalAttentionCpuPlan {
+  std::string kernel;
+  int64_t key_block = 0;
+  int64_t l1d_bytes = 0, l2_bytes = 0;
+  std::string cache_source;  // where the cache sizes came from
+};
+LocalAttentionCpuPlan local_attention_cpu_plan(int64_t head_dim, at::ScalarType dtype);
 
 /// Merges the attention of the same queries over two disjoint key sets:
 ///   w   = sigmoid(lse_b - lse_a)        (b's share of the joint softmax mass)
