@@ -17,6 +17,8 @@ void add_explain_command(CLI::App& app, Action& action);
 void add_bench_command(CLI::App& app, Action& action);
 void add_inspect_command(CLI::App& app, Action& action);
 void add_new_model_command(CLI::App& app, Action& action);
+void add_encode_command(CLI::App& app, Action& action);
+void add_decode_command(CLI::App& app, Action& action);
 
 /// All of the above: the `spdit` command line.
 inline void add_all_commands(CLI::App& app, Action& action) {
@@ -28,6 +30,8 @@ inline void add_all_commands(CLI::App& app, Action& action) {
   add_bench_command(app, action);
   add_inspect_command(app, action);
   add_new_model_command(app, action);
+  add_encode_command(app, action);
+  add_decode_command(app, action);
 }
 
 }  // namespace spdit::cli

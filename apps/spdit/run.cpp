@@ -23,6 +23,7 @@
 #include "output_paths.h"
 #include "png_writer.h"
 #include "auto_layout.h"
+#include "generate.h"
 #include "predict.h"
 #include "rank_setup.h"
 #include "spdit/hooks/sequence_parallel.h"
@@ -49,6 +50,10 @@ struct RunOptions {
   bool oversubscribe = false;
   std::string parallel = "manual";
   bool cfg_given = false;
+  // A whole pipeline from a model folder (generate.h).
+  std::string model_dir, prompt, prompt_embeds, noise, dump;
+  double guidance = 3.5;
+  bool steps_given = false, weights_flags_given = false;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -227,7 +232,25 @@ at::Tensor denoise(models::Pipeline& pipe, const RunOptions& o, bool report, std
   return x;
 }
 
+GenerateOptions generate_options(const RunOptions& o) {
+  if (o.weights_flags_given || o.cfg_scale > 1 || o.parallel == "auto") {
+    throw std::invalid_argument("--model-dir runs the model folder's own pipeline: leave out --model, --preset, "
+                                "--weights, --frames, --text-len, --cfg-scale and --parallel");
+  }
+  GenerateOptions g;
+  g.model_dir = o.model_dir, g.prompt = o.prompt, g.prompt_embeds = o.prompt_embeds, g.noise = o.noise;
+  g.dump = o.dump, g.out = o.out, g.json = o.json, g.dtype = o.dtype;
+  g.height = o.height, g.width = o.width, g.steps = o.steps_given ? o.steps : 0, g.seed = o.seed;
+  g.guidance = o.guidance, g.ulysses = o.ulysses, g.ring = o.ring, g.threads = o.threads, g.check = o.check;
+  return g;
+}
+
 int run_rank(World& world, const RunOptions& given) {
+  if (!given.model_dir.empty()) return generate_rank(world, generate_options(given));
+  if (!given.prompt.empty() || !given.prompt_embeds.empty() || !given.noise.empty() || !given.dump.empty()) {
+    throw std::invalid_argument("--prompt, --prompt-embeds, --noise and --dump run a whole pipeline: give the model "
+                                "folder with --model-dir");
+  }
   RunOptions o = given;  // --parallel auto fills in the degrees
   set_threads_per_rank(o.threads);
   install_memory_meter();
@@ -314,6 +337,8 @@ int run_rank(World& world, const RunOptions& given) {
               << o.threads
               << " thread(s) per rank" << std::endl;
     if (automatic) std::cout << "--parallel auto:\n" << auto_report;
+    std::cout << "note: random weights and seeded text embeddings: the picture is noise (a model folder with "
+                 "--model-dir and --prompt makes a real one)" << std::endl;
     for (const auto& n : prediction.notes) std::cout << "note: " << n << std::endl;
   }
   world.barrier();
@@ -436,6 +461,18 @@ void add_run_command(CLI::App& app, Action& action) {
   cmd->add_option("--parallel", o.parallel,
                   "auto: choose cfg x ulysses x ring from the model, the size and the measured machine")
       ->check(CLI::IsMember({"auto", "manual"}))->capture_default_str();
+  cmd->add_option("--model-dir", o.model_dir,
+                  "A model folder as downloaded (diffusers layout, FLUX.1): run its whole pipeline")
+      ->check(CLI::ExistingDirectory);
+  cmd->add_option("--prompt", o.prompt, "With --model-dir: the prompt");
+  cmd->add_option("--prompt-embeds", o.prompt_embeds,
+                  "With --model-dir: prompt_embeds and pooled_prompt_embeds from a .safetensors file (spdit encode)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--noise", o.noise, "With --model-dir: the initial packed noise ('noise' in a .safetensors file)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--dump", o.dump, "With --model-dir: write embeddings, noise, final latents and pixels (.safetensors)");
+  cmd->add_option("--guidance", o.guidance, "With --model-dir: FLUX.1-dev's embedded guidance")
+      ->check(CLI::Range(0.0, 100.0))->capture_default_str();
   cmd->add_option("--steps", o.steps, "Denoising steps")->check(whole_number(1))->capture_default_str();
   cmd->add_option("--seed", o.seed, "Seed of weights, noise and text")->check(whole_number(0))->capture_default_str();
   cmd->add_option("--weights", o.weights,
@@ -449,6 +486,10 @@ void add_run_command(CLI::App& app, Action& action) {
   cmd->callback([cmd, &action] {
     o.model_given = cmd->get_option("--model")->count() > 0;
     o.cfg_given = cmd->get_option("--cfg")->count() > 0;
+    o.steps_given = cmd->get_option("--steps")->count() > 0;
+    for (const char* f : {"--model", "--preset", "--weights", "--frames", "--text-len"}) {
+      o.weights_flags_given = o.weights_flags_given || cmd->get_option(f)->count() > 0;
+    }
     action = [] {
       if (launched_by_launcher()) {
         if (o.nproc) throw std::invalid_argument("--nproc starts local ranks; under a launcher leave it out");

@@ -1,0 +1,217 @@
+#include "generate.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "output_paths.h"
+#include "png_writer.h"
+#include "rank_setup.h"
+#include "validators.h"
+#include "spdit/checkpoints/checkpoint.h"
+#include "spdit/hooks/sequence_parallel.h"
+#include "spdit/models/precision.h"
+#include "spdit/pipelines/flux_image_pipeline.h"
+
+namespace spdit::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+at::Tensor tensor_from(const std::string& file, const std::string& name) {
+  auto ckpt = checkpoints::Checkpoint::open(file);
+  if (!ckpt.has(name)) {
+    std::string held;
+    for (const auto& [n, t] : ckpt.tensors()) held += (held.empty() ? "" : ", ") + n;
+    throw std::invalid_argument("'" + file + "' holds no tensor '" + name + "' (it holds: " + held + ")");
+  }
+  return ckpt.tensor(name).clone();
+}
+
+pipelines::FluxPrompt prompt_from_file(const std::string& file) {
+  return {tensor_from(file, "prompt_embeds"), tensor_from(file, "pooled_prompt_embeds")};
+}
+
+void write_image(const std::string& path, const at::Tensor& pixels) {  // (1, H, W, 3) uint8
+  write_png(path, pixels[0].permute({2, 0, 1}).to(at::kFloat) / 255.0, 1);
+}
+
+// One line per phase and a bar over the steps, on rank 0's stderr.
+struct Progress {
+  bool on;
+  void step(int64_t i, int64_t n, double seconds) const {
+    if (!on) return;
+    const int width = 24, done = static_cast<int>(i * width / n);
+    std::cerr << "[" << std::string(done, '#') << std::string(width - done, '.') << "] step " << i << "/" << n << "  "
+              << std::fixed << std::setprecision(3) << seconds << " s" << (isatty(STDERR_FILENO) ? "\r" : "\n")
+              << std::flush;
+    if (i == n && isatty(STDERR_FILENO)) std::cerr << "\n";
+  }
+  void phase(const std::string& what, double seconds) const {
+    if (on) std::cerr << what << " " << std::fixed << std::setprecision(3) << seconds << " s" << std::endl;
+  }
+};
+
+}  // namespace
+
+int generate_rank(World& world, const GenerateOptions& o) {
+  set_threads_per_rank(o.threads);
+  const bool lead = world.rank() == 0;
+  if (lead) {
+    check_can_write(o.out, "--out");
+    check_can_write(o.json, "--json");
+    check_can_write(o.dump, "--dump");
+  }
+  if (o.prompt.empty() == o.prompt_embeds.empty()) {
+    throw std::invalid_argument("--model-dir needs the prompt: --prompt TEXT, or --prompt-embeds FILE (from spdit "
+                                "encode or another implementation) -- one of them");
+  }
+  auto [u, r] = resolve_degrees(world.size(), o.ulysses, o.ring);
+  check_ranks_agree(world, {{"--model-dir", o.model_dir}, {"--prompt", o.prompt}, {"--prompt-embeds", o.prompt_embeds},
+                            {"--noise", o.noise}, {"--height", std::to_string(o.height)},
+                            {"--width", std::to_string(o.width)}, {"--steps", std::to_string(o.steps)},
+                            {"--seed", std::to_string(o.seed)}, {"--guidance", std::to_string(o.guidance)},
+                            {"--ulysses", std::to_string(u)}, {"--ring", std::to_string(r)}, {"--dtype", o.dtype}});
+  const Progress progress{lead};
+  auto t0 = Clock::now();
+  const auto dir = pipelines::ModelDir::open(o.model_dir);
+  const auto dtype = o.dtype.empty() ? at::ScalarType::Undefined : models::parse_dtype(o.dtype);
+  pipelines::FluxImagePipeline flux(dir, dtype, /*with_text=*/!o.prompt.empty());
+  const double load_s = since(t0);
+  progress.phase("load", load_s);
+
+  // Every rank encodes the prompt (the encoders' weights are file pages the
+  // ranks share; the result is the same on each), so no broadcast is needed.
+  t0 = Clock::now();
+  const auto prompt = o.prompt.empty() ? prompt_from_file(o.prompt_embeds) : flux.encode(o.prompt);
+  const double encode_s = since(t0);
+  progress.phase("encode", encode_s);
+
+  const auto grid = flux.grid(o.height, o.width);
+  const auto noise = o.noise.empty() ? flux.initial_noise(grid, o.seed) : tensor_from(o.noise, "noise");
+  const int64_t steps = o.steps > 0 ? o.steps : flux.has_guidance_embedder() ? 28 : 4;
+  if (lead) {
+    std::cout << "spdit run: " << o.model_dir << " (flux " << flux.transformer_info().variant << ", "
+              << models::dtype_name(flux.dtype()) << ") " << grid.image_height() << "x" << grid.image_width() << ", "
+              << steps << " steps, " << world.size() << " rank(s) (ulysses " << u << " x ring " << r << ")"
+              << std::endl;
+  }
+  SequenceParallelConfig cfg{u, r};
+  cfg.setup(world);
+  apply_sequence_parallel(flux.transformer(), cfg);
+  t0 = Clock::now();
+  auto last = Clock::now();
+  std::vector<double> step_seconds;
+  auto latents = flux.denoise(noise, prompt, grid, steps, o.guidance, [&](int64_t i, int64_t n) {
+    step_seconds.push_back(since(last));
+    last = Clock::now();
+    progress.step(i, n, step_seconds.back());
+  });
+  const double denoise_s = since(t0);
+  remove_sequence_parallel(flux.transformer());
+  world.barrier();
+
+  int code = 0;
+  if (lead) {
+    t0 = Clock::now();
+    const auto pixels = flux.decode(latents, grid);
+    const double decode_s = since(t0);
+    progress.phase("decode", decode_s);
+    nlohmann::json j = {{"model_dir", o.model_dir}, {"variant", flux.transformer_info().variant},
+                        {"dtype", models::dtype_name(flux.dtype())}, {"height", grid.image_height()},
+                        {"width", grid.image_width()}, {"steps", steps}, {"seed", o.seed},
+                        {"guidance", o.guidance}, {"ranks", world.size()}, {"ulysses", u}, {"ring", r},
+                        {"load_seconds", load_s}, {"encode_seconds", encode_s}, {"denoise_seconds", denoise_s},
+                        {"decode_seconds", decode_s}, {"step_seconds", step_seconds}};
+    if (!o.out.empty()) {
+      write_image(o.out, pixels);
+      std::cout << "wrote " << o.out << std::endl;
+    }
+    if (!o.dump.empty()) {
+      checkpoints::write_safetensors(o.dump, {{"prompt_embeds", prompt.prompt_embeds.contiguous()},
+                                              {"pooled_prompt_embeds", prompt.pooled_prompt_embeds.contiguous()},
+                                              {"noise", noise.contiguous()},
+                                              {"latents", latents.contiguous()},
+                                              {"image", pixels.contiguous()}});
+      std::cout << "wrote " << o.dump << " (prompt_embeds, pooled_prompt_embeds, noise, latents, image)" << std::endl;
+    }
+    if (o.check) {
+      // The same job on this one rank, the plan removed: the reference.
+      auto ref = flux.denoise(noise, prompt, grid, steps, o.guidance);
+      const double err = (latents - ref).abs().max().item<double>();
+      const double rel = err / std::max(ref.abs().max().item<double>(), 1e-30);
+      const double tol = models::tolerance_against_one_rank(flux.dtype());
+      const bool pass = rel <= tol;
+      std::cout << "parity: max_abs_err=" << std::scientific << std::setprecision(3) << err << " rel_err=" << rel
+                << " tol=" << tol << (pass ? " PASS" : " FAIL") << std::endl;
+      j["parity"] = {{"max_abs_err", err}, {"rel_err", rel}, {"tol", tol}, {"pass", pass}};
+      code = pass ? 0 : 1;
+    }
+    std::cout << "load " << std::fixed << std::setprecision(3) << load_s << " s, encode " << encode_s
+              << " s, denoise " << denoise_s << " s, decode " << decode_s << " s" << std::endl;
+    if (!o.json.empty()) {
+      std::ofstream f(o.json);
+      f << j.dump(2) << "\n";
+      if (!f.flush()) throw std::runtime_error("cannot write --json '" + o.json + "'");
+    }
+  }
+  world.barrier();
+  return code;
+}
+
+void add_encode_command(CLI::App& app, Action& action) {
+  auto* cmd = app.add_subcommand("encode", "A prompt to FLUX.1's text embeddings (safetensors)");
+  static std::string dir, prompt, out;
+  cmd->add_option("--model-dir", dir, "The model folder (diffusers layout)")->required()->check(CLI::ExistingDirectory);
+  cmd->add_option("--prompt", prompt, "The prompt")->required();
+  cmd->add_option("--out", out, "The .safetensors file to write (prompt_embeds, pooled_prompt_embeds)")->required();
+  cmd->callback([&action] {
+    action = [] {
+      check_can_write(out, "--out");
+      pipelines::FluxImagePipeline flux(pipelines::ModelDir::open(dir));
+      const auto p = flux.encode(prompt);
+      checkpoints::write_safetensors(out, {{"prompt_embeds", p.prompt_embeds.contiguous()},
+                                           {"pooled_prompt_embeds", p.pooled_prompt_embeds.contiguous()}});
+      std::cout << "wrote " << out << ": prompt_embeds " << p.prompt_embeds.sizes() << ", pooled_prompt_embeds "
+                << p.pooled_prompt_embeds.sizes() << std::endl;
+      return 0;
+    };
+  });
+}
+
+void add_decode_command(CLI::App& app, Action& action) {
+  auto* cmd = app.add_subcommand("decode", "FLUX.1's packed latents (safetensors) to a PNG");
+  static std::string dir, latents, out;
+  static int64_t height = 1024, width = 1024;
+  cmd->add_option("--model-dir", dir, "The model folder (diffusers layout)")->required()->check(CLI::ExistingDirectory);
+  cmd->add_option("--latents", latents, "A .safetensors file holding 'latents' (1, tokens, 64), as --dump writes")
+      ->required()->check(CLI::ExistingFile);
+  cmd->add_option("--height", height, "Image height")->check(whole_number(16))->capture_default_str();
+  cmd->add_option("--width", width, "Image width")->check(whole_number(16))->capture_default_str();
+  cmd->add_option("--out", out, "The PNG to write")->required();
+  cmd->callback([&action] {
+    action = [] {
+      check_can_write(out, "--out");
+      pipelines::FluxImagePipeline flux(pipelines::ModelDir::open(dir), at::ScalarType::Undefined, false);
+      const auto grid = flux.grid(height, width);
+      auto x = tensor_from(latents, "latents");
+      if (x.dim() != 3 || x.size(1) != grid.tokens()) {
+        throw std::invalid_argument("'" + latents + "' latents are " + std::string(c10::str(x.sizes())) + "; a " +
+                                    std::to_string(height) + "x" + std::to_string(width) + " image has " +
+                                    std::to_string(grid.tokens()) + " packed tokens: give the size it was made at");
+      }
+      write_image(out, flux.decode(x, grid));
+      std::cout << "wrote " << out << std::endl;
+      return 0;
+    };
+  });
+}
+
+}  // namespace spdit::cli

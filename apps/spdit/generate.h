@@ -1,0 +1,24 @@
+#pragma once
+// `spdit run --model-dir`: a prompt to a picture through a whole FLUX.1
+// folder, the transformer under SP.
+#include <cstdint>
+#include <string>
+
+#include "spdit/runtime/world.h"
+
+namespace spdit::cli {
+
+struct GenerateOptions {
+  std::string model_dir, prompt, prompt_embeds, noise, dump, out, json, dtype;
+  int64_t height = 1024, width = 1024;
+  int steps = 0;  // 0: the variant's default (dev 28, schnell 4)
+  uint64_t seed = 42;
+  double guidance = 3.5;
+  int ulysses = 0, ring = 0, threads = 1;
+  bool check = false;
+};
+
+/// One rank's part of the job; rank 0 decodes and writes the outputs.
+int generate_rank(World& world, const GenerateOptions& options);
+
+}  // namespace spdit::cli

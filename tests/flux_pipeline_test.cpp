@@ -1,0 +1,121 @@
+// The whole FLUX.1 pipeline from a new-model folder, as a user runs it:
+// prompt -> picture under SP with parity against one rank for every layout
+// of 2 and 4 ranks, the interop files (encode, --prompt-embeds, --noise,
+// --dump, decode) reproducing the run, and the mistakes a user makes.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "spdit/checkpoints/checkpoint.h"
+#include "spdit/pipelines/flux_image_pipeline.h"
+#include "spdit/pipelines/new_model.h"
+#include "support/subprocess.h"
+#include "support/temp_dir.h"
+
+using namespace spdit;
+using test::run_command;
+using test::TempDir;
+
+namespace {
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+at::Tensor tensor_in(const std::string& file, const std::string& name) {
+  return checkpoints::Checkpoint::open(file).tensor(name).clone();
+}
+
+// One folder for the whole suite: writing it takes a moment.
+const std::string& model_dir() {
+  static TempDir tmp;
+  static std::string dir = [] {
+    const std::string d = tmp.path + "/flux-tiny";
+    pipelines::write_new_model(d, {"flux", "tiny", 5});
+    return d;
+  }();
+  return dir;
+}
+
+}  // namespace
+
+TEST(FluxPipeline, PromptToPictureUnderEveryLayoutMatchesOneRank) {
+  if (access(SPDIT_BIN, X_OK) != 0) GTEST_SKIP() << "the spdit command is not built here";
+  const std::string base = std::string(SPDIT_BIN) + " run --model-dir " + model_dir() +
+                           " --prompt 'a red circle on a blue background' --steps 3 --check";
+  // 64 tokens divide by 2 and 4; 80x112 gives 35, which divides by neither.
+  for (const char* size : {" --height 128 --width 128", " --height 80 --width 112"}) {
+    for (const char* layout : {" --ulysses 2", " --ring 2", " --ulysses 4", " --ulysses 2 --ring 2", " --ring 4"}) {
+      auto r = run_command(base + size + layout);
+      EXPECT_EQ(r.code, 0) << size << layout << "\n" << r.output;
+      EXPECT_NE(r.output.find("PASS"), std::string::npos) << size << layout << "\n" << r.output;
+    }
+  }
+}
+
+TEST(FluxPipeline, InteropFilesReproduceTheRun) {
+  if (access(SPDIT_BIN, X_OK) != 0) GTEST_SKIP() << "the spdit command is not built here";
+  TempDir tmp;
+  const std::string bin = SPDIT_BIN, dir = model_dir(), t = tmp.path;
+  auto r = run_command(bin + " run --model-dir " + dir + " --prompt 'a yellow triangle' --height 96 --width 128 --steps 2" +
+                       " --nproc 2 --out " + t + "/a.png --dump " + t + "/a.safetensors --json " + t + "/a.json");
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto image = tensor_in(t + "/a.safetensors", "image");
+  EXPECT_EQ(image.sizes(), (std::vector<int64_t>{1, 96, 128, 3}));
+  EXPECT_EQ(image.scalar_type(), at::kByte);
+  EXPECT_GT(image.to(at::kFloat).std().item<double>(), 1.0) << "a decoded picture, not a flat field";
+  auto json = read_file(t + "/a.json");
+  for (const char* key : {"\"encode_seconds\"", "\"denoise_seconds\"", "\"decode_seconds\""}) {
+    EXPECT_NE(json.find(key), std::string::npos) << key;
+  }
+  // encode gives the run's embeddings; a run from them and the dumped noise
+  // gives the same latents; decode of those latents the same PNG.
+  r = run_command(bin + " encode --model-dir " + dir + " --prompt 'a yellow triangle' --out " + t + "/e.safetensors");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(at::equal(tensor_in(t + "/e.safetensors", "prompt_embeds"), tensor_in(t + "/a.safetensors", "prompt_embeds")));
+  EXPECT_TRUE(at::equal(tensor_in(t + "/e.safetensors", "pooled_prompt_embeds"),
+                        tensor_in(t + "/a.safetensors", "pooled_prompt_embeds")));
+  r = run_command(bin + " run --model-dir " + dir + " --prompt-embeds " + t + "/e.safetensors --noise " + t +
+                  "/a.safetensors --height 96 --width 128 --steps 2 --nproc 1 --dump " + t + "/b.safetensors");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_LE((tensor_in(t + "/b.safetensors", "latents") - tensor_in(t + "/a.safetensors", "latents")).abs().max().item<double>(),
+            1e-2 * tensor_in(t + "/a.safetensors", "latents").abs().max().item<double>())
+      << "one rank against two, bf16";
+  r = run_command(bin + " decode --model-dir " + dir + " --latents " + t + "/a.safetensors --height 96 --width 128 --out " +
+                  t + "/d.png");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(read_file(t + "/d.png"), read_file(t + "/a.png")) << "decode of the dumped latents is the run's picture";
+}
+
+TEST(FluxPipeline, MistakesAreSaidClearly) {
+  if (access(SPDIT_BIN, X_OK) != 0) GTEST_SKIP() << "the spdit command is not built here";
+  TempDir tmp;
+  const std::string bin = SPDIT_BIN, dir = model_dir();
+  // A folder missing its autoencoder.
+  const std::string broken = tmp.path + "/broken";
+  run_command("cp -r " + dir + " " + broken + " && rm -rf " + broken + "/vae");
+  auto r = run_command(bin + " run --model-dir " + broken + " --prompt x --height 64 --width 64 --nproc 1");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("lacks vae/"), std::string::npos) << r.output;
+  r = run_command(bin + " run --prompt x --nproc 1 --preset tiny");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("give the model folder with --model-dir"), std::string::npos) << r.output;
+  r = run_command(bin + " run --model-dir " + dir + " --preset tiny --prompt x --nproc 1");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("--model-dir runs the model folder's own pipeline"), std::string::npos) << r.output;
+  r = run_command(bin + " run --model-dir " + dir + " --nproc 1");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("--model-dir needs the prompt"), std::string::npos) << r.output;
+  // A prompt longer than CLIP's 77 tokens is cut with a warning, and runs.
+  std::string long_prompt;
+  for (int i = 0; i < 60; ++i) long_prompt += "red blue ";
+  r = run_command(bin + " run --model-dir " + dir + " --prompt '" + long_prompt + "' --height 64 --width 64 --steps 1 --nproc 1");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("truncated"), std::string::npos) << r.output;
+}
