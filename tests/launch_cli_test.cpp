@@ -29,19 +29,19 @@ bool has_line(const std::string& out, const std::string& line) {
 TEST(LaunchCli, LayoutFourRanksTwoByTwo) {
   auto r = run(kSpdit + " launch --nproc 4 --timeout 60 -- " + kSpdit + " layout --ulysses 2 --ring 2");
   ASSERT_EQ(r.code, 0) << r.output;
-  EXPECT_TRUE(has_line(r.output, "rank=0 sp_rank=0 ulysses_rank=0 ring_rank=0 ulysses_group=[0,1] ring_group=[0,2]")) << r.output;
-  EXPECT_TRUE(has_line(r.output, "rank=1 sp_rank=1 ulysses_rank=1 ring_rank=0 ulysses_group=[0,1] ring_group=[1,3]")) << r.output;
-  EXPECT_TRUE(has_line(r.output, "rank=2 sp_rank=2 ulysses_rank=0 ring_rank=1 ulysses_group=[2,3] ring_group=[0,2]")) << r.output;
-  EXPECT_TRUE(has_line(r.output, "rank=3 sp_rank=3 ulysses_rank=1 ring_rank=1 ulysses_group=[2,3] ring_group=[1,3]")) << r.output;
+  EXPECT_TRUE(has_line(r.output, "rank=0 cfg_rank=0 sp_rank=0 ulysses_rank=0 ring_rank=0 ulysses_group=[0,1] ring_group=[0,2] cfg_group=[0]")) << r.output;
+  EXPECT_TRUE(has_line(r.output, "rank=1 cfg_rank=0 sp_rank=1 ulysses_rank=1 ring_rank=0 ulysses_group=[0,1] ring_group=[1,3] cfg_group=[1]")) << r.output;
+  EXPECT_TRUE(has_line(r.output, "rank=2 cfg_rank=0 sp_rank=2 ulysses_rank=0 ring_rank=1 ulysses_group=[2,3] ring_group=[0,2] cfg_group=[2]")) << r.output;
+  EXPECT_TRUE(has_line(r.output, "rank=3 cfg_rank=0 sp_rank=3 ulysses_rank=1 ring_rank=1 ulysses_group=[2,3] ring_group=[1,3] cfg_group=[3]")) << r.output;
   EXPECT_NE(r.output.find("[rank 3] "), std::string::npos);
 }
 
 TEST(LaunchCli, LayoutEightRanksFourByTwo) {
   auto r = run(kSpdit + " launch --nproc 8 --timeout 60 -- " + kSpdit + " layout --ulysses 4 --ring 2");
   ASSERT_EQ(r.code, 0) << r.output;
-  EXPECT_TRUE(has_line(r.output, "rank=0 sp_rank=0 ulysses_rank=0 ring_rank=0 ulysses_group=[0,1,2,3] ring_group=[0,4]")) << r.output;
-  EXPECT_TRUE(has_line(r.output, "rank=6 sp_rank=6 ulysses_rank=2 ring_rank=1 ulysses_group=[4,5,6,7] ring_group=[2,6]")) << r.output;
-  EXPECT_TRUE(has_line(r.output, "rank=7 sp_rank=7 ulysses_rank=3 ring_rank=1 ulysses_group=[4,5,6,7] ring_group=[3,7]")) << r.output;
+  EXPECT_TRUE(has_line(r.output, "rank=0 cfg_rank=0 sp_rank=0 ulysses_rank=0 ring_rank=0 ulysses_group=[0,1,2,3] ring_group=[0,4] cfg_group=[0]")) << r.output;
+  EXPECT_TRUE(has_line(r.output, "rank=6 cfg_rank=0 sp_rank=6 ulysses_rank=2 ring_rank=1 ulysses_group=[4,5,6,7] ring_group=[2,6] cfg_group=[6]")) << r.output;
+  EXPECT_TRUE(has_line(r.output, "rank=7 cfg_rank=0 sp_rank=7 ulysses_rank=3 ring_rank=1 ulysses_group=[4,5,6,7] ring_group=[3,7] cfg_group=[7]")) << r.output;
 }
 
 TEST(LaunchCli, DegreeMismatchIsAClearErrorOnEveryRank) {

@@ -77,11 +77,11 @@ std::vector<LayoutCandidate> weigh_layouts(const models::ForwardShapes& shapes, 
   return out;
 }
 
-MachineSpeed measure_speed(World* world, int64_t width) {
+MachineSpeed measure_speed(World* world, int64_t width, at::ScalarType dtype) {
   MachineSpeed s;
   at::NoGradGuard no_grad;
   const int64_t n = std::clamp<int64_t>(width, 256, 1024);
-  auto a = at::randn({n, n}), b = at::randn({n, n});
+  auto a = at::randn({n, n}).to(dtype), b = at::randn({n, n}).to(dtype);
   (void)at::mm(a, b);
   double best = 1e30;
   for (int i = 0; i < 3; ++i) {
@@ -90,7 +90,8 @@ MachineSpeed measure_speed(World* world, int64_t width) {
     best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
   }
   s.flops_per_s = 2.0 * n * n * n / best;
-  s.source = "measured: fp32 GEMM " + std::to_string(n) + "^3";
+  s.source = "measured: " + std::string(dtype == at::kBFloat16 ? "bf16" : dtype == at::kHalf ? "fp16" : "fp32") +
+             " GEMM " + std::to_string(n) + "^3";
   if (!world || world->size() < 2) {
     s.link_bytes_per_s = 1e30;  // nothing to move
     return s;

@@ -4,6 +4,8 @@
 // the machine's measured speeds and the exact bytes predict_step counts.
 // `spdit explain --parallel auto` prints every candidate weighed and why the
 // chosen one wins.
+#include <ATen/ATen.h>
+
 #include <string>
 #include <vector>
 
@@ -35,10 +37,10 @@ struct LayoutCandidate {
 std::vector<LayoutCandidate> weigh_layouts(const models::ForwardShapes& shapes, const models::RunSize& size,
                                            int64_t parameters, int ranks, bool guided, const MachineSpeed& speed);
 
-/// This rank's matrix-product speed (a short fp32 GEMM of the model's
-/// width), and, over `world` when it has several ranks, the all-to-all
+/// This rank's matrix-product speed (a short GEMM of the model's width in
+/// its dtype), and, over `world` when it has several ranks, the all-to-all
 /// bandwidth (a few MB exchanged, the slowest rank's figure).
-MachineSpeed measure_speed(World* world, int64_t width);
+MachineSpeed measure_speed(World* world, int64_t width, at::ScalarType dtype = at::kFloat);
 
 /// The table explain prints.
 std::string describe(const std::vector<LayoutCandidate>& candidates, const MachineSpeed& speed);

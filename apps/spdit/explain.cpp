@@ -51,7 +51,7 @@ int explain(ExplainOptions o) {
     int64_t parameters = 0;
     for (const auto& p : pipe->model().parameters()) parameters += p.numel();
     const int64_t width = shapes.attention.empty() ? 1024 : shapes.attention[0].heads * shapes.attention[0].head_dim;
-    auto speed = measure_speed(nullptr, width);
+    auto speed = measure_speed(nullptr, width, pipe->dtype());
     speed.link_bytes_per_s = o.link_gbps * 1e9;
     speed.source += "; link assumed --link-gbps " + std::to_string(o.link_gbps).substr(0, 5) +
                     " (spdit run --parallel auto measures it)";

@@ -162,7 +162,8 @@ int generate_rank(World& world, const GenerateOptions& o) {
       if (!f.flush()) throw std::runtime_error("cannot write --json '" + o.json + "'");
     }
   }
-  world.barrier();
+  // No barrier here: the others would wait (and time out) through rank 0's
+  // decode and one-rank --check, which need nothing from them.
   return code;
 }
 

@@ -233,9 +233,9 @@ at::Tensor denoise(models::Pipeline& pipe, const RunOptions& o, bool report, std
 }
 
 GenerateOptions generate_options(const RunOptions& o) {
-  if (o.weights_flags_given || o.cfg_scale > 1 || o.parallel == "auto") {
+  if (o.weights_flags_given || o.cfg_scale > 1 || o.cfg_given || o.parallel == "auto") {
     throw std::invalid_argument("--model-dir runs the model folder's own pipeline: leave out --model, --preset, "
-                                "--weights, --frames, --text-len, --cfg-scale and --parallel");
+                                "--weights, --frames, --text-len, --cfg, --cfg-scale and --parallel");
   }
   GenerateOptions g;
   g.model_dir = o.model_dir, g.prompt = o.prompt, g.prompt_embeds = o.prompt_embeds, g.noise = o.noise;
@@ -309,7 +309,7 @@ int run_rank(World& world, const RunOptions& given) {
     int64_t parameters = 0;
     for (const auto& p : pipe->model().parameters()) parameters += p.numel();
     const int64_t width = shapes.attention.empty() ? 1024 : shapes.attention[0].heads * shapes.attention[0].head_dim;
-    const auto speed = measure_speed(&world, width);
+    const auto speed = measure_speed(&world, width, pipe->dtype());
     const auto candidates = weigh_layouts(shapes, size, parameters, world.size(), o.cfg_scale > 1, speed);
     throw_if_impossible(candidates.front().prediction);
     o.cfg = candidates.front().cfg, u = candidates.front().ulysses, r = candidates.front().ring;
@@ -499,6 +499,9 @@ void add_run_command(CLI::App& app, Action& action) {
       // (Under a launcher rank 0, which writes them, checks in run_rank.)
       check_can_write(o.out, "--out");
       check_can_write(o.json, "--json");
+      if (!o.model_dir.empty() && (o.cfg_given || o.cfg_scale > 1)) {
+        throw std::invalid_argument("--model-dir runs the model folder's own pipeline: leave out --cfg and --cfg-scale");
+      }
       int n = o.nproc ? o.nproc
                       : (o.ulysses || o.ring) ? o.cfg * std::max(1, o.ulysses) * std::max(1, o.ring)
                                               : 2;

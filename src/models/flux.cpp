@@ -136,7 +136,10 @@ Outputs FluxTransformerImpl::forward(const BoundArgs& a) {
   check_floating_inputs("FluxTransformer", a, {"hidden_states", "encoder_hidden_states", "pooled_projections", "timestep", "guidance"});
   auto img = x_embedder_->forward(a.tensor("hidden_states"));
   auto txt = context_embedder_->forward(a.tensor("encoder_hidden_states"));
-  auto temb = timestep_embedder_->forward(timestep_features(a.tensor("timestep") * 1000, 256)) +
+  // Timestep and guidance stay fp32 up to their sinusoids, whatever the
+  // model's dtype (diffusers rounds them to bf16 first: at t = 0.7 that moves
+  // the timestep by 0.8 of 1000).
+  auto temb = timestep_embedder_->forward(timestep_features(a.tensor("timestep").to(at::kFloat) * 1000, 256)) +
               text_embedder_->forward(a.tensor("pooled_projections"));
   if (config_.guidance) {
     // As Flux's own model: a checkpoint with a guidance embedder (dev, Fill)
@@ -147,7 +150,7 @@ Outputs FluxTransformerImpl::forward(const BoundArgs& a) {
           "spdit: this Flux model has a guidance embedder (FLUX.1-dev, Fill): pass `guidance`, the "
           "distilled guidance scale per sample (3.5 is the usual value for dev)");
     }
-    temb = temb + guidance_embedder_->forward(timestep_features(g * 1000, 256));
+    temb = temb + guidance_embedder_->forward(timestep_features(g.to(at::kFloat) * 1000, 256));
   }
   // Position ids as diffusers takes them, (S, 3); the older batched (B, S, 3)
   // (Black Forest Labs' layout, the same ids for every sample) as diffusers

@@ -98,7 +98,7 @@ Outputs QwenImageTransformerImpl::forward(const BoundArgs& a) {
   check_floating_inputs("QwenImageTransformer", a, {"hidden_states", "encoder_hidden_states", "timestep"});
   auto img = img_in_->forward(a.tensor("hidden_states"));
   auto txt = txt_in_->forward(txt_norm_->forward(a.tensor("encoder_hidden_states")));
-  auto temb = timestep_embedder_->forward(timestep_features(a.tensor("timestep") * 1000, 256));
+  auto temb = timestep_embedder_->forward(timestep_features(a.tensor("timestep").to(at::kFloat) * 1000, 256));
   auto rope = pos_embed_->call({a["img_ids"], Value(txt.size(1))});
   Rope img_rope{rope[0].tensor(), rope[1].tensor()}, txt_rope{rope[2].tensor(), rope[3].tensor()};
   for (auto& b : *transformer_blocks_) {

@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "spdit/models/flux.h"
+#include "spdit/models/precision.h"
 #include "spdit/pipelines/flux_vae_stage.h"
 #include "spdit/text/text_encoder_loading.h"
 #include "spdit/vae/vae_loader.h"
@@ -30,6 +31,7 @@ FluxImagePipeline::FluxImagePipeline(const ModelDir& dir, at::ScalarType dtype, 
                              " model; this pipeline runs FLUX.1");
   }
   dtype_ = dtype == at::ScalarType::Undefined ? found_.stored_dtype : dtype;
+  models::check_dtype_runs(dtype_);  // before minutes of loading
   transformer_ = checkpoints::build_model(found_);
   checkpoints::load_checkpoint(*transformer_, ckpt, found_, dtype_);
   vae_ = vae::load_autoencoder(dir.root(), dtype_).model;
@@ -69,7 +71,10 @@ FluxLatentGrid FluxImagePipeline::grid(int64_t height, int64_t width) const {
 }
 
 at::Tensor FluxImagePipeline::initial_noise(const FluxLatentGrid& grid, uint64_t seed) const {
-  return flux_initial_noise(grid, 1, std::get<models::FluxConfig>(found_.config).in_channels / 4, seed, at::kFloat);
+  // Drawn in the model's dtype, as diffusers draws it (a bf16 draw is not a
+  // rounded fp32 one), so that a seed gives diffusers' noise.
+  return flux_initial_noise(grid, 1, std::get<models::FluxConfig>(found_.config).in_channels / 4, seed, dtype_)
+      .to(at::kFloat);
 }
 
 at::Tensor FluxImagePipeline::denoise(at::Tensor latents, const FluxPrompt& prompt, const FluxLatentGrid& grid,
@@ -94,6 +99,10 @@ at::Tensor FluxImagePipeline::denoise(at::Tensor latents, const FluxPrompt& prom
   const auto img_ids = flux_latent_image_ids(grid);
   const auto txt_ids = at::zeros({prompt.prompt_embeds.size(1), 3});
   const int64_t b = latents.size(0);
+  // Latents, timestep and guidance stay fp32 between steps, where diffusers
+  // keeps them in the model's dtype: precision over bit-for-bit agreement
+  // with diffusers' bf16 rounding.
+  latents = latents.to(at::kFloat);
   for (int64_t i = 0; i < schedule.steps(); ++i) {
     // diffusers passes timestep / 1000; the model scales by 1000 itself.
     const double t = schedule.timesteps()[i].item<double>() / 1000.0;
@@ -103,7 +112,7 @@ at::Tensor FluxImagePipeline::denoise(at::Tensor latents, const FluxPrompt& prom
                                {"img_ids", img_ids},
                                {"txt_ids", txt_ids}};
     if (c.guidance) args.push_back({"guidance", at::full({b}, guidance)});
-    auto v = transformer_->call({latents.to(dtype_)}, args).tensor().to(at::kFloat);
+    auto v = transformer_->call({latents}, args).tensor().to(at::kFloat);
     latents = schedule.step(v, i, latents);
     if (after_step) after_step(i + 1, schedule.steps());
   }

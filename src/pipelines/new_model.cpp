@@ -123,7 +123,8 @@ std::vector<std::string> write_new_model(const std::string& dir, const NewModelO
   write_json(dir + "/scheduler/scheduler_config.json", scheduler_config(model));
   written.push_back("scheduler");
 
-  auto pipe = models::make_pipeline(config, o.seed);
+  // Drawn in fp32 and converted a parameter at a time: never whole in fp32.
+  auto pipe = models::make_pipeline(config, o.seed, models::Weights::kSeeded, dtype);
   checkpoints::write_transformer_folder(dir + "/transformer", config, pipe->model(), dtype);
   written.push_back("transformer");
 
