@@ -12,6 +12,7 @@
 #include "spdit/checkpoints/checkpoint.h"
 #include "spdit/pipelines/flux_image_pipeline.h"
 #include "spdit/pipelines/new_model.h"
+#include "support/sanitizers.h"
 #include "support/subprocess.h"
 #include "support/temp_dir.h"
 
@@ -46,6 +47,7 @@ const std::string& model_dir() {
 }  // namespace
 
 TEST(FluxPipeline, PromptToPictureUnderEveryLayoutMatchesOneRank) {
+  SPDIT_SKIP_WITHOUT_SENTENCEPIECE();
   if (access(SPDIT_BIN, X_OK) != 0) GTEST_SKIP() << "the spdit command is not built here";
   const std::string base = std::string(SPDIT_BIN) + " run --model-dir " + model_dir() +
                            " --prompt 'a red circle on a blue background' --steps 3 --check";
@@ -60,6 +62,7 @@ TEST(FluxPipeline, PromptToPictureUnderEveryLayoutMatchesOneRank) {
 }
 
 TEST(FluxPipeline, InteropFilesReproduceTheRun) {
+  SPDIT_SKIP_WITHOUT_SENTENCEPIECE();
   if (access(SPDIT_BIN, X_OK) != 0) GTEST_SKIP() << "the spdit command is not built here";
   TempDir tmp;
   const std::string bin = SPDIT_BIN, dir = model_dir(), t = tmp.path;
@@ -94,6 +97,7 @@ TEST(FluxPipeline, InteropFilesReproduceTheRun) {
 }
 
 TEST(FluxPipeline, MistakesAreSaidClearly) {
+  SPDIT_SKIP_WITHOUT_SENTENCEPIECE();
   if (access(SPDIT_BIN, X_OK) != 0) GTEST_SKIP() << "the spdit command is not built here";
   TempDir tmp;
   const std::string bin = SPDIT_BIN, dir = model_dir();
