@@ -123,3 +123,26 @@ TEST(FluxPipeline, MistakesAreSaidClearly) {
   EXPECT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("truncated"), std::string::npos) << r.output;
 }
+
+// schnell: no guidance embedder, no time shift, 4 steps and 256 T5 tokens by
+// default; --guidance is not used by it.
+TEST(FluxPipeline, SchnellRunsItsOwnDefaults) {
+  SPDIT_SKIP_WITHOUT_SENTENCEPIECE();
+  if (access(SPDIT_BIN, X_OK) != 0) GTEST_SKIP() << "the spdit command is not built here";
+  TempDir tmp;
+  pipelines::NewModelOptions o{"flux", "tiny", 9};
+  o.variant = "schnell";
+  pipelines::write_new_model(tmp.path + "/schnell", o);
+  EXPECT_NE(read_file(tmp.path + "/schnell/scheduler/scheduler_config.json").find("\"use_dynamic_shifting\": false"),
+            std::string::npos);
+  auto r = run_command(std::string(SPDIT_BIN) + " run --model-dir " + tmp.path +
+                       "/schnell --prompt 'a green square' --height 64 --width 64 --nproc 2 --check --dump " + tmp.path +
+                       "/s.safetensors");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("(flux schnell, bf16) 64x64, 4 steps"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("PASS"), std::string::npos) << r.output;
+  EXPECT_EQ(tensor_in(tmp.path + "/s.safetensors", "prompt_embeds").size(1), 256);
+  o.model = "wan";
+  EXPECT_NE(test::error_of([&] { pipelines::write_new_model(tmp.path + "/w", o); }).find("the variants are FLUX.1's"),
+            std::string::npos);
+}

@@ -17,6 +17,8 @@ void add_new_model_command(CLI::App& app, Action& action) {
       ->check(CLI::IsMember({"flux", "wan", "qwen-image", "qwen_image"}))->capture_default_str();
   cmd->add_option("--preset", o.preset, "tiny | small | full")
       ->check(CLI::IsMember({"tiny", "small", "full"}))->capture_default_str();
+  cmd->add_option("--variant", o.variant, "FLUX.1's dev or schnell (no guidance embedder, 4 steps)")
+      ->check(CLI::IsMember({"dev", "schnell"}))->capture_default_str();
   cmd->add_option("--seed", o.seed, "Seed of the weights")->check(whole_number(0))->capture_default_str();
   cmd->add_option("--dtype", dtype, "bf16 | fp16 | fp32 (default: as the model is published)")
       ->check(CLI::IsMember({"bf16", "fp16", "fp32"}));

@@ -43,11 +43,15 @@ void write_json(const std::string& path, const nlohmann::json& j) {
 }
 
 // As the published folders configure their schedulers.
-nlohmann::json scheduler_config(const std::string& model) {
+nlohmann::json scheduler_config(const std::string& model, bool schnell) {
   if (model == "wan") {
     return {{"_class_name", "UniPCMultistepScheduler"}, {"num_train_timesteps", 1000},
             {"prediction_type", "flow_prediction"},    {"use_flow_sigmas", true},
             {"flow_shift", 3.0}};
+  }
+  if (schnell) {  // FLUX.1-schnell's: no shift at all
+    return {{"_class_name", "FlowMatchEulerDiscreteScheduler"}, {"num_train_timesteps", 1000},
+            {"shift", 1.0}, {"use_dynamic_shifting", false}};
   }
   return {{"_class_name", "FlowMatchEulerDiscreteScheduler"},
           {"base_image_seq_len", 256},
@@ -113,14 +117,23 @@ void write_flux_text_side(const std::string& dir, const models::FluxConfig& c, c
 }  // namespace
 
 std::vector<std::string> write_new_model(const std::string& dir, const NewModelOptions& o) {
-  const auto config = models::preset_config(o.model, o.preset);  // refuses unknown names first
+  auto config = models::preset_config(o.model, o.preset);  // refuses unknown names first
+  const bool schnell = o.variant == "schnell";
+  if (schnell || o.variant != "dev") {
+    auto* flux = std::get_if<models::FluxConfig>(&config);
+    if (!flux || !schnell) {
+      throw std::invalid_argument("spdit: --variant " + o.variant + ": the variants are FLUX.1's dev (the default) "
+                                  "and schnell (--model flux)");
+    }
+    flux->guidance = false;  // schnell has no guidance embedder
+  }
   const std::string model = o.model == "qwen_image" ? "qwen-image" : o.model;
   const auto dtype = o.dtype != at::ScalarType::Undefined ? o.dtype : model == "wan" ? at::kFloat : at::kBFloat16;
   make_empty_dir(dir);
   std::vector<std::string> written;
 
   ::mkdir((dir + "/scheduler").c_str(), 0755);
-  write_json(dir + "/scheduler/scheduler_config.json", scheduler_config(model));
+  write_json(dir + "/scheduler/scheduler_config.json", scheduler_config(model, schnell));
   written.push_back("scheduler");
 
   // Drawn in fp32 and converted a parameter at a time: never whole in fp32.
@@ -128,8 +141,8 @@ std::vector<std::string> write_new_model(const std::string& dir, const NewModelO
   checkpoints::write_transformer_folder(dir + "/transformer", config, pipe->model(), dtype);
   written.push_back("transformer");
 
-  nlohmann::json index = {{"_class_name", pipeline_class(model)}, {"_spdit_new_model", {{"preset", o.preset}, {"seed", o.seed}}}};
-  index["scheduler"] = {"diffusers", scheduler_config(model)["_class_name"]};
+  nlohmann::json index = {{"_class_name", pipeline_class(model)}, {"_spdit_new_model", {{"preset", o.preset}, {"variant", o.variant}, {"seed", o.seed}}}};
+  index["scheduler"] = {"diffusers", scheduler_config(model, schnell)["_class_name"]};
   index["transformer"] = {"diffusers", transformer_class(model)};
   if (auto* flux = std::get_if<models::FluxConfig>(&config)) {
     write_flux_text_side(dir, *flux, o.preset, o.seed, dtype, written, index);

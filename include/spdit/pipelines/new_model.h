@@ -18,6 +18,7 @@ struct NewModelOptions {
   /// The dtype the weights are stored in; Undefined: as the model publishes
   /// them (Flux and Qwen-Image bf16, Wan fp32).
   at::ScalarType dtype = at::ScalarType::Undefined;
+  std::string variant = "dev";  // FLUX.1: dev (guidance embedder) or schnell
 };
 
 /// Writes the folder `dir` (created; refused when it exists and is not
