@@ -49,7 +49,7 @@ std::vector<LayoutCandidate> weigh_layouts(const models::ForwardShapes& shapes, 
       if (sp % u != 0) continue;
       LayoutCandidate c;
       c.cfg = cfg, c.ulysses = u, c.ring = sp / u;
-      const auto guidance = !guided ? Guidance::kOff : cfg == 2 ? Guidance::kParallel : Guidance::kSerial;
+      const auto guidance = guidance_of(guided ? 2.0 : 1.0, cfg);
       c.prediction = predict_step(shapes, size, u, c.ring, guidance);
       c.possible = c.prediction.errors.empty();
       const double forwards = guidance == Guidance::kSerial ? 2 : 1;
@@ -137,6 +137,23 @@ std::string describe(const std::vector<LayoutCandidate>& candidates, const Machi
     for (const auto& why : c.costs) os << "        " << why << "\n";
   }
   return os.str();
+}
+
+LayoutChoice choose_layout(models::Pipeline& pipe, const models::ForwardShapes& shapes, const models::RunSize& size,
+                           int ranks, bool guided, World* world, double assumed_link_gbps) {
+  int64_t parameters = 0;
+  for (const auto& p : pipe.model().parameters()) parameters += p.numel();
+  const int64_t width = shapes.attention.empty() ? 1024 : shapes.attention[0].heads * shapes.attention[0].head_dim;
+  LayoutChoice c;
+  c.speed = measure_speed(world, width, pipe.dtype());
+  if (assumed_link_gbps > 0) {
+    std::ostringstream os;
+    os << assumed_link_gbps;
+    c.speed.link_bytes_per_s = assumed_link_gbps * 1e9;
+    c.speed.source += "; link assumed --link-gbps " + os.str() + " (spdit run --parallel auto measures it)";
+  }
+  c.candidates = weigh_layouts(shapes, size, parameters, ranks, guided, c.speed);
+  return c;
 }
 
 }  // namespace spdit::cli

@@ -45,4 +45,18 @@ MachineSpeed measure_speed(World* world, int64_t width, at::ScalarType dtype = a
 /// The table explain prints.
 std::string describe(const std::vector<LayoutCandidate>& candidates, const MachineSpeed& speed);
 
+/// What `--parallel auto` decided, and the table saying why.
+struct LayoutChoice {
+  std::vector<LayoutCandidate> candidates;  // best first
+  MachineSpeed speed;
+  const LayoutCandidate& best() const { return candidates.front(); }
+  std::string table() const { return describe(candidates, speed); }
+};
+
+/// Measures (over `world` when given; `assumed_link_gbps` > 0 replaces the
+/// link measure, for explain) and weighs every layout of `ranks` for `pipe`'s
+/// model at `shapes`.
+LayoutChoice choose_layout(models::Pipeline& pipe, const models::ForwardShapes& shapes, const models::RunSize& size,
+                           int ranks, bool guided, World* world, double assumed_link_gbps = 0);
+
 }  // namespace spdit::cli

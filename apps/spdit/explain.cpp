@@ -48,21 +48,14 @@ int explain(ExplainOptions o) {
   auto shapes = pipe->shapes(size);
   if (o.parallel == "auto") {
     if (o.ranks < 1) throw std::invalid_argument("--parallel auto needs --ranks N: the number of ranks to lay out");
-    int64_t parameters = 0;
-    for (const auto& p : pipe->model().parameters()) parameters += p.numel();
-    const int64_t width = shapes.attention.empty() ? 1024 : shapes.attention[0].heads * shapes.attention[0].head_dim;
-    auto speed = measure_speed(nullptr, width, pipe->dtype());
-    speed.link_bytes_per_s = o.link_gbps * 1e9;
-    speed.source += "; link assumed --link-gbps " + std::to_string(o.link_gbps).substr(0, 5) +
-                    " (spdit run --parallel auto measures it)";
-    const auto candidates = weigh_layouts(shapes, size, parameters, o.ranks, o.cfg_scale > 1, speed);
-    std::cout << "--parallel auto on " << o.ranks << " ranks:\n" << describe(candidates, speed) << "\n";
-    o.cfg = candidates.front().cfg, o.ulysses = candidates.front().ulysses, o.ring = candidates.front().ring;
+    const auto choice = choose_layout(*pipe, shapes, size, o.ranks, o.cfg_scale > 1, nullptr, o.link_gbps);
+    std::cout << "--parallel auto on " << o.ranks << " ranks:\n" << choice.table() << "\n";
+    o.cfg = choice.best().cfg, o.ulysses = choice.best().ulysses, o.ring = choice.best().ring;
   }
   if (o.cfg == 2 && !(o.cfg_scale > 1)) {
     throw std::invalid_argument("--cfg 2 runs the two guidance branches at once: it needs --cfg-scale above 1");
   }
-  const auto guidance = !(o.cfg_scale > 1) ? Guidance::kOff : o.cfg == 2 ? Guidance::kParallel : Guidance::kSerial;
+  const auto guidance = guidance_of(o.cfg_scale, o.cfg);
   auto p = predict_step(shapes, size, o.ulysses, o.ring, guidance);
   const int64_t ps = p.sp_size;
   std::cout << pipe->name() << "/" << label << " at " << o.height << "x" << o.width

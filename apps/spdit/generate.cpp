@@ -10,6 +10,7 @@
 
 #include "commands.h"
 #include "output_paths.h"
+#include "parity_report.h"
 #include "png_writer.h"
 #include "rank_setup.h"
 #include "validators.h"
@@ -145,14 +146,7 @@ int generate_rank(World& world, const GenerateOptions& o) {
     if (o.check) {
       // The same job on this one rank, the plan removed: the reference.
       auto ref = flux.denoise(noise, prompt, grid, steps, o.guidance);
-      const double err = (latents - ref).abs().max().item<double>();
-      const double rel = err / std::max(ref.abs().max().item<double>(), 1e-30);
-      const double tol = models::tolerance_against_one_rank(flux.dtype());
-      const bool pass = rel <= tol;
-      std::cout << "parity: max_abs_err=" << std::scientific << std::setprecision(3) << err << " rel_err=" << rel
-                << " tol=" << tol << (pass ? " PASS" : " FAIL") << std::endl;
-      j["parity"] = {{"max_abs_err", err}, {"rel_err", rel}, {"tol", tol}, {"pass", pass}};
-      code = pass ? 0 : 1;
+      code = report_parity(latents, ref, models::tolerance_against_one_rank(flux.dtype()), j);
     }
     std::cout << "load " << std::fixed << std::setprecision(3) << load_s << " s, encode " << encode_s
               << " s, denoise " << denoise_s << " s, decode " << decode_s << " s" << std::endl;

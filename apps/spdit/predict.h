@@ -25,6 +25,11 @@ struct StepPrediction {
 /// per step).
 enum class Guidance { kOff, kSerial, kParallel };
 
+/// What --cfg-scale and --cfg ask for: guidance is on above scale 1.
+inline Guidance guidance_of(double cfg_scale, int cfg) {
+  return !(cfg_scale > 1) ? Guidance::kOff : cfg == 2 ? Guidance::kParallel : Guidance::kSerial;
+}
+
 /// Bytes per denoising step of one rank.
 StepPrediction predict_step(const models::ForwardShapes& shapes, const models::RunSize& size,
                             int64_t ulysses, int64_t ring, Guidance guidance = Guidance::kOff);

@@ -21,6 +21,7 @@
 #include "error_text.h"
 #include "launcher.h"
 #include "output_paths.h"
+#include "parity_report.h"
 #include "png_writer.h"
 #include "auto_layout.h"
 #include "generate.h"
@@ -306,16 +307,12 @@ int run_rank(World& world, const RunOptions& given) {
   std::string auto_report;
   if (automatic) {
     // Every rank measures and takes the slowest figures: all choose alike.
-    int64_t parameters = 0;
-    for (const auto& p : pipe->model().parameters()) parameters += p.numel();
-    const int64_t width = shapes.attention.empty() ? 1024 : shapes.attention[0].heads * shapes.attention[0].head_dim;
-    const auto speed = measure_speed(&world, width, pipe->dtype());
-    const auto candidates = weigh_layouts(shapes, size, parameters, world.size(), o.cfg_scale > 1, speed);
-    throw_if_impossible(candidates.front().prediction);
-    o.cfg = candidates.front().cfg, u = candidates.front().ulysses, r = candidates.front().ring;
-    auto_report = describe(candidates, speed);
+    const auto choice = choose_layout(*pipe, shapes, size, world.size(), o.cfg_scale > 1, &world);
+    throw_if_impossible(choice.best().prediction);
+    o.cfg = choice.best().cfg, u = choice.best().ulysses, r = choice.best().ring;
+    auto_report = choice.table();
   }
-  const auto guidance = !(o.cfg_scale > 1) ? Guidance::kOff : o.cfg == 2 ? Guidance::kParallel : Guidance::kSerial;
+  const auto guidance = guidance_of(o.cfg_scale, o.cfg);
   auto prediction = predict_step(shapes, size, u, r, guidance);
   throw_if_impossible(prediction);
   check_memory_floor(shapes, size, local_ranks);
@@ -424,14 +421,7 @@ int run_rank(World& world, const RunOptions& given) {
   if (o.check && lead) {
     // The same job on this one rank, without the plan: the reference.
     auto ref = denoise(*pipe, o, false, nullptr);
-    const double err = (x - ref).abs().max().item<double>();
-    const double rel = err / std::max(ref.abs().max().item<double>(), 1e-30);
-    const double tol = models::tolerance_against_one_rank(dtype);
-    const bool pass = rel <= tol;
-    std::cout << "parity: max_abs_err=" << std::scientific << std::setprecision(3) << err
-              << " rel_err=" << rel << " tol=" << tol << (pass ? " PASS" : " FAIL") << std::endl;
-    j["parity"] = {{"max_abs_err", err}, {"rel_err", rel}, {"tol", tol}, {"pass", pass}};
-    code = pass ? 0 : 1;
+    code = report_parity(x, ref, models::tolerance_against_one_rank(dtype), j);
   }
   if (lead && !o.json.empty()) {
     std::ofstream f(o.json);
