@@ -22,4 +22,18 @@ at::Tensor guided_velocity(models::Pipeline& pipe, const at::Tensor& latents, do
   return uncond + scale * (cond - uncond);
 }
 
+at::Tensor guided_velocity(const std::function<at::Tensor(bool conditional)>& velocity, double scale,
+                           const ParallelState* parallel) {
+  at::Tensor cond, uncond;
+  if (parallel && parallel->cfg_degree() == 2) {
+    auto mine = velocity(parallel->layout().cfg_rank == 0);
+    auto both = all_gather(parallel->cfg_group(), mine.unsqueeze(0).contiguous(), 0);
+    cond = both[0], uncond = both[1];
+  } else {
+    cond = velocity(true);
+    uncond = velocity(false);
+  }
+  return uncond + scale * (cond - uncond);
+}
+
 }  // namespace spdit::pipelines

@@ -24,6 +24,7 @@ T5EncoderConfig T5EncoderConfig::from_json(const std::string& text, const std::s
       config_int(j, "relative_attention_max_distance", c.relative_attention_max_distance, where);
   c.feed_forward_proj = config_string(j, "feed_forward_proj", c.feed_forward_proj, where);
   c.layer_norm_epsilon = config_double(j, "layer_norm_epsilon", c.layer_norm_epsilon, where);
+  c.position_bias_per_layer = config_string(j, "model_type", "t5", where) == "umt5";
   require_positive({{"vocab_size", c.vocab_size},
                     {"d_model", c.d_model},
                     {"d_kv", c.d_kv},
@@ -48,10 +49,17 @@ T5EncoderConfig T5EncoderConfig::from_json(const std::string& text, const std::s
   return c;
 }
 
+T5EncoderConfig T5EncoderConfig::umt5_xxl() {
+  T5EncoderConfig c;
+  c.vocab_size = 256384;
+  c.position_bias_per_layer = true;
+  return c;
+}
+
 std::string T5EncoderConfig::to_json() const {
   nlohmann::ordered_json j;
-  j["architectures"] = {"T5EncoderModel"};
-  j["model_type"] = "t5";
+  j["architectures"] = {position_bias_per_layer ? "UMT5EncoderModel" : "T5EncoderModel"};
+  j["model_type"] = position_bias_per_layer ? "umt5" : "t5";
   j["vocab_size"] = vocab_size;
   j["d_model"] = d_model;
   j["d_kv"] = d_kv;
@@ -103,7 +111,7 @@ T5SelfAttentionImpl::T5SelfAttentionImpl(const T5EncoderConfig& c, bool has_rela
 
 at::Tensor T5SelfAttentionImpl::position_bias(int64_t seq) const {
   if (!relative_attention_bias)
-    throw std::logic_error("spdit: T5 position bias asked of a block other than 0");
+    throw std::logic_error("spdit: T5 position bias asked of a block without a relative_attention_bias table");
   const auto buckets = t5_relative_position_buckets(seq, seq, buckets_, max_distance_);
   return relative_attention_bias->forward(buckets, "T5 bucket").permute({2, 0, 1}).unsqueeze(0);
 }
@@ -161,7 +169,7 @@ T5EncoderModelImpl::T5EncoderModelImpl(const T5EncoderConfig& config) : config_(
   auto encoder = register_module("encoder", std::make_shared<NamedNode>());
   auto block = encoder->register_module("block", torch::nn::ModuleList());
   for (int64_t i = 0; i < config.num_layers; ++i) {
-    blocks_.emplace_back(config, /*has_relative_bias=*/i == 0);
+    blocks_.emplace_back(config, /*has_relative_bias=*/i == 0 || config.position_bias_per_layer);
     block->push_back(blocks_.back());
   }
   final_layer_norm_ = encoder->register_module(
@@ -178,7 +186,7 @@ at::Tensor T5EncoderModelImpl::forward(const at::Tensor& input_ids,
   }
   const int64_t s = input_ids.size(1);
   auto x = shared_->forward(input_ids, "T5 token");
-  auto bias = blocks_.front()->attention->position_bias(s);
+  at::Tensor mask_bias;
   if (attention_mask.defined()) {
     if (attention_mask.sizes() != input_ids.sizes()) {
       throw std::runtime_error(
@@ -189,9 +197,14 @@ at::Tensor T5EncoderModelImpl::forward(const at::Tensor& input_ids,
                               ? static_cast<double>(std::numeric_limits<c10::BFloat16>::lowest())
                               : static_cast<double>(std::numeric_limits<float>::lowest());
     const auto additive = (1 - attention_mask.to(at::kFloat)).mul(lowest).to(dtype());
-    bias = bias + additive.view({input_ids.size(0), 1, 1, s});
+    mask_bias = additive.view({input_ids.size(0), 1, 1, s});
   }
-  for (auto& b : blocks_) x = b->forward(x, bias);
+  auto with_mask = [&](at::Tensor bias) { return mask_bias.defined() ? bias + mask_bias : bias; };
+  // T5 computes block 0's bias once for all blocks; umT5 each block's own.
+  const auto shared = with_mask(blocks_.front()->attention->position_bias(s));
+  for (auto& b : blocks_) {
+    x = b->forward(x, config_.position_bias_per_layer ? with_mask(b->attention->position_bias(s)) : shared);
+  }
   return final_layer_norm_->forward(x);
 }
 

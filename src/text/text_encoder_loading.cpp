@@ -129,6 +129,64 @@ T5EncoderModel load_t5_encoder(const std::string& folder, const TextEncoderLoadO
   return *model;
 }
 
+std::string umt5_wan_original_name(const std::string& name) {
+  if (name == "shared.weight") return "token_embedding.weight";
+  if (name == "encoder.final_layer_norm.weight") return "norm.weight";
+  const std::string block = "encoder.block.";
+  if (name.compare(0, block.size(), block) != 0) return "";
+  const size_t dot = name.find('.', block.size());
+  if (dot == std::string::npos) return "";
+  const std::string i = name.substr(block.size(), dot - block.size()), rest = name.substr(dot + 1);
+  static const std::map<std::string, std::string> within = {
+      {"layer.0.layer_norm.weight", "norm1.weight"},
+      {"layer.0.SelfAttention.q.weight", "attn.q.weight"},
+      {"layer.0.SelfAttention.k.weight", "attn.k.weight"},
+      {"layer.0.SelfAttention.v.weight", "attn.v.weight"},
+      {"layer.0.SelfAttention.o.weight", "attn.o.weight"},
+      {"layer.0.SelfAttention.relative_attention_bias.weight", "pos_embedding.embedding.weight"},
+      {"layer.1.layer_norm.weight", "norm2.weight"},
+      // Wan computes fc1(x) * gelu(gate(x)); transformers gelu(wi_0(x)) * wi_1(x).
+      {"layer.1.DenseReluDense.wi_0.weight", "ffn.gate.0.weight"},
+      {"layer.1.DenseReluDense.wi_1.weight", "ffn.fc1.weight"},
+      {"layer.1.DenseReluDense.wo.weight", "ffn.fc2.weight"}};
+  auto it = within.find(rest);
+  return it == within.end() ? "" : "blocks." + i + "." + it->second;
+}
+
+T5EncoderModel load_umt5_encoder_wan_original(const std::string& file, const TextEncoderLoadOptions& options) {
+  const std::string what = "umT5 encoder (Wan's layout)";
+  const Checkpoint ckpt = Checkpoint::open(file);
+  auto shape = [&](const std::string& name) -> std::vector<int64_t> {
+    if (!ckpt.has(name)) {
+      throw std::runtime_error("spdit: " + file + " has no tensor '" + name + "'; is it Wan's " +
+                               "models_t5_umt5-xxl-enc-bf16.pth (umT5's encoder in Wan's names)?");
+    }
+    return ckpt.tensors().at(name).shape;
+  };
+  T5EncoderConfig c = T5EncoderConfig::umt5_xxl();
+  const auto embed = shape("token_embedding.weight");
+  const auto bias = shape("blocks.0.pos_embedding.embedding.weight");
+  const auto q = shape("blocks.0.attn.q.weight");
+  const auto ff = shape("blocks.0.ffn.fc1.weight");
+  c.vocab_size = embed.at(0);
+  c.d_model = embed.at(1);
+  c.relative_attention_num_buckets = bias.at(0);
+  c.num_heads = bias.at(1);
+  c.d_kv = q.at(0) / c.num_heads;
+  c.d_ff = ff.at(0);
+  c.num_layers = 0;
+  while (ckpt.has("blocks." + std::to_string(c.num_layers) + ".attn.q.weight")) ++c.num_layers;
+  std::optional<T5EncoderModel> model;
+  {
+    models::SkeletonScope skeleton;
+    model.emplace(c);
+  }
+  std::map<std::string, std::string> aliases;
+  for (const auto& p : (*model)->named_parameters(true)) aliases[p.key()] = umt5_wan_original_name(p.key());
+  place_weights(**model, ckpt, file, what, choose_dtype(ckpt, "token_embedding.weight", options, what), aliases);
+  return *model;
+}
+
 void save_text_encoder(const torch::nn::Module& model, const std::string& config_json,
                        const std::string& folder, at::ScalarType dtype) {
   make_folder(folder);

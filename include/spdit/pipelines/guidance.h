@@ -11,6 +11,8 @@
 //   auto v = guided_velocity(pipe, x, t, /*scale=*/5.0, &config.state());  // parallel if cfg 2
 #include <ATen/ATen.h>
 
+#include <functional>
+
 #include "spdit/models/pipeline.h"
 #include "spdit/runtime/parallel_state.h"
 
@@ -20,6 +22,12 @@ namespace spdit::pipelines {
 /// otherwise the conditional velocity alone. `parallel`: the run's layout
 /// (nullptr, or a CFG degree of 1: both branches here, one after the other).
 at::Tensor guided_velocity(models::Pipeline& pipe, const at::Tensor& latents, double t, double scale,
+                           const ParallelState* parallel);
+
+/// The same for any pipeline: `velocity(conditional)` gives the fp32
+/// velocity with the prompt (true) or the negative prompt (false). Guidance
+/// is always on here (the caller decides by its scale).
+at::Tensor guided_velocity(const std::function<at::Tensor(bool conditional)>& velocity, double scale,
                            const ParallelState* parallel);
 
 }  // namespace spdit::pipelines

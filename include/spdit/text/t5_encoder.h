@@ -1,8 +1,9 @@
 #pragma once
-/// T5 v1.1's encoder (transformers' T5EncoderModel; T5-XXL in Flux):
-/// shared token embedding, blocks of self-attention with a relative position
-/// bias (bidirectional buckets, computed by block 0 and shared by all, no
-/// 1/sqrt(d) score scaling) and a gated-GELU feed-forward (tanh GELU), RMS
+/// T5 v1.1's encoder (transformers' T5EncoderModel; T5-XXL in Flux) and
+/// umT5's (UMT5EncoderModel; umT5-XXL in Wan2.1): shared token embedding,
+/// blocks of self-attention with a relative position bias (bidirectional
+/// buckets; T5: computed by block 0 and shared by all, umT5: every block has
+/// its own; no 1/sqrt(d) score scaling) and a gated-GELU feed-forward (tanh GELU), RMS
 /// norms (T5LayerNorm), final_layer_norm. Parameters are named as
 /// transformers' state dict (encoder.block.N.layer.0.SelfAttention.q.weight, ...).
 ///
@@ -33,7 +34,12 @@ struct T5EncoderConfig {
   int64_t relative_attention_max_distance = 128;
   std::string feed_forward_proj = "gated-gelu";
   double layer_norm_epsilon = 1e-6;
+  /// umT5 (config.json's model_type "umt5"): every block has its own
+  /// relative_attention_bias table instead of sharing block 0's.
+  bool position_bias_per_layer = false;
 
+  /// umT5-XXL as Wan2.1 ships it (google/umt5-xxl's encoder).
+  static T5EncoderConfig umt5_xxl();
   /// Reads a config.json's text (`where` names it in errors). Only T5 v1.1's
   /// gated-gelu feed-forward is supported (others are refused).
   static T5EncoderConfig from_json(const std::string& text, const std::string& where);
@@ -50,7 +56,8 @@ class T5SelfAttentionImpl : public torch::nn::Module {
   T5SelfAttentionImpl(const T5EncoderConfig& c, bool has_relative_bias);
   /// `bias` (1 or B, heads, S, S) is added to the scores (position bias and mask).
   at::Tensor forward(const at::Tensor& x, const at::Tensor& bias);
-  /// The position bias (1, heads, S, S) in the weights' dtype (block 0 only).
+  /// The position bias (1, heads, S, S) in the weights' dtype (blocks that
+  /// have a relative_attention_bias table: T5's block 0, every umT5 block).
   at::Tensor position_bias(int64_t seq) const;
   models::Linear q{nullptr}, k{nullptr}, v{nullptr}, o{nullptr};
   EmbeddingTable relative_attention_bias{nullptr};

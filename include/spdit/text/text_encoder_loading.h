@@ -39,6 +39,18 @@ ClipTextModel load_clip_text_model(const std::string& folder,
 T5EncoderModel load_t5_encoder(const std::string& folder,
                                const TextEncoderLoadOptions& options = {});
 
+/// umT5's encoder from Wan's own file (models_t5_umt5-xxl-enc-bf16.pth, a
+/// PyTorch zip checkpoint in Wan's names: token_embedding, blocks.N.attn.q,
+/// blocks.N.ffn.gate.0, blocks.N.pos_embedding.embedding, norm, ...). It has
+/// no config: the dimensions come from the shapes (umT5-XXL's 32 buckets,
+/// max distance 128, eps 1e-6). Throws naming the file and the tensor when
+/// one is missing or of the wrong shape.
+T5EncoderModel load_umt5_encoder_wan_original(const std::string& file, const TextEncoderLoadOptions& options = {});
+
+/// Wan's name of a umT5 parameter named as transformers names it
+/// (encoder.block.3.layer.1.DenseReluDense.wi_0.weight -> blocks.3.ffn.gate.0.weight).
+std::string umt5_wan_original_name(const std::string& transformers_name);
+
 /// Writes `model` as a folder the loaders above read: `config_json` (a
 /// config's to_json()) as config.json and every parameter, in `dtype`, as
 /// model.safetensors. For random-weight model folders (`spdit new-model`):
