@@ -33,10 +33,11 @@ bool is_legacy_torch_save(const char* data, uint64_t available);
 /// The tensors of the torch.save zip archive `data` (the whole file, `size`
 /// bytes, mapped), by name: byte ranges and strides into `data`. The pickled
 /// object must be a dict of tensors (a state_dict); nested dicts are
-/// flattened with dots (`{"model": {"w": t}}` gives `model.w`), except that
-/// a single wrapping `state_dict`, `model` or `module` key around the whole
-/// dict is dropped, as training scripts save them. Values that are not
-/// tensors or dicts (an epoch number, a string) are skipped. Throws naming
+/// flattened with dots (`{"a": {"w": t}}` gives `a.w`), except that when
+/// the only tensors are under one top-level `state_dict`, `model` or
+/// `module` key (training scripts' `{"state_dict": ..., "epoch": 3}`), that
+/// key is dropped. Values that are not tensors or dicts (an epoch number, a
+/// string) are skipped. Throws naming
 /// `file` and what is wrong: not a zip, a truncated zip, no data.pkl, a
 /// pickle of something other than a dict (Python classes spdit cannot
 /// rebuild), a storage that does not fit in the file.

@@ -126,6 +126,20 @@ class WanMidBlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(WanMidBlock);
 
+/// A decoder level: num_res_blocks + 1 residual blocks (`resnets`), then,
+/// on every level but the last, a Resample (`upsamplers.0`).
+class WanUpBlockImpl : public torch::nn::Module {
+ public:
+  /// `upsample`: false on the last level (then `mode` is not used).
+  WanUpBlockImpl(int64_t in, int64_t out, int64_t num_res_blocks, bool upsample, WanResampleMode mode,
+                 at::ScalarType dtype);
+  at::Tensor forward(at::Tensor x, CausalCache* cache);
+
+ private:
+  torch::nn::ModuleList resnets_{nullptr}, upsamplers_{nullptr};
+};
+TORCH_MODULE(WanUpBlock);
+
 /// Video (B, 3, T, H, W) -> moments before quant_conv (B, 2 z, T', H / 8, W / 8).
 class WanEncoder3dImpl : public torch::nn::Module {
  public:
@@ -149,7 +163,7 @@ class WanDecoder3dImpl : public torch::nn::Module {
  private:
   CausalConv3d conv_in_{nullptr}, conv_out_{nullptr};
   WanMidBlock mid_block_{nullptr};
-  torch::nn::ModuleList up_blocks_{nullptr};  // each: resnets, upsamplers.0
+  torch::nn::ModuleList up_blocks_{nullptr};  // WanUpBlock per level
   WanRmsNorm norm_out_{nullptr};
 };
 TORCH_MODULE(WanDecoder3d);

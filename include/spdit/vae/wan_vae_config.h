@@ -34,7 +34,8 @@ struct WanVaeConfig {
   static WanVaeConfig tiny();
 
   /// Reads diffusers' config.json text. Refuses, naming `source` and the
-  /// field, what this autoencoder cannot be: another class, Wan2.2's
+  /// field, what this autoencoder cannot be: a class other than
+  /// AutoencoderKLWan or AutoencoderKLQwenImage (the same network), Wan2.2's
   /// residual blocks (`is_residual`), a `patch_size`, a decoder_base_dim
   /// other than base_dim, attention scales, mean/std not one per channel.
   static WanVaeConfig from_json(const std::string& text, const std::string& source);
