@@ -25,6 +25,7 @@
 #include "png_writer.h"
 #include "auto_layout.h"
 #include "generate.h"
+#include "wan_generate.h"
 #include "predict.h"
 #include "rank_setup.h"
 #include "spdit/hooks/sequence_parallel.h"
@@ -32,6 +33,7 @@
 #include "spdit/checkpoints/model_checkpoint.h"
 #include "spdit/models/weights.h"
 #include "spdit/pipelines/guidance.h"
+#include "spdit/pipelines/wan_video_pipeline.h"
 #include "spdit/runtime/comm.h"
 #include "spdit/runtime/memory_meter.h"
 
@@ -55,6 +57,10 @@ struct RunOptions {
   std::string model_dir, prompt, prompt_embeds, noise, dump;
   double guidance = 3.5;
   bool steps_given = false, weights_flags_given = false;
+  // Wan2.1 folders (wan_generate.h): a video.
+  std::string negative_prompt, frames_out, scheduler = "unipc";
+  int fps = 16;
+  bool frames_given = false, size_given = false, guidance_given = false;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -234,7 +240,7 @@ at::Tensor denoise(models::Pipeline& pipe, const RunOptions& o, bool report, std
 }
 
 GenerateOptions generate_options(const RunOptions& o) {
-  if (o.weights_flags_given || o.cfg_scale > 1 || o.cfg_given || o.parallel == "auto") {
+  if (o.weights_flags_given || o.frames_given || o.cfg_scale > 1 || o.cfg_given || o.parallel == "auto") {
     throw std::invalid_argument("--model-dir runs the model folder's own pipeline: leave out --model, --preset, "
                                 "--weights, --frames, --text-len, --cfg, --cfg-scale and --parallel");
   }
@@ -246,7 +252,26 @@ GenerateOptions generate_options(const RunOptions& o) {
   return g;
 }
 
+WanGenerateOptions wan_generate_options(const RunOptions& o) {
+  if (o.weights_flags_given || o.cfg_scale > 1 || o.parallel == "auto") {
+    throw std::invalid_argument("--model-dir runs the model folder's own pipeline: leave out --model, --preset, "
+                                "--weights, --text-len, --cfg-scale (Wan's guidance scale is --guidance) and --parallel");
+  }
+  WanGenerateOptions g;
+  g.model_dir = o.model_dir, g.prompt = o.prompt, g.negative_prompt = o.negative_prompt;
+  g.prompt_embeds = o.prompt_embeds, g.noise = o.noise, g.dump = o.dump, g.out = o.out, g.json = o.json;
+  g.frames_out = o.frames_out, g.dtype = o.dtype, g.scheduler = o.scheduler, g.fps = o.fps;
+  if (o.size_given) g.height = o.height, g.width = o.width;
+  if (o.frames_given) g.frames = o.frames;
+  if (o.steps_given) g.steps = o.steps;
+  if (o.guidance_given) g.guidance = o.guidance;
+  g.seed = o.seed, g.ulysses = o.ulysses, g.ring = o.ring, g.cfg = o.cfg, g.threads = o.threads, g.check = o.check;
+  return g;
+}
+
 int run_rank(World& world, const RunOptions& given) {
+  if (!given.model_dir.empty() && pipelines::WanFiles::is_wan_folder(given.model_dir))
+    return wan_generate_rank(world, wan_generate_options(given));
   if (!given.model_dir.empty()) return generate_rank(world, generate_options(given));
   if (!given.prompt.empty() || !given.prompt_embeds.empty() || !given.noise.empty() || !given.dump.empty()) {
     throw std::invalid_argument("--prompt, --prompt-embeds, --noise and --dump run a whole pipeline: give the model "
@@ -473,11 +498,24 @@ void add_run_command(CLI::App& app, Action& action) {
   cmd->add_option("--out", o.out, "Write a PNG preview of the final latents");
   cmd->add_option("--json", o.json, "Write the metrics as JSON");
   cmd->add_flag("--check", o.check, "Also run on one rank and compare (exit 1 on FAIL)");
+  cmd->add_option("--negative-prompt", o.negative_prompt, "With a Wan --model-dir: the negative prompt (default empty)");
+  cmd->add_option("--scheduler", o.scheduler, "With a Wan --model-dir: unipc (Wan's own) or euler")
+      ->check(CLI::IsMember({"unipc", "euler"}))->capture_default_str();
+  cmd->add_option("--fps", o.fps, "With a Wan --model-dir: the MP4's frame rate")->check(whole_number(1))
+      ->capture_default_str();
+  cmd->add_option("--frames-out", o.frames_out, "With a Wan --model-dir: also write the frames as PNGs to this folder");
   cmd->callback([cmd, &action] {
     o.model_given = cmd->get_option("--model")->count() > 0;
     o.cfg_given = cmd->get_option("--cfg")->count() > 0;
     o.steps_given = cmd->get_option("--steps")->count() > 0;
-    for (const char* f : {"--model", "--preset", "--weights", "--frames", "--text-len"}) {
+    o.frames_given = cmd->get_option("--frames")->count() > 0;
+    o.size_given = cmd->get_option("--height")->count() > 0 || cmd->get_option("--width")->count() > 0;
+    o.guidance_given = cmd->get_option("--guidance")->count() > 0;
+    if (o.size_given && (cmd->get_option("--height")->count() == 0 || cmd->get_option("--width")->count() == 0) &&
+        !o.model_dir.empty() && pipelines::WanFiles::is_wan_folder(o.model_dir)) {
+      throw CLI::ValidationError("--height/--width", "a Wan video takes both --height and --width (e.g. 480 832)");
+    }
+    for (const char* f : {"--model", "--preset", "--weights", "--text-len"}) {
       o.weights_flags_given = o.weights_flags_given || cmd->get_option(f)->count() > 0;
     }
     action = [] {
@@ -489,13 +527,14 @@ void add_run_command(CLI::App& app, Action& action) {
       // (Under a launcher rank 0, which writes them, checks in run_rank.)
       check_can_write(o.out, "--out");
       check_can_write(o.json, "--json");
-      if (!o.model_dir.empty() && (o.cfg_given || o.cfg_scale > 1)) {
+      const bool wan = !o.model_dir.empty() && pipelines::WanFiles::is_wan_folder(o.model_dir);
+      if (!o.model_dir.empty() && !wan && (o.cfg_given || o.cfg_scale > 1)) {
         throw std::invalid_argument("--model-dir runs the model folder's own pipeline: leave out --cfg and --cfg-scale");
       }
       int n = o.nproc ? o.nproc
                       : (o.ulysses || o.ring) ? o.cfg * std::max(1, o.ulysses) * std::max(1, o.ring)
                                               : 2;
-      check_guidance_flags(o, n);
+      if (!wan) check_guidance_flags(o, n);
       if (n == 1) return run_as_rank([](World& w) { return run_rank(w, o); });
       return relaunch_self_with_ranks(n, "--nproc", o.oversubscribe);
     };

@@ -12,11 +12,13 @@
 #include "spdit/checkpoints/model_checkpoint.h"
 #include "spdit/models/layers.h"
 #include "spdit/models/pipeline.h"
+#include "spdit/pipelines/unipc_scheduler.h"
 #include "spdit/text/clip_text_model.h"
 #include "spdit/text/t5_encoder.h"
 #include "spdit/text/text_encoder_loading.h"
 #include "spdit/text/vocab_writers.h"
 #include "spdit/vae/vae_writer.h"
+#include "spdit/vae/wan_vae_loader.h"
 
 namespace spdit::pipelines {
 namespace {
@@ -44,11 +46,7 @@ void write_json(const std::string& path, const nlohmann::json& j) {
 
 // As the published folders configure their schedulers.
 nlohmann::json scheduler_config(const std::string& model, bool schnell) {
-  if (model == "wan") {
-    return {{"_class_name", "UniPCMultistepScheduler"}, {"num_train_timesteps", 1000},
-            {"prediction_type", "flow_prediction"},    {"use_flow_sigmas", true},
-            {"flow_shift", 3.0}};
-  }
+  if (model == "wan") return nlohmann::json::parse(UniPCConfig::wan().to_json());
   if (schnell) {  // FLUX.1-schnell's: no shift at all
     return {{"_class_name", "FlowMatchEulerDiscreteScheduler"}, {"num_train_timesteps", 1000},
             {"shift", 1.0}, {"use_dynamic_shifting", false}};
@@ -114,6 +112,33 @@ void write_flux_text_side(const std::string& dir, const models::FluxConfig& c, c
   index["text_encoder_2"] = {"transformers", "T5EncoderModel"};
 }
 
+// Wan2.1's text side and VAE: umT5 (its width the transformer's text_dim)
+// and the SentencePiece tokenizer, and the Wan VAE. Real sizes for the full
+// preset; a few narrow layers otherwise.
+void write_wan_side(const std::string& dir, const models::WanConfig& c, const std::string& preset, uint64_t seed,
+                    at::ScalarType dtype, std::vector<std::string>& written, nlohmann::json& index) {
+  text::write_t5_tokenizer_files(dir + "/tokenizer");
+  const bool full = preset == "full";
+  text::T5EncoderConfig umt5 = text::T5EncoderConfig::umt5_xxl();
+  if (!full) {
+    umt5.vocab_size = 128;
+    umt5.d_model = c.text_dim;
+    umt5.d_kv = 8;
+    umt5.num_heads = std::max<int64_t>(1, c.text_dim / 8);
+    umt5.d_ff = 2 * c.text_dim;
+    umt5.num_layers = 2;
+  }
+  text::T5EncoderModel umt5_model(umt5);
+  models::seeded_init(*umt5_model, seed + 2);
+  text::save_text_encoder(*umt5_model, umt5.to_json(), dir + "/text_encoder", dtype);
+  vae::write_random_wan_vae(dir + "/vae", full ? vae::WanVaeConfig::wan21() : vae::WanVaeConfig::tiny(), seed + 3,
+                            dtype);
+  written.insert(written.end(), {"tokenizer", "text_encoder", "vae"});
+  index["tokenizer"] = {"transformers", "T5TokenizerFast"};
+  index["text_encoder"] = {"transformers", "UMT5EncoderModel"};
+  index["vae"] = {"diffusers", "AutoencoderKLWan"};
+}
+
 }  // namespace
 
 std::vector<std::string> write_new_model(const std::string& dir, const NewModelOptions& o) {
@@ -156,6 +181,9 @@ std::vector<std::string> write_new_model(const std::string& dir, const NewModelO
     vae::write_random_autoencoder(dir + "/vae", ae, o.seed + 3, dtype);
     written.push_back("vae");
     index["vae"] = {"diffusers", "AutoencoderKL"};
+  }
+  if (auto* wan = std::get_if<models::WanConfig>(&config)) {
+    write_wan_side(dir, *wan, o.preset, o.seed, dtype, written, index);
   }
   write_json(dir + "/model_index.json", index);
   return written;
