@@ -6,6 +6,7 @@
 // legacy (pre-1.6) format. Wrong files must be refused naming the file and why.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <fstream>
 #include <iterator>
 
@@ -17,45 +18,54 @@ using namespace spdit;
 
 namespace {
 
-std::string fixture(const std::string& name) { return std::string(SPDIT_FIXTURES) + "/" + name; }
+std::string fixture(const std::string &name) {
+  return std::string(SPDIT_FIXTURES) + "/" + name;
+}
 
-std::string read_bytes(const std::string& path) {
+std::string read_bytes(const std::string &path) {
   std::ifstream f(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(f), {}};
 }
 
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+void write_bytes(const std::string &path, const std::string &bytes) {
+  std::ofstream(path, std::ios::binary)
+      .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
-std::string open_error(const std::string& path) {
+std::string open_error(const std::string &path) {
   try {
     checkpoints::Checkpoint::open(path);
-  } catch (const std::exception& e) {
+  } catch (const std::exception &e) {
     return e.what();
   }
   return "";
 }
 
-}  // namespace
+} // namespace
 
 TEST(TorchZipCheckpoint, NestedStateDictIsFlattenedUnderItsWrapper) {
-  const auto ckpt = checkpoints::Checkpoint::open(fixture("torch_zip/nested.pth"));
+  const auto ckpt =
+      checkpoints::Checkpoint::open(fixture("torch_zip/nested.pth"));
   std::vector<std::string> names;
-  for (const auto& [name, t] : ckpt.tensors()) names.push_back(name);
-  // "state_dict" is dropped (the only key with tensors); "epoch" is not a tensor.
-  EXPECT_EQ(names, (std::vector<std::string>{"a.weight", "b.bias", "c", "t", "tail"}));
+  for (const auto &[name, t] : ckpt.tensors())
+    names.push_back(name);
+  // "state_dict" is dropped (the only key with tensors); "epoch" is not a
+  // tensor.
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"a.weight", "b.bias", "c", "t", "tail"}));
   const at::Tensor a = at::arange(12, at::kFloat).reshape({3, 4}) * 0.5 - 1;
   EXPECT_TRUE(at::equal(ckpt.tensor("a.weight"), a));
   EXPECT_EQ(ckpt.tensors().at("a.weight").dtype_name, "F32");
   const at::Tensor b = ckpt.tensor("b.bias");
   EXPECT_EQ(b.scalar_type(), at::kBFloat16);
-  EXPECT_TRUE(at::equal(b.to(at::kFloat), at::tensor({1.5, -2.0, 0.25, 3.0, 7.0}, at::kFloat)));
+  EXPECT_TRUE(at::equal(b.to(at::kFloat),
+                        at::tensor({1.5, -2.0, 0.25, 3.0, 7.0}, at::kFloat)));
   const at::Tensor c = ckpt.tensor("c");
   EXPECT_EQ(c.scalar_type(), at::kLong);
   EXPECT_EQ(c[0].item<int64_t>(), 7);
   EXPECT_EQ(c[1].item<int64_t>(), -9);
-  // A transposed view keeps its strides; a view with a storage offset its start.
+  // A transposed view keeps its strides; a view with a storage offset its
+  // start.
   EXPECT_TRUE(at::equal(ckpt.tensor("t"), a.t()));
   EXPECT_FALSE(ckpt.tensor("t").is_contiguous());
   EXPECT_TRUE(at::equal(ckpt.tensor("tail"), a.reshape({-1}).narrow(0, 4, 8)));
@@ -65,8 +75,9 @@ TEST(TorchZipCheckpoint, TensorsAreViewsOfTheMappedFile) {
   const std::string path = fixture("torch_zip/nested.pth");
   const auto ckpt = checkpoints::Checkpoint::open(path);
   const std::string bytes = read_bytes(path);
-  // The stored range holds exactly the tensor's bytes: no copy was made to read it.
-  const auto& s = ckpt.tensors().at("a.weight");
+  // The stored range holds exactly the tensor's bytes: no copy was made to read
+  // it.
+  const auto &s = ckpt.tensors().at("a.weight");
   const at::Tensor a = ckpt.tensor("a.weight");
   ASSERT_EQ(s.bytes(), 48);
   EXPECT_EQ(std::memcmp(bytes.data() + s.begin, a.data_ptr(), 48), 0);
@@ -77,17 +88,21 @@ TEST(TorchZipCheckpoint, TensorsAreViewsOfTheMappedFile) {
 }
 
 TEST(TorchZipCheckpoint, FlatHalfPrecisionFile) {
-  const auto ckpt = checkpoints::Checkpoint::open(fixture("torch_zip/flat.pth"));
+  const auto ckpt =
+      checkpoints::Checkpoint::open(fixture("torch_zip/flat.pth"));
   const at::Tensor x = ckpt.tensor("x");
   EXPECT_EQ(x.scalar_type(), at::kHalf);
-  EXPECT_TRUE(at::equal(x.to(at::kFloat), at::tensor({1.0, 2.0, 3.0, 4.0}, at::kFloat).reshape({2, 2})));
+  EXPECT_TRUE(
+      at::equal(x.to(at::kFloat),
+                at::tensor({1.0, 2.0, 3.0, 4.0}, at::kFloat).reshape({2, 2})));
 }
 
 TEST(TorchZipCheckpoint, LegacyFormatIsRefusedSayingHowToResave) {
   const std::string msg = open_error(fixture("torch_zip/legacy.pth"));
   EXPECT_NE(msg.find("legacy.pth"), std::string::npos) << msg;
   EXPECT_NE(msg.find("legacy format"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("torch.save(torch.load(old), new)"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("torch.save(torch.load(old), new)"), std::string::npos)
+      << msg;
 }
 
 TEST(TorchZipCheckpoint, TruncatedFileIsRefused) {
@@ -97,7 +112,9 @@ TEST(TorchZipCheckpoint, TruncatedFileIsRefused) {
   write_bytes(path, bytes.substr(0, bytes.size() / 2));
   const std::string msg = open_error(path);
   EXPECT_NE(msg.find("cut.pth"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("not a readable zip archive (truncated or corrupt?)"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("not a readable zip archive (truncated or corrupt?)"),
+            std::string::npos)
+      << msg;
 }
 
 TEST(TorchZipCheckpoint, NotAZipIsRefused) {
@@ -106,7 +123,8 @@ TEST(TorchZipCheckpoint, NotAZipIsRefused) {
   write_bytes(path, "these are not weights, only some text\n");
   const std::string msg = open_error(path);
   EXPECT_NE(msg.find("notes.pth"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("is not a PyTorch zip checkpoint"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("is not a PyTorch zip checkpoint"), std::string::npos)
+      << msg;
 }
 
 TEST(TorchZipCheckpoint, ZipWithoutPickleIsRefused) {

@@ -3,10 +3,12 @@
 // `models_t5_umt5-xxl-enc-bf16.pth`) read without Python. The file is a zip
 // whose records are stored uncompressed: `<archive>/data.pkl`, the pickled
 // object, and `<archive>/data/<key>`, one record per storage. LibTorch's own
-// zip reader (caffe2::serialize::PyTorchStreamReader) finds the records and
-// its unpickler (torch::jit::Unpickler) reads the pickle; each storage is
-// handed to it as a pointer into the mapped file, so a tensor is a view of
-// the file's pages, as with safetensors (checkpoint.h), and nothing is copied.
+// zip reader (caffe2::serialize::PyTorchStreamReader) finds the records; a
+// small unpickler of spdit's reads the pickle as far as a state dict needs
+// (LibTorch 1.13's torch::jit::Unpickler lacks the SETITEM opcode that
+// Python writes for one-item dicts). Each tensor is a byte range of its
+// storage's record, so it is a view of the file's pages, as with
+// safetensors (checkpoint.h), and nothing is copied.
 //
 //   auto ckpt = spdit::checkpoints::Checkpoint::open("Wan2.1/Wan2.1_VAE.pth");
 //   at::Tensor w = ckpt.tensor("decoder.conv1.weight");   // fp32, in place
@@ -23,12 +25,12 @@ namespace spdit::checkpoints {
 
 /// True when `data` (the first bytes of a file; at least 4 needed) starts a
 /// zip archive, as torch.save's files do.
-bool is_torch_zip(const char* data, uint64_t available);
+bool is_torch_zip(const char *data, uint64_t available);
 
 /// True when `data` starts the pickle of torch.save's legacy format (before
 /// PyTorch 1.6, or `_use_new_zipfile_serialization=False`), which spdit does
 /// not read: the message of open says how to re-save such a file.
-bool is_legacy_torch_save(const char* data, uint64_t available);
+bool is_legacy_torch_save(const char *data, uint64_t available);
 
 /// The tensors of the torch.save zip archive `data` (the whole file, `size`
 /// bytes, mapped), by name: byte ranges and strides into `data`. The pickled
@@ -41,6 +43,7 @@ bool is_legacy_torch_save(const char* data, uint64_t available);
 /// `file` and what is wrong: not a zip, a truncated zip, no data.pkl, a
 /// pickle of something other than a dict (Python classes spdit cannot
 /// rebuild), a storage that does not fit in the file.
-std::map<std::string, StoredTensor> parse_torch_zip(const char* data, uint64_t size, const std::string& file);
+std::map<std::string, StoredTensor>
+parse_torch_zip(const char *data, uint64_t size, const std::string &file);
 
-}  // namespace spdit::checkpoints
+} // namespace spdit::checkpoints
