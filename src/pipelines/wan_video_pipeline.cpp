@@ -240,7 +240,8 @@ at::Tensor WanVideoPipeline::denoise(
   FlowMatchEulerConfig euler;
   euler.num_train_timesteps = scheduler_.num_train_timesteps;
   euler.shift = scheduler_.flow_shift;
-  FlowMatchEulerScheduler s(euler, steps, /*image_seq_len=*/0);
+  // The token count only matters to dynamic shifting, which Wan does not use.
+  FlowMatchEulerScheduler s(euler, steps, latents.size(2) * latents.size(3) * latents.size(4) / 4);
   for (int64_t i = 0; i < s.steps(); ++i) {
     latents =
         s.step(guided_v(latents, s.timesteps()[i].item<double>()), i, latents);
