@@ -223,3 +223,31 @@ TEST(WanPipeline, the_original_release_layout_runs_from_wans_own_files) {
   EXPECT_NE(probe(mp4).find("nb_read_frames=5"), std::string::npos)
       << probe(mp4);
 }
+
+TEST(WanPipeline, encode_and_decode_commands_reproduce_the_run) {
+  REQUIRE_BIN();
+  TempDir tmp;
+  const std::string
+      bin = SPDIT_BIN,
+      t = tmp.path,
+      size = " --frames 5 --height 32 --width 32 --steps 2 --nproc 1";
+  auto r = run_command(bin + " run --model-dir " + model_dir() +
+                       " --prompt 'a kite' --negative-prompt 'rain'" + size +
+                       " --dump " + t + "/a.safetensors");
+  ASSERT_EQ(r.code, 0) << r.output;
+  r = run_command(bin + " encode --model-dir " + model_dir() +
+                  " --prompt 'a kite' --negative-prompt 'rain' --out " + t +
+                  "/e.safetensors");
+  ASSERT_EQ(r.code, 0) << r.output;
+  // The same encoder; `run` computes with one thread per rank, `encode` with
+  // LibTorch's default: sums may round in another order.
+  for (const char *name : {"prompt_embeds", "negative_prompt_embeds"}) {
+    EXPECT_TRUE(at::allclose(tensor_in(t + "/a.safetensors", name),
+                             tensor_in(t + "/e.safetensors", name), 1e-5, 1e-6))
+        << name;
+  }
+  r = run_command(bin + " decode --model-dir " + model_dir() + " --latents " +
+                  t + "/a.safetensors --out " + t + "/d.mp4");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("(5 frames)"), std::string::npos) << r.output;
+}

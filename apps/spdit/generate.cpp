@@ -18,6 +18,8 @@
 #include "spdit/hooks/sequence_parallel.h"
 #include "spdit/models/precision.h"
 #include "spdit/pipelines/flux_image_pipeline.h"
+#include "spdit/pipelines/wan_video_pipeline.h"
+#include "mp4_writer.h"
 
 namespace spdit::cli {
 namespace {
@@ -162,14 +164,23 @@ int generate_rank(World& world, const GenerateOptions& o) {
 }
 
 void add_encode_command(CLI::App& app, Action& action) {
-  auto* cmd = app.add_subcommand("encode", "A prompt to FLUX.1's text embeddings (safetensors)");
-  static std::string dir, prompt, out;
+  auto* cmd = app.add_subcommand("encode", "A prompt to FLUX.1's or Wan2.1's text embeddings (safetensors)");
+  static std::string dir, prompt, out, negative;
   cmd->add_option("--model-dir", dir, "The model folder (diffusers layout)")->required()->check(CLI::ExistingDirectory);
   cmd->add_option("--prompt", prompt, "The prompt")->required();
   cmd->add_option("--out", out, "The .safetensors file to write (prompt_embeds, pooled_prompt_embeds)")->required();
+  cmd->add_option("--negative-prompt", negative, "Wan2.1: the negative prompt (negative_prompt_embeds; default empty)");
   cmd->callback([&action] {
     action = [] {
       check_can_write(out, "--out");
+      if (pipelines::WanFiles::is_wan_folder(dir)) {  // umT5: prompt_embeds and negative_prompt_embeds
+        pipelines::WanVideoPipeline wan(pipelines::WanFiles::find(dir));
+        const auto p = wan.encode(prompt), n = wan.encode(negative);
+        checkpoints::write_safetensors(out, {{"prompt_embeds", p.contiguous()}, {"negative_prompt_embeds", n.contiguous()}});
+        std::cout << "wrote " << out << ": prompt_embeds " << p.sizes() << ", negative_prompt_embeds " << n.sizes()
+                  << std::endl;
+        return 0;
+      }
       pipelines::FluxImagePipeline flux(pipelines::ModelDir::open(dir));
       const auto p = flux.encode(prompt);
       checkpoints::write_safetensors(out, {{"prompt_embeds", p.prompt_embeds.contiguous()},
@@ -182,18 +193,32 @@ void add_encode_command(CLI::App& app, Action& action) {
 }
 
 void add_decode_command(CLI::App& app, Action& action) {
-  auto* cmd = app.add_subcommand("decode", "FLUX.1's packed latents (safetensors) to a PNG");
+  auto* cmd = app.add_subcommand("decode", "FLUX.1's packed latents (safetensors) to a PNG; Wan2.1's to an MP4");
   static std::string dir, latents, out;
   static int64_t height = 1024, width = 1024;
+  static int fps = 16;
   cmd->add_option("--model-dir", dir, "The model folder (diffusers layout)")->required()->check(CLI::ExistingDirectory);
   cmd->add_option("--latents", latents, "A .safetensors file holding 'latents' (1, tokens, 64), as --dump writes")
       ->required()->check(CLI::ExistingFile);
   cmd->add_option("--height", height, "Image height")->check(whole_number(16))->capture_default_str();
   cmd->add_option("--width", width, "Image width")->check(whole_number(16))->capture_default_str();
-  cmd->add_option("--out", out, "The PNG to write")->required();
+  cmd->add_option("--out", out, "The PNG (FLUX.1) or MP4 (Wan2.1) to write")->required();
+  cmd->add_option("--fps", fps, "Wan2.1: the MP4's frame rate")->check(whole_number(1))->capture_default_str();
   cmd->callback([&action] {
     action = [] {
       check_can_write(out, "--out");
+      if (pipelines::WanFiles::is_wan_folder(dir)) {  // (1, 16, T, h, w) latents, the size is theirs
+        pipelines::WanVideoPipeline wan(pipelines::WanFiles::find(dir), at::ScalarType::Undefined, false);
+        auto x = tensor_from(latents, "latents");
+        if (x.dim() != 5) {
+          throw std::invalid_argument("'" + latents + "' latents are " + std::string(c10::str(x.sizes())) +
+                                      "; Wan's are (1, 16, T, h, w), as --dump writes them");
+        }
+        const auto frames = wan.decode(x);
+        write_mp4(out, frames, fps);
+        std::cout << "wrote " << out << " (" << frames.size(0) << " frames)" << std::endl;
+        return 0;
+      }
       pipelines::FluxImagePipeline flux(pipelines::ModelDir::open(dir), at::ScalarType::Undefined, false);
       const auto grid = flux.grid(height, width);
       auto x = tensor_from(latents, "latents");

@@ -241,7 +241,8 @@ at::Tensor WanVideoPipeline::denoise(
   euler.num_train_timesteps = scheduler_.num_train_timesteps;
   euler.shift = scheduler_.flow_shift;
   // The token count only matters to dynamic shifting, which Wan does not use.
-  FlowMatchEulerScheduler s(euler, steps, latents.size(2) * latents.size(3) * latents.size(4) / 4);
+  FlowMatchEulerScheduler s(
+      euler, steps, latents.size(2) * latents.size(3) * latents.size(4) / 4);
   for (int64_t i = 0; i < s.steps(); ++i) {
     latents =
         s.step(guided_v(latents, s.timesteps()[i].item<double>()), i, latents);
