@@ -97,7 +97,7 @@ TEST(FlowMatchScheduler, AnEulerStepIsDiffusersStep) {
 TEST(FlowMatchScheduler, OptionsItDoesNotImplementAreRefusedByName) {
   EXPECT_EQ(error_of(R"({"shift": 1.0})"), "");
   EXPECT_NE(error_of(R"({"use_karras_sigmas": true})").find("use_karras_sigmas"), std::string::npos);
-  EXPECT_NE(error_of(R"({"shift_terminal": 0.02})").find("shift_terminal"), std::string::npos);
+  EXPECT_NE(error_of(R"({"shift_terminal": 1.5})").find("shift_terminal"), std::string::npos);
   EXPECT_NE(error_of(R"({"time_shift_type": "linear"})").find("time_shift_type"), std::string::npos);
   EXPECT_NE(error_of(R"({"_class_name": "UniPCMultistepScheduler"})").find("UniPCMultistepScheduler"), std::string::npos);
   EXPECT_NE(error_of(R"({"shift": "3"})").find("'shift'"), std::string::npos);

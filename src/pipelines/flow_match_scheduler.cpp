@@ -36,6 +36,15 @@ FlowMatchEulerConfig FlowMatchEulerConfig::flux_dev() {
 
 FlowMatchEulerConfig FlowMatchEulerConfig::flux_schnell() { return FlowMatchEulerConfig{}; }
 
+FlowMatchEulerConfig FlowMatchEulerConfig::qwen_image() {
+  FlowMatchEulerConfig c;
+  c.use_dynamic_shifting = true;
+  c.max_shift = 0.9;
+  c.max_image_seq_len = 8192;
+  c.shift_terminal = 0.02;
+  return c;
+}
+
 FlowMatchEulerConfig FlowMatchEulerConfig::from_json(const std::string& text, const std::string& source) {
   nlohmann::json j;
   try {
@@ -52,9 +61,6 @@ FlowMatchEulerConfig FlowMatchEulerConfig::from_json(const std::string& text, co
                           "stochastic_sampling", "use_flow_sigmas"}) {
     if (field<bool>(j, key, false, source)) fail(source, std::string("sets '") + key + "', which spdit does not implement");
   }
-  if (j.contains("shift_terminal") && !j["shift_terminal"].is_null()) {
-    fail(source, "sets 'shift_terminal', which spdit does not implement");
-  }
   if (j.contains("time_shift_type") && j["time_shift_type"] != "exponential") {
     fail(source, "time_shift_type " + j["time_shift_type"].dump() + " is not implemented (only \"exponential\")");
   }
@@ -66,6 +72,9 @@ FlowMatchEulerConfig FlowMatchEulerConfig::from_json(const std::string& text, co
   c.max_shift = field<double>(j, "max_shift", c.max_shift, source);
   c.base_image_seq_len = field<int64_t>(j, "base_image_seq_len", c.base_image_seq_len, source);
   c.max_image_seq_len = field<int64_t>(j, "max_image_seq_len", c.max_image_seq_len, source);
+  if (j.contains("shift_terminal") && !j["shift_terminal"].is_null())
+    c.shift_terminal = field<double>(j, "shift_terminal", 0.0, source);
+  if (c.shift_terminal < 0 || c.shift_terminal >= 1) fail(source, "shift_terminal must be in [0, 1)");
   if (c.num_train_timesteps <= 0) fail(source, "num_train_timesteps must be positive");
   if (!(c.shift > 0)) fail(source, "shift must be positive");
   if (c.max_image_seq_len == c.base_image_seq_len) {
@@ -95,6 +104,7 @@ std::string FlowMatchEulerConfig::to_json() const {
                       {"num_train_timesteps", num_train_timesteps},
                       {"shift", shift},
                       {"use_dynamic_shifting", use_dynamic_shifting}};
+  if (shift_terminal > 0) j["shift_terminal"] = shift_terminal;
   return j.dump(2) + "\n";
 }
 
@@ -132,8 +142,18 @@ FlowMatchEulerScheduler::FlowMatchEulerScheduler(const FlowMatchEulerConfig& c, 
       shifted = shift * s / (1.0f + (shift - 1.0f) * s);
     }
     sigmas[i] = shifted;
-    timesteps[i] = shifted * static_cast<float>(c.num_train_timesteps);
   }
+  if (c.shift_terminal > 0) {
+    if (steps == 1) {
+      throw std::invalid_argument("spdit: shift_terminal with 1 step stretches a single sigma of 1 (0 / 0 in "
+                                  "diffusers, NaN): use at least 2 steps");
+    }
+    // stretch_shift_to_terminal in numpy: the scale factor is a float64
+    // scalar (float32 / Python float), the array arithmetic float32.
+    const double scale = static_cast<double>(1.0f - sigmas[steps - 1]) / (1.0 - c.shift_terminal);
+    for (int64_t i = 0; i < steps; ++i) sigmas[i] = 1.0f - (1.0f - sigmas[i]) / static_cast<float>(scale);
+  }
+  for (int64_t i = 0; i < steps; ++i) timesteps[i] = sigmas[i] * static_cast<float>(c.num_train_timesteps);
   sigmas_ = at::tensor(sigmas, at::kFloat);
   timesteps_ = at::tensor(timesteps, at::kFloat);
 }

@@ -22,14 +22,20 @@ struct FlowMatchEulerConfig {
   double max_shift = 1.15;
   int64_t base_image_seq_len = 256;
   int64_t max_image_seq_len = 4096;
+  /// Stretches the shifted sigmas so that the last one is this value (0: off),
+  /// as diffusers' stretch_shift_to_terminal (Qwen-Image: 0.02).
+  double shift_terminal = 0.0;
 
   /// FLUX.1-dev's scheduler_config.json (dynamic shifting; shift 3.0 unused).
   static FlowMatchEulerConfig flux_dev();
   /// FLUX.1-schnell's (no dynamic shifting, shift 1.0: the plain linspace).
   static FlowMatchEulerConfig flux_schnell();
+  /// Qwen-Image's (dynamic shifting between 0.5 and 0.9 over 256..8192
+  /// tokens, shift_terminal 0.02).
+  static FlowMatchEulerConfig qwen_image();
   /// Reads scheduler_config.json; absent fields take diffusers' defaults.
   /// Refuses, naming `source` and the field, options this scheduler does not
-  /// implement (Karras / exponential / beta sigmas, shift_terminal,
+  /// implement (Karras / exponential / beta sigmas,
   /// invert_sigmas, stochastic sampling, linear time shift).
   static FlowMatchEulerConfig from_json(const std::string& text, const std::string& source);
   std::string to_json() const;
