@@ -79,7 +79,8 @@ int generate_rank(World& world, const GenerateOptions& o) {
                             {"--noise", o.noise}, {"--height", std::to_string(o.height)},
                             {"--width", std::to_string(o.width)}, {"--steps", std::to_string(o.steps)},
                             {"--seed", std::to_string(o.seed)}, {"--guidance", std::to_string(o.guidance)},
-                            {"--ulysses", std::to_string(u)}, {"--ring", std::to_string(r)}, {"--dtype", o.dtype}});
+                            {"--ulysses", std::to_string(u)}, {"--ring", std::to_string(r)}, {"--dtype", o.dtype},
+                            {"--vae-parallel", o.vae_parallel ? "on" : "off"}});
   const Progress progress{lead};
   auto t0 = Clock::now();
   const auto dir = pipelines::ModelDir::open(o.model_dir);
@@ -119,18 +120,29 @@ int generate_rank(World& world, const GenerateOptions& o) {
   remove_sequence_parallel(flux.transformer());
   world.barrier();
 
+  // Every rank holds the final latents: with several ranks each decodes a
+  // band of rows (row_bands.h) and all get the picture; otherwise rank 0
+  // decodes alone.
+  const bool banded = o.vae_parallel && world.size() > 1;
+  SequenceParallelConfig bands{1, world.size()};
+  if (banded) bands.setup(world);
   int code = 0;
-  if (lead) {
+  at::Tensor pixels;
+  double decode_s = 0;
+  if (lead || banded) {
     t0 = Clock::now();
-    const auto pixels = flux.decode(latents, grid);
-    const double decode_s = since(t0);
-    progress.phase("decode", decode_s);
+    pixels = flux.decode(latents, grid, banded ? &bands : nullptr);
+    decode_s = since(t0);
+  }
+  if (lead) {
+    progress.phase(banded ? "decode (" + std::to_string(world.size()) + " ranks)" : std::string("decode"), decode_s);
     nlohmann::json j = {{"model_dir", o.model_dir}, {"variant", flux.transformer_info().variant},
                         {"dtype", models::dtype_name(flux.dtype())}, {"height", grid.image_height()},
                         {"width", grid.image_width()}, {"steps", steps}, {"seed", o.seed},
                         {"guidance", o.guidance}, {"ranks", world.size()}, {"ulysses", u}, {"ring", r},
                         {"load_seconds", load_s}, {"encode_seconds", encode_s}, {"denoise_seconds", denoise_s},
-                        {"decode_seconds", decode_s}, {"step_seconds", step_seconds}};
+                        {"decode_seconds", decode_s}, {"decode_ranks", banded ? world.size() : 1},
+                        {"step_seconds", step_seconds}};
     if (!o.out.empty()) {
       write_image(o.out, pixels);
       std::cout << "wrote " << o.out << std::endl;

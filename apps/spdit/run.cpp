@@ -55,6 +55,8 @@ struct RunOptions {
   std::string model_dir, prompt, prompt_embeds, noise, dump;
   double guidance = 3.5;
   bool steps_given = false, weights_flags_given = false;
+  std::string vae_parallel = "on";
+  bool vae_parallel_given = false;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -243,14 +245,16 @@ GenerateOptions generate_options(const RunOptions& o) {
   g.dump = o.dump, g.out = o.out, g.json = o.json, g.dtype = o.dtype;
   g.height = o.height, g.width = o.width, g.steps = o.steps_given ? o.steps : 0, g.seed = o.seed;
   g.guidance = o.guidance, g.ulysses = o.ulysses, g.ring = o.ring, g.threads = o.threads, g.check = o.check;
+  g.vae_parallel = o.vae_parallel == "on";
   return g;
 }
 
 int run_rank(World& world, const RunOptions& given) {
   if (!given.model_dir.empty()) return generate_rank(world, generate_options(given));
-  if (!given.prompt.empty() || !given.prompt_embeds.empty() || !given.noise.empty() || !given.dump.empty()) {
-    throw std::invalid_argument("--prompt, --prompt-embeds, --noise and --dump run a whole pipeline: give the model "
-                                "folder with --model-dir");
+  if (!given.prompt.empty() || !given.prompt_embeds.empty() || !given.noise.empty() || !given.dump.empty() ||
+      given.vae_parallel_given) {
+    throw std::invalid_argument("--prompt, --prompt-embeds, --noise, --dump and --vae-parallel run a whole pipeline: "
+                                "give the model folder with --model-dir");
   }
   RunOptions o = given;  // --parallel auto fills in the degrees
   set_threads_per_rank(o.threads);
@@ -461,6 +465,9 @@ void add_run_command(CLI::App& app, Action& action) {
   cmd->add_option("--noise", o.noise, "With --model-dir: the initial packed noise ('noise' in a .safetensors file)")
       ->check(CLI::ExistingFile);
   cmd->add_option("--dump", o.dump, "With --model-dir: write embeddings, noise, final latents and pixels (.safetensors)");
+  cmd->add_option("--vae-parallel", o.vae_parallel,
+                  "With --model-dir and several ranks: split the autoencoder's decode by rows across them")
+      ->check(CLI::IsMember({"on", "off"}))->capture_default_str();
   cmd->add_option("--guidance", o.guidance, "With --model-dir: FLUX.1-dev's embedded guidance")
       ->check(CLI::Range(0.0, 100.0))->capture_default_str();
   cmd->add_option("--steps", o.steps, "Denoising steps")->check(whole_number(1))->capture_default_str();
@@ -477,6 +484,7 @@ void add_run_command(CLI::App& app, Action& action) {
     o.model_given = cmd->get_option("--model")->count() > 0;
     o.cfg_given = cmd->get_option("--cfg")->count() > 0;
     o.steps_given = cmd->get_option("--steps")->count() > 0;
+    o.vae_parallel_given = cmd->get_option("--vae-parallel")->count() > 0;
     for (const char* f : {"--model", "--preset", "--weights", "--frames", "--text-len"}) {
       o.weights_flags_given = o.weights_flags_given || cmd->get_option(f)->count() > 0;
     }

@@ -119,9 +119,10 @@ at::Tensor FluxImagePipeline::denoise(at::Tensor latents, const FluxPrompt& prom
   return latents;
 }
 
-at::Tensor FluxImagePipeline::decode(const at::Tensor& latents, const FluxLatentGrid& grid) {
+at::Tensor FluxImagePipeline::decode(const at::Tensor& latents, const FluxLatentGrid& grid,
+                                     const SequenceParallelConfig* bands) {
   at::NoGradGuard no_grad;
-  return to_uint8_image(flux_decode_latents(vae_, unpack_flux_latents(latents, grid).to(dtype_)));
+  return to_uint8_image(flux_decode_latents(vae_, unpack_flux_latents(latents, grid).to(dtype_), bands));
 }
 
 }  // namespace spdit::pipelines

@@ -66,7 +66,10 @@ class FluxImagePipeline {
   at::Tensor denoise(at::Tensor latents, const FluxPrompt& prompt, const FluxLatentGrid& grid, int64_t steps,
                      double guidance, const std::function<void(int64_t, int64_t)>& after_step = {});
   /// Packed latents -> pixels (1, H, W, 3) uint8.
-  at::Tensor decode(const at::Tensor& latents, const FluxLatentGrid& grid);
+  /// With `bands` (row_bands.h), every rank of it calls this with the same
+  /// latents and decodes a band of rows; each gets the whole picture.
+  at::Tensor decode(const at::Tensor& latents, const FluxLatentGrid& grid,
+                    const SequenceParallelConfig* bands = nullptr);
 
  private:
   checkpoints::Identified found_;
