@@ -2,6 +2,8 @@
 
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "spdit/runtime/comm.h"
 
@@ -74,6 +76,55 @@ at::Tensor with_halo(const RowBandScope& bands, const at::Tensor& x, int64_t dim
   return at::cat({above.to(x.scalar_type()), x, below.to(x.scalar_type())}, dim);
 }
 
+at::Tensor banded_conv2d(const RowBandScope& bands, const at::Tensor& x, const at::Tensor& weight,
+                         const at::Tensor& bias, int64_t padding) {
+  const int64_t p = padding, rows = x.size(2);
+  const std::vector<int64_t> stride = {1, 1}, pad_both = {p, p}, pad_width = {0, p};
+  // Every rank sends its first and last p rows (the same shape on every rank,
+  // whatever its band's height) and gets the neighbours' in the slab:
+  // [p rows above, its first p rows, its last p rows, p rows below].
+  const at::Tensor slab = with_halo(bands, at::cat({x.narrow(2, 0, p), x.narrow(2, rows - p, p)}, 2), 2, p);
+  if (rows < 2 * p) {  // a band thinner than its two edges: small, convolved whole
+    const at::Tensor whole = at::cat({slab.narrow(2, 0, p), x, slab.narrow(2, 3 * p, p)}, 2);
+    return at::conv2d(whole, weight, bias, stride, pad_width);
+  }
+  at::Tensor out = at::conv2d(x, weight, bias, stride, pad_both);
+  if (bands.rank() > 0) {
+    const at::Tensor top = at::cat({slab.narrow(2, 0, 2 * p), x.narrow(2, p, std::min(p, rows - p))}, 2);
+    out.narrow(2, 0, p).copy_(at::conv2d(top, weight, bias, stride, pad_width).narrow(2, 0, p));
+  }
+  if (bands.rank() + 1 < bands.size()) {
+    const at::Tensor bottom = at::cat({x.narrow(2, rows - 2 * p, std::min(p, rows - p)), slab.narrow(2, 2 * p, 2 * p)}, 2);
+    const at::Tensor last = at::conv2d(bottom, weight, bias, stride, pad_width);
+    out.narrow(2, rows - p, p).copy_(last.narrow(2, last.size(2) - p, p));
+  }
+  return out;
+}
+
+namespace {
+
+// Every band's per-(B, group) count, mean and sum of squared deviations,
+// combined in double (Chan's parallel formula): the whole image's mean and
+// 1 / sqrt(variance + eps).
+std::pair<at::Tensor, at::Tensor> combine_moments(const RowBandScope& bands, double count, const at::Tensor& mean,
+                                                  const at::Tensor& m2, double eps) {
+  const at::Tensor mine = at::stack({at::full_like(mean, count), mean, m2}, 0);      // (3, B, G)
+  const at::Tensor all = all_gather(bands.group(), mine.unsqueeze(0).contiguous(), 0);  // (P, 3, B, G)
+  const at::Tensor counts = all.select(1, 0), means = all.select(1, 1), m2s = all.select(1, 2);
+  const at::Tensor total = counts.sum(0);
+  const at::Tensor tmean = (counts * means).sum(0) / total;
+  const at::Tensor tvar = (m2s + counts * (means - tmean.unsqueeze(0)).square()).sum(0) / total;
+  return {tmean, (tvar + eps).rsqrt()};
+}
+
+std::vector<int64_t> per_channel_shape(const at::Tensor& x) {
+  std::vector<int64_t> shape = {x.size(0), x.size(1)};
+  shape.resize(x.dim(), 1);
+  return shape;
+}
+
+}  // namespace
+
 at::Tensor banded_group_norm(const RowBandScope& bands, const at::Tensor& x, int64_t groups, const at::Tensor& weight,
                              const at::Tensor& bias, double eps) {
   const int64_t b = x.size(0), c = x.size(1);
@@ -81,35 +132,39 @@ at::Tensor banded_group_norm(const RowBandScope& bands, const at::Tensor& x, int
     throw std::invalid_argument("spdit: group norm of " + std::to_string(c) + " channels in " + std::to_string(groups) +
                                 " groups");
   }
+  const int64_t cg = c / groups, pixels = x.numel() / (b * c);
+  const double count = static_cast<double>(cg * pixels);
+  const at::Tensor w = weight.to(at::kDouble).unsqueeze(0), bi = bias.to(at::kDouble).unsqueeze(0);
+  if (x.scalar_type() == at::kFloat) {
+    // The band's own group norm (ATen's fast kernel, channels-last kept)
+    // also yields the band's mean and rstd; the whole image's differ only by
+    // a per-channel affine map, applied in place:
+    //   y = (y_band - bias) * (rstd / rstd_band) + bias + (mean_band - mean) * rstd * weight.
+    auto [y, bmean, brstd] = at::native_group_norm(x.contiguous(x.suggest_memory_format()), weight, bias, b, c,
+                                                   pixels, groups, eps);
+    const at::Tensor lm = bmean.to(at::kDouble).view({b, groups}), lr = brstd.to(at::kDouble).view({b, groups});
+    const at::Tensor m2 = ((lr.square().reciprocal() - eps) * count).clamp_min(0);
+    auto [mean, rstd] = combine_moments(bands, count, lm, m2, eps);
+    const at::Tensor alpha = (rstd / lr).repeat_interleave(cg, 1);  // (B, C)
+    const at::Tensor shift = ((lm - mean) * rstd).repeat_interleave(cg, 1) * w + bi * (1 - alpha);
+    const auto shape = per_channel_shape(x);
+    return y.mul_(alpha.to(at::kFloat).view(shape)).add_(shift.to(at::kFloat).view(shape));
+  }
+  // Other dtypes: ATen's statistics would be in that dtype (bf16: 3 digits),
+  // so they are taken in fp32 per channel (Welford) and combined in double.
+  const at::Tensor xf = x.to(at::kFloat);
   std::vector<int64_t> dims;
   for (int64_t d = 2; d < x.dim(); ++d) dims.push_back(d);
-  // Per channel: Welford's mean and variance in fp32 (exact enough, and no
-  // fp64 copy of an activation of hundreds of MB).
-  const at::Tensor xf = x.scalar_type() == at::kFloat ? x : x.to(at::kFloat);
-  auto [var, mean] = at::var_mean(xf, dims, /*unbiased=*/false, /*keepdim=*/false);
-  const double n = static_cast<double>(x.numel() / (b * c));
-  // Channels to groups (equal counts), in double: mean and M2 per (B, G).
-  const at::Tensor cm = mean.to(at::kDouble).view({b, groups, c / groups});
-  const at::Tensor cv = var.to(at::kDouble).view({b, groups, c / groups});
+  auto [var, cmean] = at::var_mean(xf, dims, /*unbiased=*/false, /*keepdim=*/false);
+  const at::Tensor cm = cmean.to(at::kDouble).view({b, groups, cg});
+  const at::Tensor cv = var.to(at::kDouble).view({b, groups, cg});
   const at::Tensor gmean = cm.mean(2);
-  const at::Tensor gm2 = (cv + (cm - gmean.unsqueeze(2)).square()).sum(2) * n;
-  const double count = n * static_cast<double>(c / groups);
-  // Bands to the whole image: every rank's (count, mean, M2), combined.
-  const at::Tensor mine = at::stack({at::full_like(gmean, count), gmean, gm2}, 0);  // (3, B, G)
-  const at::Tensor all = all_gather(bands.group(), mine.unsqueeze(0).contiguous(), 0);  // (P, 3, B, G)
-  const at::Tensor counts = all.select(1, 0), means = all.select(1, 1), m2s = all.select(1, 2);
-  const at::Tensor total = counts.sum(0);
-  const at::Tensor tmean = (counts * means).sum(0) / total;
-  const at::Tensor tvar = (m2s + counts * (means - tmean.unsqueeze(0)).square()).sum(0) / total;
-  // y = x * a + s per (B, C): a = weight * rstd, s = bias - mean * a.
-  const at::Tensor rstd = (tvar + eps).rsqrt().repeat_interleave(c / groups, 1);  // (B, C)
-  const at::Tensor cmean = tmean.repeat_interleave(c / groups, 1);
-  const at::Tensor a = rstd * weight.to(at::kDouble).unsqueeze(0);
-  const at::Tensor s = bias.to(at::kDouble).unsqueeze(0) - cmean * a;
-  std::vector<int64_t> shape = {b, c};
-  shape.resize(x.dim(), 1);
-  const at::Tensor af = a.to(at::kFloat).view(shape), sf = s.to(at::kFloat).view(shape);
-  return at::addcmul(sf, xf, af).to(x.scalar_type());
+  const at::Tensor gm2 = (cv + (cm - gmean.unsqueeze(2)).square()).sum(2) * static_cast<double>(pixels);
+  auto [mean, rstd] = combine_moments(bands, count, gmean, gm2, eps);
+  const at::Tensor a = rstd.repeat_interleave(cg, 1) * w;  // y = x * a + s per (B, C)
+  const at::Tensor s = bi - mean.repeat_interleave(cg, 1) * a;
+  const auto shape = per_channel_shape(x);
+  return at::addcmul(s.to(at::kFloat).view(shape), xf, a.to(at::kFloat).view(shape)).to(x.scalar_type());
 }
 
 }  // namespace spdit::vae

@@ -47,8 +47,7 @@ at::Tensor Conv2dImpl::forward(const at::Tensor& x) {
                            std::to_string(stride_) + " and padding " + std::to_string(padding_) +
                            " cannot run on row bands");
   }
-  const std::vector<int64_t> stride = {1, 1}, padding = {0, padding_};
-  return at::conv2d(with_halo(*bands, x, /*dim=*/2, padding_), weight, bias, stride, padding);
+  return banded_conv2d(*bands, x, weight, bias, padding_);
 }
 
 VaeLinearImpl::VaeLinearImpl(int64_t in, int64_t out, at::ScalarType dtype) {

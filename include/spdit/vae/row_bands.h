@@ -63,6 +63,15 @@ at::Tensor gather_bands(const RowBandScope& bands, const at::Tensor& x, int64_t 
 /// convolution's own zero padding). Bands must hold at least `halo` rows.
 at::Tensor with_halo(const RowBandScope& bands, const at::Tensor& x, int64_t dim, int64_t halo);
 
+/// A stride-1 2-d convolution of a band (B, C, rows, W) with a (2p+1) x (2p+1)
+/// kernel and padding p, as if over the whole image: the band is convolved
+/// in place (its own zero padding), then the p rows at each inner edge are
+/// recomputed from a thin slab that includes the neighbours' rows. No copy
+/// of the band is made, so it keeps its memory format (channels-last) and
+/// its memory.
+at::Tensor banded_conv2d(const RowBandScope& bands, const at::Tensor& x, const at::Tensor& weight,
+                         const at::Tensor& bias, int64_t padding);
+
 /// Group normalisation of a band (B, C, ...) whose statistics are those of
 /// all bands together: each rank's per-group count, mean and sum of squared
 /// deviations are combined in double (Chan's parallel formula), so the result
