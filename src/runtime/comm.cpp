@@ -146,6 +146,53 @@ std::atomic<int64_t> g_simulated_link_us{0};
 
 void RingExchange::set_simulated_link_time(std::chrono::microseconds t) { g_simulated_link_us = t.count(); }
 
+struct AllGatherInFlight::Impl {
+  const Group::Impl* group = nullptr;
+  at::Tensor sent, all;  // kept alive until the exchange completes
+  at::ScalarType dtype = at::kFloat;
+  c10::intrusive_ptr<c10d::Work> work;
+  bool done = false;
+};
+
+AllGatherInFlight::AllGatherInFlight(const Group& group, const at::Tensor& x) : impl_(std::make_unique<Impl>()) {
+  auto& g = group.impl();
+  impl_->group = &g;
+  impl_->dtype = x.scalar_type();
+  const int64_t p = group.size();
+  impl_->sent = to_wire(x.contiguous());
+  auto shape = impl_->sent.sizes().vec();
+  shape.insert(shape.begin(), p);
+  impl_->all = at::empty(shape, impl_->sent.options());
+  if (p == 1) {
+    impl_->all.select(0, 0).copy_(impl_->sent);
+    impl_->done = true;
+    return;
+  }
+  std::vector<std::vector<at::Tensor>> out_lists{impl_->all.unbind(0)};
+  std::vector<at::Tensor> in_list{impl_->sent};
+  impl_->work = g.pg->allgather(out_lists, in_list);
+  g.counters->record("all_gather", nbytes(impl_->sent) * (p - 1), nbytes(impl_->sent) * (p - 1));
+}
+
+AllGatherInFlight::~AllGatherInFlight() {
+  if (impl_ && !impl_->done) {
+    try {
+      wait();
+    } catch (...) {
+    }
+  }
+}
+AllGatherInFlight::AllGatherInFlight(AllGatherInFlight&&) noexcept = default;
+AllGatherInFlight& AllGatherInFlight::operator=(AllGatherInFlight&&) noexcept = default;
+
+at::Tensor AllGatherInFlight::wait() {
+  if (!impl_->done) {
+    impl_->done = true;
+    wait_work(*impl_->group, impl_->work, "all_gather");
+  }
+  return join_leading(from_wire(impl_->all, impl_->dtype), 0);
+}
+
 struct RingExchange::Impl {
   const Group::Impl* group = nullptr;
   std::vector<at::Tensor> sent;  // kept alive until the sends complete

@@ -30,6 +30,27 @@ at::Tensor all_gather(const Group& group, const at::Tensor& x, int64_t dim);
 /// are padded to the largest, gathered, and trimmed.
 at::Tensor all_gather_uneven(const Group& group, const at::Tensor& x, int64_t dim);
 
+/// An all_gather that runs while the caller computes: started at
+/// construction, joined by wait(), which returns every rank's `x` (all the
+/// same shape) concatenated along dim 0 in rank order. Kind "all_gather",
+/// counted when it starts. The destructor waits for an exchange never joined.
+///
+///   AllGatherInFlight next(group, shard);   // starts
+///   compute();                              // overlaps with the transfer
+///   at::Tensor full = next.wait();
+class AllGatherInFlight {
+ public:
+  struct Impl;
+  AllGatherInFlight(const Group& group, const at::Tensor& x);
+  ~AllGatherInFlight();
+  AllGatherInFlight(AllGatherInFlight&&) noexcept;
+  AllGatherInFlight& operator=(AllGatherInFlight&&) noexcept;
+  at::Tensor wait();
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
 /// Sums `x` over the group in place. Kind "all_reduce".
 void all_reduce_sum(const Group& group, at::Tensor& x);
 
