@@ -118,6 +118,12 @@ TEST(FluxPipeline, ParallelDecodeDrawsTheOneRankPicture) {
   ASSERT_EQ(a.sizes(), b.sizes());
   EXPECT_LE((a - b).abs().max().item<int>(), 1);
   EXPECT_GT(a.to(at::kFloat).std().item<double>(), 1.0) << "a decoded picture, not a flat field";
+  // The same with each rank keeping a third of the transformer's blocks: the
+  // same latents, bit for bit, and --check still passes.
+  auto sharded = run_command(run + " --shard-weights --check --dump " + tmp.path + "/sh.safetensors");
+  ASSERT_EQ(sharded.code, 0) << sharded.output;
+  EXPECT_NE(sharded.output.find("PASS"), std::string::npos) << sharded.output;
+  EXPECT_TRUE(at::equal(tensor_in(tmp.path + "/sh.safetensors", "latents"), tensor_in(tmp.path + "/on.safetensors", "latents")));
   // Misused: a value it does not know, and the flag without a model folder.
   auto bad = run_command(run + " --vae-parallel maybe");
   EXPECT_NE(bad.code, 0);

@@ -18,6 +18,7 @@
 #include "spdit/hooks/sequence_parallel.h"
 #include "spdit/models/precision.h"
 #include "spdit/pipelines/flux_image_pipeline.h"
+#include "spdit/sharding/sharded_weights.h"
 
 namespace spdit::cli {
 namespace {
@@ -80,7 +81,8 @@ int generate_rank(World& world, const GenerateOptions& o) {
                             {"--width", std::to_string(o.width)}, {"--steps", std::to_string(o.steps)},
                             {"--seed", std::to_string(o.seed)}, {"--guidance", std::to_string(o.guidance)},
                             {"--ulysses", std::to_string(u)}, {"--ring", std::to_string(r)}, {"--dtype", o.dtype},
-                            {"--vae-parallel", o.vae_parallel ? "on" : "off"}});
+                            {"--vae-parallel", o.vae_parallel ? "on" : "off"},
+                            {"--shard-weights", o.shard_weights ? "on" : "off"}});
   const Progress progress{lead};
   auto t0 = Clock::now();
   const auto dir = pipelines::ModelDir::open(o.model_dir);
@@ -108,6 +110,8 @@ int generate_rank(World& world, const GenerateOptions& o) {
   SequenceParallelConfig cfg{u, r};
   cfg.setup(world);
   apply_sequence_parallel(flux.transformer(), cfg);
+  std::unique_ptr<ShardedWeights> shards;
+  if (o.shard_weights && world.size() > 1) shards = std::make_unique<ShardedWeights>(flux.transformer(), new_shard_group(world));
   t0 = Clock::now();
   auto last = Clock::now();
   std::vector<double> step_seconds;
@@ -117,6 +121,7 @@ int generate_rank(World& world, const GenerateOptions& o) {
     progress.step(i, n, step_seconds.back());
   });
   const double denoise_s = since(t0);
+  if (shards && o.check) shards->unshard();  // every rank: rank 0's reference runs alone
   remove_sequence_parallel(flux.transformer());
   world.barrier();
 

@@ -34,6 +34,7 @@
 #include "spdit/pipelines/guidance.h"
 #include "spdit/runtime/comm.h"
 #include "spdit/runtime/memory_meter.h"
+#include "spdit/sharding/sharded_weights.h"
 
 namespace spdit::cli {
 namespace {
@@ -57,6 +58,7 @@ struct RunOptions {
   bool steps_given = false, weights_flags_given = false;
   std::string vae_parallel = "on";
   bool vae_parallel_given = false;
+  bool shard_weights = false;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -246,6 +248,7 @@ GenerateOptions generate_options(const RunOptions& o) {
   g.height = o.height, g.width = o.width, g.steps = o.steps_given ? o.steps : 0, g.seed = o.seed;
   g.guidance = o.guidance, g.ulysses = o.ulysses, g.ring = o.ring, g.threads = o.threads, g.check = o.check;
   g.vae_parallel = o.vae_parallel == "on";
+  g.shard_weights = o.shard_weights;
   return g;
 }
 
@@ -276,7 +279,8 @@ int run_rank(World& world, const RunOptions& given) {
                             {"--seed", std::to_string(o.seed)}, {"--parallel", o.parallel},
                             {"--ulysses", automatic ? "auto" : std::to_string(u)},
                             {"--ring", automatic ? "auto" : std::to_string(r)}, {"--weights", o.weights}, {"--dtype", o.dtype},
-                            {"--cfg", std::to_string(o.cfg)}, {"--cfg-scale", std::to_string(o.cfg_scale)}});
+                            {"--cfg", std::to_string(o.cfg)}, {"--cfg-scale", std::to_string(o.cfg_scale)},
+                            {"--shard-weights", o.shard_weights ? "on" : "off"}});
   const char* local = std::getenv("LOCAL_WORLD_SIZE");
   const int local_ranks = local && std::atoi(local) > 0 ? std::atoi(local) : 1;
   limit_tensor_memory(local_ranks);
@@ -325,6 +329,12 @@ int run_rank(World& world, const RunOptions& given) {
   cfg.cfg_degree = o.cfg;
   cfg.setup(world);
   apply_sequence_parallel(pipe->model(), cfg);
+  std::unique_ptr<ShardedWeights> shards;
+  if (o.shard_weights && world.size() > 1) {
+    add_sharded_weights(prediction,
+                        ShardedWeights::predict_received_bytes_per_forward(pipe->model(), world.size()), guidance);
+    shards = std::make_unique<ShardedWeights>(pipe->model(), new_shard_group(world));
+  }
   const bool lead = world.rank() == 0;
   if (lead) {
     std::cout << "spdit run: " << pipe->name() << "/" << (found ? found->variant + " from " + o.weights : o.preset) << " " << o.height << "x" << o.width
@@ -347,8 +357,9 @@ int run_rank(World& world, const RunOptions& given) {
   // Activations: the peak of live tensors above what weights and inputs hold
   // now (exact, from the metered allocator); the resident peak above the
   // resident size now is reported beside it (it also holds what glibc cached).
-  int64_t weight_bytes = 0;
+  int64_t weight_bytes = 0;  // with sharded weights: the blocks' shards and the rest whole
   for (const auto& p : pipe->model().parameters()) weight_bytes += p.numel() * p.element_size();
+  if (shards) weight_bytes += shards->kept_bytes();
   const int64_t resident_before = reset_peak_rss();
   const int64_t tensors_before = reset_tensor_bytes_peak();
   std::vector<double> steps;
@@ -398,7 +409,10 @@ int run_rank(World& world, const RunOptions& given) {
     std::cout << "peak memory per rank (max over ranks): forward activations " << mb(activation)
               << "; whole loop " << mb(loop) << " above the " << mb(tensors_before)
               << " held before it (adds the latent and inputs, replicated); weights " << mb(weight_bytes)
-              << ", replicated; resident " << mb(peak) << ", " << mb(resident_activation)
+              << (shards ? ", sharded (" + mb(shards->block_bytes()) + " of blocks, 1/" + std::to_string(world.size()) +
+                               " kept; two blocks whole at a time)"
+                         : std::string(", replicated"))
+              << "; resident " << mb(peak) << ", " << mb(resident_activation)
               << " above the loop's start" << std::endl;
     j = {{"model", pipe->name()}, {"preset", o.preset}, {"dtype", models::dtype_name(dtype)},
          {"height", o.height}, {"width", o.width},
@@ -412,6 +426,7 @@ int run_rank(World& world, const RunOptions& given) {
          {"activation_peak_bytes", activation}, {"activation_peak_bytes_per_rank", activations},
          {"loop_peak_bytes", loop}, {"loop_peak_bytes_per_rank", loops},
          {"tensor_bytes_before_loop", tensors_before}, {"weight_bytes", weight_bytes},
+         {"shard_weights", shards != nullptr},
          {"resident_activation_peak_bytes", resident_activation},
          {"resident_activation_peak_bytes_per_rank", resident_activations},
          {"resident_before_loop_bytes", resident_before}};
@@ -421,6 +436,7 @@ int run_rank(World& world, const RunOptions& given) {
       std::cout << "wrote " << o.out << std::endl;
     }
   }
+  if (shards && o.check) shards->unshard();  // every rank: the reference runs on rank 0 alone
   remove_sequence_parallel(pipe->model());
   if (o.check && lead) {
     // The same job on this one rank, without the plan: the reference.
@@ -468,6 +484,8 @@ void add_run_command(CLI::App& app, Action& action) {
   cmd->add_option("--vae-parallel", o.vae_parallel,
                   "With --model-dir and several ranks: split the autoencoder's decode by rows across them")
       ->check(CLI::IsMember({"on", "off"}))->capture_default_str();
+  cmd->add_flag("--shard-weights", o.shard_weights,
+                "Each rank keeps 1/P of every block's weights; a block's are all-gathered as it runs");
   cmd->add_option("--guidance", o.guidance, "With --model-dir: FLUX.1-dev's embedded guidance")
       ->check(CLI::Range(0.0, 100.0))->capture_default_str();
   cmd->add_option("--steps", o.steps, "Denoising steps")->check(whole_number(1))->capture_default_str();

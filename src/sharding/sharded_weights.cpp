@@ -153,16 +153,36 @@ int64_t ShardedWeights::kept_bytes() const {
 
 int64_t ShardedWeights::received_bytes_per_forward() const { return kept_bytes() * (impl_->group.size() - 1); }
 
+int64_t ShardedWeights::predict_received_bytes_per_forward(torch::nn::Module& model, int ranks) {
+  int64_t bytes = 0;
+  for (const auto& block : blocks_of(model)) {
+    std::map<at::ScalarType, int64_t> total;  // elements per dtype, as the flat buffers group them
+    for (const auto& param : block->parameters()) total[param.scalar_type()] += param.numel();
+    for (const auto& [dtype, n] : total) {
+      bytes += (n + ranks - 1) / ranks * static_cast<int64_t>(c10::elementSize(dtype)) * (ranks - 1);
+    }
+  }
+  return bytes;
+}
+
 size_t ShardedWeights::blocks() const { return impl_->blocks.size(); }
 
 void ShardedWeights::before_block(size_t index) {
   impl_->install(index);
-  // The next block's gather runs while this one computes (after the last
-  // block, the first block's, for the next forward).
-  impl_->start((index + 1) % impl_->blocks.size());
+  // The next block's gather runs while this one computes. Not past the last
+  // block: a gather for a forward that may never come would hold a block
+  // whole between forwards and move bytes nobody uses; the first block's
+  // gather of each forward is the one not hidden.
+  if (index + 1 < impl_->blocks.size()) impl_->start(index + 1);
 }
 
 void ShardedWeights::after_block(size_t index) { impl_->release(index); }
+
+Group new_shard_group(World& world) {
+  std::vector<int> all(world.size());
+  for (int i = 0; i < world.size(); ++i) all[i] = i;
+  return world.new_group(all, "shard-weights-" + std::to_string(world.next_generation()));
+}
 
 BlockWeightsGuard::BlockWeightsGuard(const torch::nn::Module& block) {
   {

@@ -50,6 +50,10 @@ class ShardedWeights {
   int64_t received_bytes_per_forward() const;
   size_t blocks() const;
 
+  /// What received_bytes_per_forward() will be for `model` sharded over
+  /// `ranks` ranks, from its parameters' shapes alone (a skeleton does).
+  static int64_t predict_received_bytes_per_forward(torch::nn::Module& model, int ranks);
+
   /// For BlockWeightsGuard: block `index` is about to run / has run.
   void before_block(size_t index);
   void after_block(size_t index);
@@ -59,6 +63,10 @@ class ShardedWeights {
  private:
   std::unique_ptr<Impl> impl_;
 };
+
+/// Every rank of `world`, as a group of its own (collective: every rank calls
+/// it), so that gathers in flight never queue behind the SP collectives.
+Group new_shard_group(World& world);
 
 /// Marks one run of a block in a model's forward: when the block belongs to
 /// a ShardedWeights, its whole parameters are in place for the guard's life
