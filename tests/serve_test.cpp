@@ -405,7 +405,8 @@ TEST(Serve, ARankThatDiesFailsTheRequestWith503NamingItAndTheServerExitsNonZero)
   ASSERT_TRUE(res) << httplib::to_string(res.error()) << "\n" << server.process->output();
   EXPECT_EQ(res->status, 503) << res->body;
   const std::string message = json::parse(res->body).at("error").at("message");
-  EXPECT_NE(message.find("[1]"), std::string::npos) << message;
+  EXPECT_NE(message.find("rank(s) [1] stopped"), std::string::npos) << message;
+  EXPECT_EQ(message.find("state of this forward"), std::string::npos) << "the SP diagnosis is for the log\n" << message;
   auto health = server.client().Get("/health");
   if (health) {  // the server lingers a moment, unready, before it exits
     EXPECT_EQ(health->status, 503);

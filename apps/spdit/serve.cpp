@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "commands.h"
+#include "error_text.h"
 #include "launcher.h"
 #include "rank_setup.h"
 #include "serve_http.h"
@@ -56,7 +57,11 @@ int serve_this_rank(const ServeOptions& o) {
   } catch (const std::exception& e) {
     // Requests in flight and queued get the reason (503), /health turns
     // unready; the handlers answer before the server stops.
-    state.fail(std::string("the job failed: ") + e.what());
+    // The first line names the failed rank; the SP diagnosis below it is
+    // for the operator's log (main prints it whole), not for clients.
+    std::string why = clean_error_text(e.what());
+    why = why.substr(0, why.find('\n'));
+    state.fail("the job failed: " + why);
     // A moment for /health to say so (and why) before the port closes; the
     // launcher allows survivors 3 s before it stops them.
     std::this_thread::sleep_for(std::chrono::milliseconds(1500));
