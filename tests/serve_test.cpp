@@ -57,8 +57,12 @@ std::string unbase64(const std::string& in) {
   int bits = 0;
   uint32_t acc = 0;
   for (char c : in) {
-    int v = c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26 : c >= '0' && c <= '9' ? c - '0' + 52
-            : c == '+' ? 62 : c == '/' ? 63 : -1;
+    int v = c >= 'A' && c <= 'Z'   ? c - 'A'
+            : c >= 'a' && c <= 'z' ? c - 'a' + 26
+            : c >= '0' && c <= '9' ? c - '0' + 52
+            : c == '+'             ? 62
+            : c == '/'             ? 63
+                                   : -1;
     if (v < 0) continue;
     acc = (acc << 6) | v;
     bits += 6;
@@ -74,7 +78,8 @@ std::string unbase64(const std::string& in) {
 std::pair<int, int> png_size(const std::string& png) {
   if (png.size() < 24 || png.compare(0, 8, "\x89PNG\r\n\x1a\n") != 0) return {0, 0};
   auto be32 = [&](size_t at) {
-    return (uint8_t(png[at]) << 24) | (uint8_t(png[at + 1]) << 16) | (uint8_t(png[at + 2]) << 8) | uint8_t(png[at + 3]);
+    return (uint8_t(png[at]) << 24) | (uint8_t(png[at + 1]) << 16) | (uint8_t(png[at + 2]) << 8) |
+           uint8_t(png[at + 3]);
   };
   return {static_cast<int>(be32(16)), static_cast<int>(be32(20))};
 }
@@ -89,7 +94,8 @@ struct Server {
   explicit Server(const std::vector<std::string>& flags, const std::vector<std::string>& env = {}) {
     static int count = 0;
     log = scratch().path + "/serve-" + std::to_string(++count) + ".log";
-    std::vector<std::string> argv = {kBin, "serve", "--model-dir", model_dir(), "--port", std::to_string(port)};
+    std::vector<std::string> argv = {kBin,        "serve",  "--model-dir",
+                                     model_dir(), "--port", std::to_string(port)};
     argv.insert(argv.end(), flags.begin(), flags.end());
     for (size_t i = 0; i + 1 < flags.size(); ++i) {
       if (flags[i] == "--api-key") key = flags[i + 1];
@@ -131,16 +137,19 @@ struct Server {
   }
 };
 
-// Prometheus text: name{labels} value; every line that is no comment must parse.
+// Prometheus text: name{labels} value; every line that is no comment must
+// parse.
 std::map<std::string, double> parse_prometheus(const std::string& text) {
-  static const std::regex line_form(R"re(([a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"]*"(,[a-zA-Z_][a-zA-Z0-9_]*="[^"]*")*\})?) (-?[0-9.eE+-]+|NaN|\+Inf|-Inf))re");
+  static const std::regex line_form(
+      R"re(([a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"]*"(,[a-zA-Z_][a-zA-Z0-9_]*="[^"]*")*\})?) (-?[0-9.eE+-]+|NaN|\+Inf|-Inf))re");
   std::map<std::string, double> out;
   std::istringstream in(text);
   std::string line;
   while (std::getline(in, line)) {
     if (line.empty() || line[0] == '#') continue;
     std::smatch m;
-    if (!std::regex_match(line, m, line_form)) throw std::runtime_error("not Prometheus text: '" + line + "'");
+    if (!std::regex_match(line, m, line_form))
+      throw std::runtime_error("not Prometheus text: '" + line + "'");
     out[m[1]] = std::stod(m[4]);
   }
   return out;
@@ -155,8 +164,11 @@ int post_and_leave_open(int port, const json& body) {
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return -1;
   const std::string b = body.dump();
-  const std::string req = "POST /v1/images/generations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                          "Content-Length: " + std::to_string(b.size()) + "\r\n\r\n" + b;
+  const std::string req =
+      "POST /v1/images/generations HTTP/1.1\r\nHost: "
+      "127.0.0.1\r\nContent-Type: application/json\r\n"
+      "Content-Length: " +
+      std::to_string(b.size()) + "\r\n\r\n" + b;
   if (write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) return -1;
   return fd;
 }
@@ -175,9 +187,10 @@ bool eventually(Pred pred, double seconds = 60) {
 Server& shared_server() {
   // Static: stopped (its process group killed) when the test program ends.
   static std::unique_ptr<Server> s = [] {
-    auto server = std::make_unique<Server>(
-        std::vector<std::string>{"--nproc", "2", "--ulysses", "2", "--api-key", "sekret", "--max-size", "256"});
-    if (!server->wait_ready()) throw std::runtime_error("the server did not get ready:\n" + server->process->output());
+    auto server = std::make_unique<Server>(std::vector<std::string>{
+        "--nproc", "2", "--ulysses", "2", "--api-key", "sekret", "--max-size", "256"});
+    if (!server->wait_ready())
+      throw std::runtime_error("the server did not get ready:\n" + server->process->output());
     return server;
   }();
   return *s;
@@ -201,9 +214,12 @@ TEST(Serve, TwoRanksAnswerThePictureSpditRunMakes) {
 
   const std::string out = scratch().path + "/run.png";
   auto run = run_command(kBin + " run --model-dir " + model_dir() + " --prompt '" + kPrompt +
-                         "' --seed 7 --steps 2 --height 64 --width 64 --nproc 2 --ulysses 2 --out " + out);
+                         "' --seed 7 --steps 2 --height 64 --width 64 --nproc "
+                         "2 --ulysses 2 --out " +
+                         out);
   ASSERT_EQ(run.code, 0) << run.output;
-  EXPECT_EQ(png, read_file(out)) << "the served picture differs from spdit run's for the same seed and prompt";
+  EXPECT_EQ(png, read_file(out)) << "the served picture differs from spdit "
+                                    "run's for the same seed and prompt";
 
   // response_format url: the same picture, fetched; n: one per seed.
   json two = kSmall;
@@ -252,7 +268,13 @@ TEST(Serve, BadRequestsAnswer400AndTheServerKeepsServing) {
       {R"({"prompt": "x", "guidance": "high"})", "'guidance' must be a number"},
       {R"({"prompt": "x", "response_format": "jpeg"})", "\"b64_json\" or \"url\""},
       {R"({"prompt": "x", "negative_prompt": "blur"})", "negative_prompt"},
-      {json{{"prompt", [] { std::string p; for (int i = 0; i < 700; ++i) p += "fox "; return p; }()}}.dump(),
+      {json{{"prompt",
+             [] {
+               std::string p;
+               for (int i = 0; i < 700; ++i) p += "fox ";
+               return p;
+             }()}}
+           .dump(),
        "over this model's limit of 512"},
   };
   auto c = server.client();
@@ -323,12 +345,12 @@ TEST(Serve, HealthIsUnreadyUntilEveryRankHasLoadedAndSigtermStopsCleanly) {
   // cannot be ready; rank 1 joining makes it so.
   const int port = free_port(), master = free_port();
   auto env = [&](int rank) {
-    return std::vector<std::string>{"RANK=" + std::to_string(rank), "LOCAL_RANK=" + std::to_string(rank),
-                                    "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + std::to_string(master),
-                                    "SPDIT_TIMEOUT=60"};
+    return std::vector<std::string>{
+        "RANK=" + std::to_string(rank), "LOCAL_RANK=" + std::to_string(rank),    "WORLD_SIZE=2",
+        "MASTER_ADDR=127.0.0.1",        "MASTER_PORT=" + std::to_string(master), "SPDIT_TIMEOUT=60"};
   };
-  const std::vector<std::string> argv = {kBin, "serve", "--model-dir", model_dir(), "--port", std::to_string(port),
-                                         "--ring", "2"};
+  const std::vector<std::string> argv = {
+      kBin, "serve", "--model-dir", model_dir(), "--port", std::to_string(port), "--ring", "2"};
   ChildProcess rank0(argv, scratch().path + "/health-rank0.log", env(0));
   httplib::Client c("127.0.0.1", port);
   c.set_read_timeout(60, 0);
@@ -350,7 +372,8 @@ TEST(Serve, HealthIsUnreadyUntilEveryRankHasLoadedAndSigtermStopsCleanly) {
   ASSERT_TRUE(eventually([&] {
     auto h = c.Get("/health");
     return h && h->status == 200;
-  })) << rank0.output() << rank1.output();
+  })) << rank0.output()
+      << rank1.output();
   auto res = c.Post("/v1/images/generations", kSmall.dump(), "application/json");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 200);
@@ -406,7 +429,8 @@ TEST(Serve, ARankThatDiesFailsTheRequestWith503NamingItAndTheServerExitsNonZero)
   EXPECT_EQ(res->status, 503) << res->body;
   const std::string message = json::parse(res->body).at("error").at("message");
   EXPECT_NE(message.find("rank(s) [1] stopped"), std::string::npos) << message;
-  EXPECT_EQ(message.find("state of this forward"), std::string::npos) << "the SP diagnosis is for the log\n" << message;
+  EXPECT_EQ(message.find("state of this forward"), std::string::npos) << "the SP diagnosis is for the log\n"
+                                                                      << message;
   auto health = server.client().Get("/health");
   if (health) {  // the server lingers a moment, unready, before it exits
     EXPECT_EQ(health->status, 503);
@@ -436,21 +460,28 @@ TEST(Serve, SigtermCancelsTheRunningRequestAndExitsZero) {
 }
 
 TEST(Serve, TheWebPageShowsThePictureInARealBrowser) {
-  if (access("/usr/bin/chromium", X_OK) != 0) GTEST_SKIP() << "Debian's chromium is not installed (scripts/install_deps.sh)";
+  if (access("/usr/bin/chromium", X_OK) != 0)
+    GTEST_SKIP() << "Debian's chromium is not installed (scripts/install_deps.sh)";
   auto& server = shared_server();
   auto api = server.generate(kSmall);
   ASSERT_TRUE(api && api->status == 200);
   const std::string expected = json::parse(api->body)["data"][0].at("b64_json");
   const std::string url = "http://127.0.0.1:" + std::to_string(server.port) +
-                          "/?prompt=a%20red%20circle%20on%20a%20blue%20background&size=64x64&steps=2&seed=7"
+                          "/?prompt=a%20red%20circle%20on%20a%20blue%"
+                          "20background&size=64x64&steps=2&seed=7"
                           "&key=sekret&run=1";
   const std::string profile = scratch().path + "/chromium-profile";
-  auto r = run_command("timeout 120 /usr/bin/chromium --headless --no-sandbox --disable-gpu --no-first-run "
-                       "--user-data-dir=" + profile + " --virtual-time-budget=600000 --dump-dom '" + url + "' 2>/dev/null");
+  auto r = run_command(
+      "timeout 120 /usr/bin/chromium --headless --no-sandbox "
+      "--disable-gpu --no-first-run "
+      "--user-data-dir=" +
+      profile + " --virtual-time-budget=600000 --dump-dom '" + url + "' 2>/dev/null");
   ASSERT_EQ(r.code, 0) << r.output;
   std::smatch m;
-  ASSERT_TRUE(std::regex_search(r.output, m, std::regex(R"re(<img class="result"[^>]*src="data:image/png;base64,([^"]+)")re")))
-      << "no picture on the page:\n" << r.output;
+  ASSERT_TRUE(std::regex_search(
+      r.output, m, std::regex(R"re(<img class="result"[^>]*src="data:image/png;base64,([^"]+)")re")))
+      << "no picture on the page:\n"
+      << r.output;
   EXPECT_EQ(m[1].str(), expected) << "the page shows another picture than the API gives";
 }
 
@@ -458,7 +489,9 @@ TEST(Serve, ShortLoadRunAnswersEveryRequestAndMemoryDoesNotGrow) {
   auto& server = shared_server();
   const std::string json_out = scratch().path + "/load.json";
   auto r = run_command(kBin + " bench serve --url http://127.0.0.1:" + std::to_string(server.port) +
-                       " --api-key sekret --clients 4 --seconds 4 --size 64x64 --steps 2 --json " + json_out);
+                       " --api-key sekret --clients 4 --seconds 4 --size 64x64 "
+                       "--steps 2 --json " +
+                       json_out);
   ASSERT_EQ(r.code, 0) << r.output;
   const auto j = json::parse(read_file(json_out));
   EXPECT_GT(j.at("answered").at("200").get<int>(), 0) << j.dump(2);

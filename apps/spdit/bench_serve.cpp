@@ -28,7 +28,8 @@ using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
 struct LoadOptions {
-  std::string url = "http://127.0.0.1:8000", api_key, size = "64x64", prompt = "a red fox in the snow", json_path;
+  std::string url = "http://127.0.0.1:8000", api_key, size = "64x64", prompt = "a red fox in the snow",
+              json_path;
   int clients = 4, steps = 2;
   double seconds = 30;
 };
@@ -80,7 +81,8 @@ double percentile(std::vector<double> v, double p) {
 
 int run_load(const LoadOptions& o) {
   const Target target = parse_url(o.url);
-  const std::string body = json{{"prompt", o.prompt}, {"size", o.size}, {"steps", o.steps}, {"seed", 0}}.dump();
+  const std::string body =
+      json{{"prompt", o.prompt}, {"size", o.size}, {"steps", o.steps}, {"seed", 0}}.dump();
   auto post = [&](httplib::Client& c) { return c.Post("/v1/images/generations", body, "application/json"); };
   {
     auto c = client_for(target, o);
@@ -88,7 +90,8 @@ int run_load(const LoadOptions& o) {
     if (!warm || warm->status != 200) {
       throw std::runtime_error("the warm-up request failed (" +
                                (warm ? "HTTP " + std::to_string(warm->status) + ": " + warm->body
-                                     : httplib::to_string(warm.error())) + ")");
+                                     : httplib::to_string(warm.error())) +
+                               ")");
     }
   }
   const auto before = resident_bytes(target, o);
@@ -135,19 +138,28 @@ int run_load(const LoadOptions& o) {
   json ranks = json::array();
   for (const auto& [rank, bytes] : after) {
     const double was = before.count(rank) ? before.at(rank) : 0;
-    ranks.push_back({{"rank", rank}, {"resident_bytes_before", was}, {"resident_bytes_after", bytes},
+    ranks.push_back({{"rank", rank},
+                     {"resident_bytes_before", was},
+                     {"resident_bytes_after", bytes},
                      {"resident_growth_bytes", bytes - was}});
   }
-  const json result = {{"url", o.url}, {"clients", o.clients}, {"seconds", o.seconds}, {"size", o.size},
-                       {"steps", o.steps}, {"answered", by_status}, {"other", other},
-                       {"failed_connections", failed_connections}, {"latency_p50_s", percentile(latencies, 0.5)},
-                       {"latency_p95_s", percentile(latencies, 0.95)}, {"ranks", ranks}};
+  const json result = {{"url", o.url},
+                       {"clients", o.clients},
+                       {"seconds", o.seconds},
+                       {"size", o.size},
+                       {"steps", o.steps},
+                       {"answered", by_status},
+                       {"other", other},
+                       {"failed_connections", failed_connections},
+                       {"latency_p50_s", percentile(latencies, 0.5)},
+                       {"latency_p95_s", percentile(latencies, 0.95)},
+                       {"ranks", ranks}};
   std::cout << "bench serve: " << o.clients << " clients for " << o.seconds << " s against " << o.url << " ("
             << o.size << ", " << o.steps << " steps)\n";
   for (const auto& [status, n] : answered) std::cout << "  HTTP " << status << ": " << n << "\n";
   if (failed_connections) std::cout << "  no answer (connection failed): " << failed_connections << "\n";
-  std::cout << std::fixed << std::setprecision(3) << "  latency of the 200s: p50 " << percentile(latencies, 0.5)
-            << " s, p95 " << percentile(latencies, 0.95) << " s\n";
+  std::cout << std::fixed << std::setprecision(3) << "  latency of the 200s: p50 "
+            << percentile(latencies, 0.5) << " s, p95 " << percentile(latencies, 0.95) << " s\n";
   for (const auto& r : ranks) {
     std::cout << std::setprecision(1) << "  rank " << r["rank"] << ": resident "
               << r["resident_bytes_before"].get<double>() / 1e6 << " MB -> "
@@ -169,8 +181,12 @@ void add_bench_serve_command(CLI::App& bench, Action& action) {
   auto* cmd = bench.add_subcommand("serve", "Load test of a running `spdit serve`: N clients for T seconds");
   cmd->add_option("--url", o.url, "The server")->capture_default_str();
   cmd->add_option("--api-key", o.api_key, "The server's --api-key");
-  cmd->add_option("--clients", o.clients, "Concurrent clients")->check(whole_number(1, 1000))->capture_default_str();
-  cmd->add_option("--seconds", o.seconds, "How long to send requests")->check(positive_seconds())->capture_default_str();
+  cmd->add_option("--clients", o.clients, "Concurrent clients")
+      ->check(whole_number(1, 1000))
+      ->capture_default_str();
+  cmd->add_option("--seconds", o.seconds, "How long to send requests")
+      ->check(positive_seconds())
+      ->capture_default_str();
   cmd->add_option("--size", o.size, "Picture size of each request")->capture_default_str();
   cmd->add_option("--steps", o.steps, "Steps of each request")->check(whole_number(1))->capture_default_str();
   cmd->add_option("--prompt", o.prompt, "Prompt of each request")->capture_default_str();

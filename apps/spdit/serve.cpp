@@ -4,9 +4,9 @@
 
 #include <chrono>
 #include <cstdlib>
-#include <thread>
 #include <iostream>
 #include <optional>
+#include <thread>
 
 #include "commands.h"
 #include "error_text.h"
@@ -73,28 +73,39 @@ int serve_this_rank(const ServeOptions& o) {
 }  // namespace
 
 void add_serve_command(CLI::App& app, Action& action) {
-  auto* cmd = app.add_subcommand("serve", "Keep a model folder loaded on all ranks and answer generation requests "
-                                          "over HTTP (OpenAI's images API, /health, /metrics, a web page at /)");
+  auto* cmd = app.add_subcommand("serve",
+                                 "Keep a model folder loaded on all ranks and answer generation requests "
+                                 "over HTTP (OpenAI's images API, /health, /metrics, a web page at /)");
   static ServeOptions o;
   cmd->add_option("--model-dir", o.model_dir, "A model folder as downloaded (diffusers layout, FLUX.1)")
-      ->required()->check(CLI::ExistingDirectory);
+      ->required()
+      ->check(CLI::ExistingDirectory);
   cmd->add_option("--nproc", o.nproc, "Start this many local ranks (default: ulysses x ring, else 1)")
       ->check(whole_number(1));
   cmd->add_flag("--oversubscribe", o.oversubscribe, "With --nproc: allow more than 4 ranks per usable core");
   cmd->add_option("--ulysses", o.ulysses, "Ulysses degree U")->check(whole_number(1));
   cmd->add_option("--ring", o.ring, "Ring degree R")->check(whole_number(1));
   cmd->add_option("--dtype", o.dtype, "Compute dtype (default: as stored)");
-  cmd->add_option("--threads", o.threads, "Intra-op threads per rank")->check(whole_number(1))->capture_default_str();
-  cmd->add_option("--host", o.http.host, "Address to listen on (0.0.0.0: every interface)")->capture_default_str();
+  cmd->add_option("--threads", o.threads, "Intra-op threads per rank")
+      ->check(whole_number(1))
+      ->capture_default_str();
+  cmd->add_option("--host", o.http.host, "Address to listen on (0.0.0.0: every interface)")
+      ->capture_default_str();
   cmd->add_option("--port", o.http.port, "Port to listen on")->required()->check(whole_number(1, 65535));
-  cmd->add_option("--api-key", o.http.api_key, "Require 'Authorization: Bearer KEY' on every request but the page");
+  cmd->add_option("--api-key", o.http.api_key,
+                  "Require 'Authorization: Bearer KEY' on every request but the page");
   cmd->add_option("--queue", o.queue, "Requests that may wait behind the running one before 429")
-      ->check(whole_number(0, 1000))->capture_default_str();
+      ->check(whole_number(0, 1000))
+      ->capture_default_str();
   cmd->add_option("--max-size", o.max_size, "Largest side, in pixels, a request may ask for")
-      ->check(whole_number(16, 16384))->capture_default_str();
-  cmd->add_option("--max-n", o.max_n, "Most pictures per request")->check(whole_number(1, 64))->capture_default_str();
+      ->check(whole_number(16, 16384))
+      ->capture_default_str();
+  cmd->add_option("--max-n", o.max_n, "Most pictures per request")
+      ->check(whole_number(1, 64))
+      ->capture_default_str();
   cmd->add_option("--keep-files", o.keep_files, "Pictures kept for response_format url (oldest dropped)")
-      ->check(whole_number(1, 100000))->capture_default_str();
+      ->check(whole_number(1, 100000))
+      ->capture_default_str();
   cmd->callback([&action] {
     action = [] {
       if (launched_by_launcher()) {

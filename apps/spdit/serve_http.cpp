@@ -10,8 +10,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
-#include <nlohmann/json.hpp>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "serve_page.h"
@@ -96,7 +96,8 @@ std::string images_body(const Job& job, const std::string& base_url, ServeState&
     data.push_back(item);
   }
   const auto now = std::chrono::system_clock::now().time_since_epoch();
-  return json{{"created", std::chrono::duration_cast<std::chrono::seconds>(now).count()}, {"data", data}}.dump();
+  return json{{"created", std::chrono::duration_cast<std::chrono::seconds>(now).count()}, {"data", data}}
+      .dump();
 }
 
 }  // namespace
@@ -116,8 +117,9 @@ void HttpFrontend::start() {
   s.set_payload_max_length(1 << 20);
   add_routes();
   if (!s.bind_to_port(options_.host, options_.port)) {
-    throw std::runtime_error("cannot listen on " + options_.host + ":" + std::to_string(options_.port) + " (" +
-                             std::strerror(errno) + "): another server on that port? choose another --port, or "
+    throw std::runtime_error("cannot listen on " + options_.host + ":" + std::to_string(options_.port) +
+                             " (" + std::strerror(errno) +
+                             "): another server on that port? choose another --port, or "
                              "check --host is an address of this machine");
   }
   thread_ = std::thread([this] { server_->listen_after_bind(); });
@@ -140,10 +142,12 @@ void HttpFrontend::add_routes() {
     if (options_.api_key.empty() || (req.method == "GET" && req.path == "/")) return Handled::Unhandled;
     if (req.get_header_value("Authorization") == "Bearer " + options_.api_key) return Handled::Unhandled;
     res.set_header("WWW-Authenticate", "Bearer");
-    answer(res, 401, error_body(req.has_header("Authorization")
-                                    ? "the API key in 'Authorization: Bearer ...' is not this server's"
-                                    : "this server needs an API key: send 'Authorization: Bearer KEY'",
-                                "unauthorized"));
+    answer(res, 401,
+           error_body(req.has_header("Authorization") ? "the API key in 'Authorization: Bearer ...' is not "
+                                                        "this server's"
+                                                      : "this server needs an API key: send "
+                                                        "'Authorization: Bearer KEY'",
+                      "unauthorized"));
     return Handled::Handled;
   });
   s.set_error_handler(httplib::Server::HandlerWithResponse([](const Request& req, Response& res) {
@@ -155,7 +159,9 @@ void HttpFrontend::add_routes() {
     return Handled::Handled;
   }));
 
-  s.Get("/", [](const Request&, Response& res) { res.set_content(serve_page_html(), "text/html; charset=utf-8"); });
+  s.Get("/", [](const Request&, Response& res) {
+    res.set_content(serve_page_html(), "text/html; charset=utf-8");
+  });
 
   s.Get("/health", [this](const Request&, Response& res) {
     if (state_.failed()) {
@@ -163,23 +169,27 @@ void HttpFrontend::add_routes() {
     } else if (state_.stopping()) {
       answer(res, 503, json{{"status", "stopping"}}.dump());
     } else if (!state_.ready()) {
-      answer(res, 503, json{{"status", "loading"}, {"message", "not every rank has loaded the model yet"}}.dump());
+      answer(res, 503,
+             json{{"status", "loading"}, {"message", "not every rank has loaded the model yet"}}.dump());
     } else {
       answer(res, 200, json{{"status", "ready"}, {"ranks", state_.ranks()}}.dump());
     }
   });
 
   s.Get("/metrics", [this](const Request&, Response& res) {
-    res.set_content(state_.metrics.prometheus_text(state_.ready(), state_.queue.depth(), state_.queue.capacity(),
-                                                   state_.running() != nullptr),
+    res.set_content(state_.metrics.prometheus_text(state_.ready(), state_.queue.depth(),
+                                                   state_.queue.capacity(), state_.running() != nullptr),
                     "text/plain; version=0.0.4");
   });
 
   s.Get("/v1/progress", [this](const Request&, Response& res) {
     json j = {{"queue", state_.queue.depth()}, {"ready", state_.ready()}};
     if (auto job = state_.running()) {
-      j.update({{"state", "running"}, {"image", job->image.load()}, {"n", job->request.n},
-                {"step", job->step.load()}, {"steps", job->steps.load()}});
+      j.update({{"state", "running"},
+                {"image", job->image.load()},
+                {"n", job->request.n},
+                {"step", job->step.load()},
+                {"steps", job->steps.load()}});
     } else {
       j["state"] = "idle";
     }
@@ -189,9 +199,12 @@ void HttpFrontend::add_routes() {
   s.Get(R"(/v1/files/([0-9a-f]+)\.png)", [this](const Request& req, Response& res) {
     std::string png;
     if (!state_.find_file(req.matches[1], png)) {
-      answer(res, 404, error_body("no file " + req.path + ": it never existed or is past the server's "
-                                  "--keep-files; ask for response_format b64_json to keep pictures yourself",
-                                  "not_found"));
+      answer(res, 404,
+             error_body("no file " + req.path +
+                            ": it never existed or is past the server's "
+                            "--keep-files; ask for response_format "
+                            "b64_json to keep pictures yourself",
+                        "not_found"));
       return;
     }
     res.set_content(png, "image/png");
@@ -205,7 +218,8 @@ void HttpFrontend::add_routes() {
     }
     if (!state_.ready()) {
       res.set_header("Retry-After", "5");
-      return answer(res, 503, error_body("the model is still loading on the ranks; retry shortly", "loading")),
+      return answer(res, 503,
+                    error_body("the model is still loading on the ranks; retry shortly", "loading")),
              record();
     }
     auto job = std::make_shared<Job>();
@@ -218,17 +232,21 @@ void HttpFrontend::add_routes() {
     job->id = state_.next_job_id();
     switch (state_.queue.submit(job)) {
       case JobQueue::Submitted::kFull: {
-        // One generation runs and the queue is full: about that long until a place frees up.
+        // One generation runs and the queue is full: about that long until a
+        // place frees up.
         const double wait = std::max(1.0, std::ceil(state_.typical_generation_seconds()));
         res.set_header("Retry-After", std::to_string(static_cast<int64_t>(wait)));
-        answer(res, 429, error_body("the queue is full (" + std::to_string(state_.queue.capacity()) +
-                                    " waiting behind the running generation); retry after the Retry-After seconds",
-                                    "queue_full"));
+        answer(res, 429,
+               error_body("the queue is full (" + std::to_string(state_.queue.capacity()) +
+                              " waiting behind the running generation); retry "
+                              "after the Retry-After seconds",
+                          "queue_full"));
         return record();
       }
       case JobQueue::Submitted::kClosed:
-        answer(res, 503, error_body(state_.failed() ? state_.failure() : "the server is shutting down",
-                                    state_.failed() ? "rank_failed" : "shutting_down"));
+        answer(res, 503,
+               error_body(state_.failed() ? state_.failure() : "the server is shutting down",
+                          state_.failed() ? "rank_failed" : "shutting_down"));
         return record();
       case JobQueue::Submitted::kQueued:
         break;
@@ -246,9 +264,11 @@ void HttpFrontend::add_routes() {
   });
 
   s.Post("/v1/videos/generations", [this](const Request&, Response& res) {
-    answer(res, 501, error_body("this server's model makes images (FLUX.1): video generation needs a Wan model "
-                                "folder, and this build has no Wan pipeline yet",
-                                "not_available_for_this_model"));
+    answer(res, 501,
+           error_body("this server's model makes images (FLUX.1): video "
+                      "generation needs a Wan model "
+                      "folder, and this build has no Wan pipeline yet",
+                      "not_available_for_this_model"));
     state_.metrics.request_answered(501);
   });
 }

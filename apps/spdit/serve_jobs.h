@@ -21,7 +21,8 @@ struct Job {
   std::atomic<bool> cancelled{false};  // its client left: stop at the next step
   std::atomic<int> image{0}, step{0}, steps{0};
   // The pictures (PNG bytes) and their seeds: written by the loop before
-  // finish(200, ...), read by the handler after wait_for (the mutex orders them).
+  // finish(200, ...), read by the handler after wait_for (the mutex orders
+  // them).
   std::vector<std::string> pngs;
   std::vector<uint64_t> seeds;
 

@@ -47,7 +47,8 @@ void gather_stats(World& world, ServeState* state) {
   const auto all = all_gather_ints(world.group(), mine.to_ints());
   if (!state) return;
   std::vector<RankStats> ranks;
-  for (int r = 0; r < world.size(); ++r) ranks.push_back(RankStats::from_ints(&all[r * RankStats::int_count()]));
+  for (int r = 0; r < world.size(); ++r)
+    ranks.push_back(RankStats::from_ints(&all[r * RankStats::int_count()]));
   state->metrics.set_ranks(ranks);
 }
 
@@ -146,27 +147,32 @@ RequestLimits limits_of(const std::shared_ptr<pipelines::FluxImagePipeline>& flu
 
 }  // namespace
 
-int serve_rank(World& world, const ServeOptions& o, ServeState* state, const std::function<bool()>& stop_requested) {
+int serve_rank(World& world, const ServeOptions& o, ServeState* state,
+               const std::function<bool()>& stop_requested) {
   set_threads_per_rank(o.threads);
   install_memory_meter();
   const bool lead = world.rank() == 0;
   auto [u, r] = resolve_degrees(world.size(), o.ulysses, o.ring);
-  check_ranks_agree(world, {{"--model-dir", o.model_dir}, {"--dtype", o.dtype}, {"--ulysses", std::to_string(u)},
-                            {"--ring", std::to_string(r)}, {"--max-size", std::to_string(o.max_size)},
+  check_ranks_agree(world, {{"--model-dir", o.model_dir},
+                            {"--dtype", o.dtype},
+                            {"--ulysses", std::to_string(u)},
+                            {"--ring", std::to_string(r)},
+                            {"--max-size", std::to_string(o.max_size)},
                             {"--max-n", std::to_string(o.max_n)}});
   auto t0 = Clock::now();
   const auto dtype = o.dtype.empty() ? at::ScalarType::Undefined : models::parse_dtype(o.dtype);
   auto flux = std::make_shared<pipelines::FluxImagePipeline>(pipelines::ModelDir::open(o.model_dir), dtype);
   SequenceParallelConfig sp{u, r};
   sp.setup(world);
-  apply_sequence_parallel(flux->transformer(), sp);  // once: every request runs under the same plan
+  // Once: every request runs under the same plan.
+  apply_sequence_parallel(flux->transformer(), sp);
   gather_stats(world, state);
   if (lead) {
     state->set_ready(limits_of(flux, o, world.size()), world.size());
-    std::cout << "spdit serve: ready: " << o.model_dir << " (flux " << flux->transformer_info().variant << ", "
-              << models::dtype_name(flux->dtype()) << ") on " << world.size() << " rank(s) (ulysses " << u
-              << " x ring " << r << "), loaded in " << std::fixed << std::setprecision(1) << since(t0) << " s"
-              << std::endl;
+    std::cout << "spdit serve: ready: " << o.model_dir << " (flux " << flux->transformer_info().variant
+              << ", " << models::dtype_name(flux->dtype()) << ") on " << world.size() << " rank(s) (ulysses "
+              << u << " x ring " << r << "), loaded in " << std::fixed << std::setprecision(1) << since(t0)
+              << " s" << std::endl;
   }
   while (true) {
     std::shared_ptr<Job> job;
@@ -179,7 +185,12 @@ int serve_rank(World& world, const ServeOptions& o, ServeState* state, const std
         state->metrics.generation_done("cancelled");
         continue;
       }
-      message = state->stopping() ? kStop : job ? json{{"kind", "image"}, {"request", to_wire(job->request)}}.dump() : kIdle;
+      // Running from here on: should the broadcast below fail (a rank
+      // died), ServeState::fail answers this job too, not only the queue.
+      if (job) state->set_running(job);
+      message = state->stopping() ? kStop
+                : job             ? json{{"kind", "image"}, {"request", to_wire(job->request)}}.dump()
+                                  : kIdle;
     }
     // Also the idle ranks' heartbeat: a tick at least every 250 ms keeps
     // them inside the process-group timeout, and shows rank 0 a dead peer.
@@ -187,7 +198,6 @@ int serve_rank(World& world, const ServeOptions& o, ServeState* state, const std
     if (said.at("kind") == "stop") break;
     if (said.at("kind") == "idle") continue;
     const auto request = image_request_from_wire(said.at("request").get<std::string>());
-    if (lead) state->set_running(job);
     const auto started = Clock::now();
     try {
       const std::string error = Generation(world, *flux, state, job.get(), stop_requested).run(request);

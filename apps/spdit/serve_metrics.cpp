@@ -59,7 +59,8 @@ void ServeMetrics::set_ranks(const std::vector<RankStats>& ranks) {
   ranks_ = ranks;
 }
 
-std::string ServeMetrics::prometheus_text(bool ready, size_t queue_depth, size_t queue_capacity, bool running) const {
+std::string ServeMetrics::prometheus_text(bool ready, size_t queue_depth, size_t queue_capacity,
+                                          bool running) const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::ostringstream os;
   os << std::setprecision(9);
@@ -69,9 +70,11 @@ std::string ServeMetrics::prometheus_text(bool ready, size_t queue_depth, size_t
   head("spdit_ready", "gauge", "1 once every rank has loaded the model and none has failed");
   os << "spdit_ready " << (ready ? 1 : 0) << "\n";
   head("spdit_requests_total", "counter", "HTTP requests to the generation endpoints, by answer status");
-  for (const auto& [status, n] : requests_by_status_) os << "spdit_requests_total{status=\"" << status << "\"} " << n << "\n";
+  for (const auto& [status, n] : requests_by_status_)
+    os << "spdit_requests_total{status=\"" << status << "\"} " << n << "\n";
   head("spdit_generations_total", "counter", "Generations run, by outcome (ok, cancelled, failed)");
-  for (const auto& [outcome, n] : generations_) os << "spdit_generations_total{outcome=\"" << outcome << "\"} " << n << "\n";
+  for (const auto& [outcome, n] : generations_)
+    os << "spdit_generations_total{outcome=\"" << outcome << "\"} " << n << "\n";
   head("spdit_queue_depth", "gauge", "Requests waiting behind the running generation");
   os << "spdit_queue_depth " << queue_depth << "\n";
   head("spdit_queue_capacity", "gauge", "Requests the queue holds before answering 429 (--queue)");
@@ -91,12 +94,17 @@ std::string ServeMetrics::prometheus_text(bool ready, size_t queue_depth, size_t
       os << "spdit_comm_sent_bytes_total{rank=\"" << r << "\",kind=\"" << kind << "\"} " << bytes << "\n";
     }
   }
-  head("spdit_rank_resident_bytes", "gauge", "Resident memory (VmRSS) of each rank after its last generation");
-  for (size_t r = 0; r < ranks_.size(); ++r) os << "spdit_rank_resident_bytes{rank=\"" << r << "\"} " << ranks_[r].resident_bytes << "\n";
+  head("spdit_rank_resident_bytes", "gauge",
+       "Resident memory (VmRSS) of each rank after its last generation");
+  for (size_t r = 0; r < ranks_.size(); ++r)
+    os << "spdit_rank_resident_bytes{rank=\"" << r << "\"} " << ranks_[r].resident_bytes << "\n";
   head("spdit_rank_tensor_bytes", "gauge", "Bytes of live tensors on each rank after its last generation");
-  for (size_t r = 0; r < ranks_.size(); ++r) os << "spdit_rank_tensor_bytes{rank=\"" << r << "\"} " << ranks_[r].tensor_bytes_live << "\n";
-  head("spdit_rank_tensor_bytes_peak", "gauge", "Peak bytes of live tensors on each rank since the server started");
-  for (size_t r = 0; r < ranks_.size(); ++r) os << "spdit_rank_tensor_bytes_peak{rank=\"" << r << "\"} " << ranks_[r].tensor_bytes_peak << "\n";
+  for (size_t r = 0; r < ranks_.size(); ++r)
+    os << "spdit_rank_tensor_bytes{rank=\"" << r << "\"} " << ranks_[r].tensor_bytes_live << "\n";
+  head("spdit_rank_tensor_bytes_peak", "gauge",
+       "Peak bytes of live tensors on each rank since the server started");
+  for (size_t r = 0; r < ranks_.size(); ++r)
+    os << "spdit_rank_tensor_bytes_peak{rank=\"" << r << "\"} " << ranks_[r].tensor_bytes_peak << "\n";
   return os.str();
 }
 

@@ -10,12 +10,13 @@ namespace spdit::cli {
 
 /// One rank's figures, gathered from every rank after each generation.
 struct RankStats {
-  int64_t resident_bytes = 0;      // VmRSS
-  int64_t tensor_bytes_live = 0;   // memory_meter.h
-  int64_t tensor_bytes_peak = 0;   // since the server started
+  int64_t resident_bytes = 0;                 // VmRSS
+  int64_t tensor_bytes_live = 0;              // memory_meter.h
+  int64_t tensor_bytes_peak = 0;              // since the server started
   std::map<std::string, int64_t> sent_bytes;  // by collective kind, since the server started
 
-  /// The collective kinds gathered (a fixed list: every rank sends the same count).
+  /// The collective kinds gathered (a fixed list: every rank sends the same
+  /// count).
   static const std::vector<std::string>& kinds();
   std::vector<int64_t> to_ints() const;
   static RankStats from_ints(const int64_t* v);
@@ -27,8 +28,9 @@ class ServeMetrics {
  public:
   void request_answered(int status);
   void step_done(double seconds);
-  void phase_done(const std::string& phase, double seconds);  // encode, denoise, decode
-  void generation_done(const std::string& outcome);           // ok, cancelled, failed
+  void phase_done(const std::string& phase,
+                  double seconds);                   // encode, denoise, decode
+  void generation_done(const std::string& outcome);  // ok, cancelled, failed
   void set_ranks(const std::vector<RankStats>& ranks);
   /// The text, with the gauges read now.
   std::string prometheus_text(bool ready, size_t queue_depth, size_t queue_capacity, bool running) const;

@@ -33,10 +33,11 @@ int64_t whole_field(const json& j, const char* name, int64_t lo, int64_t hi) {
   if (!v.is_number_integer() && !v.is_number_unsigned()) {
     refuse(std::string("'") + name + "' must be a whole number, not " + type_name(v));
   }
-  // nlohmann holds a non-negative whole number as unsigned, a negative one as signed.
-  const bool outside = v.is_number_unsigned()
-                           ? v.get<uint64_t>() > static_cast<uint64_t>(hi) || v.get<uint64_t>() < static_cast<uint64_t>(lo)
-                           : v.get<int64_t>() < lo || v.get<int64_t>() > hi;
+  // nlohmann holds a non-negative whole number as unsigned, a negative one as
+  // signed.
+  const bool outside = v.is_number_unsigned() ? v.get<uint64_t>() > static_cast<uint64_t>(hi) ||
+                                                    v.get<uint64_t>() < static_cast<uint64_t>(lo)
+                                              : v.get<int64_t>() < lo || v.get<int64_t>() > hi;
   if (outside) {
     refuse(std::string("'") + name + "' must be from " + std::to_string(lo) + " to " + std::to_string(hi) +
            ", not " + v.dump());
@@ -47,7 +48,8 @@ int64_t whole_field(const json& j, const char* name, int64_t lo, int64_t hi) {
 void parse_size(const std::string& size, const RequestLimits& l, ImageRequest& r) {
   static const std::regex form("([0-9]{1,6})x([0-9]{1,6})");
   std::smatch m;
-  if (!std::regex_match(size, m, form)) refuse("'size' must be WIDTHxHEIGHT in pixels (e.g. \"1024x1024\"), not '" + size + "'");
+  if (!std::regex_match(size, m, form))
+    refuse("'size' must be WIDTHxHEIGHT in pixels (e.g. \"1024x1024\"), not '" + size + "'");
   r.width = std::stoll(m[1]);
   r.height = std::stoll(m[2]);
   for (int64_t side : {r.width, r.height}) {
@@ -77,12 +79,14 @@ ImageRequest parse_image_request(const std::string& body, const RequestLimits& l
     refuse(std::string("the body is not JSON: ") + e.what());
   }
   if (!j.is_object()) refuse(std::string("the body must be a JSON object, not ") + type_name(j));
-  static const std::set<std::string> known = {"prompt", "size", "n", "response_format", "seed", "steps",
-                                              "guidance", "negative_prompt", "model", "user"};
+  static const std::set<std::string> known = {"prompt", "size",  "n",        "response_format",
+                                              "seed",   "steps", "guidance", "negative_prompt",
+                                              "model",  "user"};
   for (const auto& [key, value] : j.items()) {
     if (!known.count(key)) {
       refuse("unknown field '" + key +
-             "'; the fields are prompt, size, n, response_format, seed, steps, guidance, negative_prompt, model, user");
+             "'; the fields are prompt, size, n, response_format, seed, steps, "
+             "guidance, negative_prompt, model, user");
     }
   }
   ImageRequest r;
@@ -99,14 +103,19 @@ ImageRequest parse_image_request(const std::string& body, const RequestLimits& l
   }
   if (j.contains("negative_prompt") && !text_field(j, "negative_prompt").empty()) {
     // FLUX.1 is guidance-distilled: its pipeline runs no negative branch.
-    refuse("'negative_prompt' needs classifier-free guidance, which this model's pipeline (FLUX.1, guidance "
-           "distilled) does not run: leave it out and steer with 'guidance'");
+    refuse(
+        "'negative_prompt' needs classifier-free guidance, which this "
+        "model's pipeline (FLUX.1, guidance "
+        "distilled) does not run: leave it out and steer with 'guidance'");
   }
   if (j.contains("model")) text_field(j, "model");  // OpenAI clients send it; this server has one model
   if (j.contains("user")) text_field(j, "user");
-  if (j.contains("size")) parse_size(text_field(j, "size"), l, r);
-  else parse_size(std::to_string(std::min<int64_t>(1024, l.max_side) / l.size_unit * l.size_unit) + "x" +
-                      std::to_string(std::min<int64_t>(1024, l.max_side) / l.size_unit * l.size_unit), l, r);
+  if (j.contains("size"))
+    parse_size(text_field(j, "size"), l, r);
+  else
+    parse_size(std::to_string(std::min<int64_t>(1024, l.max_side) / l.size_unit * l.size_unit) + "x" +
+                   std::to_string(std::min<int64_t>(1024, l.max_side) / l.size_unit * l.size_unit),
+               l, r);
   if (j.contains("n")) r.n = static_cast<int>(whole_field(j, "n", 1, l.max_n));
   if (j.contains("response_format")) {
     r.response_format = text_field(j, "response_format");
@@ -128,8 +137,13 @@ ImageRequest parse_image_request(const std::string& body, const RequestLimits& l
 }
 
 std::string to_wire(const ImageRequest& r) {
-  return json{{"prompt", r.prompt}, {"width", r.width}, {"height", r.height}, {"n", r.n},
-              {"response_format", r.response_format}, {"seed", r.seed}, {"steps", r.steps},
+  return json{{"prompt", r.prompt},
+              {"width", r.width},
+              {"height", r.height},
+              {"n", r.n},
+              {"response_format", r.response_format},
+              {"seed", r.seed},
+              {"steps", r.steps},
               {"guidance", r.guidance}}
       .dump();
 }

@@ -8,7 +8,8 @@
 
 namespace spdit::cli {
 
-/// A request the server refuses (HTTP 400); the message says what and how to fix it.
+/// A request the server refuses (HTTP 400); the message says what and how to
+/// fix it.
 struct BadRequest : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
@@ -16,8 +17,8 @@ struct BadRequest : std::invalid_argument {
 /// POST /v1/images/generations, OpenAI's images API plus our fields.
 struct ImageRequest {
   std::string prompt;
-  int64_t width = 1024, height = 1024;  // "size": "WxH"
-  int n = 1;                            // pictures, seeds seed, seed + 1, ...
+  int64_t width = 1024, height = 1024;       // "size": "WxH"
+  int n = 1;                                 // pictures, seeds seed, seed + 1, ...
   std::string response_format = "b64_json";  // or "url" (GET /v1/files/<id>.png)
   uint64_t seed = 0;
   int steps = 0;          // 0: the model's default
@@ -32,7 +33,8 @@ struct RequestLimits {
   int max_n = 4;            // --max-n
   int max_steps = 100;
   int64_t max_prompt_tokens = 512;  // T5's limit (dev 512, schnell 256)
-  /// T5 tokens a prompt takes; refusing a long prompt beats cutting it silently.
+  /// T5 tokens a prompt takes; refusing a long prompt beats cutting it
+  /// silently.
   std::function<int64_t(const std::string&)> prompt_tokens;
 };
 

@@ -38,7 +38,8 @@ std::string ServeState::failure() const {
 
 void ServeState::begin_stopping() {
   if (stopping_.exchange(true)) return;
-  queue.close(503, error_body("the server is shutting down (SIGTERM or SIGINT); send the request again once it "
+  queue.close(503, error_body("the server is shutting down (SIGTERM or "
+                              "SIGINT); send the request again once it "
                               "is back",
                               "shutting_down"));
 }

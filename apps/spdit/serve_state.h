@@ -42,12 +42,14 @@ class ServeState {
   void set_running(std::shared_ptr<Job> job);
   std::shared_ptr<Job> running() const;
 
-  /// Keeps a picture for GET /v1/files/<id>.png; the oldest go past --keep-files.
+  /// Keeps a picture for GET /v1/files/<id>.png; the oldest go past
+  /// --keep-files.
   std::string keep_file(std::string png);
   bool find_file(const std::string& id, std::string& png) const;
 
   uint64_t next_job_id() { return ++job_ids_; }
-  /// Seconds the last generations took on average (for Retry-After); 0 before any.
+  /// Seconds the last generations took on average (for Retry-After); 0 before
+  /// any.
   void generation_took(double seconds);
   double typical_generation_seconds() const;
 

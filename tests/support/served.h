@@ -34,7 +34,8 @@ inline int free_port() {
 class ChildProcess {
  public:
   /// Starts `argv` with `env` added ("NAME=value"), output to `log`.
-  ChildProcess(const std::vector<std::string>& argv, const std::string& log, const std::vector<std::string>& env = {})
+  ChildProcess(const std::vector<std::string>& argv, const std::string& log,
+               const std::vector<std::string>& env = {})
       : log_(log) {
     pid_ = fork();
     if (pid_ == 0) {
@@ -62,7 +63,8 @@ class ChildProcess {
 
   pid_t pid() const { return pid_; }
   void signal(int sig) const { kill(pid_, sig); }
-  /// The exit code (128 + signal when killed); -1 if still running after `seconds`.
+  /// The exit code (128 + signal when killed); -1 if still running after
+  /// `seconds`.
   int wait(double seconds) {
     const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
     while (!exited_) {
