@@ -503,3 +503,32 @@ TEST(Serve, ShortLoadRunAnswersEveryRequestAndMemoryDoesNotGrow) {
     EXPECT_LT(rank.at("resident_growth_bytes").get<double>(), 32e6) << j.dump(2);
   }
 }
+
+TEST(Serve, APortInUseOrABadFlagIsSaidBeforeAnyLoading) {
+  // A listening socket of the test's own holds the port.
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  const std::string port = std::to_string(ntohs(a.sin_port));
+  auto r = run_command(kBin + " serve --model-dir " + model_dir() + " --port " + port);
+  close(fd);
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("cannot listen on 127.0.0.1:" + port + " (Address already in use)"), std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find("spdit serve: ready"), std::string::npos) << r.output;
+
+  r = run_command(kBin + " serve --model-dir " + model_dir() + " --port 70000");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("--port"), std::string::npos) << r.output;
+  r = run_command(kBin + " serve --model-dir " + model_dir());
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("--port is required"), std::string::npos) << r.output;
+  r = run_command(kBin + " serve --model-dir " + scratch().path + "/no-such-model --port 8000");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("no-such-model"), std::string::npos) << r.output;
+}
