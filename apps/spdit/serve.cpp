@@ -93,7 +93,9 @@ void add_serve_command(CLI::App& app, Action& action) {
       ->capture_default_str();
   cmd->add_option("--port", o.http.port, "Port to listen on")->required()->check(whole_number(1, 65535));
   cmd->add_option("--api-key", o.http.api_key,
-                  "Require 'Authorization: Bearer KEY' on every request but the page");
+                  "Require 'Authorization: Bearer KEY' on every request but the page (or set SPDIT_API_KEY, "
+                  "which keeps the key out of the process list)")
+      ->envname("SPDIT_API_KEY");
   cmd->add_option("--queue", o.queue, "Requests that may wait behind the running one before 429")
       ->check(whole_number(0, 1000))
       ->capture_default_str();

@@ -256,7 +256,9 @@ void HttpFrontend::add_routes() {
       if (!job->cancelled && client_gone(fd)) job->cancelled = true;  // the loop stops it at its next step
     }
     if (job->status() == 200) {
-      answer(res, 200, images_body(*job, "http://" + req.get_header_value("Host"), state_));
+      const std::string host = req.has_header("Host") ? req.get_header_value("Host")
+                                                      : options_.host + ":" + std::to_string(options_.port);
+      answer(res, 200, images_body(*job, "http://" + host, state_));
     } else {
       answer(res, job->status(), job->body());
     }
