@@ -97,7 +97,7 @@ void add_serve_command(CLI::App& app, Action& action) {
                   "which keeps the key out of the process list)")
       ->envname("SPDIT_API_KEY");
   cmd->add_option("--queue", o.queue, "Requests that may wait behind the running one before 429")
-      ->check(whole_number(0, 1000))
+      ->check(whole_number(1, 1000))
       ->capture_default_str();
   cmd->add_option("--max-size", o.max_size, "Largest side, in pixels, a request may ask for")
       ->check(whole_number(16, 16384))
