@@ -40,6 +40,16 @@ std::string base64(const std::string& in) {
   return out;
 }
 
+std::string address_of(const sockaddr_storage& a) {
+  char text[INET6_ADDRSTRLEN] = {0};
+  if (a.ss_family == AF_INET)
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(a).sin_addr, text, sizeof text);
+  if (a.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6&>(a).sin6_addr, text, sizeof text);
+  }
+  return text;
+}
+
 int port_of(const sockaddr_storage& a) {
   if (a.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in&>(a).sin_port);
   if (a.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6&>(a).sin6_port);
@@ -48,8 +58,8 @@ int port_of(const sockaddr_storage& a) {
 
 // httplib 0.11 gives a handler no access to its connection, so a client
 // that left cannot be seen from the request. The connection's socket is the
-// one of this process whose two ends are the request's ports; it stays open
-// (httplib's worker holds it) while the handler runs.
+// one of this process whose two ends are the request's (address and ports);
+// it stays open (httplib's worker holds it) while the handler runs.
 int socket_of(const httplib::Request& req) {
   DIR* dir = opendir("/proc/self/fd");
   if (!dir) return -1;
@@ -61,7 +71,8 @@ int socket_of(const httplib::Request& req) {
     socklen_t ll = sizeof local, pl = sizeof peer;
     if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &ll) != 0) continue;
     if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl) != 0) continue;
-    if (port_of(local) == req.local_port && port_of(peer) == req.remote_port) {
+    if (port_of(local) == req.local_port && port_of(peer) == req.remote_port &&
+        address_of(peer) == req.remote_addr) {
       found = fd;
       break;
     }
