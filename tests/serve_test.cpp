@@ -518,13 +518,17 @@ TEST(Serve, APortInUseOrABadFlagIsSaidBeforeAnyLoading) {
   auto r = run_command(kBin + " serve --model-dir " + model_dir() + " --port " + port);
   close(fd);
   EXPECT_EQ(r.code, 1) << r.output;
-  EXPECT_NE(r.output.find("cannot listen on 127.0.0.1:" + port + " (Address already in use)"), std::string::npos)
+  EXPECT_NE(r.output.find("cannot listen on 127.0.0.1:" + port + " (Address already in use)"),
+            std::string::npos)
       << r.output;
   EXPECT_EQ(r.output.find("spdit serve: ready"), std::string::npos) << r.output;
 
   r = run_command(kBin + " serve --model-dir " + model_dir() + " --port 70000");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.output.find("--port"), std::string::npos) << r.output;
+  r = run_command(kBin + " serve --model-dir " + model_dir() + " --port 8000 --nproc 2 --cfg 2");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.output.find("guidance-distilled"), std::string::npos) << r.output;
   r = run_command(kBin + " serve --model-dir " + model_dir());
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.output.find("--port is required"), std::string::npos) << r.output;

@@ -108,8 +108,18 @@ void add_serve_command(CLI::App& app, Action& action) {
   cmd->add_option("--keep-files", o.keep_files, "Pictures kept for response_format url (oldest dropped)")
       ->check(whole_number(1, 100000))
       ->capture_default_str();
+  static int cfg = 1;
+  cmd->add_option("--cfg", cfg, "CFG degree; FLUX.1's pipeline has one branch, so only 1")
+      ->check(whole_number(1));
   cmd->callback([&action] {
     action = [] {
+      if (cfg != 1) {
+        throw std::invalid_argument(
+            "--cfg " + std::to_string(cfg) +
+            " runs classifier-free guidance's two branches on two halves of the ranks, "
+            "but FLUX.1 is guidance-distilled and its pipeline runs one branch: leave "
+            "--cfg out and give all ranks to --ulysses/--ring");
+      }
       if (launched_by_launcher()) {
         if (o.nproc) throw std::invalid_argument("--nproc starts local ranks; under a launcher leave it out");
         return serve_this_rank(o);
