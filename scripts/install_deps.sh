@@ -8,6 +8,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev libpng-dev
   libpcre2-dev libicu-dev libsentencepiece-dev pkg-config
   procps iproute2
+  libcpp-httplib-dev chromium
 )
 missing=()
 for p in "${packages[@]}"; do

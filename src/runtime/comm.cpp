@@ -1,6 +1,7 @@
 #include "spdit/runtime/comm.h"
 
 #include <atomic>
+#include <cstring>
 #include <sstream>
 #include <thread>
 #include <stdexcept>
@@ -138,6 +139,36 @@ void all_reduce_sum(const Group& group, at::Tensor& x) {
   // Logical volume of a ring all-reduce: 2 (P-1)/P of the tensor each way.
   const int64_t moved = 2 * nbytes(x) * (p - 1) / p;
   g.counters->record("all_reduce", moved, moved);
+}
+
+void broadcast(const Group& group, at::Tensor& x, int root) {
+  auto& g = group.impl();
+  const int64_t p = group.size();
+  if (root < 0 || root >= p) {
+    throw std::invalid_argument("spdit: broadcast on group '" + g.name + "': root " + std::to_string(root) +
+                                " is not a rank of its " + std::to_string(p));
+  }
+  if (p == 1) return;
+  if (!x.is_contiguous()) throw std::invalid_argument("spdit: broadcast needs a contiguous tensor");
+  std::vector<at::Tensor> ts{to_wire(x)};
+  c10d::BroadcastOptions options;
+  options.rootRank = root;
+  wait_work(g, g.pg->broadcast(ts, options), "broadcast");
+  if (g.rank == root) g.counters->record("broadcast", nbytes(x) * (p - 1), 0);
+  else g.counters->record("broadcast", 0, nbytes(x));
+}
+
+std::string broadcast_bytes(const Group& group, const std::string& bytes, int root) {
+  if (group.size() == 1) return bytes;
+  const bool sender = group.rank() == root;
+  auto length = at::full({1}, sender ? static_cast<int64_t>(bytes.size()) : 0, at::kLong);
+  broadcast(group, length, root);
+  const int64_t n = length.item<int64_t>();
+  if (n == 0) return {};
+  auto data = at::empty({n}, at::kByte);
+  if (sender) std::memcpy(data.data_ptr<uint8_t>(), bytes.data(), bytes.size());
+  broadcast(group, data, root);
+  return std::string(reinterpret_cast<const char*>(data.data_ptr<uint8_t>()), n);
 }
 
 namespace {

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "spdit/runtime/world.h"
@@ -56,6 +57,16 @@ void all_reduce_sum(const Group& group, at::Tensor& x);
 
 /// Gathers one int64 per rank (cheap agreement checks). Kind "metadata".
 std::vector<int64_t> all_gather_ints(const Group& group, const std::vector<int64_t>& values);
+
+/// Copies the group rank `root`'s `x` into every rank's `x`, in place; all
+/// ranks pass the same shape and dtype. Kind "broadcast" (the bytes the root
+/// sends to each peer).
+void broadcast(const Group& group, at::Tensor& x, int root = 0);
+
+/// The group rank `root`'s `bytes`, on every rank (what the others pass is
+/// ignored): the length, then the bytes (both kind "broadcast"). For small
+/// control messages, such as a request that every rank of a server must run.
+std::string broadcast_bytes(const Group& group, const std::string& bytes, int root = 0);
 
 /// An in-flight ring step: the tensors sent to the next rank and the buffers
 /// receiving from the previous one. wait() returns the received tensors.
