@@ -15,6 +15,7 @@
 // rounding in another order).
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <functional>
 
@@ -368,4 +369,32 @@ TEST(WanVaeLoader, SaysWhatADownloadHoldsWhenThereIsNoAutoencoder) {
       flux.find("is the config of \"AutoencoderKL\", not of AutoencoderKLWan"),
       std::string::npos)
       << flux;
+}
+
+TEST(WanVaeRealSize, Wan21LoadsInPlaceFromASparseDiffusersFolder) {
+  // Wan2.1's dimensions with every tensor a hole in a sparse file (reads as
+  // zeros, stores nothing): the real layout loads without allocating.
+  test::TempDir dir;
+  const auto config = vae::WanVaeConfig::wan21();
+  std::map<std::string, std::pair<at::ScalarType, std::vector<int64_t>>> layout;
+  int64_t params = 0;
+  for (const auto &p : vae::WanVae(config)->named_parameters(true)) {
+    layout[p.key()] = {at::kFloat, p.value().sizes().vec()};
+    params += p.value().numel();
+  }
+  // Wan2.1_VAE.pth is 507.6 MB of float32: 126.9 M parameters in 194 tensors.
+  EXPECT_EQ(params, 126892531);
+  EXPECT_EQ(layout.size(), 194u);
+  std::filesystem::create_directories(dir.path + "/vae");
+  checkpoints::write_sparse_safetensors(
+      dir.path + "/vae/diffusion_pytorch_model.safetensors", layout);
+  std::ofstream(dir.path + "/vae/config.json") << config.to_json();
+  install_memory_meter();
+  const int64_t before = tensor_bytes_live();
+  auto loaded = vae::load_wan_vae(dir.path);
+  EXPECT_EQ(loaded.in_place, 194);
+  EXPECT_EQ(loaded.converted, 0);
+  EXPECT_LT(tensor_bytes_live() - before, 4096);
+  const at::Tensor video = loaded.model->decode(at::zeros({1, 16, 1, 2, 2}));
+  EXPECT_EQ(video.sizes(), (std::vector<int64_t>{1, 3, 1, 16, 16}));
 }
