@@ -14,16 +14,19 @@
 // on both sides; the reference's attention in float64, the rest float32
 // rounding in another order).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 
 #include "spdit/checkpoints/checkpoint.h"
 #include "spdit/runtime/memory_meter.h"
 #include "spdit/vae/wan_vae.h"
 #include "spdit/vae/wan_vae_loader.h"
 #include "spdit/vae/wan_vae_names.h"
+#include "support/subprocess.h"
 #include "support/temp_dir.h"
 
 using namespace spdit;
@@ -397,4 +400,41 @@ TEST(WanVaeRealSize, Wan21LoadsInPlaceFromASparseDiffusersFolder) {
   EXPECT_LT(tensor_bytes_live() - before, 4096);
   const at::Tensor video = loaded.model->decode(at::zeros({1, 16, 1, 2, 2}));
   EXPECT_EQ(video.sizes(), (std::vector<int64_t>{1, 3, 1, 16, 16}));
+}
+
+TEST(WanVaeCli, InspectReadsWansPthInItsOwnProcess) {
+  // The command a user runs on the downloaded file: the .pth reader and the
+  // layout detection in a separate process, the weights left in the file.
+  if (access(SPDIT_BIN, X_OK) != 0)
+    GTEST_SKIP() << "the spdit command is not built here";
+  const auto r =
+      test::run_command(std::string(SPDIT_BIN) + " inspect " +
+                        fixture("wan_vae_tiny/original/Wan2.1_VAE.pth"));
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("tensors: 146"), std::string::npos) << r.output;
+  EXPECT_NE(
+      r.output.find(
+          "model: wan-vae (Wan2.1's video autoencoder), wan-original layout"),
+      std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("base_dim 4, z_dim 16, dim_mult [1, 2, 2, 2], 1 "
+                          "residual blocks per level"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("every tensor fits"), std::string::npos) << r.output;
+  // A truncated copy is refused by name.
+  test::TempDir dir;
+  std::ifstream in(fixture("wan_vae_tiny/original/Wan2.1_VAE.pth"),
+                   std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  std::ofstream(dir.path + "/cut.pth", std::ios::binary)
+      .write(bytes.data(), 1000);
+  const auto cut = test::run_command(std::string(SPDIT_BIN) + " inspect " +
+                                     dir.path + "/cut.pth");
+  EXPECT_NE(cut.code, 0);
+  EXPECT_NE(
+      cut.output.find(
+          "cut.pth': is not a readable zip archive (truncated or corrupt?)"),
+      std::string::npos)
+      << cut.output;
 }
