@@ -1,5 +1,7 @@
 #include "spdit/checkpoints/checkpoint.h"
 
+#include "spdit/checkpoints/torch_zip_checkpoint.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -326,7 +328,12 @@ Checkpoint Checkpoint::open(const std::string& path_in) {
   }
   for (size_t i = 0; i < files.size(); ++i) {
     auto map = std::make_shared<MappedFile>(files[i]);
-    auto tensors = parse_safetensors_header(map->base, map->size, map->size, files[i]);
+    // torch.save's zip files (.pth) by their first bytes, or by the name
+    // when they are not one (to say why).
+    const bool torch_file = is_torch_zip(map->base, map->size) || is_legacy_torch_save(map->base, map->size) ||
+                            ends_with(files[i], ".pth") || ends_with(files[i], ".pt");
+    auto tensors = torch_file ? parse_torch_zip(map->base, map->size, files[i])
+                              : parse_safetensors_header(map->base, map->size, map->size, files[i]);
     for (auto& [name, t] : tensors) {
       t.file = i;
       auto [it, fresh] = im.tensors.emplace(name, t);
@@ -377,9 +384,11 @@ at::Tensor Checkpoint::tensor(const std::string& name) const {
   auto map = impl_->maps[t.file];
   // The view holds the mapping: it is unmapped when the last view goes.
   auto* keep = new std::shared_ptr<MappedFile>(map);
-  return at::from_blob(
-      map->base + t.begin, t.shape, [keep](void*) { delete keep; },
-      at::TensorOptions().dtype(t.dtype));
+  const auto options = at::TensorOptions().dtype(t.dtype);
+  if (!t.strides.empty()) {
+    return at::from_blob(map->base + t.begin, t.shape, t.strides, [keep](void*) { delete keep; }, options);
+  }
+  return at::from_blob(map->base + t.begin, t.shape, [keep](void*) { delete keep; }, options);
 }
 
 namespace {

@@ -5,7 +5,8 @@
 // `transformer/` folder itself, or a folder of shards. Files are
 // memory-mapped read-only: a tensor is a view of the file's pages in its
 // stored dtype (no copy, nothing allocated), and ranks on one machine share
-// those pages through the page cache.
+// those pages through the page cache. A PyTorch zip checkpoint (`.pth`,
+// torch_zip_checkpoint.h) opens the same way.
 //
 //   auto ckpt = spdit::checkpoints::Checkpoint::open("FLUX.1-dev/");
 //   at::Tensor w = ckpt.tensor("x_embedder.weight");   // bf16, in place
@@ -26,6 +27,9 @@ struct StoredTensor {
   size_t file = 0;         // index into Checkpoint::files()
   uint64_t begin = 0;      // byte range, from the start of the file
   uint64_t end = 0;
+  /// Element strides when not contiguous (a .pth tensor may be a strided
+  /// view of its storage); empty: contiguous.
+  std::vector<int64_t> strides;
   int64_t bytes() const { return static_cast<int64_t>(end - begin); }
 };
 
