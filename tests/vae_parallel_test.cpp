@@ -11,6 +11,8 @@
 #include "spdit/vae/row_bands.h"
 #include "spdit/vae/vae_loader.h"
 #include "spdit/vae/vae_writer.h"
+#include "spdit/vae/wan_vae.h"
+#include "spdit/vae/wan_vae_loader.h"
 #include "support/ranks.h"
 #include "support/temp_dir.h"
 
@@ -160,6 +162,31 @@ TEST(RowBands, EachRankComputesOnItsBandOnly) {
     EXPECT_GT(w.counters().get("all_gather").received, 0);
     EXPECT_GT(w.counters().get("ring_exchange").received, 0);
   });
+}
+
+// Wan's video autoencoder on bands: causal 3-d convolutions with halo rows
+// (and each rank's own causal cache across the chunks), its per-frame
+// attention as Ring attention, 3 latent frames (9 video frames), latent
+// heights that do and do not divide by the ranks.
+TEST(RowBands, BandedWanVideoDecodeEqualsOneRank) {
+  test::TempDir dir;
+  vae::write_random_wan_vae(dir.path + "/vae", vae::WanVaeConfig::tiny(), /*seed=*/2);
+  vae::WanVae wan = vae::load_wan_vae(dir.path + "/vae").model;
+  for (int64_t h : {4, 5}) {
+    at::manual_seed(h);
+    const at::Tensor z = at::randn({1, wan->config().z_dim, 3, h, 6});
+    const at::Tensor reference = wan->decode(z);
+    const double scale = reference.abs().max().item<double>();
+    for (int p : {2, 3}) {
+      test::run_ranks(p, [&](World& w) {
+        SequenceParallelConfig cfg{1, p};
+        cfg.setup(w);
+        const at::Tensor video = wan->decode(z, cfg);
+        ASSERT_EQ(video.sizes(), reference.sizes());
+        EXPECT_LT(max_abs_diff(video, reference), 1e-5 * scale) << "h " << h << ", " << p << " ranks";
+      });
+    }
+  }
 }
 
 TEST(RowBands, MistakesAreRefused) {

@@ -1,10 +1,14 @@
 #include "spdit/vae/row_bands.h"
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "spdit/attention/attention.h"
+#include "spdit/attention/local_attention.h"
+#include "spdit/hooks/forward_context.h"
 #include "spdit/runtime/comm.h"
 
 namespace spdit::vae {
@@ -74,6 +78,27 @@ at::Tensor with_halo(const RowBandScope& bands, const at::Tensor& x, int64_t dim
   const at::Tensor above = r > 0 ? all.narrow(dim, (r - 1) * 2 * halo + halo, halo) : at::zeros_like(edges.narrow(dim, 0, halo));
   const at::Tensor below = r + 1 < p ? all.narrow(dim, (r + 1) * 2 * halo, halo) : at::zeros_like(edges.narrow(dim, 0, halo));
   return at::cat({above.to(x.scalar_type()), x, below.to(x.scalar_type())}, dim);
+}
+
+at::Tensor pixel_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale) {
+  const RowBandScope* bands = RowBandScope::current();
+  if (!bands || bands->size() == 1) {
+    LocalAttentionOptions o;
+    o.scale = scale;
+    return local_attention(q, k, v, o).out;
+  }
+  const int64_t n = q.size(1);
+  int64_t longest = n;
+  for (int64_t m : all_gather_ints(bands->group(), {n})) longest = std::max(longest, m);
+  auto pad = [&](const at::Tensor& t) {
+    return n == longest ? t : at::constant_pad_nd(t, {0, 0, 0, 0, 0, longest - n}, 0);
+  };
+  // Every rank passes a mask (the ranks must agree on having one).
+  AttentionMasks masks;
+  masks.key_padding_mask = at::zeros({q.size(0), longest}, at::kBool);
+  masks.key_padding_mask.narrow(1, 0, n).fill_(true);
+  SpRegionScope region(bands->config());
+  return attention(pad(q), pad(k), pad(v), AttentionOptions().scale(scale), nullptr, masks).narrow(1, 0, n);
 }
 
 at::Tensor banded_conv2d(const RowBandScope& bands, const at::Tensor& x, const at::Tensor& weight,

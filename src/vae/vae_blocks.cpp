@@ -1,15 +1,10 @@
 #include "spdit/vae/vae_blocks.h"
 
-#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
 
-#include "spdit/attention/attention.h"
-#include "spdit/attention/local_attention.h"
-#include "spdit/hooks/forward_context.h"
 #include "spdit/models/skeleton.h"
-#include "spdit/runtime/comm.h"
 #include "spdit/vae/row_bands.h"
 
 namespace spdit::vae {
@@ -84,35 +79,6 @@ at::Tensor ResnetBlock2DImpl::forward(at::Tensor x) {
   return h.add_(x);
 }
 
-namespace {
-
-// One head over every pixel. On row bands the pixels are spread over the
-// ranks, so it is spdit's Ring attention over the band config; bands of
-// unequal size are padded to the largest, the padding masked out as keys and
-// dropped as queries.
-at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale) {
-  const RowBandScope* bands = RowBandScope::current();
-  if (!bands || bands->size() == 1) {
-    LocalAttentionOptions o;
-    o.scale = scale;
-    return local_attention(q, k, v, o).out;
-  }
-  const int64_t n = q.size(1);
-  int64_t longest = n;
-  for (int64_t m : all_gather_ints(bands->group(), {n})) longest = std::max(longest, m);
-  auto pad = [&](const at::Tensor& t) {
-    return n == longest ? t : at::constant_pad_nd(t, {0, 0, 0, 0, 0, longest - n}, 0);
-  };
-  // Every rank passes a mask (the ranks must agree on having one).
-  AttentionMasks masks;
-  masks.key_padding_mask = at::zeros({q.size(0), longest}, at::kBool);
-  masks.key_padding_mask.narrow(1, 0, n).fill_(true);
-  SpRegionScope region(bands->config());
-  return attention(pad(q), pad(k), pad(v), AttentionOptions().scale(scale), nullptr, masks).narrow(1, 0, n);
-}
-
-}  // namespace
-
 VaeAttentionImpl::VaeAttentionImpl(int64_t channels, int64_t groups, at::ScalarType dtype) {
   group_norm_ = register_module("group_norm", GroupNorm(groups, channels, dtype));
   to_q_ = register_module("to_q", VaeLinear(channels, channels, dtype));
@@ -132,7 +98,7 @@ at::Tensor VaeAttentionImpl::forward(const at::Tensor& x) {
   const at::Tensor k = to_k_->forward(tokens).unsqueeze(2);
   const at::Tensor v = to_v_->forward(tokens).unsqueeze(2);
   const double scale = 1.0 / std::sqrt(static_cast<double>(c));
-  at::Tensor out = to_out_0_->forward(attend(q, k, v, scale).squeeze(2));
+  at::Tensor out = to_out_0_->forward(pixel_attention(q, k, v, scale).squeeze(2));
   // (B, H*W, C) -> (B, C, H, W) as a channels-last view; a view through
   // transpose + reshape gets a batch stride the convolutions do not
   // recognise as channels-last, and they would reorder a copy.

@@ -1,9 +1,12 @@
 #include "spdit/vae/wan_vae.h"
 
+#include <ATen/core/grad_mode.h>
 #include <c10/core/InferenceMode.h>
 
 #include <stdexcept>
 #include <string>
+
+#include "spdit/vae/row_bands.h"
 
 namespace spdit::vae {
 namespace {
@@ -44,6 +47,16 @@ WanVaeImpl::WanVaeImpl(const WanVaeConfig& config, at::ScalarType dtype) : confi
 
 at::Tensor WanVaeImpl::decode(const at::Tensor& z) { return decode_chunked(z, 1); }
 
+at::Tensor WanVaeImpl::decode(const at::Tensor& z, const SequenceParallelConfig& bands) {
+  if (!bands.is_initialized() || bands.get_world_size() == 1 || z.dim() != 5 ||
+      z.size(3) < bands.get_world_size()) {
+    return decode(z);
+  }
+  at::NoGradGuard no_grad;
+  RowBandScope scope(bands);
+  return gather_bands(scope, decode_chunked(take_band(scope, z, /*dim=*/3), 1), /*dim=*/3);
+}
+
 at::Tensor WanVaeImpl::decode_chunked(const at::Tensor& z, int64_t latent_frames_per_chunk) {
   if (z.dim() != 5 || z.size(1) != config_.z_dim || z.size(2) < 1) {
     throw std::invalid_argument("spdit: the Wan autoencoder decodes latents (B, " +
@@ -53,7 +66,9 @@ at::Tensor WanVaeImpl::decode_chunked(const at::Tensor& z, int64_t latent_frames
     throw std::invalid_argument("spdit: latent frames per chunk must be at least 1, not " +
                                 std::to_string(latent_frames_per_chunk));
   }
-  c10::InferenceMode guard;
+  // No grad, but not InferenceMode: on row bands Gloo's threads write into
+  // tensors made here, which InferenceMode would forbid outside its scope.
+  at::NoGradGuard no_grad;
   const int64_t latent_frames = z.size(2), s = config_.spatial_scale_factor();
   const at::Tensor x = post_quant_conv_->forward(z.to(dtype_));
   // The output is written chunk by chunk: no concatenation of a growing video.

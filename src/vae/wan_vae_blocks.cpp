@@ -2,10 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 #include <string>
 
-#include "spdit/attention/local_attention.h"
 #include "spdit/models/skeleton.h"
+#include "spdit/vae/row_bands.h"
 
 namespace spdit::vae {
 namespace {
@@ -56,6 +57,14 @@ at::Tensor CausalConv3dImpl::forward(const at::Tensor& x, const at::Tensor& befo
     front -= before.size(2);
   }
   if (front > 0) in = at::constant_pad_nd(in, {0, 0, 0, 0, front, 0}, 0);
+  const RowBandScope* bands = RowBandScope::current();
+  if (bands && bands->size() > 1 && padding_[1] > 0) {
+    // On a band (row_bands.h): the rows above and below come from the
+    // neighbours, zeros at the picture's edges, as the padding would give.
+    if (stride_[1] != 1) throw std::logic_error("spdit: a causal convolution of height stride " + std::to_string(stride_[1]) + " cannot run on row bands");
+    return at::conv3d(with_halo(*bands, in, /*dim=*/3, padding_[1]), weight, bias,
+                      {stride_[0], stride_[1], stride_[2]}, {0, 0, padding_[2]});
+  }
   return at::conv3d(in, weight, bias, {stride_[0], stride_[1], stride_[2]}, {0, padding_[1], padding_[2]});
 }
 
@@ -117,9 +126,9 @@ at::Tensor WanAttentionBlockImpl::forward(const at::Tensor& x) {
                              .transpose(1, 2)
                              .contiguous();
   const auto parts = qkv.unsqueeze(2).chunk(3, /*dim=*/-1);
-  LocalAttentionOptions o;
-  o.scale = 1.0 / std::sqrt(static_cast<double>(c));
-  const at::Tensor attended = local_attention(parts[0], parts[1], parts[2], o).out;  // (B*T, HW, 1, C)
+  // (B*T, HW, 1, C); on row bands, Ring attention over the bands of each frame.
+  const at::Tensor attended =
+      pixel_attention(parts[0], parts[1], parts[2], 1.0 / std::sqrt(static_cast<double>(c)));
   const at::Tensor images = attended.squeeze(2).transpose(1, 2).reshape({b * t, c, h, w});
   return images_as_frames(proj_->forward(images), b, t).add(x);
 }

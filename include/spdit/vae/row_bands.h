@@ -72,6 +72,12 @@ at::Tensor with_halo(const RowBandScope& bands, const at::Tensor& x, int64_t dim
 at::Tensor banded_conv2d(const RowBandScope& bands, const at::Tensor& x, const at::Tensor& weight,
                          const at::Tensor& bias, int64_t padding);
 
+/// Single-head attention over all pixels, q, k, v (B, S, 1, D) for S pixels
+/// in row-major order: local when no scope is open (or it has one rank); on
+/// row bands, spdit's Ring attention over the bands, which are padded to the
+/// largest (the padding masked out as keys and dropped as queries).
+at::Tensor pixel_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale);
+
 /// Group normalisation of a band (B, C, ...) whose statistics are those of
 /// all bands together: each rank's per-group count, mean and sum of squared
 /// deviations are combined in double (Chan's parallel formula), so the result

@@ -17,6 +17,7 @@
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
+#include "spdit/plan/sp_config.h"
 #include "spdit/vae/wan_vae_blocks.h"
 #include "spdit/vae/wan_vae_config.h"
 
@@ -32,6 +33,12 @@ class WanVaeImpl : public torch::nn::Module {
   /// video (B, 3, 1 + 4 (T - 1), 8 h, 8 w) in dtype(), clamped to [-1, 1]
   /// as diffusers' decode does. One latent frame per chunk, as the reference.
   at::Tensor decode(const at::Tensor& z);
+  /// The same decode with the work split by rows across the ranks of
+  /// `bands` (set up with ulysses 1, ring P: row_bands.h); every rank passes
+  /// the same whole z and gets the whole video, holding its band's
+  /// activations and causal cache. With fewer latent rows than ranks, every
+  /// rank decodes all of it.
+  at::Tensor decode(const at::Tensor& z, const SequenceParallelConfig& bands);
   /// The same result with `latent_frames_per_chunk` latent frames per chunk
   /// after the first (which is always one frame alone: the time upsampling
   /// treats it apart). More frames per chunk: fewer, larger convolutions,
