@@ -9,6 +9,7 @@ packages=(
   libpcre2-dev libicu-dev libsentencepiece-dev pkg-config
   procps iproute2
   libavcodec-dev libavformat-dev libswscale-dev libavutil-dev ffmpeg
+  libcpp-httplib-dev chromium
 )
 missing=()
 for p in "${packages[@]}"; do

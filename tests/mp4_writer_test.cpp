@@ -14,23 +14,20 @@
 
 namespace {
 
-std::string run(const std::string &cmd) {
+std::string run(const std::string& cmd) {
   std::string out;
-  std::unique_ptr<FILE, int (*)(FILE *)> p(popen(cmd.c_str(), "r"), pclose);
+  std::unique_ptr<FILE, int (*)(FILE*)> p(popen(cmd.c_str(), "r"), pclose);
   std::array<char, 256> buf{};
-  while (p && fgets(buf.data(), buf.size(), p.get()))
-    out += buf.data();
+  while (p && fgets(buf.data(), buf.size(), p.get())) out += buf.data();
   return out;
 }
 
-bool have_ffprobe() {
-  return std::system("command -v ffprobe >/dev/null 2>&1") == 0;
-}
+bool have_ffprobe() { return std::system("command -v ffprobe >/dev/null 2>&1") == 0; }
 
-std::string error_of(const std::function<void()> &f) {
+std::string error_of(const std::function<void()>& f) {
   try {
     f();
-  } catch (const std::exception &e) {
+  } catch (const std::exception& e) {
     return e.what();
   }
   return "(no error)";
@@ -45,11 +42,10 @@ at::Tensor test_frames(int64_t n, int64_t h, int64_t w) {
   return ((x * 4 + y * 2 + t * 16 + c * 60).remainder(256)).to(at::kByte);
 }
 
-} // namespace
+}  // namespace
 
 TEST(Mp4Writer, ffprobe_reads_h264_with_the_frames_size_and_rate_written) {
-  if (!have_ffprobe())
-    GTEST_SKIP() << "ffprobe is not installed (apt-get install ffmpeg)";
+  if (!have_ffprobe()) GTEST_SKIP() << "ffprobe is not installed (apt-get install ffmpeg)";
   spdit::test::TempDir dir;
   const std::string path = dir.path + "/clip.mp4";
   spdit::cli::write_mp4(path, test_frames(9, 48, 64), 16);
@@ -67,20 +63,17 @@ TEST(Mp4Writer, ffprobe_reads_h264_with_the_frames_size_and_rate_written) {
 }
 
 TEST(Mp4Writer, the_decoded_frames_are_close_to_the_written_ones) {
-  if (!have_ffprobe())
-    GTEST_SKIP() << "ffmpeg is not installed (apt-get install ffmpeg)";
+  if (!have_ffprobe()) GTEST_SKIP() << "ffmpeg is not installed (apt-get install ffmpeg)";
   spdit::test::TempDir dir;
   const std::string path = dir.path + "/clip.mp4";
   const auto frames = at::full({3, 32, 32, 3}, 0, at::kByte);
-  frames[0].fill_(
-      200); // flat colours survive 4:2:0 and CRF 18 within a few levels
+  frames[0].fill_(200);  // flat colours survive 4:2:0 and CRF 18 within a few levels
   frames[1].select(2, 0).fill_(255);
   frames[2].fill_(30);
   spdit::cli::write_mp4(path, frames, 8);
-  const auto raw =
-      run("ffmpeg -v error -i '" + path +
-          "' -f rawvideo -pix_fmt rgb24 - | od -An -tu1 -v | tr -s ' ' '\\n' "
-          "| grep -v '^$' | awk '{s+=$1; n++} END {print n, s/n}'");
+  const auto raw = run("ffmpeg -v error -i '" + path +
+                       "' -f rawvideo -pix_fmt rgb24 - | od -An -tu1 -v | tr -s ' ' '\\n' "
+                       "| grep -v '^$' | awk '{s+=$1; n++} END {print n, s/n}'");
   // 3 frames of 32x32x3 bytes come back, with the mean of what was written.
   const double want_mean = frames.to(at::kDouble).mean().item<double>();
   int64_t n = 0;
@@ -91,17 +84,11 @@ TEST(Mp4Writer, the_decoded_frames_are_close_to_the_written_ones) {
 }
 
 TEST(Mp4Writer, odd_sizes_and_unwritable_paths_say_what_is_wrong) {
-  auto msg = error_of(
-      [] { spdit::cli::write_mp4("/tmp/x.mp4", test_frames(2, 33, 64), 16); });
+  auto msg = error_of([] { spdit::cli::write_mp4("/tmp/x.mp4", test_frames(2, 33, 64), 16); });
   EXPECT_NE(msg.find("even height and width; 33x64"), std::string::npos) << msg;
-  msg = error_of([] {
-    spdit::cli::write_mp4("/nonexistent-dir/x.mp4", test_frames(2, 32, 64), 16);
-  });
-  EXPECT_NE(msg.find("cannot write the video '/nonexistent-dir/x.mp4'"),
-            std::string::npos)
-      << msg;
-  msg = error_of([] {
-    spdit::cli::write_mp4("/tmp/x.mp4", at::zeros({2, 32, 32}), 16);
-  });
+  msg =
+      error_of([] { spdit::cli::write_mp4("/nonexistent-dir/x.mp4", test_frames(2, 32, 64), 16); });
+  EXPECT_NE(msg.find("cannot write the video '/nonexistent-dir/x.mp4'"), std::string::npos) << msg;
+  msg = error_of([] { spdit::cli::write_mp4("/tmp/x.mp4", at::zeros({2, 32, 32}), 16); });
   EXPECT_NE(msg.find("(F, H, W, 3) uint8"), std::string::npos) << msg;
 }

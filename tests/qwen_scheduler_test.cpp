@@ -15,11 +15,10 @@ using namespace spdit::pipelines;
 TEST(QwenImageScheduler, sigmas_and_timesteps_match_diffusers_bit_for_bit) {
   std::ifstream f(std::string(SPDIT_FIXTURES) + "/qwen_scheduler.json");
   const auto doc = nlohmann::json::parse(f);
-  const auto config = FlowMatchEulerConfig::from_json(doc["config"].dump(),
-                                                      "qwen_scheduler.json");
+  const auto config = FlowMatchEulerConfig::from_json(doc["config"].dump(), "qwen_scheduler.json");
   EXPECT_EQ(config.shift_terminal, 0.02);
   EXPECT_EQ(config.max_shift, FlowMatchEulerConfig::qwen_image().max_shift);
-  for (const auto &c : doc["cases"]) {
+  for (const auto& c : doc["cases"]) {
     const int64_t steps = c["steps"], seq = c["image_seq_len"];
     FlowMatchEulerScheduler s(config, steps, seq);
     EXPECT_DOUBLE_EQ(s.mu(), c["mu"].get<double>());
@@ -29,16 +28,14 @@ TEST(QwenImageScheduler, sigmas_and_timesteps_match_diffusers_bit_for_bit) {
     for (int64_t i = 0; i < steps; ++i) {
       EXPECT_EQ(s.sigmas()[i].item<float>(), sigmas[i])
           << steps << " steps, " << seq << " tokens, sigma " << i;
-      EXPECT_EQ(s.timesteps()[i].item<float>(), timesteps[i])
-          << steps << " steps, timestep " << i;
+      EXPECT_EQ(s.timesteps()[i].item<float>(), timesteps[i]) << steps << " steps, timestep " << i;
     }
     EXPECT_NEAR(s.sigmas()[steps - 1].item<float>(), 0.02f,
-                1e-6f); // the terminal it was stretched to
+                1e-6f);  // the terminal it was stretched to
   }
 }
 
 TEST(QwenImageScheduler, one_step_with_shift_terminal_is_refused) {
-  EXPECT_THROW(
-      FlowMatchEulerScheduler(FlowMatchEulerConfig::qwen_image(), 1, 4096),
-      std::invalid_argument);
+  EXPECT_THROW(FlowMatchEulerScheduler(FlowMatchEulerConfig::qwen_image(), 1, 4096),
+               std::invalid_argument);
 }

@@ -3,6 +3,8 @@
 #include "spdit/runtime/parallel_state.h"
 #include "support/comm_checks.h"
 #include "support/ranks.h"
+#include "support/subprocess.h"
+#include "spdit/runtime/comm.h"
 
 using namespace spdit;
 
@@ -63,4 +65,23 @@ TEST(RuntimeComm, NoWorldOnThisThreadIsAClearError) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("init_from_env"), std::string::npos);
   }
+}
+
+TEST(RuntimeComm, BroadcastBytesGivesEveryRankTheRootsMessage) {
+  test::run_ranks(3, [](World& w) {
+    const std::string mine = "from rank " + std::to_string(w.rank()) + std::string(1, '\0') + "tail";
+    EXPECT_EQ(broadcast_bytes(w.group(), mine, 1), "from rank 1" + std::string(1, '\0') + "tail");
+    EXPECT_EQ(broadcast_bytes(w.group(), w.rank() == 0 ? "" : "ignored"), "");
+    auto t = at::full({2, 3}, static_cast<float>(w.rank()));
+    broadcast(w.group(), t, 2);
+    EXPECT_TRUE(at::equal(t, at::full({2, 3}, 2.0f)));
+  });
+}
+
+TEST(RuntimeComm, BroadcastFromARankOutsideTheGroupIsAClearError) {
+  test::run_ranks(2, [](World& w) {
+    auto t = at::zeros({1});
+    const std::string error = test::error_of([&] { broadcast(w.group(), t, 2); });
+    EXPECT_NE(error.find("root 2 is not a rank of its 2"), std::string::npos) << error;
+  });
 }

@@ -21,33 +21,32 @@ struct Case {
   int64_t steps;
   double flow_shift;
   int64_t order;
-  const char *solver_type;
+  const char* solver_type;
 };
 // As CASES in scripts/reference/unipc_reference.py.
-const Case kCases[] = {
-    {1, 3.0, 2, "bh2"},  {2, 3.0, 2, "bh2"}, {5, 3.0, 2, "bh2"},
-    {12, 3.0, 2, "bh2"}, {8, 5.0, 2, "bh2"}, {8, 1.0, 2, "bh2"},
-    {6, 3.0, 1, "bh2"},  {7, 3.0, 3, "bh2"}, {50, 5.0, 2, "bh2"}};
+const Case kCases[] = {{1, 3.0, 2, "bh2"},  {2, 3.0, 2, "bh2"}, {5, 3.0, 2, "bh2"},
+                       {12, 3.0, 2, "bh2"}, {8, 5.0, 2, "bh2"}, {8, 1.0, 2, "bh2"},
+                       {6, 3.0, 1, "bh2"},  {7, 3.0, 3, "bh2"}, {50, 5.0, 2, "bh2"}};
 
-std::string error_of(const std::function<void()> &f) {
+std::string error_of(const std::function<void()>& f) {
   try {
     f();
-  } catch (const std::exception &e) {
+  } catch (const std::exception& e) {
     return e.what();
   }
   return "(no error)";
 }
 
-} // namespace
+}  // namespace
 
 TEST(UniPCScheduler, matches_diffusers_bit_for_bit_in_every_case) {
-  auto ckpt = checkpoints::Checkpoint::open(std::string(SPDIT_FIXTURES) +
-                                            "/unipc_flow.safetensors");
+  auto ckpt =
+      checkpoints::Checkpoint::open(std::string(SPDIT_FIXTURES) + "/unipc_flow.safetensors");
   int n = 0;
-  for (const auto &c : kCases) {
-    SCOPED_TRACE("case " + std::to_string(n) + ": " + std::to_string(c.steps) +
-                 " steps, shift " + std::to_string(c.flow_shift) + ", order " +
-                 std::to_string(c.order) + " " + c.solver_type);
+  for (const auto& c : kCases) {
+    SCOPED_TRACE("case " + std::to_string(n) + ": " + std::to_string(c.steps) + " steps, shift " +
+                 std::to_string(c.flow_shift) + ", order " + std::to_string(c.order) + " " +
+                 c.solver_type);
     const std::string p = "case" + std::to_string(n++) + ".";
     UniPCConfig config;
     config.flow_shift = c.flow_shift;
@@ -57,13 +56,11 @@ TEST(UniPCScheduler, matches_diffusers_bit_for_bit_in_every_case) {
     ASSERT_TRUE(at::equal(s.timesteps(), ckpt.tensor(p + "timesteps")));
     ASSERT_TRUE(at::equal(s.sigmas(), ckpt.tensor(p + "sigmas")));
     auto x = ckpt.tensor(p + "sample").clone();
-    const auto outs = ckpt.tensor(p + "model_outputs"),
-               want = ckpt.tensor(p + "samples");
+    const auto outs = ckpt.tensor(p + "model_outputs"), want = ckpt.tensor(p + "samples");
     for (int64_t i = 0; i < s.steps(); ++i) {
       x = s.step(outs[i], x);
       ASSERT_TRUE(at::equal(x, want[i]))
-          << "step " << i << ": max diff "
-          << (x - want[i]).abs().max().item<double>();
+          << "step " << i << ": max diff " << (x - want[i]).abs().max().item<double>();
     }
   }
 }
@@ -85,12 +82,10 @@ TEST(UniPCScheduler, wans_config_file_is_read_and_others_are_refused_by_name) {
   EXPECT_EQ(again.flow_shift, 5.0);
 
   auto msg = error_of([] {
-    UniPCConfig::from_json(
-        R"({"prediction_type": "epsilon", "use_flow_sigmas": true})",
-        "a/scheduler_config.json");
+    UniPCConfig::from_json(R"({"prediction_type": "epsilon", "use_flow_sigmas": true})",
+                           "a/scheduler_config.json");
   });
-  EXPECT_NE(msg.find("a/scheduler_config.json: prediction_type 'epsilon'"),
-            std::string::npos)
+  EXPECT_NE(msg.find("a/scheduler_config.json: prediction_type 'epsilon'"), std::string::npos)
       << msg;
   msg = error_of([] {
     UniPCConfig::from_json(

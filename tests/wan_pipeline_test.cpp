@@ -23,7 +23,7 @@ using test::TempDir;
 namespace {
 
 // One folder for the whole suite: writing it takes a moment.
-const std::string &model_dir() {
+const std::string& model_dir() {
   static TempDir tmp;
   static std::string dir = [] {
     const std::string d = tmp.path + "/wan-tiny";
@@ -33,11 +33,9 @@ const std::string &model_dir() {
   return dir;
 }
 
-bool have_ffprobe() {
-  return std::system("command -v ffprobe >/dev/null 2>&1") == 0;
-}
+bool have_ffprobe() { return std::system("command -v ffprobe >/dev/null 2>&1") == 0; }
 
-std::string probe(const std::string &mp4) {
+std::string probe(const std::string& mp4) {
   return run_command(
              "ffprobe -v error -count_frames -select_streams v:0 -show_entries "
              "stream=codec_name,width,height,nb_read_frames -of default=nw=1 "
@@ -46,39 +44,37 @@ std::string probe(const std::string &mp4) {
       .output;
 }
 
-int count_files(const std::string &dir, const std::string &suffix) {
+int count_files(const std::string& dir, const std::string& suffix) {
   int n = 0;
-  if (DIR *d = opendir(dir.c_str())) {
-    while (dirent *e = readdir(d)) {
+  if (DIR* d = opendir(dir.c_str())) {
+    while (dirent* e = readdir(d)) {
       const std::string name = e->d_name;
-      n +=
-          name.size() > suffix.size() &&
-          name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+      n += name.size() > suffix.size() &&
+           name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
     }
     closedir(d);
   }
   return n;
 }
 
-at::Tensor tensor_in(const std::string &file, const std::string &name) {
+at::Tensor tensor_in(const std::string& file, const std::string& name) {
   return checkpoints::Checkpoint::open(file).tensor(name).clone();
 }
 
-std::string error_of(const std::function<void()> &f) {
+std::string error_of(const std::function<void()>& f) {
   try {
     f();
-  } catch (const std::exception &e) {
+  } catch (const std::exception& e) {
     return e.what();
   }
   return "(no error)";
 }
 
-#define REQUIRE_BIN()                                                          \
-  SPDIT_SKIP_WITHOUT_SENTENCEPIECE();                                          \
-  if (access(SPDIT_BIN, X_OK) != 0)                                            \
-  GTEST_SKIP() << "the spdit command is not built here"
+#define REQUIRE_BIN()                 \
+  SPDIT_SKIP_WITHOUT_SENTENCEPIECE(); \
+  if (access(SPDIT_BIN, X_OK) != 0) GTEST_SKIP() << "the spdit command is not built here"
 
-} // namespace
+}  // namespace
 
 TEST(WanPipeline, new_model_writes_every_part_of_a_diffusers_wan_folder) {
   const auto files = pipelines::WanFiles::find(model_dir());
@@ -91,17 +87,15 @@ TEST(WanPipeline, new_model_writes_every_part_of_a_diffusers_wan_folder) {
   EXPECT_EQ(e.sizes(), (std::vector<int64_t>{1, 512, wan.text_dim()}));
 }
 
-TEST(WanPipeline,
-     prompt_to_mp4_on_four_ranks_ulysses_2_ring_2_matches_one_rank) {
+TEST(WanPipeline, prompt_to_mp4_on_four_ranks_ulysses_2_ring_2_matches_one_rank) {
   REQUIRE_BIN();
   TempDir tmp;
   const std::string mp4 = tmp.path + "/fox.mp4";
-  auto r = run_command(
-      std::string(SPDIT_BIN) + " run --model-dir " + model_dir() +
-      " --prompt 'a red fox runs in the snow' --negative-prompt 'blurry' "
-      "--frames 9 --height 64"
-      " --width 64 --steps 3 --nproc 4 --ulysses 2 --ring 2 --check --out " +
-      mp4 + " --frames-out " + tmp.path + "/frames");
+  auto r = run_command(std::string(SPDIT_BIN) + " run --model-dir " + model_dir() +
+                       " --prompt 'a red fox runs in the snow' --negative-prompt 'blurry' "
+                       "--frames 9 --height 64"
+                       " --width 64 --steps 3 --nproc 4 --ulysses 2 --ring 2 --check --out " +
+                       mp4 + " --frames-out " + tmp.path + "/frames");
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("PASS"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("ulysses 2 x ring 2"), std::string::npos) << r.output;
@@ -116,17 +110,14 @@ TEST(WanPipeline,
   EXPECT_NE(info.find("nb_read_frames=9"), std::string::npos) << info;
 }
 
-TEST(WanPipeline,
-     guidance_on_the_cfg_axis_and_the_euler_scheduler_match_one_rank) {
+TEST(WanPipeline, guidance_on_the_cfg_axis_and_the_euler_scheduler_match_one_rank) {
   REQUIRE_BIN();
-  auto r =
-      run_command(std::string(SPDIT_BIN) + " run --model-dir " + model_dir() +
-                  " --prompt 'a boat' --frames 5 --height 48 --width 64 "
-                  "--steps 2 --nproc 4 --cfg 2"
-                  " --ulysses 2 --check");
+  auto r = run_command(std::string(SPDIT_BIN) + " run --model-dir " + model_dir() +
+                       " --prompt 'a boat' --frames 5 --height 48 --width 64 "
+                       "--steps 2 --nproc 4 --cfg 2"
+                       " --ulysses 2 --check");
   EXPECT_EQ(r.code, 0) << r.output;
-  EXPECT_NE(r.output.find("cfg 2 x ulysses 2 x ring 1"), std::string::npos)
-      << r.output;
+  EXPECT_NE(r.output.find("cfg 2 x ulysses 2 x ring 1"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("PASS"), std::string::npos) << r.output;
   r = run_command(std::string(SPDIT_BIN) + " run --model-dir " + model_dir() +
                   " --prompt 'a boat' --frames 5 --height 48 --width 64 "
@@ -146,8 +137,8 @@ TEST(WanPipeline, dumped_embeddings_and_noise_reproduce_the_run) {
                        "--width 48 --steps 2 --nproc 1 --dump " +
                        t + "/a.safetensors");
   ASSERT_EQ(r.code, 0) << r.output;
-  r = run_command(bin + " run --model-dir " + model_dir() +
-                  " --prompt-embeds " + t + "/a.safetensors --noise " + t +
+  r = run_command(bin + " run --model-dir " + model_dir() + " --prompt-embeds " + t +
+                  "/a.safetensors --noise " + t +
                   "/a.safetensors --frames 5 --height 32 --width 48 --steps 2 "
                   "--nproc 1 --dump " +
                   t + "/b.safetensors");
@@ -156,18 +147,16 @@ TEST(WanPipeline, dumped_embeddings_and_noise_reproduce_the_run) {
                         tensor_in(t + "/b.safetensors", "latents")));
   EXPECT_TRUE(at::equal(tensor_in(t + "/a.safetensors", "video"),
                         tensor_in(t + "/b.safetensors", "video")));
-  EXPECT_EQ(tensor_in(t + "/a.safetensors", "video").sizes(),
-            (std::vector<int64_t>{5, 32, 48, 3}));
+  EXPECT_EQ(tensor_in(t + "/a.safetensors", "video").sizes(), (std::vector<int64_t>{5, 32, 48, 3}));
 }
 
 TEST(WanPipeline, mistakes_are_named) {
   REQUIRE_BIN();
-  const std::string base = std::string(SPDIT_BIN) + " run --model-dir " +
-                           model_dir() + " --prompt x --steps 1 --nproc 1";
+  const std::string base = std::string(SPDIT_BIN) + " run --model-dir " + model_dir() +
+                           " --prompt x --steps 1 --nproc 1";
   auto r = run_command(base + " --frames 8 --height 32 --width 32");
   EXPECT_NE(r.code, 0);
-  EXPECT_NE(r.output.find("--frames 8: Wan's VAE makes 1 + 4k frames"),
-            std::string::npos)
+  EXPECT_NE(r.output.find("--frames 8: Wan's VAE makes 1 + 4k frames"), std::string::npos)
       << r.output;
   EXPECT_NE(r.output.find("try 5 or 9"), std::string::npos) << r.output;
   r = run_command(base + " --frames 5 --height 40 --width 32");
@@ -184,8 +173,7 @@ TEST(WanPipeline, mistakes_are_named) {
 TEST(WanPipeline, a_folder_that_is_not_wan_names_what_it_lacks) {
   TempDir tmp;
   const auto msg = error_of([&] { pipelines::WanFiles::find(tmp.path); });
-  EXPECT_NE(msg.find("models_t5_umt5-xxl-enc-bf16.pth"), std::string::npos)
-      << msg;
+  EXPECT_NE(msg.find("models_t5_umt5-xxl-enc-bf16.pth"), std::string::npos) << msg;
   EXPECT_NE(msg.find("Wan2.1_VAE.pth"), std::string::npos) << msg;
 }
 
@@ -197,13 +185,11 @@ TEST(WanPipeline, the_original_release_layout_runs_from_wans_own_files) {
   TempDir tmp;
   const std::string fx = SPDIT_FIXTURES, d = tmp.path + "/Wan2.1-T2V-tiny";
   const std::string setup =
-      "mkdir -p " + d + "/google/umt5-xxl && ln -s " + fx +
-      "/wan_tiny/config.json " + d + "/config.json && ln -s " + fx +
-      "/wan_tiny/diffusion_pytorch_model.safetensors " + d +
+      "mkdir -p " + d + "/google/umt5-xxl && ln -s " + fx + "/wan_tiny/config.json " + d +
+      "/config.json && ln -s " + fx + "/wan_tiny/diffusion_pytorch_model.safetensors " + d +
       "/diffusion_pytorch_model.safetensors && ln -s " + fx +
-      "/wan_vae_tiny/original/Wan2.1_VAE.pth " + d +
-      "/Wan2.1_VAE.pth && ln -s " + fx + "/wan_text/umt5_wan.pth " + d +
-      "/models_t5_umt5-xxl-enc-bf16.pth && ln -s " + fx +
+      "/wan_vae_tiny/original/Wan2.1_VAE.pth " + d + "/Wan2.1_VAE.pth && ln -s " + fx +
+      "/wan_text/umt5_wan.pth " + d + "/models_t5_umt5-xxl-enc-bf16.pth && ln -s " + fx +
       "/text/t5_tokenizer/spiece.model " + d + "/google/umt5-xxl/spiece.model";
   ASSERT_EQ(std::system(setup.c_str()), 0);
   const auto files = pipelines::WanFiles::find(d);
@@ -220,34 +206,30 @@ TEST(WanPipeline, the_original_release_layout_runs_from_wans_own_files) {
   if (!have_ffprobe())
     GTEST_SKIP() << "ffprobe is not installed (apt-get install ffmpeg): the "
                     "MP4 is not read back";
-  EXPECT_NE(probe(mp4).find("nb_read_frames=5"), std::string::npos)
-      << probe(mp4);
+  EXPECT_NE(probe(mp4).find("nb_read_frames=5"), std::string::npos) << probe(mp4);
 }
 
 TEST(WanPipeline, encode_and_decode_commands_reproduce_the_run) {
   REQUIRE_BIN();
   TempDir tmp;
-  const std::string
-      bin = SPDIT_BIN,
-      t = tmp.path,
-      size = " --frames 5 --height 32 --width 32 --steps 2 --nproc 1";
+  const std::string bin = SPDIT_BIN, t = tmp.path,
+                    size = " --frames 5 --height 32 --width 32 --steps 2 --nproc 1";
   auto r = run_command(bin + " run --model-dir " + model_dir() +
-                       " --prompt 'a kite' --negative-prompt 'rain'" + size +
-                       " --dump " + t + "/a.safetensors");
+                       " --prompt 'a kite' --negative-prompt 'rain'" + size + " --dump " + t +
+                       "/a.safetensors");
   ASSERT_EQ(r.code, 0) << r.output;
   r = run_command(bin + " encode --model-dir " + model_dir() +
-                  " --prompt 'a kite' --negative-prompt 'rain' --out " + t +
-                  "/e.safetensors");
+                  " --prompt 'a kite' --negative-prompt 'rain' --out " + t + "/e.safetensors");
   ASSERT_EQ(r.code, 0) << r.output;
   // The same encoder; `run` computes with one thread per rank, `encode` with
   // LibTorch's default: sums may round in another order.
-  for (const char *name : {"prompt_embeds", "negative_prompt_embeds"}) {
+  for (const char* name : {"prompt_embeds", "negative_prompt_embeds"}) {
     EXPECT_TRUE(at::allclose(tensor_in(t + "/a.safetensors", name),
                              tensor_in(t + "/e.safetensors", name), 1e-5, 1e-6))
         << name;
   }
-  r = run_command(bin + " decode --model-dir " + model_dir() + " --latents " +
-                  t + "/a.safetensors --out " + t + "/d.mp4");
+  r = run_command(bin + " decode --model-dir " + model_dir() + " --latents " + t +
+                  "/a.safetensors --out " + t + "/d.mp4");
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("(5 frames)"), std::string::npos) << r.output;
 }

@@ -18,6 +18,7 @@
 #include <sstream>
 #include <thread>
 
+#include "bench_serve.h"
 #include "commands.h"
 #include "validators.h"
 #include "machine_info.h"
@@ -599,6 +600,7 @@ void add_bench_command(CLI::App& app, Action& action) {
   }; });
 
   static CommBench cb;
+  add_bench_serve_command(*cmd, action);
   auto* c = cmd->add_subcommand("comm", "Byte counters against the formulas; ring overlap");
   c->add_option("--repeats", cb.repeats)->check(whole_number(1, 1000))->capture_default_str();
   c->add_option("--json", cb.json_path, "Write the figures as JSON");

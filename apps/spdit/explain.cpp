@@ -11,6 +11,7 @@
 #include "validators.h"
 #include "spdit/checkpoints/model_checkpoint.h"
 #include "spdit/models/pipeline.h"
+#include "spdit/sharding/sharded_weights.h"
 
 namespace spdit::cli {
 namespace {
@@ -22,6 +23,7 @@ struct ExplainOptions {
   std::string parallel = "manual";
   int64_t height = 512, width = 512, frames = 1, text_len = 64;
   std::string weights, dtype;
+  bool shard_weights = false;
 };
 
 std::string shape_str(const std::vector<int64_t>& s) {
@@ -57,6 +59,10 @@ int explain(ExplainOptions o) {
   }
   const auto guidance = guidance_of(o.cfg_scale, o.cfg);
   auto p = predict_step(shapes, size, o.ulysses, o.ring, guidance);
+  const int ranks = o.cfg * o.ulysses * o.ring;
+  if (o.shard_weights && ranks > 1) {
+    add_sharded_weights(p, ShardedWeights::predict_received_bytes_per_forward(pipe->model(), ranks), guidance);
+  }
   const int64_t ps = p.sp_size;
   std::cout << pipe->name() << "/" << label << " at " << o.height << "x" << o.width
             << (o.model == "wan" ? " x" + std::to_string(o.frames) + " frames" : std::string()) << ": "
@@ -107,6 +113,7 @@ void add_explain_command(CLI::App& app, Action& action) {
       ->check(CLI::Range(0.0, 1e6))->capture_default_str();
   cmd->add_option("--parallel", o.parallel, "auto: choose cfg x ulysses x ring for --ranks, and say why")
       ->check(CLI::IsMember({"auto", "manual"}))->capture_default_str();
+  cmd->add_flag("--shard-weights", o.shard_weights, "Predict a run with --shard-weights");
   cmd->add_option("--ranks", o.ranks, "With --parallel auto: how many ranks")->check(whole_number(1));
   cmd->add_option("--link-gbps", o.link_gbps, "With --parallel auto: the link's speed per rank in GB/s")
       ->check(CLI::Range(1e-3, 1e6))->capture_default_str();

@@ -9,31 +9,35 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "mp4_writer.h"
 #include "output_paths.h"
 #include "parity_report.h"
 #include "png_writer.h"
 #include "rank_setup.h"
-#include "validators.h"
 #include "spdit/checkpoints/checkpoint.h"
 #include "spdit/hooks/sequence_parallel.h"
 #include "spdit/models/precision.h"
 #include "spdit/pipelines/flux_image_pipeline.h"
 #include "spdit/pipelines/wan_video_pipeline.h"
-#include "mp4_writer.h"
+#include "spdit/sharding/sharded_weights.h"
+#include "validators.h"
 
 namespace spdit::cli {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 at::Tensor tensor_from(const std::string& file, const std::string& name) {
   auto ckpt = checkpoints::Checkpoint::open(file);
   if (!ckpt.has(name)) {
     std::string held;
     for (const auto& [n, t] : ckpt.tensors()) held += (held.empty() ? "" : ", ") + n;
-    throw std::invalid_argument("'" + file + "' holds no tensor '" + name + "' (it holds: " + held + ")");
+    throw std::invalid_argument("'" + file + "' holds no tensor '" + name + "' (it holds: " + held +
+                                ")");
   }
   return ckpt.tensor(name).clone();
 }
@@ -52,13 +56,15 @@ struct Progress {
   void step(int64_t i, int64_t n, double seconds) const {
     if (!on) return;
     const int width = 24, done = static_cast<int>(i * width / n);
-    std::cerr << "[" << std::string(done, '#') << std::string(width - done, '.') << "] step " << i << "/" << n << "  "
-              << std::fixed << std::setprecision(3) << seconds << " s" << (isatty(STDERR_FILENO) ? "\r" : "\n")
-              << std::flush;
+    std::cerr << "[" << std::string(done, '#') << std::string(width - done, '.') << "] step " << i
+              << "/" << n << "  " << std::fixed << std::setprecision(3) << seconds << " s"
+              << (isatty(STDERR_FILENO) ? "\r" : "\n") << std::flush;
     if (i == n && isatty(STDERR_FILENO)) std::cerr << "\n";
   }
   void phase(const std::string& what, double seconds) const {
-    if (on) std::cerr << what << " " << std::fixed << std::setprecision(3) << seconds << " s" << std::endl;
+    if (on)
+      std::cerr << what << " " << std::fixed << std::setprecision(3) << seconds << " s"
+                << std::endl;
   }
 };
 
@@ -73,15 +79,25 @@ int generate_rank(World& world, const GenerateOptions& o) {
     check_can_write(o.dump, "--dump");
   }
   if (o.prompt.empty() == o.prompt_embeds.empty()) {
-    throw std::invalid_argument("--model-dir needs the prompt: --prompt TEXT, or --prompt-embeds FILE (from spdit "
-                                "encode or another implementation) -- one of them");
+    throw std::invalid_argument(
+        "--model-dir needs the prompt: --prompt TEXT, or --prompt-embeds FILE (from spdit "
+        "encode or another implementation) -- one of them");
   }
   auto [u, r] = resolve_degrees(world.size(), o.ulysses, o.ring);
-  check_ranks_agree(world, {{"--model-dir", o.model_dir}, {"--prompt", o.prompt}, {"--prompt-embeds", o.prompt_embeds},
-                            {"--noise", o.noise}, {"--height", std::to_string(o.height)},
-                            {"--width", std::to_string(o.width)}, {"--steps", std::to_string(o.steps)},
-                            {"--seed", std::to_string(o.seed)}, {"--guidance", std::to_string(o.guidance)},
-                            {"--ulysses", std::to_string(u)}, {"--ring", std::to_string(r)}, {"--dtype", o.dtype}});
+  check_ranks_agree(world, {{"--model-dir", o.model_dir},
+                            {"--prompt", o.prompt},
+                            {"--prompt-embeds", o.prompt_embeds},
+                            {"--noise", o.noise},
+                            {"--height", std::to_string(o.height)},
+                            {"--width", std::to_string(o.width)},
+                            {"--steps", std::to_string(o.steps)},
+                            {"--seed", std::to_string(o.seed)},
+                            {"--guidance", std::to_string(o.guidance)},
+                            {"--ulysses", std::to_string(u)},
+                            {"--ring", std::to_string(r)},
+                            {"--dtype", o.dtype},
+                            {"--vae-parallel", o.vae_parallel ? "on" : "off"},
+                            {"--shard-weights", o.shard_weights ? "on" : "off"}});
   const Progress progress{lead};
   auto t0 = Clock::now();
   const auto dir = pipelines::ModelDir::open(o.model_dir);
@@ -98,17 +114,21 @@ int generate_rank(World& world, const GenerateOptions& o) {
   progress.phase("encode", encode_s);
 
   const auto grid = flux.grid(o.height, o.width);
-  const auto noise = o.noise.empty() ? flux.initial_noise(grid, o.seed) : tensor_from(o.noise, "noise");
+  const auto noise =
+      o.noise.empty() ? flux.initial_noise(grid, o.seed) : tensor_from(o.noise, "noise");
   const int64_t steps = o.steps > 0 ? o.steps : flux.has_guidance_embedder() ? 28 : 4;
   if (lead) {
-    std::cout << "spdit run: " << o.model_dir << " (flux " << flux.transformer_info().variant << ", "
-              << models::dtype_name(flux.dtype()) << ") " << grid.image_height() << "x" << grid.image_width() << ", "
-              << steps << " steps, " << world.size() << " rank(s) (ulysses " << u << " x ring " << r << ")"
-              << std::endl;
+    std::cout << "spdit run: " << o.model_dir << " (flux " << flux.transformer_info().variant
+              << ", " << models::dtype_name(flux.dtype()) << ") " << grid.image_height() << "x"
+              << grid.image_width() << ", " << steps << " steps, " << world.size()
+              << " rank(s) (ulysses " << u << " x ring " << r << ")" << std::endl;
   }
   SequenceParallelConfig cfg{u, r};
   cfg.setup(world);
   apply_sequence_parallel(flux.transformer(), cfg);
+  std::unique_ptr<ShardedWeights> shards;
+  if (o.shard_weights && world.size() > 1)
+    shards = std::make_unique<ShardedWeights>(flux.transformer(), new_shard_group(world));
   t0 = Clock::now();
   auto last = Clock::now();
   std::vector<double> step_seconds;
@@ -118,40 +138,67 @@ int generate_rank(World& world, const GenerateOptions& o) {
     progress.step(i, n, step_seconds.back());
   });
   const double denoise_s = since(t0);
+  if (shards && o.check) shards->unshard();  // every rank: rank 0's reference runs alone
   remove_sequence_parallel(flux.transformer());
   world.barrier();
 
+  // Every rank holds the final latents: with several ranks each decodes a
+  // band of rows (row_bands.h) and all get the picture; otherwise rank 0
+  // decodes alone.
+  const bool banded = o.vae_parallel && world.size() > 1;
+  SequenceParallelConfig bands{1, world.size()};
+  if (banded) bands.setup(world);
   int code = 0;
-  if (lead) {
+  at::Tensor pixels;
+  double decode_s = 0;
+  if (lead || banded) {
     t0 = Clock::now();
-    const auto pixels = flux.decode(latents, grid);
-    const double decode_s = since(t0);
-    progress.phase("decode", decode_s);
-    nlohmann::json j = {{"model_dir", o.model_dir}, {"variant", flux.transformer_info().variant},
-                        {"dtype", models::dtype_name(flux.dtype())}, {"height", grid.image_height()},
-                        {"width", grid.image_width()}, {"steps", steps}, {"seed", o.seed},
-                        {"guidance", o.guidance}, {"ranks", world.size()}, {"ulysses", u}, {"ring", r},
-                        {"load_seconds", load_s}, {"encode_seconds", encode_s}, {"denoise_seconds", denoise_s},
-                        {"decode_seconds", decode_s}, {"step_seconds", step_seconds}};
+    pixels = flux.decode(latents, grid, banded ? &bands : nullptr);
+    decode_s = since(t0);
+  }
+  if (lead) {
+    progress.phase(
+        banded ? "decode (" + std::to_string(world.size()) + " ranks)" : std::string("decode"),
+        decode_s);
+    nlohmann::json j = {{"model_dir", o.model_dir},
+                        {"variant", flux.transformer_info().variant},
+                        {"dtype", models::dtype_name(flux.dtype())},
+                        {"height", grid.image_height()},
+                        {"width", grid.image_width()},
+                        {"steps", steps},
+                        {"seed", o.seed},
+                        {"guidance", o.guidance},
+                        {"ranks", world.size()},
+                        {"ulysses", u},
+                        {"ring", r},
+                        {"load_seconds", load_s},
+                        {"encode_seconds", encode_s},
+                        {"denoise_seconds", denoise_s},
+                        {"decode_seconds", decode_s},
+                        {"decode_ranks", banded ? world.size() : 1},
+                        {"step_seconds", step_seconds}};
     if (!o.out.empty()) {
       write_image(o.out, pixels);
       std::cout << "wrote " << o.out << std::endl;
     }
     if (!o.dump.empty()) {
-      checkpoints::write_safetensors(o.dump, {{"prompt_embeds", prompt.prompt_embeds.contiguous()},
-                                              {"pooled_prompt_embeds", prompt.pooled_prompt_embeds.contiguous()},
-                                              {"noise", noise.contiguous()},
-                                              {"latents", latents.contiguous()},
-                                              {"image", pixels.contiguous()}});
-      std::cout << "wrote " << o.dump << " (prompt_embeds, pooled_prompt_embeds, noise, latents, image)" << std::endl;
+      checkpoints::write_safetensors(
+          o.dump, {{"prompt_embeds", prompt.prompt_embeds.contiguous()},
+                   {"pooled_prompt_embeds", prompt.pooled_prompt_embeds.contiguous()},
+                   {"noise", noise.contiguous()},
+                   {"latents", latents.contiguous()},
+                   {"image", pixels.contiguous()}});
+      std::cout << "wrote " << o.dump
+                << " (prompt_embeds, pooled_prompt_embeds, noise, latents, image)" << std::endl;
     }
     if (o.check) {
       // The same job on this one rank, the plan removed: the reference.
       auto ref = flux.denoise(noise, prompt, grid, steps, o.guidance);
       code = report_parity(latents, ref, models::tolerance_against_one_rank(flux.dtype()), j);
     }
-    std::cout << "load " << std::fixed << std::setprecision(3) << load_s << " s, encode " << encode_s
-              << " s, denoise " << denoise_s << " s, decode " << decode_s << " s" << std::endl;
+    std::cout << "load " << std::fixed << std::setprecision(3) << load_s << " s, encode "
+              << encode_s << " s, denoise " << denoise_s << " s, decode " << decode_s << " s"
+              << std::endl;
     if (!o.json.empty()) {
       std::ofstream f(o.json);
       f << j.dump(2) << "\n";
@@ -164,54 +211,75 @@ int generate_rank(World& world, const GenerateOptions& o) {
 }
 
 void add_encode_command(CLI::App& app, Action& action) {
-  auto* cmd = app.add_subcommand("encode", "A prompt to FLUX.1's or Wan2.1's text embeddings (safetensors)");
+  auto* cmd = app.add_subcommand("encode",
+                                 "A prompt to FLUX.1's or Wan2.1's text embeddings (safetensors)");
   static std::string dir, prompt, out, negative;
-  cmd->add_option("--model-dir", dir, "The model folder (diffusers layout)")->required()->check(CLI::ExistingDirectory);
+  cmd->add_option("--model-dir", dir, "The model folder (diffusers layout)")
+      ->required()
+      ->check(CLI::ExistingDirectory);
   cmd->add_option("--prompt", prompt, "The prompt")->required();
-  cmd->add_option("--out", out, "The .safetensors file to write (prompt_embeds, pooled_prompt_embeds)")->required();
-  cmd->add_option("--negative-prompt", negative, "Wan2.1: the negative prompt (negative_prompt_embeds; default empty)");
+  cmd->add_option("--out", out,
+                  "The .safetensors file to write (prompt_embeds, pooled_prompt_embeds)")
+      ->required();
+  cmd->add_option("--negative-prompt", negative,
+                  "Wan2.1: the negative prompt (negative_prompt_embeds; default empty)");
   cmd->callback([&action] {
     action = [] {
       check_can_write(out, "--out");
-      if (pipelines::WanFiles::is_wan_folder(dir)) {  // umT5: prompt_embeds and negative_prompt_embeds
+      if (pipelines::WanFiles::is_wan_folder(
+              dir)) {  // umT5: prompt_embeds and negative_prompt_embeds
         pipelines::WanVideoPipeline wan(pipelines::WanFiles::find(dir));
         const auto p = wan.encode(prompt), n = wan.encode(negative);
-        checkpoints::write_safetensors(out, {{"prompt_embeds", p.contiguous()}, {"negative_prompt_embeds", n.contiguous()}});
-        std::cout << "wrote " << out << ": prompt_embeds " << p.sizes() << ", negative_prompt_embeds " << n.sizes()
-                  << std::endl;
+        checkpoints::write_safetensors(
+            out, {{"prompt_embeds", p.contiguous()}, {"negative_prompt_embeds", n.contiguous()}});
+        std::cout << "wrote " << out << ": prompt_embeds " << p.sizes()
+                  << ", negative_prompt_embeds " << n.sizes() << std::endl;
         return 0;
       }
       pipelines::FluxImagePipeline flux(pipelines::ModelDir::open(dir));
       const auto p = flux.encode(prompt);
-      checkpoints::write_safetensors(out, {{"prompt_embeds", p.prompt_embeds.contiguous()},
-                                           {"pooled_prompt_embeds", p.pooled_prompt_embeds.contiguous()}});
-      std::cout << "wrote " << out << ": prompt_embeds " << p.prompt_embeds.sizes() << ", pooled_prompt_embeds "
-                << p.pooled_prompt_embeds.sizes() << std::endl;
+      checkpoints::write_safetensors(
+          out, {{"prompt_embeds", p.prompt_embeds.contiguous()},
+                {"pooled_prompt_embeds", p.pooled_prompt_embeds.contiguous()}});
+      std::cout << "wrote " << out << ": prompt_embeds " << p.prompt_embeds.sizes()
+                << ", pooled_prompt_embeds " << p.pooled_prompt_embeds.sizes() << std::endl;
       return 0;
     };
   });
 }
 
 void add_decode_command(CLI::App& app, Action& action) {
-  auto* cmd = app.add_subcommand("decode", "FLUX.1's packed latents (safetensors) to a PNG; Wan2.1's to an MP4");
+  auto* cmd = app.add_subcommand(
+      "decode", "FLUX.1's packed latents (safetensors) to a PNG; Wan2.1's to an MP4");
   static std::string dir, latents, out;
   static int64_t height = 1024, width = 1024;
   static int fps = 16;
-  cmd->add_option("--model-dir", dir, "The model folder (diffusers layout)")->required()->check(CLI::ExistingDirectory);
-  cmd->add_option("--latents", latents, "A .safetensors file holding 'latents' (1, tokens, 64), as --dump writes")
-      ->required()->check(CLI::ExistingFile);
-  cmd->add_option("--height", height, "Image height")->check(whole_number(16))->capture_default_str();
+  cmd->add_option("--model-dir", dir, "The model folder (diffusers layout)")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  cmd->add_option("--latents", latents,
+                  "A .safetensors file holding 'latents' (1, tokens, 64), as --dump writes")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--height", height, "Image height")
+      ->check(whole_number(16))
+      ->capture_default_str();
   cmd->add_option("--width", width, "Image width")->check(whole_number(16))->capture_default_str();
   cmd->add_option("--out", out, "The PNG (FLUX.1) or MP4 (Wan2.1) to write")->required();
-  cmd->add_option("--fps", fps, "Wan2.1: the MP4's frame rate")->check(whole_number(1))->capture_default_str();
+  cmd->add_option("--fps", fps, "Wan2.1: the MP4's frame rate")
+      ->check(whole_number(1))
+      ->capture_default_str();
   cmd->callback([&action] {
     action = [] {
       check_can_write(out, "--out");
-      if (pipelines::WanFiles::is_wan_folder(dir)) {  // (1, 16, T, h, w) latents, the size is theirs
-        pipelines::WanVideoPipeline wan(pipelines::WanFiles::find(dir), at::ScalarType::Undefined, false);
+      if (pipelines::WanFiles::is_wan_folder(
+              dir)) {  // (1, 16, T, h, w) latents, the size is theirs
+        pipelines::WanVideoPipeline wan(pipelines::WanFiles::find(dir), at::ScalarType::Undefined,
+                                        false);
         auto x = tensor_from(latents, "latents");
         if (x.dim() != 5) {
-          throw std::invalid_argument("'" + latents + "' latents are " + std::string(c10::str(x.sizes())) +
+          throw std::invalid_argument("'" + latents + "' latents are " +
+                                      std::string(c10::str(x.sizes())) +
                                       "; Wan's are (1, 16, T, h, w), as --dump writes them");
         }
         const auto frames = wan.decode(x);
@@ -219,13 +287,15 @@ void add_decode_command(CLI::App& app, Action& action) {
         std::cout << "wrote " << out << " (" << frames.size(0) << " frames)" << std::endl;
         return 0;
       }
-      pipelines::FluxImagePipeline flux(pipelines::ModelDir::open(dir), at::ScalarType::Undefined, false);
+      pipelines::FluxImagePipeline flux(pipelines::ModelDir::open(dir), at::ScalarType::Undefined,
+                                        false);
       const auto grid = flux.grid(height, width);
       auto x = tensor_from(latents, "latents");
       if (x.dim() != 3 || x.size(1) != grid.tokens()) {
-        throw std::invalid_argument("'" + latents + "' latents are " + std::string(c10::str(x.sizes())) + "; a " +
-                                    std::to_string(height) + "x" + std::to_string(width) + " image has " +
-                                    std::to_string(grid.tokens()) + " packed tokens: give the size it was made at");
+        throw std::invalid_argument(
+            "'" + latents + "' latents are " + std::string(c10::str(x.sizes())) + "; a " +
+            std::to_string(height) + "x" + std::to_string(width) + " image has " +
+            std::to_string(grid.tokens()) + " packed tokens: give the size it was made at");
       }
       write_image(out, flux.decode(x, grid));
       std::cout << "wrote " << out << std::endl;

@@ -16,6 +16,8 @@ struct GenerateOptions {
   double guidance = 3.5;
   int ulysses = 0, ring = 0, threads = 1;
   bool check = false;
+  bool vae_parallel = true;  // with several ranks, each decodes a band of rows
+  bool shard_weights = false;
 };
 
 /// One rank's part of the job; rank 0 decodes and writes the outputs.

@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "spdit/checkpoints/model_checkpoint.h"
 #include "spdit/runtime/memory_meter.h"
+#include "spdit/vae/wan_vae_loader.h"
 
 namespace spdit::cli {
 namespace {
@@ -40,6 +41,29 @@ std::string describe_config(const checkpoints::Identified& f) {
   return os.str();
 }
 
+// Wan2.1's autoencoder (Wan2.1_VAE.pth, or a diffusers vae/ file): its
+// attention's fused to_qkv is in no other model spdit knows.
+bool is_wan_vae(const checkpoints::Checkpoint& ckpt) {
+  return ckpt.has("decoder.middle.1.to_qkv.weight") || ckpt.has("decoder.mid_block.attentions.0.to_qkv.weight");
+}
+
+int inspect_wan_vae(const std::string& path, const checkpoints::Checkpoint& ckpt) {
+  // In the stored dtype: every tensor in place, nothing allocated.
+  const auto loaded = vae::load_wan_vae(path, ckpt.tensors().begin()->second.dtype);
+  const auto& c = loaded.model->config();
+  std::string halves;
+  for (bool t : c.temperal_downsample) halves += std::string(halves.empty() ? "" : ", ") + (t ? "yes" : "no");
+  int64_t params = 0;
+  for (const auto& p : loaded.model->parameters()) params += p.numel();
+  std::cout << "model: wan-vae (Wan2.1's video autoencoder), " << loaded.layout << " layout\n"
+            << "dimensions (from " << loaded.config_source << "): base_dim " << c.base_dim << ", z_dim "
+            << c.z_dim << ", dim_mult " << dims(c.dim_mult) << ", " << c.num_res_blocks
+            << " residual blocks per level, time halved by level [" << halves
+            << "]: " << c.spatial_scale_factor() << "x in space, " << c.temporal_scale_factor() << "x in time\n"
+            << "against the model (" << params << " parameters): every tensor fits, nothing missing\n";
+  return 0;
+}
+
 int inspect(const std::string& path) {
   auto ckpt = checkpoints::Checkpoint::open(path);
   std::cout << "checkpoint: " << path << "\nfiles: " << ckpt.files().size();
@@ -57,6 +81,7 @@ int inspect(const std::string& path) {
     first = false;
   }
   std::cout << ")\n";
+  if (is_wan_vae(ckpt)) return inspect_wan_vae(path, ckpt);
   auto found = checkpoints::identify(ckpt);
   std::cout << "model: " << found.model << ", " << found.layout << " layout, variant " << found.variant
             << (found.prefix.empty() ? "" : ", names under '" + found.prefix + "'") << "\n"
@@ -84,7 +109,8 @@ void add_inspect_command(CLI::App& app, Action& action) {
   auto* cmd = app.add_subcommand(
       "inspect", "Say what a checkpoint file or folder holds and which model it fits, reading only its headers");
   static std::string path;
-  cmd->add_option("path", path, "A .safetensors file, its .index.json, or a (diffusers) model folder")
+  cmd->add_option("path", path,
+                  "A .safetensors file, its .index.json, a (diffusers) model folder, or a torch.save .pth file")
       ->required();
   cmd->callback([&action] { action = [] { return inspect(path); }; });
 }

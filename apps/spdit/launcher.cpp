@@ -218,7 +218,7 @@ int launch_local(const LaunchOptions& o) {
   auto stop = [&](int sig, Clock::time_point now) {
     if (running > 0) signal_all(ranks, sig);
     stopping = true;
-    kill_at = now + std::chrono::seconds(5);
+    kill_at = now + std::chrono::milliseconds(static_cast<int64_t>(o.stop_grace_s * 1000));
   };
 
   while (running > 0 || std::any_of(ranks.begin(), ranks.end(), [](const Rank& r) {
@@ -303,6 +303,12 @@ int launch_local(const LaunchOptions& o) {
       }
     }
     if (now > kill_at && running > 0) signal_all(ranks, SIGKILL);
+  }
+  if (g_stop_signal && o.ranks_stop_cleanly && failed_rank < 0 &&
+      std::all_of(ranks.begin(), ranks.end(),
+                  [](const Rank& r) { return WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0; })) {
+    std::cerr << "spdit launch: stopped by " << signal_name(g_stop_signal) << "; every rank exited cleanly" << std::endl;
+    return 0;
   }
   if (g_stop_signal) {
     std::cerr << "spdit launch: interrupted by " << signal_name(g_stop_signal) << "; all ranks stopped"

@@ -15,6 +15,11 @@ struct LaunchOptions {
   double timeout_s = 300;      // process-group timeout given to the ranks
   bool oversubscribe = false;  // allow more than 4 ranks per usable core
   std::string job_id;          // empty: job_id_for() (launch_env.h)
+  // For ranks that stop themselves on SIGTERM (spdit serve): the seconds
+  // they get before SIGKILL, and whether an interrupt after which every rank
+  // exited 0 is a clean stop (exit 0) rather than 128 + the signal.
+  double stop_grace_s = 5;
+  bool ranks_stop_cleanly = false;
   std::vector<std::string> command;
 };
 

@@ -12,6 +12,6 @@ namespace spdit::cli {
 /// Encodes `frames` (F, H, W, 3) uint8 RGB at `fps` frames a second. Throws
 /// naming the file and what FFmpeg said when the file cannot be written, and
 /// naming the size when H or W is odd (4:2:0 chroma needs even sizes).
-void write_mp4(const std::string &path, const at::Tensor &frames, int fps);
+void write_mp4(const std::string& path, const at::Tensor& frames, int fps);
 
-} // namespace spdit::cli
+}  // namespace spdit::cli

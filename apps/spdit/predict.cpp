@@ -74,6 +74,13 @@ StepPrediction predict_step(const models::ForwardShapes& shapes, const models::R
   return p;
 }
 
+void add_sharded_weights(StepPrediction& p, int64_t per_forward, Guidance guidance) {
+  if (per_forward == 0) return;
+  p.bytes["all_gather"] += per_forward * (guidance == Guidance::kSerial ? 2 : 1);
+  p.notes.push_back("--shard-weights: every block's weights are all-gathered as it runs, " +
+                    std::to_string(per_forward) + " bytes per forward and rank");
+}
+
 void throw_if_impossible(const StepPrediction& p) {
   if (p.errors.empty()) return;
   std::string msg;

@@ -34,6 +34,10 @@ inline Guidance guidance_of(double cfg_scale, int cfg) {
 StepPrediction predict_step(const models::ForwardShapes& shapes, const models::RunSize& size,
                             int64_t ulysses, int64_t ring, Guidance guidance = Guidance::kOff);
 
+/// Adds the all-gathers of --shard-weights: `per_forward` bytes for each
+/// forward of a step (two with serial guidance).
+void add_sharded_weights(StepPrediction& p, int64_t per_forward, Guidance guidance);
+
 /// Throws with every error of `p`, joined.
 void throw_if_impossible(const StepPrediction& p);
 

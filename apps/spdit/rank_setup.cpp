@@ -96,6 +96,10 @@ int relaunch_self_with_ranks(int n, const std::string& flag, bool oversubscribe)
   LaunchOptions lo;
   lo.nproc = n;
   lo.oversubscribe = oversubscribe;
+  return relaunch_self(lo, flag);
+}
+
+int relaunch_self(LaunchOptions lo, const std::string& flag) {
   if (const double t = timeout_from_env(); t > 0) lo.timeout_s = t;
   char self[4096] = {0};
   ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);

@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "launcher.h"
 #include "spdit/runtime/world.h"
 
 namespace spdit::cli {
@@ -30,6 +31,9 @@ int run_as_rank(const std::function<int(World&)>& body);
 /// Starts `n` local ranks of this same command line, without `flag` and its
 /// value; `oversubscribe` as `spdit launch --oversubscribe`.
 int relaunch_self_with_ranks(int n, const std::string& flag, bool oversubscribe = false);
+/// The same with launch options of the caller's (nproc and the rest set;
+/// the command is filled in here).
+int relaunch_self(LaunchOptions options, const std::string& flag);
 
 /// Peak resident memory of this process (VmHWM).
 int64_t peak_rss_bytes();

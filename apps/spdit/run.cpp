@@ -4,10 +4,10 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdlib>
-#include <cstring>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <iomanip>
@@ -15,27 +15,28 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "auto_layout.h"
 #include "commands.h"
-#include "validators.h"
-#include "model_flags.h"
 #include "error_text.h"
+#include "generate.h"
 #include "launcher.h"
+#include "model_flags.h"
 #include "output_paths.h"
 #include "parity_report.h"
 #include "png_writer.h"
-#include "auto_layout.h"
-#include "generate.h"
-#include "wan_generate.h"
 #include "predict.h"
 #include "rank_setup.h"
+#include "spdit/checkpoints/model_checkpoint.h"
 #include "spdit/hooks/sequence_parallel.h"
 #include "spdit/models/pipeline.h"
-#include "spdit/checkpoints/model_checkpoint.h"
 #include "spdit/models/weights.h"
 #include "spdit/pipelines/guidance.h"
 #include "spdit/pipelines/wan_video_pipeline.h"
 #include "spdit/runtime/comm.h"
 #include "spdit/runtime/memory_meter.h"
+#include "spdit/sharding/sharded_weights.h"
+#include "validators.h"
+#include "wan_generate.h"
 
 namespace spdit::cli {
 namespace {
@@ -61,6 +62,9 @@ struct RunOptions {
   std::string negative_prompt, frames_out, scheduler = "unipc";
   int fps = 16;
   bool frames_given = false, size_given = false, guidance_given = false;
+  std::string vae_parallel = "on";
+  bool vae_parallel_given = false;
+  bool shard_weights = false;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -93,7 +97,8 @@ void check_finite(const at::Tensor& v, int step, int steps, double sigma) {
   const int64_t inf = at::isinf(v).sum().item<int64_t>();
   std::ostringstream os;
   os << "step " << step + 1 << "/" << steps << " (sigma " << std::setprecision(3) << sigma
-     << "): the model's output holds " << nan << " NaN and " << inf << " Inf value(s) of " << v.numel()
+     << "): the model's output holds " << nan << " NaN and " << inf << " Inf value(s) of "
+     << v.numel()
      << "; the result would be garbage. Check the weights (--weights) for NaN/Inf values";
   throw std::runtime_error(os.str());
 }
@@ -116,16 +121,18 @@ int64_t replicated_bytes_floor(const models::ForwardShapes& shapes, const models
   return floor;
 }
 
-void check_memory_floor(const models::ForwardShapes& shapes, const models::RunSize& size, int local_ranks) {
+void check_memory_floor(const models::ForwardShapes& shapes, const models::RunSize& size,
+                        int local_ranks) {
   const int64_t need = replicated_bytes_floor(shapes, size) * local_ranks;
   const int64_t avail = available_memory_bytes();
   if (avail > 0 && need > avail) {
-    throw std::runtime_error("out of memory before the first step: " + std::to_string(local_ranks) +
-                             " rank(s) here need at least " + gigabytes(static_cast<double>(need)) +
-                             " for the latent, the text (--text-len " + std::to_string(size.text_len) +
-                             ") and attention's text keys and values, and this machine has " +
-                             gigabytes(static_cast<double>(avail)) +
-                             " available. Lower --text-len, --height/--width, or run fewer ranks per machine");
+    throw std::runtime_error(
+        "out of memory before the first step: " + std::to_string(local_ranks) +
+        " rank(s) here need at least " + gigabytes(static_cast<double>(need)) +
+        " for the latent, the text (--text-len " + std::to_string(size.text_len) +
+        ") and attention's text keys and values, and this machine has " +
+        gigabytes(static_cast<double>(avail)) +
+        " available. Lower --text-len, --height/--width, or run fewer ranks per machine");
   }
 }
 
@@ -137,8 +144,9 @@ int64_t rank_memory_budget(int local_ranks, std::string& why) {
     char* end = nullptr;
     const double v = std::strtod(mb, &end);
     if (end == mb || *end || !(v > 0) || v > 1e12) {
-      throw std::invalid_argument(std::string("SPDIT_MEMORY_LIMIT_MB='") + mb +
-                                  "' is not a positive number of megabytes; set it like SPDIT_MEMORY_LIMIT_MB=4096");
+      throw std::invalid_argument(
+          std::string("SPDIT_MEMORY_LIMIT_MB='") + mb +
+          "' is not a positive number of megabytes; set it like SPDIT_MEMORY_LIMIT_MB=4096");
     }
     why = "SPDIT_MEMORY_LIMIT_MB=" + std::string(mb);
     return static_cast<int64_t>(v * 1e6);
@@ -162,8 +170,9 @@ void limit_tensor_memory(int local_ranks) {
 // parameters in `dtype`; for a checkpoint, its tensors not stored in the
 // dtype the model wants (the others are used in place, from pages the local
 // ranks share).
-void check_weights_fit(const RunOptions& o, at::ScalarType dtype, const checkpoints::Checkpoint* ckpt,
-                       const checkpoints::Identified* found, int local_ranks) {
+void check_weights_fit(const RunOptions& o, at::ScalarType dtype,
+                       const checkpoints::Checkpoint* ckpt, const checkpoints::Identified* found,
+                       int local_ranks) {
   const int64_t per_rank = ckpt ? checkpoints::converted_bytes(*ckpt, *found, dtype)
                                 : models::parameter_count(o.model, o.preset) *
                                       static_cast<int64_t>(c10::elementSize(dtype));
@@ -178,8 +187,9 @@ void check_weights_fit(const RunOptions& o, at::ScalarType dtype, const checkpoi
   throw std::runtime_error("out of memory before any work: the weights " + what + " need " +
                            gigabytes(static_cast<double>(per_rank)) +
                            " per rank (every rank holds them whole), more than the " +
-                           gigabytes(static_cast<double>(budget)) + " a rank may use (" + why + "). Use " +
-                           fixes + ", fewer ranks per machine, or a machine with more memory");
+                           gigabytes(static_cast<double>(budget)) + " a rank may use (" + why +
+                           "). Use " + fixes +
+                           ", fewer ranks per machine, or a machine with more memory");
 }
 
 // --cfg 2 needs guidance and an even number of ranks; said once, before any
@@ -193,21 +203,26 @@ std::string number(double v) {
 void check_guidance_flags(const RunOptions& o, int ranks) {
   const std::string scale = number(o.cfg_scale);
   if (o.cfg == 2 && !(o.cfg_scale > 1)) {
-    throw std::invalid_argument("--cfg 2 runs the two branches of classifier-free guidance at once; without "
-                                "guidance (--cfg-scale " + scale + ", off unless above 1) there is one "
-                                "branch: pass --cfg-scale (e.g. 5) or leave --cfg out");
+    throw std::invalid_argument(
+        "--cfg 2 runs the two branches of classifier-free guidance at once; without "
+        "guidance (--cfg-scale " +
+        scale +
+        ", off unless above 1) there is one "
+        "branch: pass --cfg-scale (e.g. 5) or leave --cfg out");
   }
   if (ranks % o.cfg != 0) {
-    throw std::invalid_argument("--cfg " + std::to_string(o.cfg) + " splits the ranks in " + std::to_string(o.cfg) +
-                                " halves, but there are " + std::to_string(ranks) + ": start an even number");
+    throw std::invalid_argument("--cfg " + std::to_string(o.cfg) + " splits the ranks in " +
+                                std::to_string(o.cfg) + " halves, but there are " +
+                                std::to_string(ranks) + ": start an even number");
   }
 }
 
 // Denoises from seeded noise: x <- x + (sigma_next - sigma) * v(x, sigma),
 // v guided when --cfg-scale > 1 (both branches here, or one per half of the
 // world when `parallel` has a CFG degree of 2).
-at::Tensor denoise(models::Pipeline& pipe, const RunOptions& o, bool report, std::vector<double>* step_seconds,
-                   MemoryPeaks* peaks = nullptr, const ParallelState* parallel = nullptr) {
+at::Tensor denoise(models::Pipeline& pipe, const RunOptions& o, bool report,
+                   std::vector<double>* step_seconds, MemoryPeaks* peaks = nullptr,
+                   const ParallelState* parallel = nullptr) {
   at::NoGradGuard no_grad;
   auto x = pipe.prepare(size_of(o), o.seed + 1);
   for (int i = 0; i < o.steps; ++i) {
@@ -222,7 +237,8 @@ at::Tensor denoise(models::Pipeline& pipe, const RunOptions& o, bool report, std
     auto v = pipelines::guided_velocity(pipe, x, sigma, o.cfg_scale, parallel);
     check_finite(v, i, o.steps, sigma);
     if (peaks) {
-      peaks->forward_activations = std::max(peaks->forward_activations, tensor_bytes_peak() - live_before);
+      peaks->forward_activations =
+          std::max(peaks->forward_activations, tensor_bytes_peak() - live_before);
       peaks->fold();
     }
     x = x + (next - sigma) * v;
@@ -240,32 +256,41 @@ at::Tensor denoise(models::Pipeline& pipe, const RunOptions& o, bool report, std
 }
 
 GenerateOptions generate_options(const RunOptions& o) {
-  if (o.weights_flags_given || o.frames_given || o.cfg_scale > 1 || o.cfg_given || o.parallel == "auto") {
-    throw std::invalid_argument("--model-dir runs the model folder's own pipeline: leave out --model, --preset, "
-                                "--weights, --frames, --text-len, --cfg, --cfg-scale and --parallel");
+  if (o.weights_flags_given || o.frames_given || o.cfg_scale > 1 || o.cfg_given ||
+      o.parallel == "auto") {
+    throw std::invalid_argument(
+        "--model-dir runs the model folder's own pipeline: leave out --model, --preset, "
+        "--weights, --frames, --text-len, --cfg, --cfg-scale and --parallel");
   }
   GenerateOptions g;
-  g.model_dir = o.model_dir, g.prompt = o.prompt, g.prompt_embeds = o.prompt_embeds, g.noise = o.noise;
+  g.model_dir = o.model_dir, g.prompt = o.prompt, g.prompt_embeds = o.prompt_embeds,
+  g.noise = o.noise;
   g.dump = o.dump, g.out = o.out, g.json = o.json, g.dtype = o.dtype;
   g.height = o.height, g.width = o.width, g.steps = o.steps_given ? o.steps : 0, g.seed = o.seed;
-  g.guidance = o.guidance, g.ulysses = o.ulysses, g.ring = o.ring, g.threads = o.threads, g.check = o.check;
+  g.guidance = o.guidance, g.ulysses = o.ulysses, g.ring = o.ring, g.threads = o.threads,
+  g.check = o.check;
+  g.vae_parallel = o.vae_parallel == "on";
+  g.shard_weights = o.shard_weights;
   return g;
 }
 
 WanGenerateOptions wan_generate_options(const RunOptions& o) {
   if (o.weights_flags_given || o.cfg_scale > 1 || o.parallel == "auto") {
-    throw std::invalid_argument("--model-dir runs the model folder's own pipeline: leave out --model, --preset, "
-                                "--weights, --text-len, --cfg-scale (Wan's guidance scale is --guidance) and --parallel");
+    throw std::invalid_argument(
+        "--model-dir runs the model folder's own pipeline: leave out --model, --preset, "
+        "--weights, --text-len, --cfg-scale (Wan's guidance scale is --guidance) and --parallel");
   }
   WanGenerateOptions g;
   g.model_dir = o.model_dir, g.prompt = o.prompt, g.negative_prompt = o.negative_prompt;
-  g.prompt_embeds = o.prompt_embeds, g.noise = o.noise, g.dump = o.dump, g.out = o.out, g.json = o.json;
+  g.prompt_embeds = o.prompt_embeds, g.noise = o.noise, g.dump = o.dump, g.out = o.out,
+  g.json = o.json;
   g.frames_out = o.frames_out, g.dtype = o.dtype, g.scheduler = o.scheduler, g.fps = o.fps;
   if (o.size_given) g.height = o.height, g.width = o.width;
   if (o.frames_given) g.frames = o.frames;
   if (o.steps_given) g.steps = o.steps;
   if (o.guidance_given) g.guidance = o.guidance;
-  g.seed = o.seed, g.ulysses = o.ulysses, g.ring = o.ring, g.cfg = o.cfg, g.threads = o.threads, g.check = o.check;
+  g.seed = o.seed, g.ulysses = o.ulysses, g.ring = o.ring, g.cfg = o.cfg, g.threads = o.threads,
+  g.check = o.check;
   return g;
 }
 
@@ -273,31 +298,44 @@ int run_rank(World& world, const RunOptions& given) {
   if (!given.model_dir.empty() && pipelines::WanFiles::is_wan_folder(given.model_dir))
     return wan_generate_rank(world, wan_generate_options(given));
   if (!given.model_dir.empty()) return generate_rank(world, generate_options(given));
-  if (!given.prompt.empty() || !given.prompt_embeds.empty() || !given.noise.empty() || !given.dump.empty()) {
-    throw std::invalid_argument("--prompt, --prompt-embeds, --noise and --dump run a whole pipeline: give the model "
-                                "folder with --model-dir");
+  if (!given.prompt.empty() || !given.prompt_embeds.empty() || !given.noise.empty() ||
+      !given.dump.empty() || given.vae_parallel_given) {
+    throw std::invalid_argument(
+        "--prompt, --prompt-embeds, --noise, --dump and --vae-parallel run a whole pipeline: "
+        "give the model folder with --model-dir");
   }
   RunOptions o = given;  // --parallel auto fills in the degrees
   set_threads_per_rank(o.threads);
   install_memory_meter();
   const bool automatic = o.parallel == "auto";
   if (automatic && (o.ulysses || o.ring || o.cfg_given)) {
-    throw std::invalid_argument("--parallel auto chooses --cfg, --ulysses and --ring itself: leave them out "
-                                "(or give them and leave --parallel out)");
+    throw std::invalid_argument(
+        "--parallel auto chooses --cfg, --ulysses and --ring itself: leave them out "
+        "(or give them and leave --parallel out)");
   }
   check_guidance_flags(o, world.size());
-  auto [u, r] = automatic ? std::pair<int, int>{world.size(), 1} : resolve_degrees(world.size() / o.cfg, o.ulysses, o.ring);
+  auto [u, r] = automatic ? std::pair<int, int>{world.size(), 1}
+                          : resolve_degrees(world.size() / o.cfg, o.ulysses, o.ring);
   if (world.rank() == 0) {  // the rank that writes them, before any work
     check_can_write(o.out, "--out");
     check_can_write(o.json, "--json");
   }
-  check_ranks_agree(world, {{"--model", o.model}, {"--preset", o.preset}, {"--height", std::to_string(o.height)},
-                            {"--width", std::to_string(o.width)}, {"--frames", std::to_string(o.frames)},
-                            {"--text-len", std::to_string(o.text_len)}, {"--steps", std::to_string(o.steps)},
-                            {"--seed", std::to_string(o.seed)}, {"--parallel", o.parallel},
+  check_ranks_agree(world, {{"--model", o.model},
+                            {"--preset", o.preset},
+                            {"--height", std::to_string(o.height)},
+                            {"--width", std::to_string(o.width)},
+                            {"--frames", std::to_string(o.frames)},
+                            {"--text-len", std::to_string(o.text_len)},
+                            {"--steps", std::to_string(o.steps)},
+                            {"--seed", std::to_string(o.seed)},
+                            {"--parallel", o.parallel},
                             {"--ulysses", automatic ? "auto" : std::to_string(u)},
-                            {"--ring", automatic ? "auto" : std::to_string(r)}, {"--weights", o.weights}, {"--dtype", o.dtype},
-                            {"--cfg", std::to_string(o.cfg)}, {"--cfg-scale", std::to_string(o.cfg_scale)}});
+                            {"--ring", automatic ? "auto" : std::to_string(r)},
+                            {"--weights", o.weights},
+                            {"--dtype", o.dtype},
+                            {"--cfg", std::to_string(o.cfg)},
+                            {"--cfg-scale", std::to_string(o.cfg_scale)},
+                            {"--shard-weights", o.shard_weights ? "on" : "off"}});
   const char* local = std::getenv("LOCAL_WORLD_SIZE");
   const int local_ranks = local && std::atoi(local) > 0 ? std::atoi(local) : 1;
   limit_tensor_memory(local_ranks);
@@ -310,8 +348,9 @@ int run_rank(World& world, const RunOptions& given) {
     found = checkpoints::identify(*ckpt);
     const std::string asked = o.model == "qwen_image" ? "qwen-image" : o.model;
     if (o.model_given && asked != found->model) {
-      throw std::invalid_argument("--weights " + o.weights + " holds a " + found->model + " checkpoint (" +
-                                  found->layout + " layout, " + found->variant + "), not --model " + o.model +
+      throw std::invalid_argument("--weights " + o.weights + " holds a " + found->model +
+                                  " checkpoint (" + found->layout + " layout, " + found->variant +
+                                  "), not --model " + o.model +
                                   ": leave --model out, the checkpoint says which model it is");
     }
   }
@@ -323,8 +362,9 @@ int run_rank(World& world, const RunOptions& given) {
     pipe = ckpt ? checkpoints::make_pipeline(*ckpt, *found, o.seed, dtype)
                 : models::make_pipeline(o.model, o.preset, o.seed, models::Weights::kSeeded, dtype);
   } catch (const TensorMemoryLimitExceeded& e) {
-    throw std::runtime_error(std::string(e.what()) + " (while making the weights of " +
-                             (ckpt ? "--weights " + o.weights : "--model " + o.model + " --preset " + o.preset) + ")");
+    throw std::runtime_error(
+        std::string(e.what()) + " (while making the weights of " +
+        (ckpt ? "--weights " + o.weights : "--model " + o.model + " --preset " + o.preset) + ")");
   }
   const auto size = size_of(o);
   pipe->check_size(size);
@@ -346,21 +386,33 @@ int run_rank(World& world, const RunOptions& given) {
   cfg.cfg_degree = o.cfg;
   cfg.setup(world);
   apply_sequence_parallel(pipe->model(), cfg);
+  std::unique_ptr<ShardedWeights> shards;
+  if (o.shard_weights && world.size() > 1) {
+    add_sharded_weights(
+        prediction, ShardedWeights::predict_received_bytes_per_forward(pipe->model(), world.size()),
+        guidance);
+    shards = std::make_unique<ShardedWeights>(pipe->model(), new_shard_group(world));
+  }
   const bool lead = world.rank() == 0;
   if (lead) {
-    std::cout << "spdit run: " << pipe->name() << "/" << (found ? found->variant + " from " + o.weights : o.preset) << " " << o.height << "x" << o.width
-              << (pipe->name() == "wan" ? " x" + std::to_string(o.frames) + " frames" : std::string())
-              << ", text " << o.text_len << ", " << models::dtype_name(dtype) << ", " << o.steps << " steps, "
-              << world.size()
-              << " rank(s) (" << (o.cfg == 2 ? "cfg 2 x " : "") << "ulysses " << u << " x ring " << r << "), "
-              << (guidance == Guidance::kOff ? std::string()
-                                             : "guidance " + number(o.cfg_scale) +
-                                                   (o.cfg == 2 ? " (branches in parallel), " : " (serial), "))
-              << o.threads
-              << " thread(s) per rank" << std::endl;
+    std::cout << "spdit run: " << pipe->name() << "/"
+              << (found ? found->variant + " from " + o.weights : o.preset) << " " << o.height
+              << "x" << o.width
+              << (pipe->name() == "wan" ? " x" + std::to_string(o.frames) + " frames"
+                                        : std::string())
+              << ", text " << o.text_len << ", " << models::dtype_name(dtype) << ", " << o.steps
+              << " steps, " << world.size() << " rank(s) (" << (o.cfg == 2 ? "cfg 2 x " : "")
+              << "ulysses " << u << " x ring " << r << "), "
+              << (guidance == Guidance::kOff
+                      ? std::string()
+                      : "guidance " + number(o.cfg_scale) +
+                            (o.cfg == 2 ? " (branches in parallel), " : " (serial), "))
+              << o.threads << " thread(s) per rank" << std::endl;
     if (automatic) std::cout << "--parallel auto:\n" << auto_report;
-    std::cout << "note: random weights and seeded text embeddings: the picture is noise (a model folder with "
-                 "--model-dir and --prompt makes a real one)" << std::endl;
+    std::cout << "note: random weights and seeded text embeddings: the picture is noise (a model "
+                 "folder with "
+                 "--model-dir and --prompt makes a real one)"
+              << std::endl;
     for (const auto& n : prediction.notes) std::cout << "note: " << n << std::endl;
   }
   world.barrier();
@@ -368,8 +420,9 @@ int run_rank(World& world, const RunOptions& given) {
   // Activations: the peak of live tensors above what weights and inputs hold
   // now (exact, from the metered allocator); the resident peak above the
   // resident size now is reported beside it (it also holds what glibc cached).
-  int64_t weight_bytes = 0;
+  int64_t weight_bytes = 0;  // with sharded weights: the blocks' shards and the rest whole
   for (const auto& p : pipe->model().parameters()) weight_bytes += p.numel() * p.element_size();
+  if (shards) weight_bytes += shards->kept_bytes();
   const int64_t resident_before = reset_peak_rss();
   const int64_t tensors_before = reset_tensor_bytes_peak();
   std::vector<double> steps;
@@ -409,8 +462,9 @@ int run_rank(World& world, const RunOptions& given) {
               << (prediction.padded_tokens != shapes.tokens
                       ? " (padded to " + std::to_string(prediction.padded_tokens) + ")"
                       : std::string())
-              << (o.text_len && pipe->name() != "wan" ? ", plus " + std::to_string(o.text_len) + " text tokens replicated"
-                                                  : std::string())
+              << (o.text_len && pipe->name() != "wan"
+                      ? ", plus " + std::to_string(o.text_len) + " text tokens replicated"
+                      : std::string())
               << std::endl;
     std::cout << "communication per rank: " << mb(sent) << " sent";
     for (const auto& [k, b] : moved) std::cout << ", " << k << " " << mb(b.sent);
@@ -418,30 +472,55 @@ int run_rank(World& world, const RunOptions& given) {
               << std::endl;
     std::cout << "peak memory per rank (max over ranks): forward activations " << mb(activation)
               << "; whole loop " << mb(loop) << " above the " << mb(tensors_before)
-              << " held before it (adds the latent and inputs, replicated); weights " << mb(weight_bytes)
-              << ", replicated; resident " << mb(peak) << ", " << mb(resident_activation)
+              << " held before it (adds the latent and inputs, replicated); weights "
+              << mb(weight_bytes)
+              << (shards ? ", sharded (" + mb(shards->block_bytes()) + " of blocks, 1/" +
+                               std::to_string(world.size()) + " kept; two blocks whole at a time)"
+                         : std::string(", replicated"))
+              << "; resident " << mb(peak) << ", " << mb(resident_activation)
               << " above the loop's start" << std::endl;
-    j = {{"model", pipe->name()}, {"preset", o.preset}, {"dtype", models::dtype_name(dtype)},
-         {"height", o.height}, {"width", o.width},
-         {"frames", o.frames}, {"text_len", o.text_len}, {"steps", o.steps}, {"seed", o.seed},
-         {"ranks", world.size()}, {"ulysses", u}, {"ring", r}, {"cfg", o.cfg}, {"cfg_scale", o.cfg_scale},
+    j = {{"model", pipe->name()},
+         {"preset", o.preset},
+         {"dtype", models::dtype_name(dtype)},
+         {"height", o.height},
+         {"width", o.width},
+         {"frames", o.frames},
+         {"text_len", o.text_len},
+         {"steps", o.steps},
+         {"seed", o.seed},
+         {"ranks", world.size()},
+         {"ulysses", u},
+         {"ring", r},
+         {"cfg", o.cfg},
+         {"cfg_scale", o.cfg_scale},
          {"parallel", o.parallel},
          {"threads_per_rank", o.threads},
-         {"total_seconds", total}, {"step_seconds", steps}, {"median_step_seconds", median},
-         {"tokens", shapes.tokens}, {"tokens_per_rank", prediction.tokens_per_rank},
-         {"comm_bytes_sent", sent}, {"comm_bytes_predicted", predicted}, {"peak_rss_bytes", peak},
-         {"activation_peak_bytes", activation}, {"activation_peak_bytes_per_rank", activations},
-         {"loop_peak_bytes", loop}, {"loop_peak_bytes_per_rank", loops},
-         {"tensor_bytes_before_loop", tensors_before}, {"weight_bytes", weight_bytes},
+         {"total_seconds", total},
+         {"step_seconds", steps},
+         {"median_step_seconds", median},
+         {"tokens", shapes.tokens},
+         {"tokens_per_rank", prediction.tokens_per_rank},
+         {"comm_bytes_sent", sent},
+         {"comm_bytes_predicted", predicted},
+         {"peak_rss_bytes", peak},
+         {"activation_peak_bytes", activation},
+         {"activation_peak_bytes_per_rank", activations},
+         {"loop_peak_bytes", loop},
+         {"loop_peak_bytes_per_rank", loops},
+         {"tensor_bytes_before_loop", tensors_before},
+         {"weight_bytes", weight_bytes},
+         {"shard_weights", shards != nullptr},
          {"resident_activation_peak_bytes", resident_activation},
          {"resident_activation_peak_bytes_per_rank", resident_activations},
          {"resident_before_loop_bytes", resident_before}};
-    for (const auto& [k, b] : moved) j["comm_bytes_by_kind"][k] = {{"sent", b.sent}, {"received", b.received}};
+    for (const auto& [k, b] : moved)
+      j["comm_bytes_by_kind"][k] = {{"sent", b.sent}, {"received", b.received}};
     if (!o.out.empty()) {
       write_png(o.out, pipe->preview(x));
       std::cout << "wrote " << o.out << std::endl;
     }
   }
+  if (shards && o.check) shards->unshard();  // every rank: the reference runs on rank 0 alone
   remove_sequence_parallel(pipe->model());
   if (o.check && lead) {
     // The same job on this one rank, without the plan: the reference.
@@ -452,7 +531,8 @@ int run_rank(World& world, const RunOptions& given) {
     std::ofstream f(o.json);
     f << j.dump(2) << "\n";
     f.close();
-    if (!f) throw std::runtime_error("cannot write --json '" + o.json + "': " + std::strerror(errno));
+    if (!f)
+      throw std::runtime_error("cannot write --json '" + o.json + "': " + std::strerror(errno));
   }
   return code;
 }
@@ -465,62 +545,98 @@ void add_run_command(CLI::App& app, Action& action) {
   add_model_flags(cmd, o.model, o.preset, o.height, o.width, o.frames, o.text_len, o.dtype);
   cmd->add_option("--nproc", o.nproc, "Start this many local ranks (default: U*R, or 2)")
       ->check(whole_number(1));
-  cmd->add_flag("--oversubscribe", o.oversubscribe, "With --nproc: allow more than 4 ranks per usable core");
+  cmd->add_flag("--oversubscribe", o.oversubscribe,
+                "With --nproc: allow more than 4 ranks per usable core");
   cmd->add_option("--ulysses", o.ulysses, "Ulysses degree U")->check(whole_number(1));
   cmd->add_option("--ring", o.ring, "Ring degree R")->check(whole_number(1));
   cmd->add_option("--cfg-scale", o.cfg_scale,
-                  "Classifier-free guidance scale: above 1, two forwards per step (prompt and negative prompt)")
-      ->check(CLI::Range(0.0, 1e6))->capture_default_str();
-  cmd->add_option("--cfg", o.cfg, "CFG degree: 2 runs the two guidance branches at once on two halves of the ranks")
-      ->check(CLI::IsMember({1, 2}))->capture_default_str();
-  cmd->add_option("--parallel", o.parallel,
-                  "auto: choose cfg x ulysses x ring from the model, the size and the measured machine")
-      ->check(CLI::IsMember({"auto", "manual"}))->capture_default_str();
+                  "Classifier-free guidance scale: above 1, two forwards per step (prompt and "
+                  "negative prompt)")
+      ->check(CLI::Range(0.0, 1e6))
+      ->capture_default_str();
+  cmd->add_option("--cfg", o.cfg,
+                  "CFG degree: 2 runs the two guidance branches at once on two halves of the ranks")
+      ->check(CLI::IsMember({1, 2}))
+      ->capture_default_str();
+  cmd->add_option(
+         "--parallel", o.parallel,
+         "auto: choose cfg x ulysses x ring from the model, the size and the measured machine")
+      ->check(CLI::IsMember({"auto", "manual"}))
+      ->capture_default_str();
   cmd->add_option("--model-dir", o.model_dir,
                   "A model folder as downloaded (diffusers layout, FLUX.1): run its whole pipeline")
       ->check(CLI::ExistingDirectory);
   cmd->add_option("--prompt", o.prompt, "With --model-dir: the prompt");
   cmd->add_option("--prompt-embeds", o.prompt_embeds,
-                  "With --model-dir: prompt_embeds and pooled_prompt_embeds from a .safetensors file (spdit encode)")
+                  "With --model-dir: prompt_embeds and pooled_prompt_embeds from a .safetensors "
+                  "file (spdit encode)")
       ->check(CLI::ExistingFile);
-  cmd->add_option("--noise", o.noise, "With --model-dir: the initial packed noise ('noise' in a .safetensors file)")
+  cmd->add_option("--noise", o.noise,
+                  "With --model-dir: the initial packed noise ('noise' in a .safetensors file)")
       ->check(CLI::ExistingFile);
-  cmd->add_option("--dump", o.dump, "With --model-dir: write embeddings, noise, final latents and pixels (.safetensors)");
+  cmd->add_option(
+      "--dump", o.dump,
+      "With --model-dir: write embeddings, noise, final latents and pixels (.safetensors)");
+  cmd->add_option(
+         "--vae-parallel", o.vae_parallel,
+         "With --model-dir and several ranks: split the autoencoder's decode by rows across them")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
+  cmd->add_flag(
+      "--shard-weights", o.shard_weights,
+      "Each rank keeps 1/P of every block's weights; a block's are all-gathered as it runs");
   cmd->add_option("--guidance", o.guidance, "With --model-dir: FLUX.1-dev's embedded guidance")
-      ->check(CLI::Range(0.0, 100.0))->capture_default_str();
-  cmd->add_option("--steps", o.steps, "Denoising steps")->check(whole_number(1))->capture_default_str();
-  cmd->add_option("--seed", o.seed, "Seed of weights, noise and text")->check(whole_number(0))->capture_default_str();
-  cmd->add_option("--weights", o.weights,
-                  "A checkpoint: a .safetensors file, its .index.json, or a (diffusers) model folder; "
-                  "it decides the model and its size")
+      ->check(CLI::Range(0.0, 100.0))
+      ->capture_default_str();
+  cmd->add_option("--steps", o.steps, "Denoising steps")
+      ->check(whole_number(1))
+      ->capture_default_str();
+  cmd->add_option("--seed", o.seed, "Seed of weights, noise and text")
+      ->check(whole_number(0))
+      ->capture_default_str();
+  cmd->add_option(
+         "--weights", o.weights,
+         "A checkpoint: a .safetensors file, its .index.json, or a (diffusers) model folder; "
+         "it decides the model and its size")
       ->check(CLI::ExistingPath);
-  cmd->add_option("--threads", o.threads, "Intra-op threads per rank")->check(whole_number(1))->capture_default_str();
+  cmd->add_option("--threads", o.threads, "Intra-op threads per rank")
+      ->check(whole_number(1))
+      ->capture_default_str();
   cmd->add_option("--out", o.out, "Write a PNG preview of the final latents");
   cmd->add_option("--json", o.json, "Write the metrics as JSON");
   cmd->add_flag("--check", o.check, "Also run on one rank and compare (exit 1 on FAIL)");
-  cmd->add_option("--negative-prompt", o.negative_prompt, "With a Wan --model-dir: the negative prompt (default empty)");
+  cmd->add_option("--negative-prompt", o.negative_prompt,
+                  "With a Wan --model-dir: the negative prompt (default empty)");
   cmd->add_option("--scheduler", o.scheduler, "With a Wan --model-dir: unipc (Wan's own) or euler")
-      ->check(CLI::IsMember({"unipc", "euler"}))->capture_default_str();
-  cmd->add_option("--fps", o.fps, "With a Wan --model-dir: the MP4's frame rate")->check(whole_number(1))
+      ->check(CLI::IsMember({"unipc", "euler"}))
       ->capture_default_str();
-  cmd->add_option("--frames-out", o.frames_out, "With a Wan --model-dir: also write the frames as PNGs to this folder");
+  cmd->add_option("--fps", o.fps, "With a Wan --model-dir: the MP4's frame rate")
+      ->check(whole_number(1))
+      ->capture_default_str();
+  cmd->add_option("--frames-out", o.frames_out,
+                  "With a Wan --model-dir: also write the frames as PNGs to this folder");
   cmd->callback([cmd, &action] {
     o.model_given = cmd->get_option("--model")->count() > 0;
     o.cfg_given = cmd->get_option("--cfg")->count() > 0;
     o.steps_given = cmd->get_option("--steps")->count() > 0;
+    o.vae_parallel_given = cmd->get_option("--vae-parallel")->count() > 0;
     o.frames_given = cmd->get_option("--frames")->count() > 0;
-    o.size_given = cmd->get_option("--height")->count() > 0 || cmd->get_option("--width")->count() > 0;
+    o.size_given =
+        cmd->get_option("--height")->count() > 0 || cmd->get_option("--width")->count() > 0;
     o.guidance_given = cmd->get_option("--guidance")->count() > 0;
-    if (o.size_given && (cmd->get_option("--height")->count() == 0 || cmd->get_option("--width")->count() == 0) &&
+    if (o.size_given &&
+        (cmd->get_option("--height")->count() == 0 || cmd->get_option("--width")->count() == 0) &&
         !o.model_dir.empty() && pipelines::WanFiles::is_wan_folder(o.model_dir)) {
-      throw CLI::ValidationError("--height/--width", "a Wan video takes both --height and --width (e.g. 480 832)");
+      throw CLI::ValidationError("--height/--width",
+                                 "a Wan video takes both --height and --width (e.g. 480 832)");
     }
     for (const char* f : {"--model", "--preset", "--weights", "--text-len"}) {
       o.weights_flags_given = o.weights_flags_given || cmd->get_option(f)->count() > 0;
     }
     action = [] {
       if (launched_by_launcher()) {
-        if (o.nproc) throw std::invalid_argument("--nproc starts local ranks; under a launcher leave it out");
+        if (o.nproc)
+          throw std::invalid_argument("--nproc starts local ranks; under a launcher leave it out");
         return run_as_rank([](World& w) { return run_rank(w, o); });
       }
       // Before any rank starts: a bad output path fails now, not after the run.
@@ -529,11 +645,12 @@ void add_run_command(CLI::App& app, Action& action) {
       check_can_write(o.json, "--json");
       const bool wan = !o.model_dir.empty() && pipelines::WanFiles::is_wan_folder(o.model_dir);
       if (!o.model_dir.empty() && !wan && (o.cfg_given || o.cfg_scale > 1)) {
-        throw std::invalid_argument("--model-dir runs the model folder's own pipeline: leave out --cfg and --cfg-scale");
+        throw std::invalid_argument(
+            "--model-dir runs the model folder's own pipeline: leave out --cfg and --cfg-scale");
       }
-      int n = o.nproc ? o.nproc
-                      : (o.ulysses || o.ring) ? o.cfg * std::max(1, o.ulysses) * std::max(1, o.ring)
-                                              : 2;
+      int n = o.nproc                 ? o.nproc
+              : (o.ulysses || o.ring) ? o.cfg * std::max(1, o.ulysses) * std::max(1, o.ring)
+                                      : 2;
       if (!wan) check_guidance_flags(o, n);
       if (n == 1) return run_as_rank([](World& w) { return run_rank(w, o); });
       return relaunch_self_with_ranks(n, "--nproc", o.oversubscribe);

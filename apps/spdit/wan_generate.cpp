@@ -28,38 +28,35 @@ double since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-at::Tensor tensor_from(const std::string &file, const std::string &name) {
+at::Tensor tensor_from(const std::string& file, const std::string& name) {
   auto ckpt = checkpoints::Checkpoint::open(file);
   if (!ckpt.has(name)) {
     std::string held;
-    for (const auto &[n, t] : ckpt.tensors())
-      held += (held.empty() ? "" : ", ") + n;
-    throw std::invalid_argument("'" + file + "' holds no tensor '" + name +
-                                "' (it holds: " + held + ")");
+    for (const auto& [n, t] : ckpt.tensors()) held += (held.empty() ? "" : ", ") + n;
+    throw std::invalid_argument("'" + file + "' holds no tensor '" + name + "' (it holds: " + held +
+                                ")");
   }
   return ckpt.tensor(name).clone();
 }
 
-void write_frames(const std::string &dir,
-                  const at::Tensor &frames) { // (F, H, W, 3) uint8
+void write_frames(const std::string& dir,
+                  const at::Tensor& frames) {  // (F, H, W, 3) uint8
   ::mkdir(dir.c_str(), 0755);
   for (int64_t i = 0; i < frames.size(0); ++i) {
     char name[32];
     std::snprintf(name, sizeof(name), "/frame_%04ld.png", static_cast<long>(i));
-    write_png(dir + name, frames[i].permute({2, 0, 1}).to(at::kFloat) / 255.0,
-              1);
+    write_png(dir + name, frames[i].permute({2, 0, 1}).to(at::kFloat) / 255.0, 1);
   }
 }
 
-void phase(bool on, const std::string &what, double seconds) {
+void phase(bool on, const std::string& what, double seconds) {
   if (on)
-    std::cerr << what << " " << std::fixed << std::setprecision(3) << seconds
-              << " s" << std::endl;
+    std::cerr << what << " " << std::fixed << std::setprecision(3) << seconds << " s" << std::endl;
 }
 
-} // namespace
+}  // namespace
 
-int wan_generate_rank(World &world, const WanGenerateOptions &o) {
+int wan_generate_rank(World& world, const WanGenerateOptions& o) {
   set_threads_per_rank(o.threads);
   const bool lead = world.rank() == 0;
   if (lead) {
@@ -68,20 +65,19 @@ int wan_generate_rank(World &world, const WanGenerateOptions &o) {
     check_can_write(o.dump, "--dump");
   }
   if (o.prompt.empty() == o.prompt_embeds.empty()) {
-    throw std::invalid_argument("--model-dir needs the prompt: --prompt TEXT, "
-                                "or --prompt-embeds FILE (from --dump "
-                                "or another implementation) -- one of them");
+    throw std::invalid_argument(
+        "--model-dir needs the prompt: --prompt TEXT, "
+        "or --prompt-embeds FILE (from --dump "
+        "or another implementation) -- one of them");
   }
   if (world.size() % o.cfg != 0) {
-    throw std::invalid_argument("--cfg " + std::to_string(o.cfg) +
-                                " does not divide the " +
+    throw std::invalid_argument("--cfg " + std::to_string(o.cfg) + " does not divide the " +
                                 std::to_string(world.size()) + " ranks");
   }
   if (o.cfg == 2 && !(o.guidance > 1)) {
-    throw std::invalid_argument(
-        "--cfg 2 runs the two guidance branches at once; with --guidance " +
-        std::to_string(o.guidance) +
-        " (<= 1) there is one branch: leave --cfg out");
+    throw std::invalid_argument("--cfg 2 runs the two guidance branches at once; with --guidance " +
+                                std::to_string(o.guidance) +
+                                " (<= 1) there is one branch: leave --cfg out");
   }
   const auto scheduler = pipelines::parse_wan_scheduler(o.scheduler);
   auto [u, r] = resolve_degrees(world.size() / o.cfg, o.ulysses, o.ring);
@@ -103,12 +99,11 @@ int wan_generate_rank(World &world, const WanGenerateOptions &o) {
                             {"--dtype", o.dtype}});
   auto t0 = Clock::now();
   const auto files = pipelines::WanFiles::find(o.model_dir);
-  const auto dtype = o.dtype.empty() ? at::ScalarType::Undefined
-                                     : models::parse_dtype(o.dtype);
+  const auto dtype = o.dtype.empty() ? at::ScalarType::Undefined : models::parse_dtype(o.dtype);
   pipelines::WanVideoPipeline wan(files, dtype,
                                   /*with_text=*/!o.prompt.empty());
-  const auto shape = wan.latent_shape(
-      o.frames, o.height, o.width); // refuses a bad size before encoding
+  const auto shape =
+      wan.latent_shape(o.frames, o.height, o.width);  // refuses a bad size before encoding
   const double load_s = since(t0);
   phase(lead, "load", load_s);
 
@@ -120,26 +115,23 @@ int wan_generate_rank(World &world, const WanGenerateOptions &o) {
   if (o.prompt.empty()) {
     prompts.prompt_embeds = tensor_from(o.prompt_embeds, "prompt_embeds");
     if (guided)
-      prompts.negative_prompt_embeds =
-          tensor_from(o.prompt_embeds, "negative_prompt_embeds");
+      prompts.negative_prompt_embeds = tensor_from(o.prompt_embeds, "negative_prompt_embeds");
   } else {
     prompts.prompt_embeds = wan.encode(o.prompt);
-    if (guided)
-      prompts.negative_prompt_embeds = wan.encode(o.negative_prompt);
+    if (guided) prompts.negative_prompt_embeds = wan.encode(o.negative_prompt);
   }
   const double encode_s = since(t0);
   phase(lead, "encode", encode_s);
 
-  const auto noise = o.noise.empty() ? wan.initial_noise(shape, o.seed)
-                                     : tensor_from(o.noise, "noise");
+  const auto noise =
+      o.noise.empty() ? wan.initial_noise(shape, o.seed) : tensor_from(o.noise, "noise");
   if (lead) {
-    std::cout << "spdit run: " << o.model_dir << " (wan "
-              << wan.transformer_info().variant << ", " << files.layout << ", "
-              << models::dtype_name(wan.dtype()) << ") " << o.frames
-              << " frames " << o.height << "x" << o.width << ", " << o.steps
-              << " steps " << o.scheduler << ", guidance " << o.guidance << ", "
-              << world.size() << " rank(s) (" << (o.cfg == 2 ? "cfg 2 x " : "")
-              << "ulysses " << u << " x ring " << r << ")" << std::endl;
+    std::cout << "spdit run: " << o.model_dir << " (wan " << wan.transformer_info().variant << ", "
+              << files.layout << ", " << models::dtype_name(wan.dtype()) << ") " << o.frames
+              << " frames " << o.height << "x" << o.width << ", " << o.steps << " steps "
+              << o.scheduler << ", guidance " << o.guidance << ", " << world.size() << " rank(s) ("
+              << (o.cfg == 2 ? "cfg 2 x " : "") << "ulysses " << u << " x ring " << r << ")"
+              << std::endl;
   }
   SequenceParallelConfig cfg{u, r};
   cfg.cfg_degree = o.cfg;
@@ -149,19 +141,16 @@ int wan_generate_rank(World &world, const WanGenerateOptions &o) {
   auto last = Clock::now();
   std::vector<double> step_seconds;
   auto latents = wan.denoise(
-      noise, prompts, o.steps, o.guidance, scheduler, &cfg.state(),
-      [&](int64_t i, int64_t n) {
+      noise, prompts, o.steps, o.guidance, scheduler, &cfg.state(), [&](int64_t i, int64_t n) {
         step_seconds.push_back(since(last));
         last = Clock::now();
         if (lead) {
           const int width = 24, done = static_cast<int>(i * width / n);
-          std::cerr << "[" << std::string(done, '#')
-                    << std::string(width - done, '.') << "] step " << i << "/"
-                    << n << "  " << std::fixed << std::setprecision(3)
-                    << step_seconds.back() << " s"
-                    << (isatty(STDERR_FILENO) ? "\r" : "\n") << std::flush;
-          if (i == n && isatty(STDERR_FILENO))
-            std::cerr << "\n";
+          std::cerr << "[" << std::string(done, '#') << std::string(width - done, '.') << "] step "
+                    << i << "/" << n << "  " << std::fixed << std::setprecision(3)
+                    << step_seconds.back() << " s" << (isatty(STDERR_FILENO) ? "\r" : "\n")
+                    << std::flush;
+          if (i == n && isatty(STDERR_FILENO)) std::cerr << "\n";
         }
       });
   const double denoise_s = since(t0);
@@ -197,13 +186,12 @@ int wan_generate_rank(World &world, const WanGenerateOptions &o) {
     t0 = Clock::now();
     if (!o.out.empty()) {
       write_mp4(o.out, frames, o.fps);
-      std::cout << "wrote " << o.out << " (" << frames.size(0) << " frames, "
-                << o.fps << " fps)" << std::endl;
+      std::cout << "wrote " << o.out << " (" << frames.size(0) << " frames, " << o.fps << " fps)"
+                << std::endl;
     }
     if (!o.frames_out.empty()) {
       write_frames(o.frames_out, frames);
-      std::cout << "wrote " << frames.size(0) << " PNG frames to "
-                << o.frames_out << std::endl;
+      std::cout << "wrote " << frames.size(0) << " PNG frames to " << o.frames_out << std::endl;
     }
     if (!o.dump.empty()) {
       std::map<std::string, at::Tensor> dump = {
@@ -212,36 +200,29 @@ int wan_generate_rank(World &world, const WanGenerateOptions &o) {
           {"latents", latents.contiguous()},
           {"video", frames.contiguous()}};
       if (prompts.negative_prompt_embeds.defined())
-        dump["negative_prompt_embeds"] =
-            prompts.negative_prompt_embeds.contiguous();
+        dump["negative_prompt_embeds"] = prompts.negative_prompt_embeds.contiguous();
       checkpoints::write_safetensors(o.dump, dump);
-      std::cout
-          << "wrote " << o.dump
-          << " (prompt_embeds, negative_prompt_embeds, noise, latents, video)"
-          << std::endl;
+      std::cout << "wrote " << o.dump
+                << " (prompt_embeds, negative_prompt_embeds, noise, latents, video)" << std::endl;
     }
     const double write_s = since(t0);
     j["write_seconds"] = write_s;
     if (o.check) {
       // The same job on this one rank, the plan removed, guidance serial: the
       // reference.
-      auto ref =
-          wan.denoise(noise, prompts, o.steps, o.guidance, scheduler, nullptr);
-      code = report_parity(latents, ref,
-                           models::tolerance_against_one_rank(wan.dtype()), j);
+      auto ref = wan.denoise(noise, prompts, o.steps, o.guidance, scheduler, nullptr);
+      code = report_parity(latents, ref, models::tolerance_against_one_rank(wan.dtype()), j);
     }
-    std::cout << "load " << std::fixed << std::setprecision(3) << load_s
-              << " s, encode " << encode_s << " s, denoise " << denoise_s
-              << " s, decode " << decode_s << " s, write " << write_s << " s"
-              << std::endl;
+    std::cout << "load " << std::fixed << std::setprecision(3) << load_s << " s, encode "
+              << encode_s << " s, denoise " << denoise_s << " s, decode " << decode_s
+              << " s, write " << write_s << " s" << std::endl;
     if (!o.json.empty()) {
       std::ofstream f(o.json);
       f << j.dump(2) << "\n";
-      if (!f.flush())
-        throw std::runtime_error("cannot write --json '" + o.json + "'");
+      if (!f.flush()) throw std::runtime_error("cannot write --json '" + o.json + "'");
     }
   }
   return code;
 }
 
-} // namespace spdit::cli
+}  // namespace spdit::cli

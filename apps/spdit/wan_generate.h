@@ -10,8 +10,8 @@
 namespace spdit::cli {
 
 struct WanGenerateOptions {
-  std::string model_dir, prompt, negative_prompt, prompt_embeds, noise, dump,
-      out, frames_out, json, dtype;
+  std::string model_dir, prompt, negative_prompt, prompt_embeds, noise, dump, out, frames_out, json,
+      dtype;
   std::string scheduler = "unipc";
   int64_t height = 480, width = 832, frames = 81;
   int steps = 50;
@@ -23,6 +23,6 @@ struct WanGenerateOptions {
 };
 
 /// One rank's part of the job; rank 0 decodes and writes the outputs.
-int wan_generate_rank(World &world, const WanGenerateOptions &options);
+int wan_generate_rank(World& world, const WanGenerateOptions& options);
 
-} // namespace spdit::cli
+}  // namespace spdit::cli

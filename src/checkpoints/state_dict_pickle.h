@@ -42,24 +42,20 @@ struct PickleValue {
   Kind kind = Kind::kNone;
   int64_t int_value = 0;
   double float_value = 0;
-  std::string text; // a string; a global's or object's "module.name"
-  std::vector<std::shared_ptr<PickleValue>> items; // tuple, list
-  std::vector<
-      std::pair<std::shared_ptr<PickleValue>, std::shared_ptr<PickleValue>>>
-      entries; // dict, in order
-  StoredTensor
-      tensor; // kTensor; kStorage: dtype, begin (the record's offset) and end
+  std::string text;                                 // a string; a global's or object's "module.name"
+  std::vector<std::shared_ptr<PickleValue>> items;  // tuple, list
+  std::vector<std::pair<std::shared_ptr<PickleValue>, std::shared_ptr<PickleValue>>>
+      entries;          // dict, in order
+  StoredTensor tensor;  // kTensor; kStorage: dtype, begin (the record's offset) and end
 };
 using PickleValuePtr = std::shared_ptr<PickleValue>;
 
 /// Where storage `key`'s record starts in the file and how many bytes it has.
-using StorageLocator =
-    std::function<std::pair<uint64_t, uint64_t>(const std::string &key)>;
+using StorageLocator = std::function<std::pair<uint64_t, uint64_t>(const std::string& key)>;
 
 /// Reads the pickle `data` (`size` bytes). Throws std::runtime_error saying
 /// what is wrong (an unknown opcode, a truncated stream, a tensor outside its
 /// storage); the caller names the file.
-PickleValuePtr read_state_dict_pickle(const char *data, size_t size,
-                                      const StorageLocator &storage);
+PickleValuePtr read_state_dict_pickle(const char* data, size_t size, const StorageLocator& storage);
 
-} // namespace spdit::checkpoints::detail
+}  // namespace spdit::checkpoints::detail

@@ -4,6 +4,7 @@
 
 #include "pipeline_factories.h"
 #include "spdit/models/pipeline.h"
+#include "spdit/sharding/sharded_weights.h"
 
 namespace spdit::models {
 namespace {
@@ -168,9 +169,11 @@ Outputs FluxTransformerImpl::forward(const BoundArgs& a) {
   Rope txt_rope = joint.narrow(0, t);
   Rope img_rope = joint.narrow(t, joint.cos.size(0) - t);
   for (auto& b : *transformer_blocks_) {
+    BlockWeightsGuard weights(*b);
     std::tie(img, txt) = b->as<FluxBlockImpl>()->forward(img, txt, temb, img_rope, txt_rope);
   }
   for (auto& b : *single_transformer_blocks_) {
+    BlockWeightsGuard weights(*b);
     std::tie(img, txt) = b->as<FluxSingleBlockImpl>()->forward(img, txt, temb, img_rope, txt_rope);
   }
   auto mod = norm_out_linear_->forward(at::silu(temb)).chunk(2, -1);  // scale, shift

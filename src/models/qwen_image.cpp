@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "pipeline_factories.h"
+#include "spdit/sharding/sharded_weights.h"
 
 namespace spdit::models {
 namespace {
@@ -102,6 +103,7 @@ Outputs QwenImageTransformerImpl::forward(const BoundArgs& a) {
   auto rope = pos_embed_->call({a["img_ids"], Value(txt.size(1))});
   Rope img_rope{rope[0].tensor(), rope[1].tensor()}, txt_rope{rope[2].tensor(), rope[3].tensor()};
   for (auto& b : *transformer_blocks_) {
+    BlockWeightsGuard weights(*b);
     std::tie(img, txt) = b->as<QwenBlockImpl>()->forward(img, txt, temb, img_rope, txt_rope);
   }
   auto mod = norm_out_linear_->forward(at::silu(temb)).chunk(2, -1);  // scale, shift

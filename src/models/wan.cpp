@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "pipeline_factories.h"
+#include "spdit/sharding/sharded_weights.h"
 
 namespace spdit::models {
 
@@ -140,6 +141,7 @@ Outputs WanTransformerImpl::forward(const BoundArgs& a) {
   auto cond = condition_embedder_->call({a["timestep"], a["encoder_hidden_states"]});
   const auto& temb = cond[0].tensor();
   for (auto& block : *blocks_) {
+    BlockWeightsGuard weights(*block);
     x = block->as<WanBlockImpl>()
             ->call({x, cond[2], cond[1], rope[0], rope[1]})
             .tensor();

@@ -45,7 +45,8 @@ FlowMatchEulerConfig FlowMatchEulerConfig::qwen_image() {
   return c;
 }
 
-FlowMatchEulerConfig FlowMatchEulerConfig::from_json(const std::string& text, const std::string& source) {
+FlowMatchEulerConfig FlowMatchEulerConfig::from_json(const std::string& text,
+                                                     const std::string& source) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);
@@ -54,15 +55,18 @@ FlowMatchEulerConfig FlowMatchEulerConfig::from_json(const std::string& text, co
   }
   if (!j.is_object()) fail(source, "should hold a JSON object");
   if (j.contains("_class_name") && j["_class_name"] != "FlowMatchEulerDiscreteScheduler") {
-    fail(source, "configures " + j["_class_name"].dump() + ", not FlowMatchEulerDiscreteScheduler (FLUX.1's)");
+    fail(source, "configures " + j["_class_name"].dump() +
+                     ", not FlowMatchEulerDiscreteScheduler (FLUX.1's)");
   }
   // What FLUX.1 never sets; silently ignoring one would give other sigmas.
-  for (const char* key : {"use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "invert_sigmas",
-                          "stochastic_sampling", "use_flow_sigmas"}) {
-    if (field<bool>(j, key, false, source)) fail(source, std::string("sets '") + key + "', which spdit does not implement");
+  for (const char* key : {"use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas",
+                          "invert_sigmas", "stochastic_sampling", "use_flow_sigmas"}) {
+    if (field<bool>(j, key, false, source))
+      fail(source, std::string("sets '") + key + "', which spdit does not implement");
   }
   if (j.contains("time_shift_type") && j["time_shift_type"] != "exponential") {
-    fail(source, "time_shift_type " + j["time_shift_type"].dump() + " is not implemented (only \"exponential\")");
+    fail(source, "time_shift_type " + j["time_shift_type"].dump() +
+                     " is not implemented (only \"exponential\")");
   }
   FlowMatchEulerConfig c;
   c.num_train_timesteps = field<int64_t>(j, "num_train_timesteps", c.num_train_timesteps, source);
@@ -74,11 +78,13 @@ FlowMatchEulerConfig FlowMatchEulerConfig::from_json(const std::string& text, co
   c.max_image_seq_len = field<int64_t>(j, "max_image_seq_len", c.max_image_seq_len, source);
   if (j.contains("shift_terminal") && !j["shift_terminal"].is_null())
     c.shift_terminal = field<double>(j, "shift_terminal", 0.0, source);
-  if (c.shift_terminal < 0 || c.shift_terminal >= 1) fail(source, "shift_terminal must be in [0, 1)");
+  if (c.shift_terminal < 0 || c.shift_terminal >= 1)
+    fail(source, "shift_terminal must be in [0, 1)");
   if (c.num_train_timesteps <= 0) fail(source, "num_train_timesteps must be positive");
   if (!(c.shift > 0)) fail(source, "shift must be positive");
   if (c.max_image_seq_len == c.base_image_seq_len) {
-    fail(source, "max_image_seq_len equals base_image_seq_len; the shift's slope would divide by zero");
+    fail(source,
+         "max_image_seq_len equals base_image_seq_len; the shift's slope would divide by zero");
   }
   return c;
 }
@@ -87,7 +93,8 @@ FlowMatchEulerConfig FlowMatchEulerConfig::from_model_dir(const std::string& mod
   const std::string path = model_dir + "/scheduler/scheduler_config.json";
   std::ifstream f(path);
   if (!f) {
-    throw std::runtime_error("spdit: cannot read '" + path + "'; a diffusers FLUX.1 folder holds the scheduler's "
+    throw std::runtime_error("spdit: cannot read '" + path +
+                             "'; a diffusers FLUX.1 folder holds the scheduler's "
                              "config there (FlowMatchEulerDiscreteScheduler)");
   }
   std::stringstream text;
@@ -109,17 +116,21 @@ std::string FlowMatchEulerConfig::to_json() const {
 }
 
 double flux_time_shift_mu(int64_t image_seq_len, const FlowMatchEulerConfig& c) {
-  const double m = (c.max_shift - c.base_shift) / static_cast<double>(c.max_image_seq_len - c.base_image_seq_len);
+  const double m = (c.max_shift - c.base_shift) /
+                   static_cast<double>(c.max_image_seq_len - c.base_image_seq_len);
   const double b = c.base_shift - m * static_cast<double>(c.base_image_seq_len);
   return static_cast<double>(image_seq_len) * m + b;
 }
 
 FlowMatchEulerScheduler::FlowMatchEulerScheduler(const FlowMatchEulerConfig& c, int64_t steps,
                                                  int64_t image_seq_len) {
-  if (steps < 1) throw std::invalid_argument("spdit: the scheduler needs at least 1 step, not " + std::to_string(steps));
+  if (steps < 1)
+    throw std::invalid_argument("spdit: the scheduler needs at least 1 step, not " +
+                                std::to_string(steps));
   if (image_seq_len < 1) {
-    throw std::invalid_argument("spdit: the scheduler needs the image's token count (at least 1), not " +
-                                std::to_string(image_seq_len));
+    throw std::invalid_argument(
+        "spdit: the scheduler needs the image's token count (at least 1), not " +
+        std::to_string(image_seq_len));
   }
   mu_ = flux_time_shift_mu(image_seq_len, c);
   // diffusers computes in numpy float32 from here: linspace (float64) cast to
@@ -132,8 +143,11 @@ FlowMatchEulerScheduler::FlowMatchEulerScheduler(const FlowMatchEulerConfig& c, 
   for (int64_t i = 0; i < steps; ++i) {
     // numpy's linspace: start + i * step, the last point exactly `stop`.
     const double stop = 1.0 / static_cast<double>(steps);
-    const double lin = i == steps - 1 && steps > 1 ? stop
-                                                   : 1.0 + static_cast<double>(i) * ((stop - 1.0) / static_cast<double>(std::max<int64_t>(steps - 1, 1)));
+    const double lin =
+        i == steps - 1 && steps > 1
+            ? stop
+            : 1.0 + static_cast<double>(i) *
+                        ((stop - 1.0) / static_cast<double>(std::max<int64_t>(steps - 1, 1)));
     const float s = static_cast<float>(lin);
     float shifted;
     if (c.use_dynamic_shifting) {
@@ -145,33 +159,39 @@ FlowMatchEulerScheduler::FlowMatchEulerScheduler(const FlowMatchEulerConfig& c, 
   }
   if (c.shift_terminal > 0) {
     if (steps == 1) {
-      throw std::invalid_argument("spdit: shift_terminal with 1 step stretches a single sigma of 1 (0 / 0 in "
-                                  "diffusers, NaN): use at least 2 steps");
+      throw std::invalid_argument(
+          "spdit: shift_terminal with 1 step stretches a single sigma of 1 (0 / 0 in "
+          "diffusers, NaN): use at least 2 steps");
     }
     // stretch_shift_to_terminal in numpy: the scale factor is a float64
     // scalar (float32 / Python float), the array arithmetic float32.
     const double scale = static_cast<double>(1.0f - sigmas[steps - 1]) / (1.0 - c.shift_terminal);
-    for (int64_t i = 0; i < steps; ++i) sigmas[i] = 1.0f - (1.0f - sigmas[i]) / static_cast<float>(scale);
+    for (int64_t i = 0; i < steps; ++i)
+      sigmas[i] = 1.0f - (1.0f - sigmas[i]) / static_cast<float>(scale);
   }
-  for (int64_t i = 0; i < steps; ++i) timesteps[i] = sigmas[i] * static_cast<float>(c.num_train_timesteps);
+  for (int64_t i = 0; i < steps; ++i)
+    timesteps[i] = sigmas[i] * static_cast<float>(c.num_train_timesteps);
   sigmas_ = at::tensor(sigmas, at::kFloat);
   timesteps_ = at::tensor(timesteps, at::kFloat);
 }
 
-at::Tensor FlowMatchEulerScheduler::step(const at::Tensor& model_output, int64_t index, const at::Tensor& sample) const {
+at::Tensor FlowMatchEulerScheduler::step(const at::Tensor& model_output, int64_t index,
+                                         const at::Tensor& sample) const {
   if (index < 0 || index >= steps()) {
-    throw std::out_of_range("spdit: scheduler step " + std::to_string(index) + " of a " + std::to_string(steps()) +
-                            "-step schedule");
+    throw std::out_of_range("spdit: scheduler step " + std::to_string(index) + " of a " +
+                            std::to_string(steps()) + "-step schedule");
   }
   if (!model_output.sizes().equals(sample.sizes())) {
-    throw std::invalid_argument("spdit: scheduler step: the model output " + c10::str(model_output.sizes()) +
-                                " and the sample " + c10::str(sample.sizes()) + " differ in shape");
+    throw std::invalid_argument("spdit: scheduler step: the model output " +
+                                c10::str(model_output.sizes()) + " and the sample " +
+                                c10::str(sample.sizes()) + " differ in shape");
   }
   const float* s = sigmas_.data_ptr<float>();
   const float dt = s[index + 1] - s[index];
   // As diffusers: dt (a 0-d float32 tensor) times the output stays in the
   // output's dtype (bf16 for FLUX.1), the sum is float32.
-  return (sample.to(at::kFloat) + model_output * static_cast<double>(dt)).to(model_output.scalar_type());
+  return (sample.to(at::kFloat) + model_output * static_cast<double>(dt))
+      .to(model_output.scalar_type());
 }
 
 }  // namespace spdit::pipelines

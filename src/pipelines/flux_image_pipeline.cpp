@@ -66,6 +66,11 @@ FluxPrompt FluxImagePipeline::encode(const std::string& prompt) {
   return p;
 }
 
+int64_t FluxImagePipeline::t5_token_count(const std::string& prompt) const {
+  if (!t5_tokenizer_) throw std::logic_error("spdit: this FluxImagePipeline was loaded without its text encoders");
+  return static_cast<int64_t>(t5_tokenizer_->token_ids(prompt).size()) + 1;
+}
+
 FluxLatentGrid FluxImagePipeline::grid(int64_t height, int64_t width) const {
   return flux_latent_grid(height, width, vae_->config().vae_scale_factor());
 }
@@ -119,9 +124,10 @@ at::Tensor FluxImagePipeline::denoise(at::Tensor latents, const FluxPrompt& prom
   return latents;
 }
 
-at::Tensor FluxImagePipeline::decode(const at::Tensor& latents, const FluxLatentGrid& grid) {
+at::Tensor FluxImagePipeline::decode(const at::Tensor& latents, const FluxLatentGrid& grid,
+                                     const SequenceParallelConfig* bands) {
   at::NoGradGuard no_grad;
-  return to_uint8_image(flux_decode_latents(vae_, unpack_flux_latents(latents, grid).to(dtype_)));
+  return to_uint8_image(flux_decode_latents(vae_, unpack_flux_latents(latents, grid).to(dtype_), bands));
 }
 
 }  // namespace spdit::pipelines

@@ -8,11 +8,12 @@
 
 namespace spdit::pipelines {
 
-at::Tensor flux_decode_latents(vae::AutoencoderKL& vae, const at::Tensor& latents) {
+at::Tensor flux_decode_latents(vae::AutoencoderKL& vae, const at::Tensor& latents, const SequenceParallelConfig* bands) {
   const auto& c = vae->config();
   at::NoGradGuard no_grad;
   // In the latents' own dtype, as FluxPipeline divides before decode casts.
-  return vae->decode(latents / c.scaling_factor + c.shift_factor);
+  const at::Tensor z = latents / c.scaling_factor + c.shift_factor;
+  return bands ? vae->decode(z, *bands) : vae->decode(z);
 }
 
 at::Tensor flux_encode_image(vae::AutoencoderKL& vae, const at::Tensor& image, std::optional<uint64_t> sample_seed) {

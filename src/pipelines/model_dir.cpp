@@ -16,11 +16,6 @@ bool is_dir(const std::string& p) {
   return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-bool is_file(const std::string& p) {
-  struct stat st{};
-  return stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
 // Black Forest Labs' release files that stand in for diffusers' folders.
 std::string stand_in(const std::string& root, const std::string& component) {
   DIR* d = opendir(root.c_str());

@@ -30,7 +30,8 @@ void make_empty_dir(const std::string& dir) {
       if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) empty = false;
     }
     closedir(d);
-    if (!empty) throw std::runtime_error("spdit: '" + dir + "' exists and is not empty; give a new folder");
+    if (!empty)
+      throw std::runtime_error("spdit: '" + dir + "' exists and is not empty; give a new folder");
     return;
   }
   if (::mkdir(dir.c_str(), 0755) != 0) {
@@ -48,8 +49,10 @@ void write_json(const std::string& path, const nlohmann::json& j) {
 nlohmann::json scheduler_config(const std::string& model, bool schnell) {
   if (model == "wan") return nlohmann::json::parse(UniPCConfig::wan().to_json());
   if (schnell) {  // FLUX.1-schnell's: no shift at all
-    return {{"_class_name", "FlowMatchEulerDiscreteScheduler"}, {"num_train_timesteps", 1000},
-            {"shift", 1.0}, {"use_dynamic_shifting", false}};
+    return {{"_class_name", "FlowMatchEulerDiscreteScheduler"},
+            {"num_train_timesteps", 1000},
+            {"shift", 1.0},
+            {"use_dynamic_shifting", false}};
   }
   return {{"_class_name", "FlowMatchEulerDiscreteScheduler"},
           {"base_image_seq_len", 256},
@@ -76,8 +79,9 @@ std::string transformer_class(const std::string& model) {
 // FLUX.1's text encoders, sized to the transformer's text inputs: T5's width
 // is its joint_attention_dim, CLIP's its pooled_projection_dim. Real sizes
 // for the full preset; a few narrow layers otherwise.
-void write_flux_text_side(const std::string& dir, const models::FluxConfig& c, const std::string& preset, uint64_t seed,
-                          at::ScalarType dtype, std::vector<std::string>& written, nlohmann::json& index) {
+void write_flux_text_side(const std::string& dir, const models::FluxConfig& c,
+                          const std::string& preset, uint64_t seed, at::ScalarType dtype,
+                          std::vector<std::string>& written, nlohmann::json& index) {
   const int64_t clip_vocab = text::write_clip_tokenizer_files(dir + "/tokenizer");
   text::write_t5_tokenizer_files(dir + "/tokenizer_2");
   const bool full = preset == "full";
@@ -115,8 +119,9 @@ void write_flux_text_side(const std::string& dir, const models::FluxConfig& c, c
 // Wan2.1's text side and VAE: umT5 (its width the transformer's text_dim)
 // and the SentencePiece tokenizer, and the Wan VAE. Real sizes for the full
 // preset; a few narrow layers otherwise.
-void write_wan_side(const std::string& dir, const models::WanConfig& c, const std::string& preset, uint64_t seed,
-                    at::ScalarType dtype, std::vector<std::string>& written, nlohmann::json& index) {
+void write_wan_side(const std::string& dir, const models::WanConfig& c, const std::string& preset,
+                    uint64_t seed, at::ScalarType dtype, std::vector<std::string>& written,
+                    nlohmann::json& index) {
   text::write_t5_tokenizer_files(dir + "/tokenizer");
   const bool full = preset == "full";
   text::T5EncoderConfig umt5 = text::T5EncoderConfig::umt5_xxl();
@@ -131,8 +136,8 @@ void write_wan_side(const std::string& dir, const models::WanConfig& c, const st
   text::T5EncoderModel umt5_model(umt5);
   models::seeded_init(*umt5_model, seed + 2);
   text::save_text_encoder(*umt5_model, umt5.to_json(), dir + "/text_encoder", dtype);
-  vae::write_random_wan_vae(dir + "/vae", full ? vae::WanVaeConfig::wan21() : vae::WanVaeConfig::tiny(), seed + 3,
-                            dtype);
+  vae::write_random_wan_vae(
+      dir + "/vae", full ? vae::WanVaeConfig::wan21() : vae::WanVaeConfig::tiny(), seed + 3, dtype);
   written.insert(written.end(), {"tokenizer", "text_encoder", "vae"});
   index["tokenizer"] = {"transformers", "T5TokenizerFast"};
   index["text_encoder"] = {"transformers", "UMT5EncoderModel"};
@@ -147,13 +152,16 @@ std::vector<std::string> write_new_model(const std::string& dir, const NewModelO
   if (schnell || o.variant != "dev") {
     auto* flux = std::get_if<models::FluxConfig>(&config);
     if (!flux || !schnell) {
-      throw std::invalid_argument("spdit: --variant " + o.variant + ": the variants are FLUX.1's dev (the default) "
+      throw std::invalid_argument("spdit: --variant " + o.variant +
+                                  ": the variants are FLUX.1's dev (the default) "
                                   "and schnell (--model flux)");
     }
     flux->guidance = false;  // schnell has no guidance embedder
   }
   const std::string model = o.model == "qwen_image" ? "qwen-image" : o.model;
-  const auto dtype = o.dtype != at::ScalarType::Undefined ? o.dtype : model == "wan" ? at::kFloat : at::kBFloat16;
+  const auto dtype = o.dtype != at::ScalarType::Undefined ? o.dtype
+                     : model == "wan"                     ? at::kFloat
+                                                          : at::kBFloat16;
   make_empty_dir(dir);
   std::vector<std::string> written;
 
@@ -166,7 +174,9 @@ std::vector<std::string> write_new_model(const std::string& dir, const NewModelO
   checkpoints::write_transformer_folder(dir + "/transformer", config, pipe->model(), dtype);
   written.push_back("transformer");
 
-  nlohmann::json index = {{"_class_name", pipeline_class(model)}, {"_spdit_new_model", {{"preset", o.preset}, {"variant", o.variant}, {"seed", o.seed}}}};
+  nlohmann::json index = {
+      {"_class_name", pipeline_class(model)},
+      {"_spdit_new_model", {{"preset", o.preset}, {"variant", o.variant}, {"seed", o.seed}}}};
   index["scheduler"] = {"diffusers", scheduler_config(model, schnell)["_class_name"]};
   index["transformer"] = {"diffusers", transformer_class(model)};
   if (auto* flux = std::get_if<models::FluxConfig>(&config)) {

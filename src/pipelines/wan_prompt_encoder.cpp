@@ -8,7 +8,7 @@
 namespace spdit::pipelines {
 namespace {
 
-void append_utf8(std::string &out, uint32_t cp) {
+void append_utf8(std::string& out, uint32_t cp) {
   if (cp < 0x80) {
     out += static_cast<char>(cp);
   } else if (cp < 0x800) {
@@ -28,15 +28,15 @@ void append_utf8(std::string &out, uint32_t cp) {
 
 // One pass of html.unescape for the entities prompts carry; others stay as
 // written.
-std::string unescape_html(const std::string &s) {
-  static const std::pair<const char *, const char *> named[] = {
+std::string unescape_html(const std::string& s) {
+  static const std::pair<const char*, const char*> named[] = {
       {"&amp;", "&"}, {"&lt;", "<"},   {"&gt;", ">"},  {"&quot;", "\""},
       {"&#39;", "'"}, {"&apos;", "'"}, {"&nbsp;", " "}};
   std::string out;
   for (size_t i = 0; i < s.size();) {
     bool done = false;
     if (s[i] == '&') {
-      for (const auto &[from, to] : named) {
+      for (const auto& [from, to] : named) {
         if (s.compare(i, std::char_traits<char>::length(from), from) == 0) {
           out += to;
           i += std::char_traits<char>::length(from);
@@ -53,27 +53,25 @@ std::string unescape_html(const std::string &s) {
                (hex ? std::isxdigit(static_cast<unsigned char>(s[j]))
                     : std::isdigit(static_cast<unsigned char>(s[j]))) &&
                j - start < 7) {
-          cp = cp * (hex ? 16 : 10) + static_cast<uint32_t>(std::stoul(
-                                          std::string(1, s[j]), nullptr, 16));
+          cp = cp * (hex ? 16 : 10) +
+               static_cast<uint32_t>(std::stoul(std::string(1, s[j]), nullptr, 16));
           ++j;
         }
-        if (j > start && j < s.size() && s[j] == ';' && cp > 0 &&
-            cp < 0x110000) {
+        if (j > start && j < s.size() && s[j] == ';' && cp > 0 && cp < 0x110000) {
           append_utf8(out, cp);
           i = j + 1;
           done = true;
         }
       }
     }
-    if (!done)
-      out += s[i++];
+    if (!done) out += s[i++];
   }
   return out;
 }
 
-} // namespace
+}  // namespace
 
-std::string wan_prompt_clean(const std::string &text) {
+std::string wan_prompt_clean(const std::string& text) {
   // basic_clean: html.unescape twice, strip; whitespace_clean: \s+ -> " ",
   // strip.
   const auto unescaped = unescape_html(unescape_html(text));
@@ -84,21 +82,21 @@ std::string wan_prompt_clean(const std::string &text) {
       space = !out.empty();
       continue;
     }
-    if (space)
-      out += ' ';
+    if (space) out += ' ';
     space = false;
     out += c;
   }
   return out;
 }
 
-at::Tensor trim_to_prompt_length(const at::Tensor &last_hidden_state,
-                                 const at::Tensor &attention_mask) {
+at::Tensor trim_to_prompt_length(const at::Tensor& last_hidden_state,
+                                 const at::Tensor& attention_mask) {
   if (last_hidden_state.dim() != 3 || attention_mask.dim() != 2 ||
       attention_mask.size(0) != last_hidden_state.size(0) ||
       attention_mask.size(1) != last_hidden_state.size(1)) {
-    throw std::invalid_argument("spdit: trim_to_prompt_length takes (B, S, D) "
-                                "hidden states and a (B, S) mask");
+    throw std::invalid_argument(
+        "spdit: trim_to_prompt_length takes (B, S, D) "
+        "hidden states and a (B, S) mask");
   }
   const auto lengths = attention_mask.gt(0).sum(1);
   auto out = at::zeros_like(last_hidden_state);
@@ -109,37 +107,31 @@ at::Tensor trim_to_prompt_length(const at::Tensor &last_hidden_state,
   return out;
 }
 
-WanPromptEncoder WanPromptEncoder::load(const std::string &tokenizer,
-                                        const std::string &encoder,
+WanPromptEncoder WanPromptEncoder::load(const std::string& tokenizer, const std::string& encoder,
                                         at::ScalarType dtype) {
   text::TextEncoderLoadOptions o;
-  if (dtype != at::ScalarType::Undefined)
-    o.dtype(dtype);
+  if (dtype != at::ScalarType::Undefined) o.dtype(dtype);
   // A file is Wan's own .pth; a folder is diffusers' text_encoder/.
-  const bool file =
-      encoder.size() > 4 && encoder.compare(encoder.size() - 4, 4, ".pth") == 0;
-  auto model = file ? text::load_umt5_encoder_wan_original(encoder, o)
-                    : text::load_t5_encoder(encoder, o);
+  const bool file = encoder.size() > 4 && encoder.compare(encoder.size() - 4, 4, ".pth") == 0;
+  auto model =
+      file ? text::load_umt5_encoder_wan_original(encoder, o) : text::load_t5_encoder(encoder, o);
   if (!model->config().position_bias_per_layer) {
-    throw std::runtime_error(
-        "spdit: the text encoder in " + encoder +
-        " is a T5 (config.json's model_type is not \"umt5\"); Wan2.1 takes "
-        "umT5-XXL's "
-        "(google/umt5-xxl), whose every block has its own position bias");
+    throw std::runtime_error("spdit: the text encoder in " + encoder +
+                             " is a T5 (config.json's model_type is not \"umt5\"); Wan2.1 takes "
+                             "umT5-XXL's "
+                             "(google/umt5-xxl), whose every block has its own position bias");
   }
   return WanPromptEncoder(text::T5Tokenizer::load(tokenizer), model);
 }
 
-at::Tensor WanPromptEncoder::encode(const std::string &prompt,
-                                    int64_t max_length) {
+at::Tensor WanPromptEncoder::encode(const std::string& prompt, int64_t max_length) {
   at::NoGradGuard no_grad;
   const auto tokens = tokenizer_.encode(wan_prompt_clean(prompt), max_length);
   const auto ids = at::tensor(tokens.ids, at::kLong).view({1, -1});
   const auto mask = ids.ne(tokenizer_.pad_id()).to(at::kLong);
   const auto max_id = ids.max().item<int64_t>();
   if (max_id >= encoder_->config().vocab_size) {
-    throw std::runtime_error("spdit: the tokenizer gives id " +
-                             std::to_string(max_id) +
+    throw std::runtime_error("spdit: the tokenizer gives id " + std::to_string(max_id) +
                              ", beyond the umT5 encoder's " +
                              std::to_string(encoder_->config().vocab_size) +
                              " embeddings: the tokenizer and text_encoder "
@@ -148,4 +140,4 @@ at::Tensor WanPromptEncoder::encode(const std::string &prompt,
   return trim_to_prompt_length(encoder_->forward(ids, mask), mask);
 }
 
-} // namespace spdit::pipelines
+}  // namespace spdit::pipelines

@@ -1,6 +1,7 @@
 #include "spdit/runtime/comm.h"
 
 #include <atomic>
+#include <cstring>
 #include <sstream>
 #include <thread>
 #include <stdexcept>
@@ -140,11 +141,88 @@ void all_reduce_sum(const Group& group, at::Tensor& x) {
   g.counters->record("all_reduce", moved, moved);
 }
 
+void broadcast(const Group& group, at::Tensor& x, int root) {
+  auto& g = group.impl();
+  const int64_t p = group.size();
+  if (root < 0 || root >= p) {
+    throw std::invalid_argument("spdit: broadcast on group '" + g.name + "': root " + std::to_string(root) +
+                                " is not a rank of its " + std::to_string(p));
+  }
+  if (p == 1) return;
+  if (!x.is_contiguous()) throw std::invalid_argument("spdit: broadcast needs a contiguous tensor");
+  std::vector<at::Tensor> ts{to_wire(x)};
+  c10d::BroadcastOptions options;
+  options.rootRank = root;
+  wait_work(g, g.pg->broadcast(ts, options), "broadcast");
+  if (g.rank == root) g.counters->record("broadcast", nbytes(x) * (p - 1), 0);
+  else g.counters->record("broadcast", 0, nbytes(x));
+}
+
+std::string broadcast_bytes(const Group& group, const std::string& bytes, int root) {
+  if (group.size() == 1) return bytes;
+  const bool sender = group.rank() == root;
+  auto length = at::full({1}, sender ? static_cast<int64_t>(bytes.size()) : 0, at::kLong);
+  broadcast(group, length, root);
+  const int64_t n = length.item<int64_t>();
+  if (n == 0) return {};
+  auto data = at::empty({n}, at::kByte);
+  if (sender) std::memcpy(data.data_ptr<uint8_t>(), bytes.data(), bytes.size());
+  broadcast(group, data, root);
+  return std::string(reinterpret_cast<const char*>(data.data_ptr<uint8_t>()), n);
+}
+
 namespace {
 std::atomic<int64_t> g_simulated_link_us{0};
 }
 
 void RingExchange::set_simulated_link_time(std::chrono::microseconds t) { g_simulated_link_us = t.count(); }
+
+struct AllGatherInFlight::Impl {
+  const Group::Impl* group = nullptr;
+  at::Tensor sent, all;  // kept alive until the exchange completes
+  at::ScalarType dtype = at::kFloat;
+  c10::intrusive_ptr<c10d::Work> work;
+  bool done = false;
+};
+
+AllGatherInFlight::AllGatherInFlight(const Group& group, const at::Tensor& x) : impl_(std::make_unique<Impl>()) {
+  auto& g = group.impl();
+  impl_->group = &g;
+  impl_->dtype = x.scalar_type();
+  const int64_t p = group.size();
+  impl_->sent = to_wire(x.contiguous());
+  auto shape = impl_->sent.sizes().vec();
+  shape.insert(shape.begin(), p);
+  impl_->all = at::empty(shape, impl_->sent.options());
+  if (p == 1) {
+    impl_->all.select(0, 0).copy_(impl_->sent);
+    impl_->done = true;
+    return;
+  }
+  std::vector<std::vector<at::Tensor>> out_lists{impl_->all.unbind(0)};
+  std::vector<at::Tensor> in_list{impl_->sent};
+  impl_->work = g.pg->allgather(out_lists, in_list);
+  g.counters->record("all_gather", nbytes(impl_->sent) * (p - 1), nbytes(impl_->sent) * (p - 1));
+}
+
+AllGatherInFlight::~AllGatherInFlight() {
+  if (impl_ && !impl_->done) {
+    try {
+      wait();
+    } catch (...) {
+    }
+  }
+}
+AllGatherInFlight::AllGatherInFlight(AllGatherInFlight&&) noexcept = default;
+AllGatherInFlight& AllGatherInFlight::operator=(AllGatherInFlight&&) noexcept = default;
+
+at::Tensor AllGatherInFlight::wait() {
+  if (!impl_->done) {
+    impl_->done = true;
+    wait_work(*impl_->group, impl_->work, "all_gather");
+  }
+  return join_leading(from_wire(impl_->all, impl_->dtype), 0);
+}
 
 struct RingExchange::Impl {
   const Group::Impl* group = nullptr;

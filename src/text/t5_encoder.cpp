@@ -111,7 +111,8 @@ T5SelfAttentionImpl::T5SelfAttentionImpl(const T5EncoderConfig& c, bool has_rela
 
 at::Tensor T5SelfAttentionImpl::position_bias(int64_t seq) const {
   if (!relative_attention_bias)
-    throw std::logic_error("spdit: T5 position bias asked of a block without a relative_attention_bias table");
+    throw std::logic_error(
+        "spdit: T5 position bias asked of a block without a relative_attention_bias table");
   const auto buckets = t5_relative_position_buckets(seq, seq, buckets_, max_distance_);
   return relative_attention_bias->forward(buckets, "T5 bucket").permute({2, 0, 1}).unsqueeze(0);
 }
@@ -203,7 +204,8 @@ at::Tensor T5EncoderModelImpl::forward(const at::Tensor& input_ids,
   // T5 computes block 0's bias once for all blocks; umT5 each block's own.
   const auto shared = with_mask(blocks_.front()->attention->position_bias(s));
   for (auto& b : blocks_) {
-    x = b->forward(x, config_.position_bias_per_layer ? with_mask(b->attention->position_bias(s)) : shared);
+    x = b->forward(
+        x, config_.position_bias_per_layer ? with_mask(b->attention->position_bias(s)) : shared);
   }
   return final_layer_norm_->forward(x);
 }

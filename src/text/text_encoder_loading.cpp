@@ -153,7 +153,8 @@ std::string umt5_wan_original_name(const std::string& name) {
   return it == within.end() ? "" : "blocks." + i + "." + it->second;
 }
 
-T5EncoderModel load_umt5_encoder_wan_original(const std::string& file, const TextEncoderLoadOptions& options) {
+T5EncoderModel load_umt5_encoder_wan_original(const std::string& file,
+                                              const TextEncoderLoadOptions& options) {
   const std::string what = "umT5 encoder (Wan's layout)";
   const Checkpoint ckpt = Checkpoint::open(file);
   auto shape = [&](const std::string& name) -> std::vector<int64_t> {
@@ -182,8 +183,10 @@ T5EncoderModel load_umt5_encoder_wan_original(const std::string& file, const Tex
     model.emplace(c);
   }
   std::map<std::string, std::string> aliases;
-  for (const auto& p : (*model)->named_parameters(true)) aliases[p.key()] = umt5_wan_original_name(p.key());
-  place_weights(**model, ckpt, file, what, choose_dtype(ckpt, "token_embedding.weight", options, what), aliases);
+  for (const auto& p : (*model)->named_parameters(true))
+    aliases[p.key()] = umt5_wan_original_name(p.key());
+  place_weights(**model, ckpt, file, what,
+                choose_dtype(ckpt, "token_embedding.weight", options, what), aliases);
   return *model;
 }
 

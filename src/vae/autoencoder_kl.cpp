@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "spdit/vae/row_bands.h"
+
 namespace spdit::vae {
 namespace {
 
@@ -117,6 +119,15 @@ at::Tensor AutoencoderKLImpl::decode(const at::Tensor& z) {
   // them directly instead of reordering a copy of every input (measured:
   // 3,600 -> 2,600 bytes of peak activations per output pixel, in float32).
   return decoder_->forward(z.to(dtype_).contiguous(at::MemoryFormat::ChannelsLast)).contiguous();
+}
+
+at::Tensor AutoencoderKLImpl::decode(const at::Tensor& z, const SequenceParallelConfig& bands) {
+  check_input(z, config_.latent_channels, "decoder", "(B, C, h, w) latent");
+  if (!bands.is_initialized() || bands.get_world_size() == 1 || z.size(2) < bands.get_world_size()) return decode(z);
+  at::NoGradGuard no_grad;
+  RowBandScope scope(bands);
+  const at::Tensor mine = take_band(scope, z, /*dim=*/2).to(dtype_).contiguous(at::MemoryFormat::ChannelsLast);
+  return gather_bands(scope, decoder_->forward(mine), /*dim=*/2);
 }
 
 at::Tensor AutoencoderKLImpl::encode_moments(const at::Tensor& image) {

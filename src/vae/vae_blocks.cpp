@@ -2,9 +2,10 @@
 
 #include <cmath>
 #include <string>
+#include <vector>
 
-#include "spdit/attention/local_attention.h"
 #include "spdit/models/skeleton.h"
+#include "spdit/vae/row_bands.h"
 
 namespace spdit::vae {
 namespace {
@@ -22,13 +23,26 @@ at::Tensor param(torch::nn::Module& m, const std::string& name, at::IntArrayRef 
 
 Conv2dImpl::Conv2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding,
                        at::ScalarType dtype)
-    : stride_(stride), padding_(padding) {
+    : kernel_(kernel), stride_(stride), padding_(padding) {
   weight = param(*this, "weight", {out, in, kernel, kernel}, dtype);
   bias = param(*this, "bias", {out}, dtype);
 }
 
 at::Tensor Conv2dImpl::forward(const at::Tensor& x) {
-  return at::conv2d(x, weight, bias, {stride_, stride_}, {padding_, padding_});
+  const RowBandScope* bands = RowBandScope::current();
+  if (!bands || bands->size() == 1 || kernel_ == 1) {
+    return at::conv2d(x, weight, bias, {stride_, stride_}, {padding_, padding_});
+  }
+  // On a band: the rows the kernel reaches past the band's edges come from
+  // the neighbours (zeros at the image's edges, as the padding), so only
+  // the width is padded here. The decoder's convolutions are all 3x3,
+  // stride 1, padding 1 (or 1x1); the encoder's stride-2 ones do not band.
+  if (stride_ != 1 || 2 * padding_ + 1 != kernel_) {
+    throw std::logic_error("spdit: a " + std::to_string(kernel_) + "x" + std::to_string(kernel_) + " convolution of stride " +
+                           std::to_string(stride_) + " and padding " + std::to_string(padding_) +
+                           " cannot run on row bands");
+  }
+  return banded_conv2d(*bands, x, weight, bias, padding_);
 }
 
 VaeLinearImpl::VaeLinearImpl(int64_t in, int64_t out, at::ScalarType dtype) {
@@ -44,6 +58,8 @@ GroupNormImpl::GroupNormImpl(int64_t groups, int64_t channels, at::ScalarType dt
 }
 
 at::Tensor GroupNormImpl::forward(const at::Tensor& x) {
+  const RowBandScope* bands = RowBandScope::current();
+  if (bands && bands->size() > 1) return banded_group_norm(*bands, x, groups_, weight, bias, kNormEps);
   return at::group_norm(x, groups_, weight, bias, kNormEps);
 }
 
@@ -81,9 +97,8 @@ at::Tensor VaeAttentionImpl::forward(const at::Tensor& x) {
   const at::Tensor q = to_q_->forward(tokens).unsqueeze(2);
   const at::Tensor k = to_k_->forward(tokens).unsqueeze(2);
   const at::Tensor v = to_v_->forward(tokens).unsqueeze(2);
-  LocalAttentionOptions o;
-  o.scale = 1.0 / std::sqrt(static_cast<double>(c));
-  at::Tensor out = to_out_0_->forward(local_attention(q, k, v, o).out.squeeze(2));
+  const double scale = 1.0 / std::sqrt(static_cast<double>(c));
+  at::Tensor out = to_out_0_->forward(pixel_attention(q, k, v, scale).squeeze(2));
   // (B, H*W, C) -> (B, C, H, W) as a channels-last view; a view through
   // transpose + reshape gets a batch stride the convolutions do not
   // recognise as channels-last, and they would reorder a copy.

@@ -25,12 +25,12 @@ namespace spdit::checkpoints {
 
 /// True when `data` (the first bytes of a file; at least 4 needed) starts a
 /// zip archive, as torch.save's files do.
-bool is_torch_zip(const char *data, uint64_t available);
+bool is_torch_zip(const char* data, uint64_t available);
 
 /// True when `data` starts the pickle of torch.save's legacy format (before
 /// PyTorch 1.6, or `_use_new_zipfile_serialization=False`), which spdit does
 /// not read: the message of open says how to re-save such a file.
-bool is_legacy_torch_save(const char *data, uint64_t available);
+bool is_legacy_torch_save(const char* data, uint64_t available);
 
 /// The tensors of the torch.save zip archive `data` (the whole file, `size`
 /// bytes, mapped), by name: byte ranges and strides into `data`. The pickled
@@ -43,7 +43,6 @@ bool is_legacy_torch_save(const char *data, uint64_t available);
 /// `file` and what is wrong: not a zip, a truncated zip, no data.pkl, a
 /// pickle of something other than a dict (Python classes spdit cannot
 /// rebuild), a storage that does not fit in the file.
-std::map<std::string, StoredTensor>
-parse_torch_zip(const char *data, uint64_t size, const std::string &file);
+std::map<std::string, StoredTensor> parse_torch_zip(const char* data, uint64_t size, const std::string& file);
 
-} // namespace spdit::checkpoints
+}  // namespace spdit::checkpoints

@@ -55,18 +55,26 @@ class FluxImagePipeline {
   at::ScalarType dtype() const { return dtype_; }
   bool has_guidance_embedder() const;
   int64_t t5_max_length() const { return has_guidance_embedder() ? 512 : 256; }
+  /// The T5 tokens `prompt` takes, </s> included: above t5_max_length(),
+  /// encode() cuts it (a server refuses such a prompt instead).
+  int64_t t5_token_count(const std::string& prompt) const;
 
   /// The latent grid of an image size (floored to multiples of 16 pixels).
   FluxLatentGrid grid(int64_t height, int64_t width) const;
   /// Seeded packed noise (1, tokens, in_channels), fp32, as diffusers draws it.
   at::Tensor initial_noise(const FluxLatentGrid& grid, uint64_t seed) const;
   /// The denoising loop from `latents` (packed); `after_step(i, steps)`
-  /// after each step. `guidance` is the embedded guidance (dev); ignored by
+  /// after each step. It may throw to end the loop early (a server's
+  /// cancelled request; under SP every rank must throw at the same step);
+  /// the pipeline stays ready for the next call. `guidance` is the embedded guidance (dev); ignored by
   /// a model without a guidance embedder (schnell).
   at::Tensor denoise(at::Tensor latents, const FluxPrompt& prompt, const FluxLatentGrid& grid, int64_t steps,
                      double guidance, const std::function<void(int64_t, int64_t)>& after_step = {});
   /// Packed latents -> pixels (1, H, W, 3) uint8.
-  at::Tensor decode(const at::Tensor& latents, const FluxLatentGrid& grid);
+  /// With `bands` (row_bands.h), every rank of it calls this with the same
+  /// latents and decodes a band of rows; each gets the whole picture.
+  at::Tensor decode(const at::Tensor& latents, const FluxLatentGrid& grid,
+                    const SequenceParallelConfig* bands = nullptr);
 
  private:
   checkpoints::Identified found_;

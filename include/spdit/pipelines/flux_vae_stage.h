@@ -18,7 +18,10 @@ namespace spdit::pipelines {
 
 /// Stored latents (B, C, h, w) -> the decoder's image (B, 3, H, W), roughly
 /// in [-1, 1], in the autoencoder's dtype: decode(latents / scaling + shift).
-at::Tensor flux_decode_latents(vae::AutoencoderKL& vae, const at::Tensor& latents);
+/// With `bands`, the decode is split by rows across its ranks (each passes
+/// the same latents and gets the whole image: AutoencoderKL::decode).
+at::Tensor flux_decode_latents(vae::AutoencoderKL& vae, const at::Tensor& latents,
+                               const SequenceParallelConfig* bands = nullptr);
 
 /// An image (B, 3, H, W) in [-1, 1] -> stored latents (B, C, H/f, W/f): the
 /// posterior's mean, or with `sample_seed` a draw mean + std * randn from a

@@ -21,13 +21,13 @@ namespace spdit::pipelines {
 /// Guidance is on when scale > 1 (as diffusers: `guidance_scale > 1`);
 /// otherwise the conditional velocity alone. `parallel`: the run's layout
 /// (nullptr, or a CFG degree of 1: both branches here, one after the other).
-at::Tensor guided_velocity(models::Pipeline& pipe, const at::Tensor& latents, double t, double scale,
-                           const ParallelState* parallel);
+at::Tensor guided_velocity(models::Pipeline& pipe, const at::Tensor& latents, double t,
+                           double scale, const ParallelState* parallel);
 
 /// The same for any pipeline: `velocity(conditional)` gives the fp32
 /// velocity with the prompt (true) or the negative prompt (false). Guidance
 /// is always on here (the caller decides by its scale).
-at::Tensor guided_velocity(const std::function<at::Tensor(bool conditional)>& velocity, double scale,
-                           const ParallelState* parallel);
+at::Tensor guided_velocity(const std::function<at::Tensor(bool conditional)>& velocity,
+                           double scale, const ParallelState* parallel);
 
 }  // namespace spdit::pipelines

@@ -14,7 +14,6 @@ namespace spdit::pipelines {
 /// comb = uncond + scale (cond - uncond); comb * (|cond| / |comb|), norms
 /// over dim -1, in the inputs' dtype, as diffusers computes it. Throws when
 /// the two shapes differ.
-at::Tensor true_cfg_norm_rescale(const at::Tensor &cond,
-                                 const at::Tensor &uncond, double scale);
+at::Tensor true_cfg_norm_rescale(const at::Tensor& cond, const at::Tensor& uncond, double scale);
 
-} // namespace spdit::pipelines
+}  // namespace spdit::pipelines

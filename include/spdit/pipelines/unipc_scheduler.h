@@ -26,7 +26,7 @@ struct UniPCConfig {
   double flow_shift = 3.0;
   int64_t solver_order = 2;
   std::string solver_type =
-      "bh2"; // the only one: bh1's last step is NaN at flow's final zero sigma
+      "bh2";  // the only one: bh1's last step is NaN at flow's final zero sigma
   bool lower_order_final = true;
   std::vector<int64_t> disable_corrector;
 
@@ -38,37 +38,35 @@ struct UniPCConfig {
   /// prediction_type other than flow_prediction, use_flow_sigmas false,
   /// Karras / exponential / beta sigmas, dynamic shifting, thresholding,
   /// solver_p, predict_x0 false, final_sigmas_type other than zero, bh1.
-  static UniPCConfig from_json(const std::string &text,
-                               const std::string &source);
+  static UniPCConfig from_json(const std::string& text, const std::string& source);
   std::string to_json() const;
 };
 
 class UniPCMultistepScheduler {
-public:
-  UniPCMultistepScheduler(const UniPCConfig &config, int64_t steps);
+ public:
+  UniPCMultistepScheduler(const UniPCConfig& config, int64_t steps);
 
   int64_t steps() const { return timesteps_.size(0); }
   /// (steps) int64, as diffusers gives them to the transformer.
-  const at::Tensor &timesteps() const { return timesteps_; }
+  const at::Tensor& timesteps() const { return timesteps_; }
   /// (steps + 1) float32, ending in 0.
-  const at::Tensor &sigmas() const { return sigmas_; }
+  const at::Tensor& sigmas() const { return sigmas_; }
 
   /// The next step from the model's velocity at `sample` (the sample of the
   /// previous call's result); returns the sample for the next timestep in
   /// sample's dtype. Throws when called more than steps() times.
-  at::Tensor step(const at::Tensor &model_output, const at::Tensor &sample);
+  at::Tensor step(const at::Tensor& model_output, const at::Tensor& sample);
 
-private:
-  at::Tensor predictor(const at::Tensor &sample, int64_t order) const;
-  at::Tensor corrector(const at::Tensor &model_t, const at::Tensor &last_sample,
+ private:
+  at::Tensor predictor(const at::Tensor& sample, int64_t order) const;
+  at::Tensor corrector(const at::Tensor& model_t, const at::Tensor& last_sample,
                        int64_t order) const;
 
   UniPCConfig config_;
   at::Tensor timesteps_, sigmas_;
-  std::vector<at::Tensor>
-      model_outputs_; // the last solver_order data predictions, oldest first
+  std::vector<at::Tensor> model_outputs_;  // the last solver_order data predictions, oldest first
   at::Tensor last_sample_;
   int64_t step_index_ = 0, lower_order_nums_ = 0, this_order_ = 1;
 };
 
-} // namespace spdit::pipelines
+}  // namespace spdit::pipelines

@@ -22,33 +22,32 @@ namespace spdit::pipelines {
 /// Wan's prompt_clean without ftfy (no such library here): HTML entities
 /// unescaped (&amp; &lt; &gt; &quot; &#39; and numeric ones), whitespace runs
 /// to one space, trimmed.
-std::string wan_prompt_clean(const std::string &text);
+std::string wan_prompt_clean(const std::string& text);
 
 /// The encoder's last hidden state (B, S, D) trimmed per row to its mask's
 /// count and zero-padded back to S, as _get_t5_prompt_embeds does.
-at::Tensor trim_to_prompt_length(const at::Tensor &last_hidden_state,
-                                 const at::Tensor &attention_mask);
+at::Tensor trim_to_prompt_length(const at::Tensor& last_hidden_state,
+                                 const at::Tensor& attention_mask);
 
 class WanPromptEncoder {
-public:
+ public:
   /// `tokenizer`: a folder with spiece.model (google/umt5-xxl's, or a
   /// diffusers folder's tokenizer/). `encoder`: a diffusers text_encoder/
   /// folder (config.json + safetensors, transformers' UMT5 names), or Wan's
   /// own models_t5_umt5-xxl-enc-bf16.pth (Wan's names, umT5-XXL's dimensions).
-  static WanPromptEncoder
-  load(const std::string &tokenizer, const std::string &encoder,
-       at::ScalarType dtype = at::ScalarType::Undefined);
+  static WanPromptEncoder load(const std::string& tokenizer, const std::string& encoder,
+                               at::ScalarType dtype = at::ScalarType::Undefined);
   WanPromptEncoder(text::T5Tokenizer tokenizer, text::T5EncoderModel encoder)
       : tokenizer_(std::move(tokenizer)), encoder_(std::move(encoder)) {}
 
   /// (1, max_length, d_model) in the encoder's dtype; a longer prompt is cut
   /// with a warning, as diffusers does.
-  at::Tensor encode(const std::string &prompt, int64_t max_length = 512);
-  const text::T5EncoderModel &encoder() const { return encoder_; }
+  at::Tensor encode(const std::string& prompt, int64_t max_length = 512);
+  const text::T5EncoderModel& encoder() const { return encoder_; }
 
-private:
+ private:
   text::T5Tokenizer tokenizer_;
   text::T5EncoderModel encoder_;
 };
 
-} // namespace spdit::pipelines
+}  // namespace spdit::pipelines

@@ -34,67 +34,62 @@ namespace spdit::pipelines {
 /// (diffusion_pytorch_model*.safetensors in Wan's names with config.json,
 /// Wan2.1_VAE.pth, models_t5_umt5-xxl-enc-bf16.pth, google/umt5-xxl/).
 struct WanFiles {
-  std::string root, layout; // "diffusers" | "wan-original"
+  std::string root, layout;  // "diffusers" | "wan-original"
   std::string transformer, vae, tokenizer, text_encoder;
-  std::string scheduler_config; // "" in the original release: Wan's defaults
+  std::string scheduler_config;  // "" in the original release: Wan's defaults
 
   /// True when `root` holds either layout (model_index.json says WanPipeline,
   /// or the original release's umT5 file is there).
-  static bool is_wan_folder(const std::string &root);
+  static bool is_wan_folder(const std::string& root);
   /// Throws naming every part the folder lacks, at once.
-  static WanFiles find(const std::string &root);
+  static WanFiles find(const std::string& root);
 };
 
 /// Classifier-free guidance's two prompts, as the transformer takes them.
 struct WanPrompts {
-  at::Tensor prompt_embeds; // (1, 512, text_dim)
-  at::Tensor
-      negative_prompt_embeds; // (1, 512, text_dim); undefined: no guidance
+  at::Tensor prompt_embeds;           // (1, 512, text_dim)
+  at::Tensor negative_prompt_embeds;  // (1, 512, text_dim); undefined: no guidance
 };
 
 enum class WanScheduler { kUniPC, kEuler };
 /// "unipc" or "euler"; throws naming the choices otherwise.
-WanScheduler parse_wan_scheduler(const std::string &name);
+WanScheduler parse_wan_scheduler(const std::string& name);
 
 class WanVideoPipeline {
-public:
+ public:
   /// Loads the transformer in `dtype` (Undefined: as stored) and the VAE
   /// (fp32); the umT5 encoder only when `with_text`.
-  explicit WanVideoPipeline(const WanFiles &files,
-                            at::ScalarType dtype = at::ScalarType::Undefined,
+  explicit WanVideoPipeline(const WanFiles& files, at::ScalarType dtype = at::ScalarType::Undefined,
                             bool with_text = true);
 
   /// umT5's embeddings (1, 512, text_dim), trimmed and zero-padded as diffusers
   /// does.
-  at::Tensor encode(const std::string &prompt);
+  at::Tensor encode(const std::string& prompt);
 
   /// (1, 16, 1 + (frames - 1) / 4, height / 8, width / 8). Throws when
   /// (frames - 1) % 4 != 0, or height / width are not multiples of 16.
-  std::vector<int64_t> latent_shape(int64_t frames, int64_t height,
-                                    int64_t width) const;
+  std::vector<int64_t> latent_shape(int64_t frames, int64_t height, int64_t width) const;
   /// Seeded fp32 noise of that shape, as diffusers draws it on the CPU.
-  at::Tensor initial_noise(const std::vector<int64_t> &shape,
-                           uint64_t seed) const;
+  at::Tensor initial_noise(const std::vector<int64_t>& shape, uint64_t seed) const;
 
   /// The denoising loop; guidance when `scale` > 1 and a negative prompt is
   /// given: serial, or on the CFG axis of `parallel` (cfg degree 2).
   /// `after_step(i, steps)` after each step. Latents stay fp32.
-  at::Tensor
-  denoise(at::Tensor latents, const WanPrompts &prompts, int64_t steps,
-          double scale, WanScheduler scheduler = WanScheduler::kUniPC,
-          const ParallelState *parallel = nullptr,
-          const std::function<void(int64_t, int64_t)> &after_step = {});
+  at::Tensor denoise(at::Tensor latents, const WanPrompts& prompts, int64_t steps, double scale,
+                     WanScheduler scheduler = WanScheduler::kUniPC,
+                     const ParallelState* parallel = nullptr,
+                     const std::function<void(int64_t, int64_t)>& after_step = {});
 
   /// Final latents -> frames (F, H, W, 3) uint8 through the VAE.
-  at::Tensor decode(const at::Tensor &latents);
+  at::Tensor decode(const at::Tensor& latents);
 
-  HookableModule &transformer() { return *transformer_; }
-  const checkpoints::Identified &transformer_info() const { return found_; }
-  const UniPCConfig &scheduler_config() const { return scheduler_; }
+  HookableModule& transformer() { return *transformer_; }
+  const checkpoints::Identified& transformer_info() const { return found_; }
+  const UniPCConfig& scheduler_config() const { return scheduler_; }
   at::ScalarType dtype() const { return dtype_; }
   int64_t text_dim() const;
 
-private:
+ private:
   checkpoints::Identified found_;
   std::shared_ptr<HookableModule> transformer_;
   at::ScalarType dtype_;
@@ -105,6 +100,6 @@ private:
 
 /// (1, 3, F, H, W) in [-1, 1] -> (F, H, W, 3) uint8, rounding as diffusers'
 /// VideoProcessor (x / 2 + 0.5, clamped, * 255, rounded).
-at::Tensor wan_video_to_uint8(const at::Tensor &video);
+at::Tensor wan_video_to_uint8(const at::Tensor& video);
 
-} // namespace spdit::pipelines
+}  // namespace spdit::pipelines

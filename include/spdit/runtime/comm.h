@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "spdit/runtime/world.h"
@@ -30,11 +31,42 @@ at::Tensor all_gather(const Group& group, const at::Tensor& x, int64_t dim);
 /// are padded to the largest, gathered, and trimmed.
 at::Tensor all_gather_uneven(const Group& group, const at::Tensor& x, int64_t dim);
 
+/// An all_gather that runs while the caller computes: started at
+/// construction, joined by wait(), which returns every rank's `x` (all the
+/// same shape) concatenated along dim 0 in rank order. Kind "all_gather",
+/// counted when it starts. The destructor waits for an exchange never joined.
+///
+///   AllGatherInFlight next(group, shard);   // starts
+///   compute();                              // overlaps with the transfer
+///   at::Tensor full = next.wait();
+class AllGatherInFlight {
+ public:
+  struct Impl;
+  AllGatherInFlight(const Group& group, const at::Tensor& x);
+  ~AllGatherInFlight();
+  AllGatherInFlight(AllGatherInFlight&&) noexcept;
+  AllGatherInFlight& operator=(AllGatherInFlight&&) noexcept;
+  at::Tensor wait();
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
 /// Sums `x` over the group in place. Kind "all_reduce".
 void all_reduce_sum(const Group& group, at::Tensor& x);
 
 /// Gathers one int64 per rank (cheap agreement checks). Kind "metadata".
 std::vector<int64_t> all_gather_ints(const Group& group, const std::vector<int64_t>& values);
+
+/// Copies the group rank `root`'s `x` into every rank's `x`, in place; all
+/// ranks pass the same shape and dtype. Kind "broadcast" (the bytes the root
+/// sends to each peer).
+void broadcast(const Group& group, at::Tensor& x, int root = 0);
+
+/// The group rank `root`'s `bytes`, on every rank (what the others pass is
+/// ignored): the length, then the bytes (both kind "broadcast"). For small
+/// control messages, such as a request that every rank of a server must run.
+std::string broadcast_bytes(const Group& group, const std::string& bytes, int root = 0);
 
 /// An in-flight ring step: the tensors sent to the next rank and the buffers
 /// receiving from the previous one. wait() returns the received tensors.

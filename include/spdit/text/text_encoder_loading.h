@@ -45,7 +45,8 @@ T5EncoderModel load_t5_encoder(const std::string& folder,
 /// no config: the dimensions come from the shapes (umT5-XXL's 32 buckets,
 /// max distance 128, eps 1e-6). Throws naming the file and the tensor when
 /// one is missing or of the wrong shape.
-T5EncoderModel load_umt5_encoder_wan_original(const std::string& file, const TextEncoderLoadOptions& options = {});
+T5EncoderModel load_umt5_encoder_wan_original(const std::string& file,
+                                              const TextEncoderLoadOptions& options = {});
 
 /// Wan's name of a umT5 parameter named as transformers names it
 /// (encoder.block.3.layer.1.DenseReluDense.wi_0.weight -> blocks.3.ffn.gate.0.weight).

@@ -13,6 +13,7 @@
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/pimpl.h>
 
+#include "spdit/plan/sp_config.h"
 #include "spdit/vae/autoencoder_kl_config.h"
 #include "spdit/vae/vae_blocks.h"
 
@@ -55,6 +56,12 @@ class AutoencoderKLImpl : public torch::nn::Module {
   /// the scaling factor and shifted: see pipelines/flux_vae_stage.h for the
   /// pipeline's conversion). Input of any floating dtype; output in dtype().
   at::Tensor decode(const at::Tensor& z);
+  /// The same decode with the work split by rows across the ranks of
+  /// `bands` (set up with ulysses 1, ring P: row_bands.h); every rank passes
+  /// the same whole z and gets the whole image. Each rank's activations are
+  /// its band's, 1/P of one rank's plus one halo row per convolution. With
+  /// fewer latent rows than ranks, every rank decodes all of it.
+  at::Tensor decode(const at::Tensor& z, const SequenceParallelConfig& bands);
   /// The encoder's moments: mean in the first `latent_channels` channels,
   /// log-variance in the rest. Height and width must be multiples of
   /// vae_scale_factor().

@@ -28,7 +28,7 @@ class Conv2dImpl : public torch::nn::Module {
   at::Tensor weight, bias;
 
  private:
-  int64_t stride_, padding_;
+  int64_t kernel_, stride_, padding_;
 };
 TORCH_MODULE(Conv2d);
 
