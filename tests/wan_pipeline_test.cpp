@@ -150,6 +150,30 @@ TEST(WanPipeline, dumped_embeddings_and_noise_reproduce_the_run) {
   EXPECT_EQ(tensor_in(t + "/a.safetensors", "video").sizes(), (std::vector<int64_t>{5, 32, 48, 3}));
 }
 
+// The video decoded by 3 ranks together (latent rows 4: bands of 2, 1 and
+// 1, each rank's own causal cache) is the one-rank video within one level of
+// 255 in fp32; sharded transformer weights give the same latents bit for bit.
+TEST(WanPipeline, parallel_decode_and_sharded_weights_match_one_rank) {
+  REQUIRE_BIN();
+  TempDir tmp;
+  const std::string run = std::string(SPDIT_BIN) + " run --model-dir " + model_dir() +
+                          " --prompt 'a lighthouse' --frames 5 --height 32 --width 48 --steps 2"
+                          " --dtype fp32 --nproc 3 --ring 3";
+  auto on = run_command(run + " --dump " + tmp.path + "/on.safetensors");
+  ASSERT_EQ(on.code, 0) << on.output;
+  EXPECT_NE(on.output.find("decode (3 ranks)"), std::string::npos) << on.output;
+  auto off = run_command(run + " --vae-parallel off --shard-weights --check --dump " + tmp.path +
+                         "/off.safetensors");
+  ASSERT_EQ(off.code, 0) << off.output;
+  EXPECT_NE(off.output.find("PASS"), std::string::npos) << off.output;
+  EXPECT_TRUE(at::equal(tensor_in(tmp.path + "/on.safetensors", "latents"),
+                        tensor_in(tmp.path + "/off.safetensors", "latents")));
+  const auto a = tensor_in(tmp.path + "/on.safetensors", "video").to(at::kInt);
+  const auto b = tensor_in(tmp.path + "/off.safetensors", "video").to(at::kInt);
+  ASSERT_EQ(a.sizes(), b.sizes());
+  EXPECT_LE((a - b).abs().max().item<int>(), 1);
+}
+
 TEST(WanPipeline, mistakes_are_named) {
   REQUIRE_BIN();
   const std::string base = std::string(SPDIT_BIN) + " run --model-dir " + model_dir() +

@@ -291,6 +291,8 @@ WanGenerateOptions wan_generate_options(const RunOptions& o) {
   if (o.guidance_given) g.guidance = o.guidance;
   g.seed = o.seed, g.ulysses = o.ulysses, g.ring = o.ring, g.cfg = o.cfg, g.threads = o.threads,
   g.check = o.check;
+  g.vae_parallel = o.vae_parallel == "on";
+  g.shard_weights = o.shard_weights;
   return g;
 }
 

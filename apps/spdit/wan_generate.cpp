@@ -18,6 +18,7 @@
 #include "spdit/hooks/sequence_parallel.h"
 #include "spdit/models/precision.h"
 #include "spdit/pipelines/wan_video_pipeline.h"
+#include "spdit/sharding/sharded_weights.h"
 
 namespace spdit::cli {
 namespace {
@@ -90,6 +91,8 @@ int wan_generate_rank(World& world, const WanGenerateOptions& o) {
                             {"--width", std::to_string(o.width)},
                             {"--frames", std::to_string(o.frames)},
                             {"--steps", std::to_string(o.steps)},
+                            {"--vae-parallel", o.vae_parallel ? "on" : "off"},
+                            {"--shard-weights", o.shard_weights ? "on" : "off"},
                             {"--seed", std::to_string(o.seed)},
                             {"--guidance", std::to_string(o.guidance)},
                             {"--scheduler", o.scheduler},
@@ -137,6 +140,10 @@ int wan_generate_rank(World& world, const WanGenerateOptions& o) {
   cfg.cfg_degree = o.cfg;
   cfg.setup(world);
   apply_sequence_parallel(wan.transformer(), cfg);
+  std::unique_ptr<ShardedWeights> shards;
+  if (o.shard_weights && world.size() > 1) {
+    shards = std::make_unique<ShardedWeights>(wan.transformer(), new_shard_group(world));
+  }
   t0 = Clock::now();
   auto last = Clock::now();
   std::vector<double> step_seconds;
@@ -154,15 +161,27 @@ int wan_generate_rank(World& world, const WanGenerateOptions& o) {
         }
       });
   const double denoise_s = since(t0);
+  if (shards && o.check) shards->unshard();  // every rank: rank 0's reference runs alone
   remove_sequence_parallel(wan.transformer());
   world.barrier();
 
+  // Every rank holds the final latents: with several ranks each decodes a
+  // band of rows (row_bands.h) and all get the video; otherwise rank 0
+  // decodes alone.
+  const bool banded = o.vae_parallel && world.size() > 1;
+  SequenceParallelConfig bands{1, world.size()};
+  if (banded) bands.setup(world);
+  at::Tensor frames;
+  double decode_s = 0;
+  if (lead || banded) {
+    t0 = Clock::now();
+    frames = wan.decode(latents, banded ? &bands : nullptr);
+    decode_s = since(t0);
+  }
   int code = 0;
   if (lead) {
-    t0 = Clock::now();
-    const auto frames = wan.decode(latents);
-    const double decode_s = since(t0);
-    phase(lead, "decode", decode_s);
+    phase(lead, banded ? "decode (" + std::to_string(world.size()) + " ranks)" : std::string("decode"),
+          decode_s);
     nlohmann::json j = {{"model_dir", o.model_dir},
                         {"layout", files.layout},
                         {"variant", wan.transformer_info().variant},
@@ -182,6 +201,7 @@ int wan_generate_rank(World& world, const WanGenerateOptions& o) {
                         {"encode_seconds", encode_s},
                         {"denoise_seconds", denoise_s},
                         {"decode_seconds", decode_s},
+                        {"decode_ranks", banded ? world.size() : 1},
                         {"step_seconds", step_seconds}};
     t0 = Clock::now();
     if (!o.out.empty()) {

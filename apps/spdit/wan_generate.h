@@ -1,7 +1,8 @@
 #pragma once
 // `spdit run --model-dir` on a Wan2.1 folder: a prompt to a video, the
 // transformer under SP (and the guidance branches on the CFG axis with
-// --cfg 2), rank 0 decoding with the Wan VAE and writing the MP4.
+// --cfg 2), the ranks decoding with the Wan VAE together (each a band of
+// rows) and rank 0 writing the MP4.
 #include <cstdint>
 #include <string>
 
@@ -20,6 +21,8 @@ struct WanGenerateOptions {
   int fps = 16;
   int ulysses = 0, ring = 0, cfg = 1, threads = 1;
   bool check = false;
+  bool vae_parallel = true;  // with several ranks, each decodes a band of rows
+  bool shard_weights = false;
 };
 
 /// One rank's part of the job; rank 0 decodes and writes the outputs.

@@ -81,7 +81,9 @@ class WanVideoPipeline {
                      const std::function<void(int64_t, int64_t)>& after_step = {});
 
   /// Final latents -> frames (F, H, W, 3) uint8 through the VAE.
-  at::Tensor decode(const at::Tensor& latents);
+  /// With `bands` (row_bands.h), every rank of it calls this with the same
+  /// latents and decodes a band of rows; each gets the whole video.
+  at::Tensor decode(const at::Tensor& latents, const SequenceParallelConfig* bands = nullptr);
 
   HookableModule& transformer() { return *transformer_; }
   const checkpoints::Identified& transformer_info() const { return found_; }
