@@ -19,6 +19,7 @@ void add_inspect_command(CLI::App& app, Action& action);
 void add_new_model_command(CLI::App& app, Action& action);
 void add_encode_command(CLI::App& app, Action& action);
 void add_decode_command(CLI::App& app, Action& action);
+void add_train_demo_command(CLI::App& app, Action& action);
 
 /// All of the above: the `spdit` command line.
 inline void add_all_commands(CLI::App& app, Action& action) {
@@ -32,6 +33,7 @@ inline void add_all_commands(CLI::App& app, Action& action) {
   add_new_model_command(app, action);
   add_encode_command(app, action);
   add_decode_command(app, action);
+  add_train_demo_command(app, action);
 }
 
 }  // namespace spdit::cli

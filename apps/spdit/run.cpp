@@ -55,6 +55,8 @@ struct RunOptions {
   std::string model_dir, prompt, prompt_embeds, noise, dump;
   double guidance = 3.5;
   bool steps_given = false, weights_flags_given = false;
+  bool height_given = false, width_given = false;
+  int64_t max_sequence_length = 0;  // --model-dir: 0 is the folder's, else the variant's
 };
 
 using Clock = std::chrono::steady_clock;
@@ -241,7 +243,9 @@ GenerateOptions generate_options(const RunOptions& o) {
   GenerateOptions g;
   g.model_dir = o.model_dir, g.prompt = o.prompt, g.prompt_embeds = o.prompt_embeds, g.noise = o.noise;
   g.dump = o.dump, g.out = o.out, g.json = o.json, g.dtype = o.dtype;
-  g.height = o.height, g.width = o.width, g.steps = o.steps_given ? o.steps : 0, g.seed = o.seed;
+  g.height = o.height_given ? o.height : 0, g.width = o.width_given ? o.width : 0;
+  g.max_sequence_length = o.max_sequence_length;
+  g.steps = o.steps_given ? o.steps : 0, g.seed = o.seed;
   g.guidance = o.guidance, g.ulysses = o.ulysses, g.ring = o.ring, g.threads = o.threads, g.check = o.check;
   return g;
 }
@@ -463,6 +467,9 @@ void add_run_command(CLI::App& app, Action& action) {
   cmd->add_option("--dump", o.dump, "With --model-dir: write embeddings, noise, final latents and pixels (.safetensors)");
   cmd->add_option("--guidance", o.guidance, "With --model-dir: FLUX.1-dev's embedded guidance")
       ->check(CLI::Range(0.0, 100.0))->capture_default_str();
+  cmd->add_option("--max-sequence-length", o.max_sequence_length,
+                  "With --model-dir: T5's tokens (default: the folder's, else dev 512, schnell 256)")
+      ->check(whole_number(1, 512));
   cmd->add_option("--steps", o.steps, "Denoising steps")->check(whole_number(1))->capture_default_str();
   cmd->add_option("--seed", o.seed, "Seed of weights, noise and text")->check(whole_number(0))->capture_default_str();
   cmd->add_option("--weights", o.weights,
@@ -477,6 +484,8 @@ void add_run_command(CLI::App& app, Action& action) {
     o.model_given = cmd->get_option("--model")->count() > 0;
     o.cfg_given = cmd->get_option("--cfg")->count() > 0;
     o.steps_given = cmd->get_option("--steps")->count() > 0;
+    o.height_given = cmd->get_option("--height")->count() > 0;
+    o.width_given = cmd->get_option("--width")->count() > 0;
     for (const char* f : {"--model", "--preset", "--weights", "--frames", "--text-len"}) {
       o.weights_flags_given = o.weights_flags_given || cmd->get_option(f)->count() > 0;
     }

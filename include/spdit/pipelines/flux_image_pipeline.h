@@ -54,7 +54,13 @@ class FluxImagePipeline {
   const checkpoints::Identified& transformer_info() const { return found_; }
   at::ScalarType dtype() const { return dtype_; }
   bool has_guidance_embedder() const;
-  int64_t t5_max_length() const { return has_guidance_embedder() ? 512 : 256; }
+  /// T5's token count, diffusers' max_sequence_length: 512 for dev, 256 for
+  /// schnell, unless set (1 to 512; a shorter one is what a model trained
+  /// on short prompts, like spdit's demo, was trained with).
+  int64_t t5_max_length() const {
+    return max_sequence_length_ > 0 ? max_sequence_length_ : has_guidance_embedder() ? 512 : 256;
+  }
+  void set_max_sequence_length(int64_t tokens);
 
   /// The latent grid of an image size (floored to multiples of 16 pixels).
   FluxLatentGrid grid(int64_t height, int64_t width) const;
@@ -72,6 +78,7 @@ class FluxImagePipeline {
   checkpoints::Identified found_;
   std::shared_ptr<HookableModule> transformer_;
   at::ScalarType dtype_;
+  int64_t max_sequence_length_ = 0;
   vae::AutoencoderKL vae_{nullptr};
   FlowMatchEulerConfig scheduler_;
   std::optional<text::ClipTokenizer> clip_tokenizer_;
