@@ -21,6 +21,8 @@ void add_train_demo_command(CLI::App& app, Action& action) {
       ->check(whole_number(0))->capture_default_str();
   cmd->add_option("--steps", o.transformer_steps, "Transformer training steps")
       ->check(whole_number(1))->capture_default_str();
+  cmd->add_option("--hidden", o.transformer_hidden, "The transformer's width (a multiple of 16)")
+      ->check(whole_number(16))->capture_default_str();
   cmd->add_option("--vae-steps", o.vae_steps, "Autoencoder training steps")
       ->check(whole_number(1))->capture_default_str();
   cmd->add_option("--batch", o.transformer_batch, "Transformer batch size")

@@ -15,6 +15,8 @@
 #include <stdexcept>
 
 #include "spdit/checkpoints/model_checkpoint.h"
+#include "spdit/models/flux.h"
+#include "spdit/models/pipeline.h"
 #include "spdit/pipelines/flux_image_pipeline.h"
 #include "spdit/pipelines/flux_latents.h"
 #include "spdit/pipelines/new_model.h"
@@ -42,6 +44,9 @@ void check_options(const TrainDemoOptions& o) {
   positive(o.vae_batch, "--vae-batch");
   positive(o.transformer_batch, "--batch");
   positive(o.latent_pool, "--pool");
+  if (o.transformer_hidden <= 0 || o.transformer_hidden % 16 != 0) {
+    throw std::invalid_argument("spdit train-demo: --hidden must be a positive multiple of 16 (heads of 16)");
+  }
   if (o.image_size % 16 != 0 || o.vae_image_size % 16 != 0 || o.image_size < 32 || o.vae_image_size < 32) {
     throw std::invalid_argument("spdit train-demo: image sizes must be multiples of 16, at least 32");
   }
@@ -248,9 +253,19 @@ TrainDemoReport train_demo_model(const std::string& dir, const TrainDemoOptions&
   vae::write_autoencoder(dir + "/vae", vae, config, at::kFloat);
   const auto x0_pool = pack_flux_latents((latents - r.latent_shift) * r.latent_scale);
 
-  // 2. The transformer, reading the folder's own (frozen) text encoders,
+  // 2. The transformer, wider than the tiny preset's 64 (a 64-wide one
+  // learns the colours but not yet clean shapes in this many steps), and
+  // reading the folder's own (frozen) text encoders,
   // with T5 cut to the vocabulary's longest prompt: 512 tokens, nearly all
   // padding, would cost most of the training time.
+  auto flux_config = models::FluxConfig::preset("tiny");
+  flux_config.hidden = o.transformer_hidden;
+  flux_config.heads = o.transformer_hidden / flux_config.head_dim;
+  {
+    auto fresh_model = models::make_pipeline(flux_config, o.seed, models::Weights::kSeeded, at::kFloat);
+    unlink_weights(dir + "/transformer");
+    checkpoints::write_transformer_folder(dir + "/transformer", flux_config, fresh_model->model(), at::kFloat);
+  }
   FluxImagePipeline flux(ModelDir::open(dir), at::kFloat);
   const auto prompts = all_shape_prompts();
   r.max_sequence_length = t5_tokens_needed(dir, prompts);

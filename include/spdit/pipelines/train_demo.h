@@ -22,11 +22,12 @@ namespace spdit::pipelines {
 struct TrainDemoOptions {
   uint64_t seed = 0;
   int64_t image_size = 128;         // 16 x 16 latents, 64 packed tokens
-  int64_t vae_steps = 1200;
+  int64_t vae_steps = 800;
   int64_t vae_batch = 8;
   int64_t vae_image_size = 64;      // the autoencoder is convolutional: it learns on smaller pictures
-  int64_t transformer_steps = 3000;
+  int64_t transformer_steps = 4000;
   int64_t transformer_batch = 16;
+  int64_t transformer_hidden = 128;  // the tiny preset's is 64; heads of 16 channels
   int64_t latent_pool = 2048;       // pictures encoded once, then drawn from
   double vae_lr = 1e-3;
   double transformer_lr = 1e-3;
