@@ -20,6 +20,7 @@ void add_new_model_command(CLI::App& app, Action& action);
 void add_encode_command(CLI::App& app, Action& action);
 void add_decode_command(CLI::App& app, Action& action);
 void add_serve_command(CLI::App& app, Action& action);
+void add_train_demo_command(CLI::App& app, Action& action);
 
 /// All of the above: the `spdit` command line.
 inline void add_all_commands(CLI::App& app, Action& action) {
@@ -34,6 +35,7 @@ inline void add_all_commands(CLI::App& app, Action& action) {
   add_encode_command(app, action);
   add_decode_command(app, action);
   add_serve_command(app, action);
+  add_train_demo_command(app, action);
 }
 
 }  // namespace spdit::cli

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <fstream>
 #include <iomanip>
+#include <type_traits>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -68,41 +69,51 @@ struct Progress {
   }
 };
 
+// Settings left at 0 take the folder's _spdit_run_defaults (a trained demo
+// runs at the size and T5 length it learned), else the published defaults.
+GenerateOptions with_folder_defaults(GenerateOptions o, const pipelines::ModelDir& dir) {
+  const auto& d = dir.run_defaults();
+  auto take = [&](auto& value, const char* key, int64_t fallback) {
+    if (value > 0) return;
+    auto it = d.find(key);
+    value = static_cast<std::remove_reference_t<decltype(value)>>(it != d.end() ? it->second : fallback);
+  };
+  take(o.height, "height", 1024);
+  take(o.width, "width", 1024);
+  take(o.steps, "steps", 0);  // 0: the variant's
+  take(o.max_sequence_length, "max_sequence_length", 0);
+  return o;
+}
+
 }  // namespace
 
-int generate_rank(World& world, const GenerateOptions& o) {
-  set_threads_per_rank(o.threads);
+int generate_rank(World& world, const GenerateOptions& given) {
+  set_threads_per_rank(given.threads);
   const bool lead = world.rank() == 0;
   if (lead) {
-    check_can_write(o.out, "--out");
-    check_can_write(o.json, "--json");
-    check_can_write(o.dump, "--dump");
+    check_can_write(given.out, "--out");
+    check_can_write(given.json, "--json");
+    check_can_write(given.dump, "--dump");
   }
-  if (o.prompt.empty() == o.prompt_embeds.empty()) {
-    throw std::invalid_argument(
-        "--model-dir needs the prompt: --prompt TEXT, or --prompt-embeds FILE (from spdit "
-        "encode or another implementation) -- one of them");
+  if (given.prompt.empty() == given.prompt_embeds.empty()) {
+    throw std::invalid_argument("--model-dir needs the prompt: --prompt TEXT, or --prompt-embeds FILE (from spdit "
+                                "encode or another implementation) -- one of them");
   }
-  auto [u, r] = resolve_degrees(world.size(), o.ulysses, o.ring);
-  check_ranks_agree(world, {{"--model-dir", o.model_dir},
-                            {"--prompt", o.prompt},
-                            {"--prompt-embeds", o.prompt_embeds},
-                            {"--noise", o.noise},
-                            {"--height", std::to_string(o.height)},
-                            {"--width", std::to_string(o.width)},
-                            {"--steps", std::to_string(o.steps)},
-                            {"--seed", std::to_string(o.seed)},
-                            {"--guidance", std::to_string(o.guidance)},
-                            {"--ulysses", std::to_string(u)},
-                            {"--ring", std::to_string(r)},
-                            {"--dtype", o.dtype},
+  auto [u, r] = resolve_degrees(world.size(), given.ulysses, given.ring);
+  const auto dir = pipelines::ModelDir::open(given.model_dir);
+  const GenerateOptions o = with_folder_defaults(given, dir);
+  check_ranks_agree(world, {{"--model-dir", o.model_dir}, {"--prompt", o.prompt}, {"--prompt-embeds", o.prompt_embeds},
+                            {"--noise", o.noise}, {"--height", std::to_string(o.height)},
+                            {"--width", std::to_string(o.width)}, {"--steps", std::to_string(o.steps)},
+                            {"--max-sequence-length", std::to_string(o.max_sequence_length)}, {"--seed", std::to_string(o.seed)}, {"--guidance", std::to_string(o.guidance)},
+                            {"--ulysses", std::to_string(u)}, {"--ring", std::to_string(r)}, {"--dtype", o.dtype},
                             {"--vae-parallel", o.vae_parallel ? "on" : "off"},
                             {"--shard-weights", o.shard_weights ? "on" : "off"}});
   const Progress progress{lead};
   auto t0 = Clock::now();
-  const auto dir = pipelines::ModelDir::open(o.model_dir);
   const auto dtype = o.dtype.empty() ? at::ScalarType::Undefined : models::parse_dtype(o.dtype);
   pipelines::FluxImagePipeline flux(dir, dtype, /*with_text=*/!o.prompt.empty());
+  if (o.max_sequence_length > 0) flux.set_max_sequence_length(o.max_sequence_length);
   const double load_s = since(t0);
   progress.phase("load", load_s);
 

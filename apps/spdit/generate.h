@@ -10,8 +10,10 @@ namespace spdit::cli {
 
 struct GenerateOptions {
   std::string model_dir, prompt, prompt_embeds, noise, dump, out, json, dtype;
-  int64_t height = 1024, width = 1024;
-  int steps = 0;  // 0: the variant's default (dev 28, schnell 4)
+  // 0: the folder's _spdit_run_defaults, else 1024 x 1024, the variant's
+  // steps (dev 28, schnell 4) and T5 length (dev 512, schnell 256).
+  int64_t height = 0, width = 0, max_sequence_length = 0;
+  int steps = 0;
   uint64_t seed = 42;
   double guidance = 3.5;
   int ulysses = 0, ring = 0, threads = 1;

@@ -65,6 +65,8 @@ struct RunOptions {
   std::string vae_parallel = "on";
   bool vae_parallel_given = false;
   bool shard_weights = false;
+  bool height_given = false, width_given = false;
+  int64_t max_sequence_length = 0;  // --model-dir: 0 is the folder's, else the variant's
 };
 
 using Clock = std::chrono::steady_clock;
@@ -266,7 +268,9 @@ GenerateOptions generate_options(const RunOptions& o) {
   g.model_dir = o.model_dir, g.prompt = o.prompt, g.prompt_embeds = o.prompt_embeds,
   g.noise = o.noise;
   g.dump = o.dump, g.out = o.out, g.json = o.json, g.dtype = o.dtype;
-  g.height = o.height, g.width = o.width, g.steps = o.steps_given ? o.steps : 0, g.seed = o.seed;
+  g.height = o.height_given ? o.height : 0, g.width = o.width_given ? o.width : 0;
+  g.max_sequence_length = o.max_sequence_length;
+  g.steps = o.steps_given ? o.steps : 0, g.seed = o.seed;
   g.guidance = o.guidance, g.ulysses = o.ulysses, g.ring = o.ring, g.threads = o.threads,
   g.check = o.check;
   g.vae_parallel = o.vae_parallel == "on";
@@ -590,6 +594,9 @@ void add_run_command(CLI::App& app, Action& action) {
   cmd->add_option("--guidance", o.guidance, "With --model-dir: FLUX.1-dev's embedded guidance")
       ->check(CLI::Range(0.0, 100.0))
       ->capture_default_str();
+  cmd->add_option("--max-sequence-length", o.max_sequence_length,
+                  "With --model-dir: T5's tokens (default: the folder's, else dev 512, schnell 256)")
+      ->check(whole_number(1, 512));
   cmd->add_option("--steps", o.steps, "Denoising steps")
       ->check(whole_number(1))
       ->capture_default_str();
@@ -621,6 +628,8 @@ void add_run_command(CLI::App& app, Action& action) {
     o.model_given = cmd->get_option("--model")->count() > 0;
     o.cfg_given = cmd->get_option("--cfg")->count() > 0;
     o.steps_given = cmd->get_option("--steps")->count() > 0;
+    o.height_given = cmd->get_option("--height")->count() > 0;
+    o.width_given = cmd->get_option("--width")->count() > 0;
     o.vae_parallel_given = cmd->get_option("--vae-parallel")->count() > 0;
     o.frames_given = cmd->get_option("--frames")->count() > 0;
     o.size_given =

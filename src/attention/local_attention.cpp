@@ -205,6 +205,15 @@ AttentionState cpu_attention_bf16(const at::Tensor& q, const at::Tensor& k, cons
 
 }  // namespace
 
+LocalAttentionPath local_attention_path(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                        const LocalAttentionOptions& o) {
+  // The fused CPU kernels are for inference; with autograd recording, the
+  // ATen path (same algorithm) keeps gradients flowing.
+  const bool recording = at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
+  return q.device().is_cpu() && !o.attn_mask.defined() && !recording ? LocalAttentionPath::kFusedCpu
+                                                                      : LocalAttentionPath::kAtenOps;
+}
+
 namespace {
 
 // Whether `acc` can be continued in place by the fused kernel.
@@ -239,10 +248,7 @@ AttentionState attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor
     while (am.dim() < 4) am = am.unsqueeze(0);
   }
 
-  // The fused CPU path is for inference; with autograd recording, the ATen
-  // path below (same algorithm) keeps gradients flowing.
-  const bool recording = at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
-  const bool fused = q.device().is_cpu() && !am.defined() && !recording;
+  const bool fused = local_attention_path(q, k, v, o) == LocalAttentionPath::kFusedCpu;
   if (into && !(fused && scale > 0 && continuable(*into, q))) {
     merge_attention_(*into, attend(q, k, v, o, nullptr));
     return *into;
@@ -269,6 +275,17 @@ AttentionState attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor
   auto kt = k.permute({0, 2, 3, 1}).to(at::kFloat).contiguous();  // (B, H, D, Sk)
   auto vf = v.permute({0, 2, 1, 3}).to(at::kFloat).contiguous();
 
+  if (at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad())) {
+    // Autograd recording (training): whole rows at once and no in-place
+    // updates, which the blocked loop below makes and autograd cannot replay.
+    auto s = at::matmul(qf, kt);  // (B, H, Sq, Sk)
+    if (kpm.defined()) s = s.masked_fill(kpm.logical_not(), neg_inf);
+    if (am.defined()) s = s.masked_fill(am.logical_not(), neg_inf);
+    auto lse = at::logsumexp(s, -1);  // -inf for a row with every key masked
+    auto p = at::exp(s - at::where(at::isinf(lse), at::zeros_like(lse), lse).unsqueeze(-1));
+    auto result = at::matmul(p, vf).permute({0, 2, 1, 3});
+    return {o.out_fp32 ? result.contiguous() : result.to(q.scalar_type()).contiguous(), lse};
+  }
   auto out = at::empty({B, H, Sq, D}, f32);
   auto lse = at::empty({B, H, Sq}, f32);
   for (int64_t qs = 0; qs < Sq; qs += o.block_q) {
@@ -344,10 +361,20 @@ void merge_attention_(AttentionState& acc, const AttentionState& b) {
   auto lse_a = acc.lse.to(at::kFloat), lse_b = b.lse.to(at::kFloat);
   // sigmoid gives exactly 1 where a is empty (-inf) and 0 where b is; where
   // both are, -inf - -inf is NaN and the weight becomes 0 (out stays zero).
-  auto w = at::sigmoid(lse_b - lse_a).nan_to_num_(0.0);
+  auto w = at::sigmoid(lse_b - lse_a);
+  // In place only when autograd is not recording: the backward of sigmoid
+  // and of lerp needs the tensors an in-place op would overwrite.
+  const bool recording = at::GradMode::is_enabled() && (w.requires_grad() || acc.out.requires_grad() ||
+                                                        b.out.requires_grad());
+  w = recording ? w.nan_to_num(0.0) : w.nan_to_num_(0.0);
   // (B, H, S) -> (B, S, H, 1) to weight the (B, S, H, D) outputs. lerp_ takes
   // out_b exactly at w = 1 and keeps out_a exactly at w = 0.
-  acc.out.lerp_(b.out.to(dtype), w.permute({0, 2, 1}).unsqueeze(-1).to(dtype));
+  const auto weight = w.permute({0, 2, 1}).unsqueeze(-1).to(dtype);
+  if (recording) {
+    acc.out = at::lerp(acc.out, b.out.to(dtype), weight);
+  } else {
+    acc.out.lerp_(b.out.to(dtype), weight);
+  }
   acc.lse = at::logaddexp(lse_a, lse_b).to(acc.lse.scalar_type());
 }
 

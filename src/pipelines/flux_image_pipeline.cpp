@@ -52,6 +52,14 @@ FluxImagePipeline::FluxImagePipeline(const ModelDir& dir, at::ScalarType dtype, 
   }
 }
 
+void FluxImagePipeline::set_max_sequence_length(int64_t tokens) {
+  if (tokens < 1 || tokens > 512) {
+    throw std::invalid_argument("spdit: max_sequence_length must be 1 to 512 (T5's tokens), not " +
+                                std::to_string(tokens));
+  }
+  max_sequence_length_ = tokens;
+}
+
 bool FluxImagePipeline::has_guidance_embedder() const { return std::get<models::FluxConfig>(found_.config).guidance; }
 
 FluxPrompt FluxImagePipeline::encode(const std::string& prompt) {

@@ -74,6 +74,14 @@ ModelDir ModelDir::open(const std::string& root_in) {
       dir.components_[key] = value[1].get<std::string>();
     }
   }
+  if (j.contains("_spdit_run_defaults")) {
+    for (const auto& [key, value] : j["_spdit_run_defaults"].items()) {
+      if (!value.is_number_integer() || value.get<int64_t>() <= 0) {
+        throw std::runtime_error("spdit: '" + index + "': _spdit_run_defaults." + key + " must be a positive whole number");
+      }
+      dir.run_defaults_[key] = value.get<int64_t>();
+    }
+  }
   return dir;
 }
 

@@ -12,14 +12,25 @@
 #include "spdit/vae/autoencoder_kl.h"
 
 namespace spdit::vae {
+namespace {
+
+void write_folder(const std::string& dir, const AutoencoderKLConfig& config,
+                  const std::map<std::string, at::Tensor>& tensors, const std::string& what) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw std::runtime_error("spdit: cannot create the folder '" + dir + "': " + ec.message());
+  checkpoints::write_safetensors(dir + "/diffusion_pytorch_model.safetensors", tensors,
+                                 {{"format", "pt"}, {"spdit", what}});
+  std::ofstream f(dir + "/config.json");
+  f << config.to_json();
+  if (!f) throw std::runtime_error("spdit: cannot write '" + dir + "/config.json'");
+}
+
+}  // namespace
 
 void write_random_autoencoder(const std::string& dir, const AutoencoderKLConfig& config, uint64_t seed,
                               at::ScalarType dtype) {
   config.validate("the autoencoder to write");
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) throw std::runtime_error("spdit: cannot create the folder '" + dir + "': " + ec.message());
-
   // The model's own names and shapes (lazy pages: nothing allocated).
   std::map<std::string, std::vector<int64_t>> shapes;  // sorted: a seed gives one file
   for (const auto& p : AutoencoderKL(config, at::kFloat)->named_parameters(true)) shapes[p.key()] = p.value().sizes().vec();
@@ -38,11 +49,15 @@ void write_random_autoencoder(const std::string& dir, const AutoencoderKLConfig&
     }
     tensors[name] = v.to(dtype);
   }
-  checkpoints::write_safetensors(dir + "/diffusion_pytorch_model.safetensors", tensors,
-                                 {{"format", "pt"}, {"spdit", "random-weight AutoencoderKL, seed " + std::to_string(seed)}});
-  std::ofstream f(dir + "/config.json");
-  f << config.to_json();
-  if (!f) throw std::runtime_error("spdit: cannot write '" + dir + "/config.json'");
+  write_folder(dir, config, tensors, "random-weight AutoencoderKL, seed " + std::to_string(seed));
+}
+
+void write_autoencoder(const std::string& dir, AutoencoderKL& model, const AutoencoderKLConfig& config,
+                       at::ScalarType dtype) {
+  config.validate("the autoencoder to write");
+  std::map<std::string, at::Tensor> tensors;
+  for (const auto& p : model->named_parameters(true)) tensors[p.key()] = p.value().detach().to(dtype).contiguous();
+  write_folder(dir, config, tensors, "trained AutoencoderKL");
 }
 
 }  // namespace spdit::vae

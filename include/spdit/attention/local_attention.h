@@ -38,6 +38,16 @@ struct AttentionState {
 AttentionState local_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                const LocalAttentionOptions& options = {});
 
+/// The two implementations behind local_attention. kFusedCpu: the CPU
+/// kernels below (forward only: they have no backward). kAtenOps: the same
+/// blocked online softmax from ATen ops (matmul, exp, sums), which autograd
+/// differentiates; it runs on other devices, with attn_mask, and whenever
+/// autograd is recording (grad mode on and q, k or v requiring grad), as in
+/// `spdit train-demo`. Both compute the same forward (tested).
+enum class LocalAttentionPath { kFusedCpu, kAtenOps };
+LocalAttentionPath local_attention_path(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                        const LocalAttentionOptions& options = {});
+
 /// Continues `acc` (the attention of these queries over other keys) with the
 /// keys k, v: the result of merge_attention_(acc, local_attention(q, k, v, o))
 /// in `acc`. On CPU with an fp32 `acc` the kernel resumes the online softmax

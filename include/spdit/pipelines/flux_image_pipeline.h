@@ -54,7 +54,13 @@ class FluxImagePipeline {
   const checkpoints::Identified& transformer_info() const { return found_; }
   at::ScalarType dtype() const { return dtype_; }
   bool has_guidance_embedder() const;
-  int64_t t5_max_length() const { return has_guidance_embedder() ? 512 : 256; }
+  /// T5's token count, diffusers' max_sequence_length: 512 for dev, 256 for
+  /// schnell, unless set (1 to 512; a shorter one is what a model trained
+  /// on short prompts, like spdit's demo, was trained with).
+  int64_t t5_max_length() const {
+    return max_sequence_length_ > 0 ? max_sequence_length_ : has_guidance_embedder() ? 512 : 256;
+  }
+  void set_max_sequence_length(int64_t tokens);
   /// The T5 tokens `prompt` takes, </s> included: above t5_max_length(),
   /// encode() cuts it (a server refuses such a prompt instead).
   int64_t t5_token_count(const std::string& prompt) const;
@@ -80,6 +86,7 @@ class FluxImagePipeline {
   checkpoints::Identified found_;
   std::shared_ptr<HookableModule> transformer_;
   at::ScalarType dtype_;
+  int64_t max_sequence_length_ = 0;
   vae::AutoencoderKL vae_{nullptr};
   FlowMatchEulerConfig scheduler_;
   std::optional<text::ClipTokenizer> clip_tokenizer_;

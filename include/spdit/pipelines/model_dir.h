@@ -9,6 +9,7 @@
 //   auto dir = ModelDir::open("FLUX.1-dev/");
 //   dir.pipeline_class();             // "FluxPipeline"
 //   dir.component("vae");             // "FLUX.1-dev/vae" (or its ae.safetensors)
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -33,10 +34,16 @@ class ModelDir {
   std::string component(const std::string& name) const;
   /// Throws naming every one of `names` the folder lacks, at once.
   void require(const std::vector<std::string>& names) const;
+  /// model_index.json's `_spdit_run_defaults`: the run settings a folder was
+  /// made for (a trained demo's height, width, steps, max_sequence_length),
+  /// which `spdit run` takes where its flags are not given. Empty for
+  /// published folders.
+  const std::map<std::string, int64_t>& run_defaults() const { return run_defaults_; }
 
  private:
   std::string root_, pipeline_class_;
   std::map<std::string, std::string> components_;
+  std::map<std::string, int64_t> run_defaults_;
 };
 
 }  // namespace spdit::pipelines

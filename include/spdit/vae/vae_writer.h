@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 
+#include "spdit/vae/autoencoder_kl.h"
 #include "spdit/vae/autoencoder_kl_config.h"
 
 namespace spdit::vae {
@@ -20,5 +21,11 @@ namespace spdit::vae {
 /// always gives the same file. Throws naming the path when it cannot write.
 void write_random_autoencoder(const std::string& dir, const AutoencoderKLConfig& config, uint64_t seed,
                               at::ScalarType dtype = at::kFloat);
+
+/// Writes `model`'s own weights (trained ones, e.g. by `spdit train-demo`)
+/// the same way, in `dtype`, with `config` as its config.json (which may
+/// differ from the model's in the latent scaling and shift factors).
+void write_autoencoder(const std::string& dir, AutoencoderKL& model, const AutoencoderKLConfig& config,
+                       at::ScalarType dtype = at::kFloat);
 
 }  // namespace spdit::vae

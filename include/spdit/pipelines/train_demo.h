@@ -1,0 +1,54 @@
+#pragma once
+// `spdit train-demo`: trains the tiny FLUX.1 folder that spdit ships as its
+// demo (models/shapes-demo), from a seed, on the CPU with LibTorch's autograd.
+// The folder starts as `new-model --preset tiny` writes it; then
+//   1. the autoencoder learns to reconstruct shape pictures (shapes_data.h),
+//      and its config gets the latents' own shift and scaling factors;
+//   2. the transformer learns flow matching on those latents, as FLUX.1 is
+//      trained: x_t = (1 - t) x0 + t noise, predict noise - x0, t drawn
+//      logit-normal and shifted as the scheduler shifts its sigmas.
+// The text encoders and tokenizers stay as new-model wrote them (frozen,
+// random): the transformer learns to read their output.
+//
+//   TrainDemoOptions o;  o.seed = 0;
+//   TrainDemoReport r = train_demo_model("shapes-demo/", o);   // then: spdit
+//   run --model-dir shapes-demo/
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace spdit::pipelines {
+
+struct TrainDemoOptions {
+  uint64_t seed = 0;
+  int64_t image_size = 128; // 16 x 16 latents, 64 packed tokens
+  int64_t vae_steps = 800;
+  int64_t vae_batch = 8;
+  int64_t vae_image_size =
+      64; // the autoencoder is convolutional: it learns on smaller pictures
+  int64_t transformer_steps = 4500;
+  int64_t transformer_batch = 16;
+  int64_t transformer_hidden =
+      128;                    // the tiny preset's is 64; heads of 16 channels
+  int64_t latent_pool = 2048; // pictures encoded once, then drawn from
+  double vae_lr = 1e-3;
+  double transformer_lr = 2e-3;
+  /// Called with one line of progress at a time (step, loss, seconds).
+  std::function<void(const std::string &)> log;
+};
+
+struct TrainDemoReport {
+  std::vector<double> vae_loss, transformer_loss; // per step
+  double vae_seconds = 0, transformer_seconds = 0;
+  double latent_shift = 0, latent_scale = 1; // written to vae/config.json
+  int64_t max_sequence_length =
+      0; // T5's tokens it learned with (model_index.json)
+};
+
+/// Writes the trained folder `dir` (created; refused when it exists and is
+/// not empty). The same seed and thread count give the same weights.
+TrainDemoReport train_demo_model(const std::string &dir,
+                                 const TrainDemoOptions &options);
+
+} // namespace spdit::pipelines
