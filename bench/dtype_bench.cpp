@@ -36,12 +36,14 @@ double median(std::vector<double> v) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::map<std::string, std::string> opt = {{"--model", "flux"}, {"--preset", "small"}, {"--height", "512"},
-                                            {"--width", "512"},  {"--frames", "1"},      {"--text-len", "64"},
-                                            {"--repeats", "5"},  {"--threads", "1"},     {"--weights", ""}};
+  std::map<std::string, std::string> opt = {
+      {"--model", "flux"}, {"--preset", "small"}, {"--height", "512"},
+      {"--width", "512"},  {"--frames", "1"},     {"--text-len", "64"},
+      {"--repeats", "5"},  {"--threads", "1"},    {"--weights", ""}};
   for (int i = 1; i < argc; i += 2) {
     if (!opt.count(argv[i]) || i + 1 >= argc) {
-      std::cerr << "usage: spdit_bench_dtype [--model M] [--preset P] [--height H] [--width W] [--frames F] "
+      std::cerr << "usage: spdit_bench_dtype [--model M] [--preset P] [--height H] [--width W] "
+                   "[--frames F] "
                    "[--text-len T] [--repeats N] [--threads N] [--weights CHECKPOINT]\n";
       return 2;
     }
@@ -50,8 +52,8 @@ int main(int argc, char** argv) {
   try {
     at::set_num_threads(std::stoi(opt["--threads"]));
     at::NoGradGuard no_grad;
-    models::RunSize size{std::stoll(opt["--height"]), std::stoll(opt["--width"]), std::stoll(opt["--frames"]),
-                         std::stoll(opt["--text-len"]), 1};
+    models::RunSize size{std::stoll(opt["--height"]), std::stoll(opt["--width"]),
+                         std::stoll(opt["--frames"]), std::stoll(opt["--text-len"]), 1};
     std::optional<checkpoints::Checkpoint> ckpt;
     std::optional<checkpoints::Identified> found;
     if (!opt["--weights"].empty()) {
@@ -60,7 +62,8 @@ int main(int argc, char** argv) {
     }
     auto make = [&](at::ScalarType dtype) {
       return ckpt ? checkpoints::make_pipeline(*ckpt, *found, 1, dtype)
-                  : models::make_pipeline(opt["--model"], opt["--preset"], 1, models::Weights::kSeeded, dtype);
+                  : models::make_pipeline(opt["--model"], opt["--preset"], 1,
+                                          models::Weights::kSeeded, dtype);
     };
     auto f32 = make(at::kFloat), b16 = make(at::kBFloat16);
     auto x = f32->prepare(size, 2);
@@ -69,19 +72,23 @@ int main(int argc, char** argv) {
     std::vector<double> t32, t16;
     const int repeats = std::stoi(opt["--repeats"]);
     for (int i = 0; i <= repeats; ++i) {  // the first round warms up
-      for (auto [pipe, times, out] : {std::tuple{f32.get(), &t32, &out32}, std::tuple{b16.get(), &t16, &out16}}) {
+      for (auto [pipe, times, out] :
+           {std::tuple{f32.get(), &t32, &out32}, std::tuple{b16.get(), &t16, &out16}}) {
         auto t0 = Clock::now();
         *out = pipe->velocity(x, 0.7);
         if (i > 0) times->push_back(std::chrono::duration<double>(Clock::now() - t0).count());
       }
     }
-    const double err = (out16 - out32).abs().max().item<double>() / out32.abs().max().item<double>();
-    const std::string label = found ? found->model + "/" + found->variant : opt["--model"] + "/" + opt["--preset"];
+    const double err =
+        (out16 - out32).abs().max().item<double>() / out32.abs().max().item<double>();
+    const std::string label =
+        found ? found->model + "/" + found->variant : opt["--model"] + "/" + opt["--preset"];
     const double m32 = median(t32), m16 = median(t16);
-    std::cout << label << " " << size.height << "x" << size.width << " x" << size.frames << ", text "
-              << size.text_len << ", " << opt["--threads"] << " thread(s): forward fp32 " << m32
-              << " s, bf16 " << m16 << " s (median of " << repeats << "), bf16 speed-up " << m32 / m16
-              << "x; bf16 rel err vs fp32 " << err << "\n";
+    std::cout << label << " " << size.height << "x" << size.width << " x" << size.frames
+              << ", text " << size.text_len << ", " << opt["--threads"]
+              << " thread(s): forward fp32 " << m32 << " s, bf16 " << m16 << " s (median of "
+              << repeats << "), bf16 speed-up " << m32 / m16 << "x; bf16 rel err vs fp32 " << err
+              << "\n";
     nlohmann::json j = {{"model", label},
                         {"height", size.height},
                         {"width", size.width},

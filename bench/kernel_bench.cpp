@@ -55,8 +55,8 @@ void BM_OnlineSoftmaxBlock(benchmark::State& state) {
     std::fill(m.begin(), m.end(), -INFINITY);
     std::fill(l.begin(), l.end(), 0.0f);
     state.ResumeTiming();
-    spdit::detail::online_softmax_rows(work.data_ptr<float>(), rows, cols, cols, nullptr, 0.125f, m.data(),
-                                       l.data(), alpha.data());
+    spdit::detail::online_softmax_rows(work.data_ptr<float>(), rows, cols, cols, nullptr, 0.125f,
+                                       m.data(), l.data(), alpha.data());
     benchmark::DoNotOptimize(l.data());
   }
   state.SetItemsProcessed(state.iterations() * rows * cols);  // scores per second
@@ -67,15 +67,18 @@ BENCHMARK(BM_OnlineSoftmaxBlock)->Unit(benchmark::kMicrosecond);
 void BM_BlockGemms(benchmark::State& state) {
   one_thread();
   const int64_t b = 512, ld = 8 * 64;
-  auto q = at::randn({b, ld}), k = at::randn({b, ld}), v = at::randn({b, ld}), out = at::zeros({b, ld});
+  auto q = at::randn({b, ld}), k = at::randn({b, ld}), v = at::randn({b, ld}),
+       out = at::zeros({b, ld});
   auto s = at::empty({b, b});
-  auto qh = q.narrow(1, 0, 64), kh = k.narrow(1, 0, 64), vh = v.narrow(1, 0, 64), oh = out.narrow(1, 0, 64);
+  auto qh = q.narrow(1, 0, 64), kh = k.narrow(1, 0, 64), vh = v.narrow(1, 0, 64),
+       oh = out.narrow(1, 0, 64);
   for (auto _ : state) {
     at::mm_out(s, qh, kh.t());
     oh.addmm_(s, vh);
   }
-  state.counters["GFLOP/s"] = benchmark::Counter(4.0 * b * b * 64 * state.iterations(),
-                                                 benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(4.0 * b * b * 64 * state.iterations(), benchmark::Counter::kIsRate,
+                         benchmark::Counter::kIs1000);
 }
 BENCHMARK(BM_BlockGemms)->Unit(benchmark::kMicrosecond);
 
@@ -98,7 +101,11 @@ void BM_RingStep(benchmark::State& state) {
     benchmark::DoNotOptimize(acc.out.data_ptr());
   }
 }
-BENCHMARK(BM_RingStep)->ArgNames({"S", "merge"})->Args({1024, 0})->Args({1024, 1})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_RingStep)
+    ->ArgNames({"S", "merge"})
+    ->Args({1024, 0})
+    ->Args({1024, 1})
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -23,9 +23,9 @@
 #include <string>
 #include <vector>
 
+#include "../tests/support/layouts.h"
 #include "spdit/checkpoints/model_checkpoint.h"
 #include "spdit/models/weights.h"
-#include "../tests/support/layouts.h"
 
 using namespace spdit;
 using Clock = std::chrono::steady_clock;
@@ -54,7 +54,8 @@ void write_checkpoint(const std::string& path) {
   std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
   f.seekp(static_cast<std::streamoff>(data_start));
   std::vector<float> chunk(1 << 20);
-  for (size_t i = 0; i < chunk.size(); ++i) chunk[i] = 0.02f * (static_cast<float>(i * 7919 % 997) / 997.0f - 0.5f);
+  for (size_t i = 0; i < chunk.size(); ++i)
+    chunk[i] = 0.02f * (static_cast<float>(i * 7919 % 997) / 997.0f - 0.5f);
   for (uint64_t at = data_start; at < end; at += chunk.size() * 4) {
     const uint64_t n = std::min<uint64_t>(chunk.size() * 4, end - at);
     f.write(reinterpret_cast<const char*>(chunk.data()), static_cast<std::streamsize>(n));
@@ -117,12 +118,14 @@ int main(int argc, char** argv) {
   bool old_loader = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--dir" && i + 1 < argc) dir = argv[++i];
+    if (a == "--dir" && i + 1 < argc)
+      dir = argv[++i];
     else if (a == "--ranks" && i + 1 < argc) {
       ranks.clear();
       std::stringstream ss(argv[++i]);
       for (std::string n; std::getline(ss, n, ',');) ranks.push_back(std::stoi(n));
-    } else if (a == "--old") old_loader = true;
+    } else if (a == "--old")
+      old_loader = true;
     else {
       std::cerr << "usage: spdit_bench_load [--dir DIR] [--ranks 1,4] [--old]\n";
       return 2;
@@ -134,7 +137,8 @@ int main(int argc, char** argv) {
     std::cout << "writing Wan2.1-T2V-1.3B (fp32, original names) to " << path << "..." << std::endl;
     write_checkpoint(path);
   }
-  std::cout << "checkpoint " << path << ": " << checkpoints::Checkpoint::open(path).data_bytes() / 1e9
+  std::cout << "checkpoint " << path << ": "
+            << checkpoints::Checkpoint::open(path).data_bytes() / 1e9
             << " GB of weights (page cache warm after the first run)\n";
   std::vector<std::pair<std::string, int>> configs;
   for (int n : ranks) configs.push_back({"mapped, in place", n});
@@ -180,9 +184,10 @@ int main(int argc, char** argv) {
       touch_max = std::max(touch_max, res.touch_s);
       rss += res.rss_kb, pss += res.pss_kb, anon += res.anon_kb, hwm = std::max(hwm, res.hwm_kb);
     }
-    std::printf("%-32s ranks %d: load %.2f s, first touch %.2f s (slowest rank); resident summed %.2f GB "
-                "(anonymous %.2f GB), PSS summed %.2f GB, peak resident per rank %.2f GB\n",
-                what.c_str(), n, load_max, touch_max, rss / 1e6, anon / 1e6, pss / 1e6, hwm / 1e6);
+    std::printf(
+        "%-32s ranks %d: load %.2f s, first touch %.2f s (slowest rank); resident summed %.2f GB "
+        "(anonymous %.2f GB), PSS summed %.2f GB, peak resident per rank %.2f GB\n",
+        what.c_str(), n, load_max, touch_max, rss / 1e6, anon / 1e6, pss / 1e6, hwm / 1e6);
   }
   return 0;
 }

@@ -3,7 +3,8 @@
 // per rank, bytes moved per rank, and the largest difference from the
 // one-rank picture.
 //
-//   build/bench/spdit_bench_vae [--height 512] [--width 512] [--ranks 1,2] [--repeats 3] [--dtype fp32]
+//   build/bench/spdit_bench_vae [--height 512] [--width 512] [--ranks 1,2] [--repeats 3] [--dtype
+//   fp32]
 //
 // Ranks are threads of this process, one intra-op thread each (so P ranks
 // use P cores); their tensors are counted together by the memory meter and
@@ -42,18 +43,23 @@ std::vector<int> parse_ranks(const std::string& text) {
   std::vector<int> out;
   std::stringstream s(text);
   for (std::string part; std::getline(s, part, ',');) out.push_back(std::stoi(part));
-  if (out.empty() || out.front() != 1) throw std::invalid_argument("--ranks must start with 1 (the reference)");
+  if (out.empty() || out.front() != 1)
+    throw std::invalid_argument("--ranks must start with 1 (the reference)");
   return out;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::map<std::string, std::string> opt = {
-      {"--height", "512"}, {"--width", "512"}, {"--ranks", "1,2"}, {"--repeats", "3"}, {"--dtype", "fp32"}};
+  std::map<std::string, std::string> opt = {{"--height", "512"},
+                                            {"--width", "512"},
+                                            {"--ranks", "1,2"},
+                                            {"--repeats", "3"},
+                                            {"--dtype", "fp32"}};
   for (int i = 1; i < argc; i += 2) {
     if (!opt.count(argv[i]) || i + 1 >= argc) {
-      std::cerr << "usage: spdit_bench_vae [--height H] [--width W] [--ranks 1,2,...] [--repeats N] [--dtype fp32|bf16]\n";
+      std::cerr << "usage: spdit_bench_vae [--height H] [--width W] [--ranks 1,2,...] [--repeats "
+                   "N] [--dtype fp32|bf16]\n";
       return 2;
     }
     opt[argv[i]] = argv[i + 1];
@@ -77,8 +83,8 @@ int main(int argc, char** argv) {
     nlohmann::json rows = nlohmann::json::array();
     at::Tensor reference;
     double one_rank_s = 0;
-    std::cout << "FLUX.1 autoencoder decode, " << opt["--height"] << "x" << opt["--width"] << ", " << opt["--dtype"]
-              << ", one thread per rank\n";
+    std::cout << "FLUX.1 autoencoder decode, " << opt["--height"] << "x" << opt["--width"] << ", "
+              << opt["--dtype"] << ", one thread per rank\n";
     for (int p : parse_ranks(opt["--ranks"])) {
       std::vector<double> times;
       int64_t peak = 0, moved = 0;
@@ -114,16 +120,23 @@ int main(int argc, char** argv) {
         reference = image;
         one_rank_s = m;
       }
-      const double diff = (image.to(at::kDouble) - reference.to(at::kDouble)).abs().max().item<double>();
+      const double diff =
+          (image.to(at::kDouble) - reference.to(at::kDouble)).abs().max().item<double>();
       std::cout << "  " << p << " rank(s): median " << m << " s, speed-up " << one_rank_s / m
                 << "x, activations per rank " << format_bytes(peak / p) << ", received per rank "
                 << format_bytes(moved) << ", max |diff| vs 1 rank " << diff << "\n";
-      rows.push_back({{"ranks", p}, {"median_seconds", m}, {"speedup", one_rank_s / m},
-                      {"activation_bytes_per_rank", peak / p}, {"received_bytes_per_rank", moved},
+      rows.push_back({{"ranks", p},
+                      {"median_seconds", m},
+                      {"speedup", one_rank_s / m},
+                      {"activation_bytes_per_rank", peak / p},
+                      {"received_bytes_per_rank", moved},
                       {"max_abs_diff_vs_one_rank", diff}});
     }
-    std::cout << nlohmann::json{{"bench", "vae_decode"}, {"height", std::stoll(opt["--height"])},
-                                {"width", std::stoll(opt["--width"])}, {"dtype", opt["--dtype"]}, {"runs", rows}}
+    std::cout << nlohmann::json{{"bench", "vae_decode"},
+                                {"height", std::stoll(opt["--height"])},
+                                {"width", std::stoll(opt["--width"])},
+                                {"dtype", opt["--dtype"]},
+                                {"runs", rows}}
                      .dump()
               << std::endl;
     return 0;

@@ -51,14 +51,17 @@ int main(int argc, char** argv) {
     }
   }
   install_memory_meter();
-  std::printf("Wan2.1 VAE decode, latents %lldx%lld (video %lldx%lld), %d threads\n", (long long)size,
-              (long long)size, (long long)(8 * size), (long long)(8 * size), at::get_num_threads());
-  std::printf("%-5s %14s %12s %14s %16s\n", "dtype", "latent frames", "frames", "seconds", "working memory");
+  std::printf("Wan2.1 VAE decode, latents %lldx%lld (video %lldx%lld), %d threads\n",
+              (long long)size, (long long)size, (long long)(8 * size), (long long)(8 * size),
+              at::get_num_threads());
+  std::printf("%-5s %14s %12s %14s %16s\n", "dtype", "latent frames", "frames", "seconds",
+              "working memory");
   for (const auto& d : split(dtypes)) {
     const at::ScalarType dtype = d == "bf16" ? at::kBFloat16 : at::kFloat;
     vae::WanVae model(vae::WanVaeConfig::wan21(), dtype);
     for (auto& p : model->named_parameters(true)) {
-      const bool gamma = p.key().size() > 6 && p.key().compare(p.key().size() - 6, 6, ".gamma") == 0;
+      const bool gamma =
+          p.key().size() > 6 && p.key().compare(p.key().size() - 6, 6, ".gamma") == 0;
       at::Tensor v = gamma ? at::ones(p.value().sizes()) : at::randn(p.value().sizes()) * 0.02;
       p.value().set_data(v.to(dtype));
     }
@@ -69,8 +72,8 @@ int main(int argc, char** argv) {
       const at::Tensor video = model->decode(z);
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const int64_t working = tensor_bytes_peak() - before - video.numel() * video.element_size();
-      std::printf("%-5s %14s %12lld %14.2f %16s\n", d.c_str(), f.c_str(), (long long)video.size(2), s,
-                  format_bytes(working).c_str());
+      std::printf("%-5s %14s %12lld %14.2f %16s\n", d.c_str(), f.c_str(), (long long)video.size(2),
+                  s, format_bytes(working).c_str());
     }
   }
   return 0;

@@ -7,7 +7,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libpng-dev
   libpcre2-dev libicu-dev libsentencepiece-dev pkg-config
-  procps iproute2
+  procps iproute2 clang-format
   libavcodec-dev libavformat-dev libswscale-dev libavutil-dev ffmpeg
   libcpp-httplib-dev chromium
 )

@@ -9,6 +9,8 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${SPDIT_BUILD_DIR:-$root/build}"
 asan="${SPDIT_ASAN_BUILD_DIR:-$root/build-asan}"
 bash "$root/scripts/build.sh"
+echo "== format"
+bash "$root/scripts/check_format.sh"
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 (cd "$build" && ctest -j2 --output-on-failure --timeout 600)
 

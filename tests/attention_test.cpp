@@ -22,7 +22,8 @@ TEST(LocalAttention, MatchesTheNaiveReferenceAcrossBlockBoundaries) {
   EXPECT_LE((st.out - expected).abs().max().item<double>(), 1e-5);
   // LSE against log(sum(exp(scores))) over the valid keys.
   auto s = at::matmul(in.q.permute({0, 2, 1, 3}).to(at::kDouble),
-                      in.k.permute({0, 2, 3, 1}).to(at::kDouble)) / std::sqrt(8.0);
+                      in.k.permute({0, 2, 3, 1}).to(at::kDouble)) /
+           std::sqrt(8.0);
   s = s.masked_fill(in.mask.logical_not().view({2, 1, 1, -1}), -INFINITY);
   EXPECT_LE((st.lse.to(at::kDouble) - at::logsumexp(s, -1)).abs().max().item<double>(), 1e-5);
 }
@@ -45,7 +46,8 @@ TEST(LocalAttention, DenseBooleanMask) {
   auto got = local_attention(q, k, v, o).out;
   auto s = at::matmul(q.permute({0, 2, 1, 3}), k.permute({0, 2, 3, 1})) / 2.0;
   auto ref = at::matmul(at::softmax(s.masked_fill(causal.logical_not(), -INFINITY), -1),
-                        v.permute({0, 2, 1, 3})).permute({0, 2, 1, 3});
+                        v.permute({0, 2, 1, 3}))
+                 .permute({0, 2, 1, 3});
   EXPECT_LE((got - ref).abs().max().item<double>(), 1e-5);
 }
 
@@ -152,7 +154,8 @@ TEST(SpAttention, ByteCountersEqualTheFormulas) {
           const auto ring = w.counters().get("ring_exchange").sent;
           const auto gather = w.counters().get("all_gather").sent;
           EXPECT_EQ(a2a, 4 * B * shard * hp * d * b * (u - 1) / u);
-          EXPECT_EQ(ring, (r - 1) * (2 * B * shard * u * (hp / u) * d * b + (padded ? shard * u : 0)));
+          EXPECT_EQ(ring,
+                    (r - 1) * (2 * B * shard * u * (hp / u) * d * b + (padded ? shard * u : 0)));
           EXPECT_EQ(gather, (padded && u > 1 ? shard * (u - 1) : 0) +
                                 (text ? B * text * (hp / u) * d * b * (u - 1) : 0));
           // The model `spdit explain` predicts with agrees.
@@ -179,7 +182,9 @@ TEST(SpAttention, ConvertToFp32OffMergesInTheInputDtype) {
       cfg.setup(w);
       test::AttnModel model(AttentionOptions{});
       apply_sequence_parallel(*model, cfg);
-      auto got = model->call({in.q.to(at::kBFloat16), in.k.to(at::kBFloat16), in.v.to(at::kBFloat16)})[0].tensor();
+      auto got =
+          model->call({in.q.to(at::kBFloat16), in.k.to(at::kBFloat16), in.v.to(at::kBFloat16)})[0]
+              .tensor();
       remove_sequence_parallel(*model);
       EXPECT_EQ(got.scalar_type(), at::kBFloat16);
       double err = (got.to(at::kFloat) - expected).abs().max().item<double>();
@@ -189,5 +194,6 @@ TEST(SpAttention, ConvertToFp32OffMergesInTheInputDtype) {
   EXPECT_LT(err32, 0.05);
   EXPECT_LT(err16, 0.1);
   EXPECT_LE(err32, err16 + 1e-3);
-  std::cout << "bf16 ring of 4: max_abs_err fp32 merge " << err32 << ", bf16 merge " << err16 << std::endl;
+  std::cout << "bf16 ring of 4: max_abs_err fp32 merge " << err32 << ", bf16 merge " << err16
+            << std::endl;
 }

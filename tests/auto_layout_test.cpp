@@ -15,7 +15,8 @@ namespace {
 models::ForwardShapes shapes_of(int64_t tokens, int64_t heads, int64_t text = 0) {
   models::ForwardShapes s;
   s.tokens = tokens;
-  s.sites = {{"", "hidden_states", {1, tokens, 64}, 1, 0, false}, {"proj_out", "gather 0", {1, tokens, 64}, 1, 0, true}};
+  s.sites = {{"", "hidden_states", {1, tokens, 64}, 1, 0, false},
+             {"proj_out", "gather 0", {1, tokens, 64}, 1, 0, true}};
   s.attention = {{"blocks.*.attn", 8, tokens, text, heads, 64, true}};
   return s;
 }
@@ -33,7 +34,8 @@ TEST(AutoLayout, HeadsThatDoNotDivideSteerAwayFromUlysses) {
   EXPECT_LT(c.front().flops, c.back().flops);
   bool noted = false;
   for (const auto& x : c) {
-    for (const auto& why : x.costs) noted |= why.find("3 heads do not divide by ulysses") != std::string::npos;
+    for (const auto& why : x.costs)
+      noted |= why.find("3 heads do not divide by ulysses") != std::string::npos;
   }
   EXPECT_TRUE(noted) << "the padding is said";
 }
@@ -49,9 +51,11 @@ TEST(AutoLayout, ASlowLinkAndLittleComputeFavourUlyssesFewerBytes) {
 TEST(AutoLayout, GuidanceOnEvenRanksRunsItsBranchesInParallel) {
   auto c = weigh_layouts(shapes_of(4096, 8, 77), {1024, 1024, 1, 77, 1}, 10000000, 4, true, kFast);
   EXPECT_EQ(c.front().cfg, 2);
-  auto odd = weigh_layouts(shapes_of(4096, 8, 77), {1024, 1024, 1, 77, 1}, 10000000, 3, true, kFast);
+  auto odd =
+      weigh_layouts(shapes_of(4096, 8, 77), {1024, 1024, 1, 77, 1}, 10000000, 3, true, kFast);
   for (const auto& x : odd) EXPECT_EQ(x.cfg, 1) << "cfg 2 needs an even number of ranks";
-  auto unguided = weigh_layouts(shapes_of(4096, 8), {1024, 1024, 1, 0, 1}, 10000000, 4, false, kFast);
+  auto unguided =
+      weigh_layouts(shapes_of(4096, 8), {1024, 1024, 1, 0, 1}, 10000000, 4, false, kFast);
   for (const auto& x : unguided) EXPECT_EQ(x.cfg, 1) << "no guidance, no CFG axis";
 }
 
@@ -59,12 +63,16 @@ TEST(AutoLayout, NoPossibleLayoutIsSaid) {
   auto c = weigh_layouts(shapes_of(3, 4), {16, 48, 1, 0, 1}, 1000, 4, false, kFast);
   EXPECT_FALSE(c.front().possible);
   const auto table = describe(c, kFast);
-  EXPECT_NE(table.find("impossible: the sequence has 3 tokens, fewer than the 4 ranks"), std::string::npos) << table;
+  EXPECT_NE(table.find("impossible: the sequence has 3 tokens, fewer than the 4 ranks"),
+            std::string::npos)
+      << table;
 }
 
 TEST(AutoLayout, RunChoosesRunsAndMatchesOneRank) {
   if (access(SPDIT_BIN, X_OK) != 0) GTEST_SKIP() << "the spdit command is not built here";
-  const std::string base = std::string(SPDIT_BIN) + " run --model wan --preset tiny --height 64 --width 64 --frames 5 --text-len 9 --steps 2";
+  const std::string base =
+      std::string(SPDIT_BIN) +
+      " run --model wan --preset tiny --height 64 --width 64 --frames 5 --text-len 9 --steps 2";
   auto r = test::run_command(base + " --nproc 4 --cfg-scale 5 --parallel auto --check");
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("--parallel auto:"), std::string::npos) << r.output;
@@ -73,9 +81,11 @@ TEST(AutoLayout, RunChoosesRunsAndMatchesOneRank) {
   EXPECT_NE(r.output.find("PASS"), std::string::npos) << r.output;
   auto both = test::run_command(base + " --nproc 2 --parallel auto --ulysses 2");
   EXPECT_NE(both.code, 0);
-  EXPECT_NE(both.output.find("--parallel auto chooses --cfg, --ulysses and --ring itself"), std::string::npos)
+  EXPECT_NE(both.output.find("--parallel auto chooses --cfg, --ulysses and --ring itself"),
+            std::string::npos)
       << both.output;
-  auto ex = test::run_command(std::string(SPDIT_BIN) + " explain --model flux --preset small --parallel auto --ranks 4");
+  auto ex = test::run_command(std::string(SPDIT_BIN) +
+                              " explain --model flux --preset small --parallel auto --ranks 4");
   EXPECT_EQ(ex.code, 0) << ex.output;
   EXPECT_NE(ex.output.find("--parallel auto on 4 ranks"), std::string::npos) << ex.output;
 }

@@ -43,8 +43,9 @@ TEST(CfgLayout, CfgIsTheOuterAxisAroundEveryFactorization) {
   const auto three = test::error_of([] { compute_rank_layout(0, 6, 1, 2, 3); });
   EXPECT_NE(three.find("cfg_degree=3 must be 1 or 2"), std::string::npos) << three;
   const auto product = test::error_of([] { compute_rank_layout(0, 4, 2, 2, 2); });
-  EXPECT_NE(product.find("cfg_degree * ulysses_degree * ring_degree = 2 * 2 * 2 = 8 but the world has 4"),
-            std::string::npos)
+  EXPECT_NE(
+      product.find("cfg_degree * ulysses_degree * ring_degree = 2 * 2 * 2 = 8 but the world has 4"),
+      std::string::npos)
       << product;
 }
 
@@ -58,7 +59,8 @@ TEST(CfgParallel, BranchesAtOnceMatchSerialGuidanceOnOneRank) {
     auto cond = single->velocity(x, 0.7);
     auto expected = pipelines::guided_velocity(*single, x, 0.7, 4.5, nullptr);
     EXPECT_GT((expected - cond).abs().max().item<double>(), 1e-3) << "guidance changed nothing";
-    EXPECT_TRUE(at::equal(pipelines::guided_velocity(*single, x, 0.7, 1.0, nullptr), cond)) << "scale 1: off";
+    EXPECT_TRUE(at::equal(pipelines::guided_velocity(*single, x, 0.7, 1.0, nullptr), cond))
+        << "scale 1: off";
     for (int sp : {1, 2, 4}) {
       for (auto [u, r] : test::factorizations(sp)) {
         double worst = 0;
@@ -72,9 +74,11 @@ TEST(CfgParallel, BranchesAtOnceMatchSerialGuidanceOnOneRank) {
           apply_sequence_parallel(pipe->model(), cfg);
           auto got = pipelines::guided_velocity(*pipe, x, 0.7, 4.5, &cfg.state());
           std::lock_guard<std::mutex> lock(m);
-          worst = std::max(worst, (got - expected).abs().max().item<double>() / expected.abs().max().item<double>());
+          worst = std::max(worst, (got - expected).abs().max().item<double>() /
+                                      expected.abs().max().item<double>());
         });
-        EXPECT_LE(worst, sp == 1 ? 0.0 : 1e-5) << name << " cfg 2 x ulysses " << u << " x ring " << r;
+        EXPECT_LE(worst, sp == 1 ? 0.0 : 1e-5)
+            << name << " cfg 2 x ulysses " << u << " x ring " << r;
       }
     }
   }
@@ -86,12 +90,15 @@ TEST(CfgParallel, BranchesAtOnceMatchSerialGuidanceOnOneRank) {
 TEST(CfgParallel, RunWithCfgTwoAsSeparateProcesses) {
   if (access(SPDIT_BIN, X_OK) != 0) GTEST_SKIP() << "the spdit command is not built here";
   test::TempDir tmp;
-  const std::string base = std::string(SPDIT_BIN) +
-                           " run --model qwen-image --preset tiny --height 64 --width 80 --text-len 7 --steps 2";
-  auto par = test::run_command(base + " --cfg 2 --cfg-scale 4 --ulysses 2 --check --json " + tmp.path + "/p.json");
+  const std::string base =
+      std::string(SPDIT_BIN) +
+      " run --model qwen-image --preset tiny --height 64 --width 80 --text-len 7 --steps 2";
+  auto par = test::run_command(base + " --cfg 2 --cfg-scale 4 --ulysses 2 --check --json " +
+                               tmp.path + "/p.json");
   ASSERT_EQ(par.code, 0) << par.output;
-  EXPECT_NE(par.output.find("4 rank(s) (cfg 2 x ulysses 2 x ring 1), guidance 4 (branches in parallel)"),
-            std::string::npos)
+  EXPECT_NE(
+      par.output.find("4 rank(s) (cfg 2 x ulysses 2 x ring 1), guidance 4 (branches in parallel)"),
+      std::string::npos)
       << par.output;
   EXPECT_NE(par.output.find("(match)"), std::string::npos) << par.output;
   EXPECT_NE(par.output.find("PASS"), std::string::npos) << par.output;
@@ -101,11 +108,14 @@ TEST(CfgParallel, RunWithCfgTwoAsSeparateProcesses) {
   auto off = test::run_command(base + " --nproc 2 --json " + tmp.path + "/o.json");
   ASSERT_EQ(off.code, 0) << off.output;
   auto bytes = [&](const char* f) {
-    return nlohmann::json::parse(std::ifstream(tmp.path + "/" + f))["comm_bytes_by_kind"]["all_to_all"]["sent"]
+    return nlohmann::json::parse(
+               std::ifstream(tmp.path + "/" + f))["comm_bytes_by_kind"]["all_to_all"]["sent"]
         .get<int64_t>();
   };
   EXPECT_EQ(bytes("s.json"), 2 * bytes("o.json"));
   auto odd = test::run_command(base + " --cfg 2 --cfg-scale 4 --nproc 3");
   EXPECT_NE(odd.code, 0);
-  EXPECT_NE(odd.output.find("--cfg 2 splits the ranks in 2 halves, but there are 3"), std::string::npos) << odd.output;
+  EXPECT_NE(odd.output.find("--cfg 2 splits the ranks in 2 halves, but there are 3"),
+            std::string::npos)
+      << odd.output;
 }

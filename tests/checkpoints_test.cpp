@@ -76,7 +76,8 @@ void write_sparse(const std::string& path, const test::Layout& layout) {
 
 // Splits `layout` into n shards named as diffusers and Wan name them, with
 // the index that maps each tensor to its shard.
-void write_sharded(const std::string& dir, const std::string& stem, const test::Layout& layout, int n) {
+void write_sharded(const std::string& dir, const std::string& stem, const test::Layout& layout,
+                   int n) {
   std::vector<test::Layout> shards(n);
   nlohmann::json index;
   int i = 0;
@@ -160,7 +161,8 @@ TEST(Checkpoints, RealSizeLayoutsAreIdentifiedAndFitTheirModels) {
     models::SkeletonScope skeleton;
     FluxTransformer model(FluxConfig::preset("full"));
     write_sharded(dir, "diffusion_pytorch_model", layout_of(*model, "BF16"), 3);
-    std::ofstream(dir + "/config.json") << R"({"_class_name": "FluxTransformer2DModel", "attention_head_dim": 128,
+    std::ofstream(dir + "/config.json")
+        << R"({"_class_name": "FluxTransformer2DModel", "attention_head_dim": 128,
       "guidance_embeds": true, "in_channels": 64, "joint_attention_dim": 4096, "num_attention_heads": 24,
       "num_layers": 19, "num_single_layers": 38, "patch_size": 1, "pooled_projection_dim": 768})";
     auto ckpt = Checkpoint::open(root);
@@ -172,8 +174,10 @@ TEST(Checkpoints, RealSizeLayoutsAreIdentifiedAndFitTheirModels) {
   {
     const std::string wan = tmp.path + "/wan13";
     mkdir(wan.c_str(), 0755);
-    write_sparse(wan + "/diffusion_pytorch_model.safetensors", test::wan_original_layout(1536, 8960, 30));
-    std::ofstream(wan + "/config.json") << R"({"_class_name": "WanModel", "dim": 1536, "eps": 1e-06, "ffn_dim": 8960,
+    write_sparse(wan + "/diffusion_pytorch_model.safetensors",
+                 test::wan_original_layout(1536, 8960, 30));
+    std::ofstream(wan + "/config.json")
+        << R"({"_class_name": "WanModel", "dim": 1536, "eps": 1e-06, "ffn_dim": 8960,
       "freq_dim": 256, "in_dim": 16, "model_type": "t2v", "num_heads": 12, "num_layers": 30, "out_dim": 16, "text_len": 512})";
     auto ckpt = Checkpoint::open(wan);
     EXPECT_EQ(ckpt.tensors().size(), 825u);
@@ -209,7 +213,8 @@ TEST(Checkpoints, RealSizeLayoutsAreIdentifiedAndFitTheirModels) {
     models::SkeletonScope skeleton;
     QwenImageTransformer model(QwenImageConfig::preset("full"));
     write_sharded(dir, "diffusion_pytorch_model", layout_of(*model, "BF16"), 9);
-    std::ofstream(dir + "/config.json") << R"({"_class_name": "QwenImageTransformer2DModel", "attention_head_dim": 128,
+    std::ofstream(dir + "/config.json")
+        << R"({"_class_name": "QwenImageTransformer2DModel", "attention_head_dim": 128,
       "axes_dims_rope": [16, 56, 56], "in_channels": 64, "joint_attention_dim": 3584, "num_attention_heads": 24,
       "num_layers": 60, "out_channels": 16, "patch_size": 2})";
     auto ckpt = Checkpoint::open(root);
@@ -232,8 +237,8 @@ std::map<std::string, at::Tensor> state_of(const torch::nn::Module& m) {
 // diffusers' Flux names back to Black Forest Labs' (the inverse of the
 // conversion, written from the reference's fusing: qkv = [q; k; v],
 // linear1 = [q; k; v; mlp], final modulation stored (shift, scale)).
-std::map<std::string, at::Tensor> flux_to_bfl(const std::map<std::string, at::Tensor>& d, int64_t dual,
-                                              int64_t single, bool guidance) {
+std::map<std::string, at::Tensor> flux_to_bfl(const std::map<std::string, at::Tensor>& d,
+                                              int64_t dual, int64_t single, bool guidance) {
   std::map<std::string, at::Tensor> o;
   auto both = [&](const std::string& to, const std::string& from) {
     for (const char* s : {".weight", ".bias"}) o[to + s] = d.at(from + s);
@@ -249,13 +254,16 @@ std::map<std::string, at::Tensor> flux_to_bfl(const std::map<std::string, at::Te
     both("guidance_in.out_layer", "time_text_embed.guidance_embedder.linear_2");
   }
   for (int64_t i = 0; i < dual; ++i) {
-    const std::string b = "double_blocks." + std::to_string(i) + ".", t = "transformer_blocks." + std::to_string(i) + ".";
+    const std::string b = "double_blocks." + std::to_string(i) + ".",
+                      t = "transformer_blocks." + std::to_string(i) + ".";
     both(b + "img_mod.lin", t + "norm1.linear");
     both(b + "txt_mod.lin", t + "norm1_context.linear");
     for (const char* s : {".weight", ".bias"}) {
-      o[b + "img_attn.qkv" + s] = at::cat({d.at(t + "attn.to_q" + s), d.at(t + "attn.to_k" + s), d.at(t + "attn.to_v" + s)});
+      o[b + "img_attn.qkv" + s] = at::cat(
+          {d.at(t + "attn.to_q" + s), d.at(t + "attn.to_k" + s), d.at(t + "attn.to_v" + s)});
       o[b + "txt_attn.qkv" + s] =
-          at::cat({d.at(t + "attn.add_q_proj" + s), d.at(t + "attn.add_k_proj" + s), d.at(t + "attn.add_v_proj" + s)});
+          at::cat({d.at(t + "attn.add_q_proj" + s), d.at(t + "attn.add_k_proj" + s),
+                   d.at(t + "attn.add_v_proj" + s)});
     }
     o[b + "img_attn.norm.query_norm.scale"] = d.at(t + "attn.norm_q.weight");
     o[b + "img_attn.norm.key_norm.scale"] = d.at(t + "attn.norm_k.weight");
@@ -269,10 +277,11 @@ std::map<std::string, at::Tensor> flux_to_bfl(const std::map<std::string, at::Te
     both(b + "txt_mlp.2", t + "ff_context.net.2");
   }
   for (int64_t i = 0; i < single; ++i) {
-    const std::string b = "single_blocks." + std::to_string(i) + ".", t = "single_transformer_blocks." + std::to_string(i) + ".";
+    const std::string b = "single_blocks." + std::to_string(i) + ".",
+                      t = "single_transformer_blocks." + std::to_string(i) + ".";
     for (const char* s : {".weight", ".bias"}) {
-      o[b + "linear1" + s] = at::cat({d.at(t + "attn.to_q" + s), d.at(t + "attn.to_k" + s), d.at(t + "attn.to_v" + s),
-                                      d.at(t + "proj_mlp" + s)});
+      o[b + "linear1" + s] = at::cat({d.at(t + "attn.to_q" + s), d.at(t + "attn.to_k" + s),
+                                      d.at(t + "attn.to_v" + s), d.at(t + "proj_mlp" + s)});
     }
     both(b + "linear2", t + "proj_out");
     both(b + "modulation.lin", t + "norm.linear");
@@ -305,7 +314,8 @@ TEST(Checkpoints, EveryLayoutLoadsTheSameWeights) {
     models::seeded_init(*flux, 3);
     auto state = state_of(*flux);
     models::write_safetensors(tmp.path + "/diffusers.safetensors", state);
-    models::write_safetensors(tmp.path + "/bfl.safetensors", flux_to_bfl(state, c.dual_blocks, c.single_blocks, c.guidance));
+    models::write_safetensors(tmp.path + "/bfl.safetensors",
+                              flux_to_bfl(state, c.dual_blocks, c.single_blocks, c.guidance));
     for (const char* file : {"diffusers", "bfl"}) {
       auto ckpt = Checkpoint::open(tmp.path + "/" + file + ".safetensors");
       auto found = identify(ckpt);
@@ -322,8 +332,8 @@ TEST(Checkpoints, EveryLayoutLoadsTheSameWeights) {
     auto state = state_of(*wan);
     // Wan's own names, from the reference's list; each maps onto one model name.
     std::map<std::string, at::Tensor> original;
-    for (const auto& [name, spec] : test::wan_original_layout(c.hidden, c.ffn, c.blocks, c.in_channels, c.out_channels,
-                                                              c.text_dim, c.freq_dim)) {
+    for (const auto& [name, spec] : test::wan_original_layout(
+             c.hidden, c.ffn, c.blocks, c.in_channels, c.out_channels, c.text_dim, c.freq_dim)) {
       const std::string to = wan_original_to_diffusers(name);
       ASSERT_TRUE(state.count(to)) << name << " -> '" << to << "'";
       original[name] = state.at(to);
@@ -332,7 +342,8 @@ TEST(Checkpoints, EveryLayoutLoadsTheSameWeights) {
     const std::string dir = tmp.path + "/wan";
     mkdir(dir.c_str(), 0755);
     models::write_safetensors(dir + "/diffusion_pytorch_model.safetensors", original);
-    std::ofstream(dir + "/config.json") << R"({"_class_name": "WanModel", "dim": 64, "num_heads": 4, "num_layers": 2})";
+    std::ofstream(dir + "/config.json")
+        << R"({"_class_name": "WanModel", "dim": 64, "num_heads": 4, "num_layers": 2})";
     auto ckpt = Checkpoint::open(dir + "/diffusion_pytorch_model.safetensors");
     auto found = identify(ckpt);
     EXPECT_EQ(found.layout, "wan-original");
@@ -341,7 +352,8 @@ TEST(Checkpoints, EveryLayoutLoadsTheSameWeights) {
     expect_same_state(*model, state);
     // fp32 file, fp32 model: the parameters are the file's pages, not copies.
     auto params = model->named_parameters(true);
-    EXPECT_EQ(params["blocks.0.attn1.to_q.weight"].data_ptr(), ckpt.tensor("blocks.0.self_attn.q.weight").data_ptr());
+    EXPECT_EQ(params["blocks.0.attn1.to_q.weight"].data_ptr(),
+              ckpt.tensor("blocks.0.self_attn.q.weight").data_ptr());
   }
 }
 
@@ -356,36 +368,44 @@ TEST(Checkpoints, WrongInputsAreRefusedWithTheReason) {
     }
   };
   expect_error([&] { Checkpoint::open(tmp.path); }, "holds no .safetensors file");
-  expect_error([&] { Checkpoint::open(tmp.path + "/nope.safetensors"); }, "cannot open checkpoint file");
+  expect_error([&] { Checkpoint::open(tmp.path + "/nope.safetensors"); },
+               "cannot open checkpoint file");
   write_sparse_safetensors(tmp.path + "/a.safetensors", {{"x", {at::kFloat, {2}}}});
   write_sparse_safetensors(tmp.path + "/b.safetensors", {{"y", {at::kFloat, {2}}}});
-  expect_error([&] { Checkpoint::open(tmp.path); }, "holds several checkpoints (a.safetensors, b.safetensors)");
-  expect_error([&] { identify(Checkpoint::open(tmp.path + "/a.safetensors")); }, "is none of the layouts spdit reads");
+  expect_error([&] { Checkpoint::open(tmp.path); },
+               "holds several checkpoints (a.safetensors, b.safetensors)");
+  expect_error([&] { identify(Checkpoint::open(tmp.path + "/a.safetensors")); },
+               "is none of the layouts spdit reads");
   // An index naming a shard that does not hold the tensor.
-  std::ofstream(tmp.path + "/m.safetensors.index.json") << R"({"weight_map": {"x": "b.safetensors"}})";
-  expect_error([&] { Checkpoint::open(tmp.path + "/m.safetensors.index.json"); }, "which does not hold it");
+  std::ofstream(tmp.path + "/m.safetensors.index.json")
+      << R"({"weight_map": {"x": "b.safetensors"}})";
+  expect_error([&] { Checkpoint::open(tmp.path + "/m.safetensors.index.json"); },
+               "which does not hold it");
   // Flux with a config.json that disagrees with its tensors.
   const std::string flux = tmp.path + "/flux";
   mkdir(flux.c_str(), 0755);
   write_sparse(flux + "/f.safetensors", test::flux_bfl_layout(64, 64, 64, 32, 16, 16, 2, 2, true));
   std::ofstream(flux + "/config.json") << R"({"num_attention_heads": 3, "attention_head_dim": 16})";
-  expect_error([&] { identify(Checkpoint::open(flux)); }, "3 heads of 16 do not make the hidden size 64");
+  expect_error([&] { identify(Checkpoint::open(flux)); },
+               "3 heads of 16 do not make the hidden size 64");
   // Wan image-to-video: named as such.
   auto i2v = test::wan_original_layout(64, 128, 1);
   i2v["blocks.0.cross_attn.k_img.weight"] = {"F32", {64, 64}};
   write_sparse(tmp.path + "/i2v.safetensors", i2v);
-  expect_error([&] { identify(Checkpoint::open(tmp.path + "/i2v.safetensors")); }, "image-to-video");
+  expect_error([&] { identify(Checkpoint::open(tmp.path + "/i2v.safetensors")); },
+               "image-to-video");
   // A FIFO is no checkpoint file.
   mkfifo((tmp.path + "/fifo.safetensors").c_str(), 0600);
-  expect_error([&] { Checkpoint::open(tmp.path + "/fifo.safetensors"); }, "is a FIFO; give a regular .safetensors file");
+  expect_error([&] { Checkpoint::open(tmp.path + "/fifo.safetensors"); },
+               "is a FIFO; give a regular .safetensors file");
   // A checkpoint of another size than the model it is loaded into.
   FluxTransformer tiny(FluxConfig::preset("tiny"));
   models::write_safetensors(tmp.path + "/tiny.safetensors", state_of(*tiny));
   auto ckpt = Checkpoint::open(tmp.path + "/tiny.safetensors");
   FluxTransformer small(FluxConfig::preset("small"));
-  expect_error([&] { load_checkpoint(*small, ckpt, identify(ckpt)); }, "x_embedder.weight [64, 64] (model [256, 64])");
+  expect_error([&] { load_checkpoint(*small, ckpt, identify(ckpt)); },
+               "x_embedder.weight [64, 64] (model [256, 64])");
 }
-
 
 // `spdit run --weights`: the checkpoint decides the model and its size, its
 // weights are used in place, and the SP run matches one rank.
@@ -397,20 +417,25 @@ TEST(Checkpoints, RunTakesModelAndSizeFromTheCheckpoint) {
   models::seeded_init(*wan, 12);
   auto state = state_of(*wan);
   std::map<std::string, at::Tensor> original;
-  for (const auto& [name, spec] : test::wan_original_layout(c.hidden, c.ffn, c.blocks, c.in_channels, c.out_channels,
-                                                            c.text_dim, c.freq_dim)) {
+  for (const auto& [name, spec] : test::wan_original_layout(
+           c.hidden, c.ffn, c.blocks, c.in_channels, c.out_channels, c.text_dim, c.freq_dim)) {
     original[name] = state.at(wan_original_to_diffusers(name));
   }
   const std::string dir = tmp.path + "/Wan-tiny";
   mkdir(dir.c_str(), 0755);
   models::write_safetensors(dir + "/diffusion_pytorch_model.safetensors", original);
-  std::ofstream(dir + "/config.json") << R"({"_class_name": "WanModel", "dim": 64, "num_heads": 4, "num_layers": 2})";
-  auto r = test::run_command(std::string(SPDIT_BIN) + " run --weights " + dir +
-                             " --nproc 2 --height 64 --width 64 --frames 5 --text-len 9 --steps 2 --check");
+  std::ofstream(dir + "/config.json")
+      << R"({"_class_name": "WanModel", "dim": 64, "num_heads": 4, "num_layers": 2})";
+  auto r = test::run_command(
+      std::string(SPDIT_BIN) + " run --weights " + dir +
+      " --nproc 2 --height 64 --width 64 --frames 5 --text-len 9 --steps 2 --check");
   ASSERT_EQ(r.code, 0) << r.output;
-  EXPECT_NE(r.output.find("spdit run: wan/t2v (hidden 64) from " + dir), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("spdit run: wan/t2v (hidden 64) from " + dir), std::string::npos)
+      << r.output;
   EXPECT_NE(r.output.find("PASS"), std::string::npos) << r.output;
-  r = test::run_command(std::string(SPDIT_BIN) + " run --model flux --weights " + dir + " --nproc 1 --steps 1");
+  r = test::run_command(std::string(SPDIT_BIN) + " run --model flux --weights " + dir +
+                        " --nproc 1 --steps 1");
   EXPECT_EQ(r.code, 1) << r.output;
-  EXPECT_NE(r.output.find("holds a wan checkpoint (wan-original layout"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("holds a wan checkpoint (wan-original layout"), std::string::npos)
+      << r.output;
 }

@@ -148,11 +148,11 @@ TEST(CliDefects, OutOfMemorySaysHowMuchAndWhatToChange) {
   auto full = run("SPDIT_MEMORY_LIMIT_MB=24000 " + kSpdit +
                   " run --model flux --preset full --height 64 --width 64 --steps 1 --nproc 2");
   EXPECT_NE(full.code, 0);
-  EXPECT_TRUE(
-      has(full,
-          "out of memory before any work: the weights of --model flux --preset full in fp32 need 47.6 GB "
-          "per rank (every rank holds them whole), more than the 24.0 GB a rank may use "
-          "(SPDIT_MEMORY_LIMIT_MB=24000)"))
+  EXPECT_TRUE(has(full,
+                  "out of memory before any work: the weights of --model flux --preset full in "
+                  "fp32 need 47.6 GB "
+                  "per rank (every rank holds them whole), more than the 24.0 GB a rank may use "
+                  "(SPDIT_MEMORY_LIMIT_MB=24000)"))
       << full.output;
   EXPECT_TRUE(has(full, "Use --dtype bf16 (half the bytes), a smaller --preset")) << full.output;
   expect_one_clean_line(full);

@@ -48,8 +48,11 @@ TEST(Conventions, FluxNeedsGuidanceWhenItHasAnEmbedderAndTakesBatchedIds) {
   img_ids.select(1, 1).copy_(at::arange(20) / 5);
   img_ids.select(1, 2).copy_(at::arange(20) % 5);
   auto txt_ids = at::zeros({7, 3}, at::kLong);
-  std::vector<Kwarg> args = {{"encoder_hidden_states", txt}, {"pooled_projections", pooled},
-                             {"timestep", at::full({1}, 0.7)}, {"img_ids", img_ids}, {"txt_ids", txt_ids}};
+  std::vector<Kwarg> args = {{"encoder_hidden_states", txt},
+                             {"pooled_projections", pooled},
+                             {"timestep", at::full({1}, 0.7)},
+                             {"img_ids", img_ids},
+                             {"txt_ids", txt_ids}};
   try {
     flux->call({x}, args);
     ADD_FAILURE() << "no guidance, no error";

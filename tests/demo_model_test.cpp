@@ -27,8 +27,7 @@ at::Tensor randn(at::IntArrayRef shape, uint64_t seed) {
 // ---- attention: the fused kernels have no backward -------------------------
 
 TEST(LocalAttentionPaths, recording_autograd_selects_the_aten_ops_path) {
-  auto q = randn({1, 8, 2, 16}, 1), k = randn({1, 8, 2, 16}, 2),
-       v = randn({1, 8, 2, 16}, 3);
+  auto q = randn({1, 8, 2, 16}, 1), k = randn({1, 8, 2, 16}, 2), v = randn({1, 8, 2, 16}, 3);
   EXPECT_EQ(local_attention_path(q, k, v), LocalAttentionPath::kFusedCpu);
   auto qg = q.clone().requires_grad_(true);
   EXPECT_EQ(local_attention_path(qg, k, v), LocalAttentionPath::kAtenOps);
@@ -40,11 +39,9 @@ TEST(LocalAttentionPaths, recording_autograd_selects_the_aten_ops_path) {
 
 TEST(LocalAttentionPaths, both_paths_compute_the_same_forward) {
   // 37 keys: not a multiple of any kernel block; one key masked per row of 5.
-  auto q = randn({2, 37, 3, 16}, 4), k = randn({2, 37, 3, 16}, 5),
-       v = randn({2, 37, 3, 16}, 6);
+  auto q = randn({2, 37, 3, 16}, 4), k = randn({2, 37, 3, 16}, 5), v = randn({2, 37, 3, 16}, 6);
   LocalAttentionOptions o;
-  o.key_padding_mask =
-      (at::arange(37) % 5 != 2).unsqueeze(0).expand({2, 37}).contiguous();
+  o.key_padding_mask = (at::arange(37) % 5 != 2).unsqueeze(0).expand({2, 37}).contiguous();
   const auto fused = local_attention(q, k, v, o);
   const auto qg = q.clone().requires_grad_(true);
   ASSERT_EQ(local_attention_path(qg, k, v, o), LocalAttentionPath::kAtenOps);
@@ -54,18 +51,13 @@ TEST(LocalAttentionPaths, both_paths_compute_the_same_forward) {
 }
 
 // softmax(q k^T / sqrt(D)) v over [text, image] in double, for autograd.
-at::Tensor softmax_attention(const at::Tensor &q, const at::Tensor &k,
-                             const at::Tensor &v) {
-  auto t = [](const at::Tensor &x) {
-    return x.to(at::kDouble).permute({0, 2, 1, 3});
-  };
-  auto s =
-      at::matmul(t(q), t(k).transpose(-1, -2)) / std::sqrt(double(q.size(-1)));
+at::Tensor softmax_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  auto t = [](const at::Tensor& x) { return x.to(at::kDouble).permute({0, 2, 1, 3}); };
+  auto s = at::matmul(t(q), t(k).transpose(-1, -2)) / std::sqrt(double(q.size(-1)));
   return at::matmul(at::softmax(s, -1), t(v)).permute({0, 2, 1, 3});
 }
 
-TEST(LocalAttentionPaths,
-     joint_text_attention_gradients_match_softmax_attention) {
+TEST(LocalAttentionPaths, joint_text_attention_gradients_match_softmax_attention) {
   // Joint attention merges the text part into the image part: both must be
   // differentiable, as the Flux blocks call them in training.
   std::vector<at::Tensor> in;
@@ -73,31 +65,26 @@ TEST(LocalAttentionPaths,
     in.push_back(randn({1, s < 3 ? 24 : 5, 2, 8}, 10 + s).requires_grad_(true));
   JointText text{in[3], in[4], in[5]};
   auto out = attention(in[0], in[1], in[2],
-                       AttentionOptions().joint_strategy(JointStrategy::kFront),
-                       &text);
+                       AttentionOptions().joint_strategy(JointStrategy::kFront), &text);
   const auto w = randn(out.sizes(), 20);
   (out * w).sum().backward();
   std::vector<at::Tensor> ref_in;
-  for (const auto &t : in)
-    ref_in.push_back(t.detach().to(at::kDouble).requires_grad_(true));
-  auto ref = softmax_attention(at::cat({ref_in[3], ref_in[0]}, 1),
-                               at::cat({ref_in[4], ref_in[1]}, 1),
-                               at::cat({ref_in[5], ref_in[2]}, 1));
-  EXPECT_TRUE(
-      at::allclose(out.detach().to(at::kDouble), ref.detach(), 1e-5, 1e-5));
+  for (const auto& t : in) ref_in.push_back(t.detach().to(at::kDouble).requires_grad_(true));
+  auto ref =
+      softmax_attention(at::cat({ref_in[3], ref_in[0]}, 1), at::cat({ref_in[4], ref_in[1]}, 1),
+                        at::cat({ref_in[5], ref_in[2]}, 1));
+  EXPECT_TRUE(at::allclose(out.detach().to(at::kDouble), ref.detach(), 1e-5, 1e-5));
   (ref * w.to(at::kDouble)).sum().backward();
   for (size_t i = 0; i < in.size(); ++i) {
     ASSERT_TRUE(in[i].grad().defined()) << "input " << i;
-    EXPECT_TRUE(at::allclose(in[i].grad().to(at::kDouble), ref_in[i].grad(),
-                             1e-5, 1e-5))
+    EXPECT_TRUE(at::allclose(in[i].grad().to(at::kDouble), ref_in[i].grad(), 1e-5, 1e-5))
         << "input " << i;
   }
 }
 
 // ---- the shapes data --------------------------------------------------------
 
-at::Tensor
-to_pixels(const at::Tensor &image) { // (3, H, W) in [-1, 1] -> (H, W, 3) uint8
+at::Tensor to_pixels(const at::Tensor& image) {  // (3, H, W) in [-1, 1] -> (H, W, 3) uint8
   return ((image * 0.5 + 0.5).clamp(0, 1) * 255)
       .round()
       .to(at::kByte)
@@ -119,8 +106,7 @@ TEST(ShapesData, every_shape_reads_back_in_its_colours) {
 TEST(ShapesData, a_seed_draws_the_same_pictures) {
   std::mt19937_64 a(3), b(3);
   for (int i = 0; i < 4; ++i) {
-    const auto x = pipelines::draw_random_shape(a, 64),
-               y = pipelines::draw_random_shape(b, 64);
+    const auto x = pipelines::draw_random_shape(a, 64), y = pipelines::draw_random_shape(b, 64);
     EXPECT_EQ(x.prompt, y.prompt);
     EXPECT_TRUE(at::equal(x.image, y.image));
   }
@@ -128,9 +114,7 @@ TEST(ShapesData, a_seed_draws_the_same_pictures) {
 }
 
 TEST(ShapesData, unknown_words_are_refused_naming_the_vocabulary) {
-  EXPECT_NE(test::error_of([] {
-              pipelines::draw_shape("hexagon", "red", "blue", 32, 32, 10, 64);
-            })
+  EXPECT_NE(test::error_of([] { pipelines::draw_shape("hexagon", "red", "blue", 32, 32, 10, 64); })
                 .find("unknown shape 'hexagon'; the demo knows circle, square, "
                       "triangle"),
             std::string::npos);
@@ -153,35 +137,30 @@ pipelines::TrainDemoOptions few_steps() {
   return o;
 }
 
-double mean_of(const std::vector<double> &v, size_t from, size_t n) {
+double mean_of(const std::vector<double>& v, size_t from, size_t n) {
   double s = 0;
-  for (size_t i = from; i < from + n; ++i)
-    s += v[i];
+  for (size_t i = from; i < from + n; ++i) s += v[i];
   return s / double(n);
 }
 
-TEST(TrainDemo,
-     a_few_steps_lower_both_losses_and_write_a_folder_the_pipeline_reads) {
+TEST(TrainDemo, a_few_steps_lower_both_losses_and_write_a_folder_the_pipeline_reads) {
   test::TempDir tmp;
   const std::string dir = tmp.path + "/demo";
   const auto r = pipelines::train_demo_model(dir, few_steps());
   ASSERT_EQ(r.vae_loss.size(), 30u);
   ASSERT_EQ(r.transformer_loss.size(), 40u);
   EXPECT_LT(mean_of(r.vae_loss, 25, 5), 0.8 * mean_of(r.vae_loss, 0, 5));
-  EXPECT_LT(mean_of(r.transformer_loss, 35, 5),
-            0.8 * mean_of(r.transformer_loss, 0, 5));
+  EXPECT_LT(mean_of(r.transformer_loss, 35, 5), 0.8 * mean_of(r.transformer_loss, 0, 5));
   const auto folder = pipelines::ModelDir::open(dir);
   EXPECT_EQ(folder.run_defaults().at("height"), 64);
-  EXPECT_EQ(folder.run_defaults().at("max_sequence_length"),
-            r.max_sequence_length);
+  EXPECT_EQ(folder.run_defaults().at("max_sequence_length"), r.max_sequence_length);
   pipelines::FluxImagePipeline flux(folder);
   flux.set_max_sequence_length(r.max_sequence_length);
-  EXPECT_EQ(
-      flux.encode("a red circle on a blue background").prompt_embeds.size(1),
-      r.max_sequence_length);
+  EXPECT_EQ(flux.encode("a red circle on a blue background").prompt_embeds.size(1),
+            r.max_sequence_length);
 }
 
-std::string file_bytes(const std::string &path) {
+std::string file_bytes(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(f), {});
 }
@@ -192,9 +171,8 @@ TEST(TrainDemo, the_same_seed_gives_the_same_weights) {
   o.vae_steps = 3, o.transformer_steps = 3, o.latent_pool = 8;
   pipelines::train_demo_model(tmp.path + "/a", o);
   pipelines::train_demo_model(tmp.path + "/b", o);
-  for (const char *part :
-       {"/vae/diffusion_pytorch_model.safetensors",
-        "/transformer/diffusion_pytorch_model.safetensors"}) {
+  for (const char* part : {"/vae/diffusion_pytorch_model.safetensors",
+                           "/transformer/diffusion_pytorch_model.safetensors"}) {
     const auto a = file_bytes(tmp.path + "/a" + part);
     EXPECT_FALSE(a.empty()) << part;
     EXPECT_TRUE(a == file_bytes(tmp.path + "/b" + part)) << part;
@@ -218,19 +196,17 @@ struct Drawn {
 };
 
 // `spdit run` on the shipped folder with its own defaults, as processes.
-Drawn draw(const std::string &prompt, int ranks) {
+Drawn draw(const std::string& prompt, int ranks) {
   test::TempDir tmp;
   const std::string dump = tmp.path + "/out.safetensors";
-  const auto r = test::run_command(
-      std::string(SPDIT_BIN) + " run --model-dir " + SPDIT_DEMO_DIR +
-      " --prompt '" + prompt + "' --nproc " + std::to_string(ranks) +
-      " --ulysses " + std::to_string(ranks) + " --check --dump " + dump);
+  const auto r =
+      test::run_command(std::string(SPDIT_BIN) + " run --model-dir " + SPDIT_DEMO_DIR +
+                        " --prompt '" + prompt + "' --nproc " + std::to_string(ranks) +
+                        " --ulysses " + std::to_string(ranks) + " --check --dump " + dump);
   EXPECT_EQ(r.code, 0) << r.output;
-  if (r.code != 0)
-    return {{}, r.output};
+  if (r.code != 0) return {{}, r.output};
   auto ckpt = checkpoints::Checkpoint::open(dump);
-  return {pipelines::read_shape_picture(ckpt.tensor("image")[0].clone()),
-          r.output};
+  return {pipelines::read_shape_picture(ckpt.tensor("image")[0].clone()), r.output};
 }
 
 // The main command's prompt, shape and colours; and a prompt of other
@@ -244,27 +220,22 @@ TEST(DemoModelCli, draws_its_prompts_on_one_and_two_ranks) {
   };
   const std::vector<Case> cases = {{"circle", "red", "blue", true},
                                    {"square", "blue", "yellow", false}};
-  for (const auto &c : cases) {
-    const auto prompt =
-        pipelines::shape_prompt(c.shape, c.colour, c.background);
+  for (const auto& c : cases) {
+    const auto prompt = pipelines::shape_prompt(c.shape, c.colour, c.background);
     for (int ranks : {1, 2}) {
       const auto d = draw(prompt, ranks);
       if (c.check_shape) {
         EXPECT_EQ(d.reading.shape, c.shape)
             << prompt << " on " << ranks << " rank(s), fill " << d.reading.fill;
       }
-      EXPECT_EQ(d.reading.colour, c.colour)
-          << prompt << " on " << ranks << " rank(s)";
-      EXPECT_EQ(d.reading.background, c.background)
-          << prompt << " on " << ranks << " rank(s)";
+      EXPECT_EQ(d.reading.colour, c.colour) << prompt << " on " << ranks << " rank(s)";
+      EXPECT_EQ(d.reading.background, c.background) << prompt << " on " << ranks << " rank(s)";
       // A real shape, not a speck or the whole picture.
       EXPECT_GT(d.reading.area_fraction, 0.04) << prompt;
       EXPECT_LT(d.reading.area_fraction, 0.6) << prompt;
-      EXPECT_NE(d.output.find("128x128"), std::string::npos)
-          << "the folder's own size:\n"
-          << d.output;
-      if (ranks > 1)
-        EXPECT_NE(d.output.find("PASS"), std::string::npos) << d.output;
+      EXPECT_NE(d.output.find("128x128"), std::string::npos) << "the folder's own size:\n"
+                                                             << d.output;
+      if (ranks > 1) EXPECT_NE(d.output.find("PASS"), std::string::npos) << d.output;
     }
   }
 }
@@ -273,31 +244,26 @@ TEST(DemoModelCli, words_outside_its_vocabulary_still_run) {
   test::TempDir tmp;
   const auto r = test::run_command(
       std::string(SPDIT_BIN) + " run --model-dir " + SPDIT_DEMO_DIR +
-      " --prompt 'a purple hexagon on a grey background' --nproc 1 --out " +
-      tmp.path + "/x.png");
+      " --prompt 'a purple hexagon on a grey background' --nproc 1 --out " + tmp.path + "/x.png");
   EXPECT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("wrote"), std::string::npos) << r.output;
 }
 
 TEST(DemoModelCli, mistakes_get_clear_errors) {
   test::TempDir tmp;
-  auto r = test::run_command(
-      std::string(SPDIT_BIN) + " run --model-dir " + SPDIT_DEMO_DIR +
-      " --prompt 'a red circle on a blue background' --nproc 1 --out " +
-      tmp.path + "/no/such/folder/x.png");
+  auto r = test::run_command(std::string(SPDIT_BIN) + " run --model-dir " + SPDIT_DEMO_DIR +
+                             " --prompt 'a red circle on a blue background' --nproc 1 --out " +
+                             tmp.path + "/no/such/folder/x.png");
   EXPECT_EQ(r.code, 1) << r.output;
-  EXPECT_NE(r.output.find("--out '" + tmp.path + "/no/such/folder/x.png'"),
-            std::string::npos)
+  EXPECT_NE(r.output.find("--out '" + tmp.path + "/no/such/folder/x.png'"), std::string::npos)
       << r.output;
   std::ofstream(tmp.path + "/keep.txt") << "mine";
-  r = test::run_command(std::string(SPDIT_BIN) + " train-demo --out " +
-                        tmp.path);
+  r = test::run_command(std::string(SPDIT_BIN) + " train-demo --out " + tmp.path);
   EXPECT_EQ(r.code, 1) << r.output;
-  EXPECT_NE(r.output.find("spdit train-demo: error: '" + tmp.path +
-                          "' exists and is not empty"),
+  EXPECT_NE(r.output.find("spdit train-demo: error: '" + tmp.path + "' exists and is not empty"),
             std::string::npos)
       << r.output;
 }
 
-} // namespace
-} // namespace spdit
+}  // namespace
+}  // namespace spdit

@@ -6,11 +6,11 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 
-#include "support/subprocess.h"
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "support/subprocess.h"
 
 #include <array>
 #include <chrono>
@@ -38,11 +38,12 @@ bool port_is_free(int port) {
 const std::string kSpdit = SPDIT_BIN;
 
 // A job whose seed marks its processes, so that leftovers can be found.
-Result faulty_job(const std::string& fault, int nproc, const std::string& layout, int port, int seed,
-                  double timeout = 10) {
+Result faulty_job(const std::string& fault, int nproc, const std::string& layout, int port,
+                  int seed, double timeout = 10) {
   return run("SPDIT_FAULT=" + fault + " " + kSpdit + " launch --nproc " + std::to_string(nproc) +
-             " --master-port " + std::to_string(port) + " --timeout " + std::to_string(timeout) + " -- " +
-             kSpdit + " run --model flux --preset tiny --height 128 --width 128 --steps 3 " + layout +
+             " --master-port " + std::to_string(port) + " --timeout " + std::to_string(timeout) +
+             " -- " + kSpdit +
+             " run --model flux --preset tiny --height 128 --width 128 --steps 3 " + layout +
              " --seed " + std::to_string(seed));
 }
 
@@ -77,8 +78,10 @@ TEST(Faults, RankKilledDuringRendezvous) {
   const int port = unique_port(1), seed = 900001;
   auto r = faulty_job("rank=2,point=rendezvous", 3, "--ulysses 3", port, seed, /*timeout=*/2);
   EXPECT_EQ(r.code, 128 + 9) << r.output;
-  EXPECT_NE(r.output.find("spdit launch: rank 2 was killed by signal 9"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("rank(s) [2] did not join the job within 2 s"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("spdit launch: rank 2 was killed by signal 9"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("rank(s) [2] did not join the job within 2 s"), std::string::npos)
+      << r.output;
   expect_nothing_left(port, seed);
 }
 
@@ -96,7 +99,8 @@ TEST(Faults, RankKilledDuringARingExchange) {
   const int port = unique_port(3), seed = 900003;
   auto r = faulty_job("rank=2,point=ring_step,after=2", 4, "--ring 4", port, seed);
   EXPECT_EQ(r.code, 128 + 9) << r.output;
-  EXPECT_NE(r.output.find("spdit launch: rank 2 was killed by signal 9"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("spdit launch: rank 2 was killed by signal 9"), std::string::npos)
+      << r.output;
   expect_only_blamed(r.output, "2");
   expect_nothing_left(port, seed);
 }
@@ -111,8 +115,8 @@ TEST(Faults, RankZeroKilledTakesTheStoreWithIt) {
 TEST(Faults, ExceptionOnOneRankFailsTheJob) {
   // A bad size is an exception on every rank before any collective.
   const int port = unique_port(5);
-  auto r = run(kSpdit + " launch --nproc 2 --master-port " + std::to_string(port) + " -- " + kSpdit +
-               " run --model wan --preset tiny --frames 3");
+  auto r = run(kSpdit + " launch --nproc 2 --master-port " + std::to_string(port) + " -- " +
+               kSpdit + " run --model wan --preset tiny --frames 3");
   EXPECT_EQ(r.code, 1) << r.output;
   EXPECT_NE(r.output.find("--frames 3 must be 4k+1"), std::string::npos) << r.output;
   EXPECT_TRUE(port_is_free(port));

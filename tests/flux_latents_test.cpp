@@ -15,7 +15,8 @@ using namespace spdit::pipelines;
 namespace {
 
 at::Tensor expected(const std::string& name) {
-  static const auto ckpt = checkpoints::Checkpoint::open(std::string(SPDIT_FIXTURES) + "/flux_latents.safetensors");
+  static const auto ckpt =
+      checkpoints::Checkpoint::open(std::string(SPDIT_FIXTURES) + "/flux_latents.safetensors");
   return ckpt.tensor(name);
 }
 
@@ -24,7 +25,8 @@ constexpr uint64_t kSeed = 42;  // the fixture's
 }  // namespace
 
 TEST(FluxLatents, ImageSizesFloorToWholePatches) {
-  const auto g = flux_latent_grid(expected("input.height").item<int64_t>(), expected("input.width").item<int64_t>());
+  const auto g = flux_latent_grid(expected("input.height").item<int64_t>(),
+                                  expected("input.width").item<int64_t>());
   EXPECT_EQ(g.height, 8);
   EXPECT_EQ(g.width, 12);
   EXPECT_EQ(g.tokens(), 24);
@@ -41,11 +43,13 @@ TEST(FluxLatents, ImageSizesFloorToWholePatches) {
 TEST(FluxLatents, NoiseIsDiffusersSeededDrawInEachDtype) {
   const auto g = flux_latent_grid(72, 104);
   EXPECT_EQ(flux_noise_shape(g, 2, 16), (std::vector<int64_t>{2, 16, 8, 12}));
-  for (const auto& [dtype, tag] : {std::pair{at::kFloat, "f32"}, std::pair{at::kBFloat16, "bf16"}}) {
+  for (const auto& [dtype, tag] :
+       {std::pair{at::kFloat, "f32"}, std::pair{at::kBFloat16, "bf16"}}) {
     const at::Tensor packed = flux_initial_noise(g, 2, 16, kSeed, dtype);
     EXPECT_EQ(packed.scalar_type(), dtype);
     EXPECT_TRUE(at::equal(packed, expected(std::string("packed.") + tag))) << tag;
-    EXPECT_TRUE(at::equal(unpack_flux_latents(packed, g), expected(std::string("noise.") + tag))) << tag;
+    EXPECT_TRUE(at::equal(unpack_flux_latents(packed, g), expected(std::string("noise.") + tag)))
+        << tag;
   }
   EXPECT_FALSE(at::equal(flux_initial_noise(g, 2, 16, kSeed + 1), expected("packed.f32")));
 }

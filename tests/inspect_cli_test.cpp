@@ -25,7 +25,8 @@ void write_sparse(const std::string& path, const spdit::test::Layout& layout) {
   for (const auto& [name, spec] : layout) {
     uint64_t n = element_size(spec.first);
     for (int64_t d : spec.second) n *= d;
-    header[name] = {{"dtype", spec.first}, {"shape", spec.second}, {"data_offsets", {offset, offset + n}}};
+    header[name] = {
+        {"dtype", spec.first}, {"shape", spec.second}, {"data_offsets", {offset, offset + n}}};
     offset += n;
   }
   std::string h = header.dump();
@@ -46,18 +47,24 @@ TEST(InspectCli, RealSizeFluxDevAndWanReadFromTheirHeadersAlone) {
   write_sparse(flux, spdit::test::flux_bfl_layout(3072, 64, 64, 4096, 768, 128, 19, 38, true));
   auto r = spdit::test::run_command(kSpdit + " inspect " + flux);
   ASSERT_EQ(r.code, 0) << r.output;
-  EXPECT_NE(r.output.find("tensors: 780, 23.8 GB (BF16 780 tensors 23.8 GB)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("tensors: 780, 23.8 GB (BF16 780 tensors 23.8 GB)"), std::string::npos)
+      << r.output;
   EXPECT_NE(r.output.find("model: flux, bfl layout, variant dev"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("hidden 3072, 24 heads of 128, 19 dual + 38 single blocks"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("against the model (11901408320 parameters): every tensor fits"), std::string::npos)
+  EXPECT_NE(r.output.find("hidden 3072, 24 heads of 128, 19 dual + 38 single blocks"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("against the model (11901408320 parameters): every tensor fits"),
+            std::string::npos)
       << r.output;
 
   const std::string wan = tmp.path + "/Wan2.1-T2V-14B";
   ASSERT_EQ(system(("mkdir -p '" + wan + "'").c_str()), 0);
-  write_sparse(wan + "/diffusion_pytorch_model.safetensors", spdit::test::wan_original_layout(5120, 13824, 40));
+  write_sparse(wan + "/diffusion_pytorch_model.safetensors",
+               spdit::test::wan_original_layout(5120, 13824, 40));
   r = spdit::test::run_command(kSpdit + " inspect " + wan);
   ASSERT_EQ(r.code, 0) << r.output;
-  EXPECT_NE(r.output.find("model: wan, wan-original layout, variant t2v-14B"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("model: wan, wan-original layout, variant t2v-14B"), std::string::npos)
+      << r.output;
   EXPECT_NE(r.output.find("14288491584 parameters"), std::string::npos) << r.output;
 
   // A checkpoint missing a tensor: named, exit 1.
@@ -66,5 +73,6 @@ TEST(InspectCli, RealSizeFluxDevAndWanReadFromTheirHeadersAlone) {
   write_sparse(tmp.path + "/broken.safetensors", broken);
   r = spdit::test::run_command(kSpdit + " inspect " + tmp.path + "/broken.safetensors");
   EXPECT_EQ(r.code, 1) << r.output;
-  EXPECT_NE(r.output.find("missing: transformer_blocks.3.ff.net.2.bias"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("missing: transformer_blocks.3.ff.net.2.bias"), std::string::npos)
+      << r.output;
 }

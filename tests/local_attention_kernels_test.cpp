@@ -56,10 +56,13 @@ struct Shape {
 };
 
 // softmax(q k^T / sqrt(d) + mask) v and its LSE, in double, (B, S, H, D).
-AttentionState reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& keep) {
-  auto s = at::matmul(q.permute({0, 2, 1, 3}).to(at::kDouble), k.permute({0, 2, 3, 1}).to(at::kDouble)) /
-           std::sqrt(static_cast<double>(q.size(3)));
-  if (keep.defined()) s = s.masked_fill(keep.logical_not().view({keep.size(0), 1, 1, -1}), -INFINITY);
+AttentionState reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                         const at::Tensor& keep) {
+  auto s =
+      at::matmul(q.permute({0, 2, 1, 3}).to(at::kDouble), k.permute({0, 2, 3, 1}).to(at::kDouble)) /
+      std::sqrt(static_cast<double>(q.size(3)));
+  if (keep.defined())
+    s = s.masked_fill(keep.logical_not().view({keep.size(0), 1, 1, -1}), -INFINITY);
   auto lse = at::logsumexp(s, -1);
   auto p = at::exp(s - lse.unsqueeze(-1)).nan_to_num(0.0);  // all-masked rows: 0
   auto out = at::matmul(p, v.permute({0, 2, 1, 3}).to(at::kDouble)).permute({0, 2, 1, 3});
@@ -72,8 +75,8 @@ const char* const kKernels[] = {"blas", "avx2", "avx512"};
 
 TEST(LocalAttentionKernels, EveryKernelMatchesTheReference) {
   const Shape shapes[] = {
-      {1, 1, 16, false},   {7, 13, 16, false},  {6, 64, 64, true},    {13, 65, 48, false},
-      {5, 129, 80, true},  {12, 600, 64, true}, {37, 1100, 128, false}, {600, 530, 64, false},
+      {1, 1, 16, false},  {7, 13, 16, false},  {6, 64, 64, true},      {13, 65, 48, false},
+      {5, 129, 80, true}, {12, 600, 64, true}, {37, 1100, 128, false}, {600, 530, 64, false},
       {9, 40, 24, true},  // a multiple of AVX2's 8 lanes, not AVX-512's 16: BLAS there
   };
   int ran = 0;
@@ -85,9 +88,11 @@ TEST(LocalAttentionKernels, EveryKernelMatchesTheReference) {
     KernelChoice choice(name);
     ++ran;
     for (const auto& sh : shapes) {
-      SCOPED_TRACE(std::string(name) + " sq=" + std::to_string(sh.sq) + " sk=" + std::to_string(sh.sk) +
-                   " d=" + std::to_string(sh.d) + (sh.masked ? " masked" : ""));
-      auto q = at::randn({2, sh.sq, 3, sh.d}), k = at::randn({2, sh.sk, 3, sh.d}), v = at::randn({2, sh.sk, 3, sh.d});
+      SCOPED_TRACE(std::string(name) + " sq=" + std::to_string(sh.sq) +
+                   " sk=" + std::to_string(sh.sk) + " d=" + std::to_string(sh.d) +
+                   (sh.masked ? " masked" : ""));
+      auto q = at::randn({2, sh.sq, 3, sh.d}), k = at::randn({2, sh.sk, 3, sh.d}),
+           v = at::randn({2, sh.sk, 3, sh.d});
       LocalAttentionOptions o;
       o.out_fp32 = true;
       at::Tensor keep;
@@ -100,8 +105,11 @@ TEST(LocalAttentionKernels, EveryKernelMatchesTheReference) {
       auto want = reference(q, k, v, keep);
       EXPECT_LE((got.out - want.out).abs().max().item<double>(), 2e-5);
       auto finite = at::isfinite(want.lse);
-      EXPECT_TRUE(at::equal(at::isfinite(got.lse), finite)) << "rows with no valid key have LSE -inf";
-      EXPECT_LE((got.lse - want.lse).masked_fill(finite.logical_not(), 0).abs().max().item<double>(), 2e-5);
+      EXPECT_TRUE(at::equal(at::isfinite(got.lse), finite))
+          << "rows with no valid key have LSE -inf";
+      EXPECT_LE(
+          (got.lse - want.lse).masked_fill(finite.logical_not(), 0).abs().max().item<double>(),
+          2e-5);
     }
   }
   EXPECT_GE(ran, 1);
@@ -116,7 +124,8 @@ TEST(LocalAttentionKernels, EveryKernelContinuesInPlace) {
     if (!runnable(name)) continue;
     KernelChoice choice(name);
     SCOPED_TRACE(name);
-    auto q = at::randn({2, 37, 3, 16}), k = at::randn({2, 50, 3, 16}), v = at::randn({2, 50, 3, 16});
+    auto q = at::randn({2, 37, 3, 16}), k = at::randn({2, 50, 3, 16}),
+         v = at::randn({2, 50, 3, 16});
     auto mask = at::rand({2, 50}) > 0.3;
     mask.narrow(1, 0, 20).fill_(false);
     mask[1].narrow(0, 20, 20).fill_(false);
@@ -143,7 +152,8 @@ TEST(LocalAttentionKernels, EveryKernelContinuesInPlace) {
     // stay 0 / -inf, exactly as in the single call.
     EXPECT_TRUE((at::isinf(acc.lse) == at::isinf(whole.lse)).all().item<bool>());
 
-    AttentionState low{local_attention(q, k.narrow(1, 0, 25), v.narrow(1, 0, 25), part(0, 25)).out.to(at::kBFloat16),
+    AttentionState low{local_attention(q, k.narrow(1, 0, 25), v.narrow(1, 0, 25), part(0, 25))
+                           .out.to(at::kBFloat16),
                        local_attention(q, k.narrow(1, 0, 25), v.narrow(1, 0, 25), part(0, 25)).lse};
     local_attention_(low, q, k.narrow(1, 25, 25), v.narrow(1, 25, 25), part(25, 25));
     EXPECT_EQ(low.out.scalar_type(), at::kBFloat16);
@@ -152,7 +162,8 @@ TEST(LocalAttentionKernels, EveryKernelContinuesInPlace) {
 }
 
 TEST(LocalAttentionKernels, KeyBlocksFitHalfOfL2AndCanBeSetForAComparison) {
-  std::optional<EnvScope> unset(std::in_place, "SPDIT_ATTENTION_KEY_BLOCK", "");  // empty: the machine's rule
+  std::optional<EnvScope> unset(std::in_place, "SPDIT_ATTENTION_KEY_BLOCK",
+                                "");  // empty: the machine's rule
   const auto& caches = spdit::detail::cache_sizes();
   EXPECT_GT(caches.l1d, 0) << caches.source;
   EXPECT_GT(caches.l2, 0) << caches.source;
@@ -163,7 +174,8 @@ TEST(LocalAttentionKernels, KeyBlocksFitHalfOfL2AndCanBeSetForAComparison) {
       EXPECT_GE(keys, 512);
       // Packed K and V of a block take at most half of L2, unless one score
       // block alone is more.
-      if (keys > 512) EXPECT_LE(2 * keys * d * bytes, caches.l2 / 2) << "d=" << d << " bytes=" << bytes;
+      if (keys > 512)
+        EXPECT_LE(2 * keys * d * bytes, caches.l2 / 2) << "d=" << d << " bytes=" << bytes;
       EXPECT_GT(2 * (keys + 512) * d * bytes, caches.l2 / 2) << "the largest such block";
     }
   }
@@ -181,7 +193,8 @@ TEST(LocalAttentionKernels, EveryKernelMatchesTheReferenceAcrossKeyBlocks) {
     KernelChoice choice(name);
     for (int64_t d : {64, 128}) {
       SCOPED_TRACE(std::string(name) + " d=" + std::to_string(d));
-      auto q = at::randn({1, 37, 2, d}), k = at::randn({1, 1300, 2, d}), v = at::randn({1, 1300, 2, d});
+      auto q = at::randn({1, 37, 2, d}), k = at::randn({1, 1300, 2, d}),
+           v = at::randn({1, 1300, 2, d});
       auto keep = at::rand({1, 1300}) > 0.3;
       LocalAttentionOptions o;
       o.out_fp32 = true;
@@ -217,7 +230,8 @@ TEST(LocalAttentionKernels, AnUnknownKernelNameIsAnError) {
     local_attention(q, q, q);
     FAIL() << "expected an error";
   } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("none of blas, avx2, avx512"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("none of blas, avx2, avx512"), std::string::npos)
+        << e.what();
   }
 }
 
@@ -248,17 +262,18 @@ double max_abs(const at::Tensor& t) { return t.abs().max().item<double>(); }
 
 TEST(LocalAttentionKernels, Bf16KernelKeepsParityWithTheFp32Kernel) {
   if (!spdit::detail::cpu_has_avx512_bf16()) {
-    GTEST_SKIP() << "this CPU has no AVX512-BF16 (cpuid): bf16 inputs are converted to fp32 here, which "
-                    "Bf16InputsWithoutTheKernelRunTheFp32Kernel covers";
+    GTEST_SKIP()
+        << "this CPU has no AVX512-BF16 (cpuid): bf16 inputs are converted to fp32 here, which "
+           "Bf16InputsWithoutTheKernelRunTheFp32Kernel covers";
   }
   const Bf16Shape shapes[] = {
-      {1, 1, 16, false},   {7, 13, 16, false},   {6, 64, 64, true},   {13, 65, 48, false},
-      {5, 129, 80, true},  {12, 600, 64, true},  {37, 1100, 128, false}, {600, 531, 64, false},
+      {1, 1, 16, false},    {7, 13, 16, false},  {6, 64, 64, true},      {13, 65, 48, false},
+      {5, 129, 80, true},   {12, 600, 64, true}, {37, 1100, 128, false}, {600, 531, 64, false},
       {40, 2600, 64, true},  // crosses an L2 key block (2048 keys for d = 64 in bf16 on a 1 MB L2)
   };
   for (const auto& sh : shapes) {
-    SCOPED_TRACE("sq=" + std::to_string(sh.sq) + " sk=" + std::to_string(sh.sk) + " d=" + std::to_string(sh.d) +
-                 (sh.masked ? " masked" : ""));
+    SCOPED_TRACE("sq=" + std::to_string(sh.sq) + " sk=" + std::to_string(sh.sk) +
+                 " d=" + std::to_string(sh.d) + (sh.masked ? " masked" : ""));
     const auto bf = at::TensorOptions().dtype(at::kBFloat16);
     auto q = at::randn({2, sh.sq, 3, sh.d}, bf), k = at::randn({2, sh.sk, 3, sh.d}, bf);
     auto v = at::rand({2, sh.sk, 3, sh.d}, bf).mul_(2).sub_(1);  // |v| <= 1
@@ -327,11 +342,13 @@ TEST(LocalAttentionKernels, Bf16InputsWithoutTheKernelRunTheFp32Kernel) {
   EnvScope convert("SPDIT_CPU_BF16_KERNEL", "convert");
   EXPECT_FALSE(spdit::detail::bf16_kernel_selected());
   const auto bf = at::TensorOptions().dtype(at::kBFloat16);
-  auto q = at::randn({1, 70, 2, 64}, bf), k = at::randn({1, 90, 2, 64}, bf), v = at::randn({1, 90, 2, 64}, bf);
+  auto q = at::randn({1, 70, 2, 64}, bf), k = at::randn({1, 90, 2, 64}, bf),
+       v = at::randn({1, 90, 2, 64}, bf);
   auto got = local_attention(q, k, v);
   EXPECT_EQ(got.out.scalar_type(), at::kBFloat16);
   auto want = reference(q.to(at::kFloat), k.to(at::kFloat), v.to(at::kFloat), {});
-  EXPECT_LE(max_abs(got.out.to(at::kFloat) - want.out), std::ldexp(1.0, -8) * max_abs(want.out) + 2e-5);
+  EXPECT_LE(max_abs(got.out.to(at::kFloat) - want.out),
+            std::ldexp(1.0, -8) * max_abs(want.out) + 2e-5);
   EXPECT_LE(max_abs(got.lse - want.lse), 2e-5 * max_abs(want.lse) + 2e-5);
 }
 
@@ -357,7 +374,8 @@ TEST(LocalAttentionKernels, Bf16PackingIsThePairInterleavedLayoutOfTheDotProduct
   // with an odd key count (zero partner) and a head dim with a narrow panel.
   const int64_t sk = 67, d = 80, ld = 96;  // rows wider than d, as in (B, S, H, D)
   std::vector<uint16_t> k(sk * ld), v(sk * ld);
-  for (size_t i = 0; i < k.size(); ++i) k[i] = static_cast<uint16_t>(i + 1), v[i] = static_cast<uint16_t>(7 * i + 3);
+  for (size_t i = 0; i < k.size(); ++i)
+    k[i] = static_cast<uint16_t>(i + 1), v[i] = static_cast<uint16_t>(7 * i + 3);
   std::vector<uint16_t> kt(spdit::detail::packed_keys_bf16_size(sk, d), 0xffff);
   std::vector<uint16_t> vp(spdit::detail::packed_values_bf16_size(sk, d), 0xffff);
   spdit::detail::pack_keys_bf16(k.data(), ld, sk, d, kt.data());
@@ -367,14 +385,16 @@ TEST(LocalAttentionKernels, Bf16PackingIsThePairInterleavedLayoutOfTheDotProduct
   for (int64_t j = 0; j < 128; ++j) {
     for (int64_t c = 0; c < d; ++c) {
       const uint16_t want = j < sk ? k[j * ld + c] : 0;
-      ASSERT_EQ(kt[j / 64 * 64 * d + c / 2 * 128 + j % 64 * 2 + c % 2], want) << "key " << j << " dim " << c;
+      ASSERT_EQ(kt[j / 64 * 64 * d + c / 2 * 128 + j % 64 * 2 + c % 2], want)
+          << "key " << j << " dim " << c;
     }
   }
   for (int64_t j = 0; j < 68; ++j) {
     for (int64_t c = 0; c < d; ++c) {
       const int64_t c0 = c / 64 * 64, w = std::min<int64_t>(64, d - c0);
       const uint16_t want = j < sk ? v[j * ld + c] : 0;
-      ASSERT_EQ(vp[c0 * 68 + j / 2 * 2 * w + (c - c0) * 2 + j % 2], want) << "key " << j << " dim " << c;
+      ASSERT_EQ(vp[c0 * 68 + j / 2 * 2 * w + (c - c0) * 2 + j % 2], want)
+          << "key " << j << " dim " << c;
     }
   }
 }

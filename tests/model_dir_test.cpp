@@ -23,11 +23,14 @@ TEST(ModelDir, NewModelWritesAFolderWhoseTransformerIsThePreset) {
     const std::string dir = tmp.path + "/" + model;
     pipelines::write_new_model(dir, {model, "tiny", 7});
     auto md = pipelines::ModelDir::open(dir + "/");
-    EXPECT_EQ(md.pipeline_class(), model == "flux" ? "FluxPipeline" : model == "wan" ? "WanPipeline" : "QwenImagePipeline");
+    EXPECT_EQ(md.pipeline_class(), model == "flux"  ? "FluxPipeline"
+                                   : model == "wan" ? "WanPipeline"
+                                                    : "QwenImagePipeline");
     auto ckpt = checkpoints::Checkpoint::open(md.component("transformer"));
     auto found = checkpoints::identify(ckpt);
     EXPECT_EQ(found.model, model);
-    EXPECT_EQ(found.stored_dtype, model == "wan" ? at::kFloat : at::kBFloat16) << "as the model is published";
+    EXPECT_EQ(found.stored_dtype, model == "wan" ? at::kFloat : at::kBFloat16)
+        << "as the model is published";
     EXPECT_EQ(checkpoints::diffusers_config_json(found.config),
               checkpoints::diffusers_config_json(models::preset_config(model, "tiny")));
     // The weights are the seeded model's, rounded to the stored dtype.
@@ -35,21 +38,28 @@ TEST(ModelDir, NewModelWritesAFolderWhoseTransformerIsThePreset) {
     auto seeded = models::make_pipeline(model, "tiny", 7);
     auto want = seeded->model().named_parameters(true);
     for (const auto& p : pipe->model().named_parameters(true)) {
-      EXPECT_TRUE(at::equal(p.value(), want[p.key()].to(found.stored_dtype).to(at::kFloat))) << model << " " << p.key();
+      EXPECT_TRUE(at::equal(p.value(), want[p.key()].to(found.stored_dtype).to(at::kFloat)))
+          << model << " " << p.key();
     }
   }
   const auto again = error_of([&] { pipelines::write_new_model(tmp.path + "/flux", {}); });
   EXPECT_NE(again.find("exists and is not empty"), std::string::npos) << again;
-  EXPECT_NE(error_of([&] { pipelines::write_new_model(tmp.path + "/x", {"sdxl", "tiny", 0}); }).find("unknown model 'sdxl'"),
+  EXPECT_NE(error_of([&] {
+              pipelines::write_new_model(tmp.path + "/x", {"sdxl", "tiny", 0});
+            }).find("unknown model 'sdxl'"),
             std::string::npos);
 }
 
 TEST(ModelDir, AMissingPartIsNamedWithWhatTheFolderShouldHold) {
   TempDir tmp;
-  EXPECT_NE(error_of([&] { pipelines::ModelDir::open(tmp.path + "/none"); }).find("is not a folder"), std::string::npos);
-  EXPECT_NE(error_of([&] { pipelines::ModelDir::open(tmp.path); }).find("has no model_index.json"), std::string::npos);
+  EXPECT_NE(
+      error_of([&] { pipelines::ModelDir::open(tmp.path + "/none"); }).find("is not a folder"),
+      std::string::npos);
+  EXPECT_NE(error_of([&] { pipelines::ModelDir::open(tmp.path); }).find("has no model_index.json"),
+            std::string::npos);
   std::ofstream(tmp.path + "/model_index.json") << "{not json";
-  EXPECT_NE(error_of([&] { pipelines::ModelDir::open(tmp.path); }).find("is not valid JSON"), std::string::npos);
+  EXPECT_NE(error_of([&] { pipelines::ModelDir::open(tmp.path); }).find("is not valid JSON"),
+            std::string::npos);
   std::ofstream(tmp.path + "/model_index.json") << R"({"_class_name": "FluxPipeline",
       "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
       "transformer": ["diffusers", "FluxTransformer2DModel"], "vae": ["diffusers", "AutoencoderKL"],
@@ -57,9 +67,12 @@ TEST(ModelDir, AMissingPartIsNamedWithWhatTheFolderShouldHold) {
   auto md = pipelines::ModelDir::open(tmp.path);
   EXPECT_EQ(md.components().size(), 4u) << "null components are left out";
   const auto vae = error_of([&] { md.component("vae"); });
-  EXPECT_NE(vae.find("has no vae/ (model_index.json lists it: AutoencoderKL)"), std::string::npos) << vae;
-  EXPECT_NE(vae.find("ae.safetensors beside model_index.json also serves"), std::string::npos) << vae;
-  EXPECT_NE(vae.find("A FluxPipeline folder holds scheduler/ (FlowMatchEulerDiscreteScheduler), text_encoder/"),
+  EXPECT_NE(vae.find("has no vae/ (model_index.json lists it: AutoencoderKL)"), std::string::npos)
+      << vae;
+  EXPECT_NE(vae.find("ae.safetensors beside model_index.json also serves"), std::string::npos)
+      << vae;
+  EXPECT_NE(vae.find("A FluxPipeline folder holds scheduler/ (FlowMatchEulerDiscreteScheduler), "
+                     "text_encoder/"),
             std::string::npos)
       << vae;
   const auto all = error_of([&] { md.require({"scheduler", "transformer", "vae"}); });
@@ -74,11 +87,14 @@ TEST(ModelDir, AMissingPartIsNamedWithWhatTheFolderShouldHold) {
 TEST(ModelDir, NewModelCommandThenRunOnItsTransformer) {
   if (access(SPDIT_BIN, X_OK) != 0) GTEST_SKIP() << "the spdit command is not built here";
   TempDir tmp;
-  auto r = test::run_command(std::string(SPDIT_BIN) + " new-model --model qwen-image --out " + tmp.path + "/q");
+  auto r = test::run_command(std::string(SPDIT_BIN) + " new-model --model qwen-image --out " +
+                             tmp.path + "/q");
   ASSERT_EQ(r.code, 0) << r.output;
-  EXPECT_NE(r.output.find("wrote " + tmp.path + "/q: scheduler/ transformer/"), std::string::npos) << r.output;
-  r = test::run_command(std::string(SPDIT_BIN) + " run --weights " + tmp.path +
-                        "/q/transformer --height 64 --width 64 --text-len 5 --steps 1 --nproc 2 --check");
+  EXPECT_NE(r.output.find("wrote " + tmp.path + "/q: scheduler/ transformer/"), std::string::npos)
+      << r.output;
+  r = test::run_command(
+      std::string(SPDIT_BIN) + " run --weights " + tmp.path +
+      "/q/transformer --height 64 --width 64 --text-len 5 --steps 1 --nproc 2 --check");
   EXPECT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("bf16"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("PASS"), std::string::npos) << r.output;

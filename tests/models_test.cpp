@@ -2,9 +2,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
 #include <cstdio>
 #include <fstream>
-#include <sys/stat.h>
 
 #include "spdit/hooks/sequence_parallel.h"
 #include "spdit/models/flux.h"
@@ -82,15 +82,18 @@ TEST(Weights, SaveThenLoadIsBitIdentical) {
 TEST(Weights, DiffusersNamesOfFlux) {
   FluxTransformer m(FluxConfig::preset("tiny"));
   auto p = params_of(*m);
-  for (const char* key : {"x_embedder.weight", "context_embedder.weight",
-                          "time_text_embed.timestep_embedder.linear_1.weight",
-                          "time_text_embed.guidance_embedder.linear_2.bias",
-                          "time_text_embed.text_embedder.linear_1.weight", "transformer_blocks.0.norm1.linear.weight",
-                          "transformer_blocks.1.attn.to_q.weight", "transformer_blocks.0.attn.norm_added_k.weight",
-                          "transformer_blocks.0.attn.to_out.0.weight", "transformer_blocks.0.attn.to_add_out.bias",
-                          "transformer_blocks.0.ff.net.0.proj.weight", "transformer_blocks.0.ff_context.net.2.bias",
-                          "single_transformer_blocks.1.proj_mlp.weight", "single_transformer_blocks.0.norm.linear.weight",
-                          "single_transformer_blocks.0.attn.norm_k.weight", "norm_out.linear.weight", "proj_out.weight"}) {
+  for (const char* key :
+       {"x_embedder.weight", "context_embedder.weight",
+        "time_text_embed.timestep_embedder.linear_1.weight",
+        "time_text_embed.guidance_embedder.linear_2.bias",
+        "time_text_embed.text_embedder.linear_1.weight", "transformer_blocks.0.norm1.linear.weight",
+        "transformer_blocks.1.attn.to_q.weight", "transformer_blocks.0.attn.norm_added_k.weight",
+        "transformer_blocks.0.attn.to_out.0.weight", "transformer_blocks.0.attn.to_add_out.bias",
+        "transformer_blocks.0.ff.net.0.proj.weight", "transformer_blocks.0.ff_context.net.2.bias",
+        "single_transformer_blocks.1.proj_mlp.weight",
+        "single_transformer_blocks.0.norm.linear.weight",
+        "single_transformer_blocks.0.attn.norm_k.weight", "norm_out.linear.weight",
+        "proj_out.weight"}) {
     EXPECT_TRUE(p.count(key)) << key;
   }
 }
@@ -117,30 +120,38 @@ TEST(Weights, FluxOriginalLayoutLoadsIntoTheDiffusersModel) {
     auto h = d.at("norm_out.linear." + w).chunk(2, 0);
     bfl["final_layer.adaLN_modulation.1." + w] = at::cat({h[1], h[0]});
     for (int i = 0; i < 2; ++i) {
-      const std::string o = "double_blocks." + std::to_string(i) + ".", n = "transformer_blocks." + std::to_string(i) + ".";
+      const std::string o = "double_blocks." + std::to_string(i) + ".",
+                        n = "transformer_blocks." + std::to_string(i) + ".";
       put(o + "img_mod.lin." + w, n + "norm1.linear." + w);
       put(o + "txt_mod.lin." + w, n + "norm1_context.linear." + w);
-      bfl[o + "img_attn.qkv." + w] = at::cat({d.at(n + "attn.to_q." + w), d.at(n + "attn.to_k." + w), d.at(n + "attn.to_v." + w)});
-      bfl[o + "txt_attn.qkv." + w] = at::cat({d.at(n + "attn.add_q_proj." + w), d.at(n + "attn.add_k_proj." + w), d.at(n + "attn.add_v_proj." + w)});
+      bfl[o + "img_attn.qkv." + w] = at::cat(
+          {d.at(n + "attn.to_q." + w), d.at(n + "attn.to_k." + w), d.at(n + "attn.to_v." + w)});
+      bfl[o + "txt_attn.qkv." + w] =
+          at::cat({d.at(n + "attn.add_q_proj." + w), d.at(n + "attn.add_k_proj." + w),
+                   d.at(n + "attn.add_v_proj." + w)});
       put(o + "img_attn.proj." + w, n + "attn.to_out.0." + w);
       put(o + "txt_attn.proj." + w, n + "attn.to_add_out." + w);
       put(o + "img_mlp.0." + w, n + "ff.net.0.proj." + w);
       put(o + "img_mlp.2." + w, n + "ff.net.2." + w);
       put(o + "txt_mlp.0." + w, n + "ff_context.net.0.proj." + w);
       put(o + "txt_mlp.2." + w, n + "ff_context.net.2." + w);
-      const std::string so = "single_blocks." + std::to_string(i) + ".", sn = "single_transformer_blocks." + std::to_string(i) + ".";
-      bfl[so + "linear1." + w] = at::cat({d.at(sn + "attn.to_q." + w), d.at(sn + "attn.to_k." + w), d.at(sn + "attn.to_v." + w), d.at(sn + "proj_mlp." + w)});
+      const std::string so = "single_blocks." + std::to_string(i) + ".",
+                        sn = "single_transformer_blocks." + std::to_string(i) + ".";
+      bfl[so + "linear1." + w] = at::cat({d.at(sn + "attn.to_q." + w), d.at(sn + "attn.to_k." + w),
+                                          d.at(sn + "attn.to_v." + w), d.at(sn + "proj_mlp." + w)});
       put(so + "linear2." + w, sn + "proj_out." + w);
       put(so + "modulation.lin." + w, sn + "norm.linear." + w);
     }
   }
   for (int i = 0; i < 2; ++i) {
-    const std::string o = "double_blocks." + std::to_string(i) + ".", n = "transformer_blocks." + std::to_string(i) + ".";
+    const std::string o = "double_blocks." + std::to_string(i) + ".",
+                      n = "transformer_blocks." + std::to_string(i) + ".";
     put(o + "img_attn.norm.query_norm.scale", n + "attn.norm_q.weight");
     put(o + "img_attn.norm.key_norm.scale", n + "attn.norm_k.weight");
     put(o + "txt_attn.norm.query_norm.scale", n + "attn.norm_added_q.weight");
     put(o + "txt_attn.norm.key_norm.scale", n + "attn.norm_added_k.weight");
-    const std::string so = "single_blocks." + std::to_string(i) + ".", sn = "single_transformer_blocks." + std::to_string(i) + ".";
+    const std::string so = "single_blocks." + std::to_string(i) + ".",
+                      sn = "single_transformer_blocks." + std::to_string(i) + ".";
     put(so + "norm.query_norm.scale", sn + "attn.norm_q.weight");
     put(so + "norm.key_norm.scale", sn + "attn.norm_k.weight");
   }
@@ -157,15 +168,20 @@ TEST(Weights, MissingExtraAndMisshapedTensorsAreRefusedByName) {
   auto p = params_of(*m);
   auto missing = p;
   missing.erase("proj_out.bias");
-  EXPECT_NE(error_of([&] { load_weights(*m, missing, "x"); }).find("lack tensor(s) the model needs: proj_out.bias"),
+  EXPECT_NE(error_of([&] {
+              load_weights(*m, missing, "x");
+            }).find("lack tensor(s) the model needs: proj_out.bias"),
             std::string::npos);
   auto extra = p;
   extra["bogus.weight"] = at::zeros({1});
-  EXPECT_NE(error_of([&] { load_weights(*m, extra, "x"); }).find("does not have: bogus.weight"), std::string::npos);
+  EXPECT_NE(error_of([&] { load_weights(*m, extra, "x"); }).find("does not have: bogus.weight"),
+            std::string::npos);
   auto shaped = p;
   shaped["proj_out.weight"] = at::zeros({3, 3});
   auto msg = error_of([&] { load_weights(*m, shaped, "x"); });
-  EXPECT_NE(msg.find("tensor 'proj_out.weight' has shape [3, 3] but the model expects [64, 64]"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("tensor 'proj_out.weight' has shape [3, 3] but the model expects [64, 64]"),
+            std::string::npos)
+      << msg;
 }
 
 TEST(Safetensors, AllDtypesRoundTrip) {
@@ -206,13 +222,22 @@ TEST(Safetensors, CorruptFilesAreRefusedWithTheReason) {
       {std::string("\x40\x00\x00\x00\x00\x00\x00\x00", 8) + "{}", "truncated"},
       {file_with_header("{not json", ""), "not valid JSON"},
       {file_with_header("[1,2]", ""), "not a JSON object"},
-      {file_with_header(R"({"a":{"dtype":"F32","shape":[2]}})", eight), "needs dtype, shape and data_offsets"},
-      {file_with_header(R"({"a":{"dtype":"Q4","shape":[2],"data_offsets":[0,8]}})", eight), "unsupported dtype"},
-      {file_with_header(R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", eight), "not a non-negative integer"},
-      {file_with_header(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}})", eight), "fall outside"},
-      {file_with_header(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", eight), "fall outside"},
-      {file_with_header(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", eight), "needs 12"},
-      {file_with_header(R"({"a":{"dtype":"F32","shape":[1099511627776,1099511627776],"data_offsets":[0,8]}})", eight), "absurdly large"},
+      {file_with_header(R"({"a":{"dtype":"F32","shape":[2]}})", eight),
+       "needs dtype, shape and data_offsets"},
+      {file_with_header(R"({"a":{"dtype":"Q4","shape":[2],"data_offsets":[0,8]}})", eight),
+       "unsupported dtype"},
+      {file_with_header(R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", eight),
+       "not a non-negative integer"},
+      {file_with_header(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}})", eight),
+       "fall outside"},
+      {file_with_header(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", eight),
+       "fall outside"},
+      {file_with_header(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", eight),
+       "needs 12"},
+      {file_with_header(
+           R"({"a":{"dtype":"F32","shape":[1099511627776,1099511627776],"data_offsets":[0,8]}})",
+           eight),
+       "absurdly large"},
   };
   for (const auto& c : cases) {
     auto msg = error_of([&] { parse_safetensors(c.bytes, "f.safetensors"); });
@@ -247,8 +272,9 @@ TEST(Weights, QwenImageNamesAreNotTakenForFluxOriginals) {
 
 TEST(Weights, FluxOriginalLayoutIntoAnotherModelIsRefusedSayingSo) {
   auto wan = make_pipeline("wan", "tiny", 1);
-  std::map<std::string, at::Tensor> bfl = {{"double_blocks.0.img_attn.qkv.weight", at::zeros({3, 1})},
-                                           {"img_in.weight", at::zeros({1, 1})}};
+  std::map<std::string, at::Tensor> bfl = {
+      {"double_blocks.0.img_attn.qkv.weight", at::zeros({3, 1})},
+      {"img_in.weight", at::zeros({1, 1})}};
   auto msg = error_of([&] { load_weights(wan->model(), bfl, "bfl.safetensors"); });
   EXPECT_NE(msg.find("Flux's original layout"), std::string::npos) << msg;
   EXPECT_NE(msg.find("--model flux"), std::string::npos) << msg;
@@ -294,26 +320,33 @@ TEST(Models, IntegerOrBoolInputsAreRefusedByName) {
   RunSize size{64, 64, 1, 4, 1};
   auto x = flux->prepare(size, 2);
   auto msg = error_of([&] { flux->velocity(x.to(at::kLong), 0.5); });
-  EXPECT_NE(msg.find("FluxTransformer: argument 'hidden_states' is a Long tensor"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("FluxTransformer: argument 'hidden_states' is a Long tensor"),
+            std::string::npos)
+      << msg;
   QwenImageTransformer q(QwenImageConfig::preset("tiny"));
   msg = error_of([&] {
-    q->call({at::zeros({1, 4, 64}), at::zeros({1, 2, 32}, at::kBool), at::full({1}, 0.5), at::zeros({4, 3}, at::kLong)});
+    q->call({at::zeros({1, 4, 64}), at::zeros({1, 2, 32}, at::kBool), at::full({1}, 0.5),
+             at::zeros({4, 3}, at::kLong)});
   });
-  EXPECT_NE(msg.find("QwenImageTransformer: argument 'encoder_hidden_states' is a Bool tensor"), std::string::npos)
+  EXPECT_NE(msg.find("QwenImageTransformer: argument 'encoder_hidden_states' is a Bool tensor"),
+            std::string::npos)
       << msg;
   auto wan = make_pipeline("wan", "tiny", 1);
   auto v = wan->prepare(size, 2);
   msg = error_of([&] {
-    wan->model().call({v.to(at::kInt)}, {{"timestep", at::full({1}, 0.5)}, {"encoder_hidden_states", at::zeros({1, 4, 32})}});
+    wan->model().call({v.to(at::kInt)}, {{"timestep", at::full({1}, 0.5)},
+                                         {"encoder_hidden_states", at::zeros({1, 4, 32})}});
   });
-  EXPECT_NE(msg.find("WanTransformer: argument 'hidden_states' is a Int tensor"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("WanTransformer: argument 'hidden_states' is a Int tensor"), std::string::npos)
+      << msg;
 }
 
 TEST(Models, FramesAreRefusedForImageModels) {
   for (const char* name : {"flux", "qwen-image"}) {
     auto pipe = make_pipeline(name, "tiny", 1);
     auto msg = error_of([&] { pipe->check_size(RunSize{64, 64, 5, 4, 1}); });
-    EXPECT_NE(msg.find("--frames 5 is for video models (--model wan)"), std::string::npos) << name << ": " << msg;
+    EXPECT_NE(msg.find("--frames 5 is for video models (--model wan)"), std::string::npos)
+        << name << ": " << msg;
     EXPECT_EQ(error_of([&] { pipe->check_size(RunSize{64, 64, 1, 4, 1}); }), "<no error>") << name;
   }
 }

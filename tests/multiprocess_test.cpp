@@ -2,10 +2,10 @@
 // in-process tests, over TCPStore and real processes.
 #include <gtest/gtest.h>
 
-#include "spdit/runtime/parallel_state.h"
-#include "support/comm_checks.h"
 #include "spdit/hooks/sequence_parallel.h"
+#include "spdit/runtime/parallel_state.h"
 #include "support/attention_checks.h"
+#include "support/comm_checks.h"
 #include "support/ranks.h"
 #include "support/toy_models.h"
 #include "support/user_models.h"

@@ -19,7 +19,8 @@ TEST(PlanCli, ExplainAdvisesHeadPaddingOnlyForShardedAttention) {
                                     "--width 128 2>&1");
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("note: blocks.*.attn1 (self): 4 heads do not divide by ulysses 8"),
-            std::string::npos) << r.output;
+            std::string::npos)
+      << r.output;
   EXPECT_EQ(r.output.find("attn2 (cross, skip_sp): 4 heads"), std::string::npos) << r.output;
   // The text fingerprint is part of the prediction.
   EXPECT_NE(r.output.find("metadata: 168 bytes"), std::string::npos) << r.output;

@@ -51,7 +51,8 @@ std::pair<at::Tensor, std::string> run_sp(Mistake m, int u, int r, const test::U
 void expect_error(const std::string& msg, std::initializer_list<const char*> parts) {
   ASSERT_FALSE(msg.empty()) << "expected an error";
   for (const char* p : parts) EXPECT_NE(msg.find(p), std::string::npos) << p << "\n in: " << msg;
-  EXPECT_EQ(msg.find("Exception raised from"), std::string::npos) << "no LibTorch backtrace: " << msg;
+  EXPECT_EQ(msg.find("Exception raised from"), std::string::npos)
+      << "no LibTorch backtrace: " << msg;
 }
 
 double rel_err(const at::Tensor& a, const at::Tensor& b) {
@@ -91,7 +92,8 @@ TEST(PlanMistakes, SplittingTheJointTextFailsInEveryLayout) {
 TEST(PlanMistakes, SplittingTheTextWithoutPadSaysNotToSplitIt) {
   test::UserInputs in;
   auto [y, err] = run_sp<test::JointDit>(Mistake::kSplitTextUnpadded, 2, 1, in);
-  expect_error(err, {"argument 'encoder_hidden_states'", "not divisible", "do not split it at all"});
+  expect_error(err,
+               {"argument 'encoder_hidden_states'", "not divisible", "do not split it at all"});
 }
 
 TEST(PlanMistakes, SplittingTheCrossAttentionContextFails) {
@@ -146,9 +148,11 @@ TEST(PlanMistakes, ARawShapeErrorCarriesTheDiagnosisWithoutBacktrace) {
   // No gather: the unpatchify's view meets a split sequence.
   test::UserInputs in;
   auto [y, err] = run_sp<test::JointDit>(Mistake::kNoGather, 2, 1, in);
-  expect_error(err, {"is invalid for input of size", "state of this forward under the SP plan",
-                     "argument 'hidden_states': [1, 255, 8] -> [1, 128, 8] on dim 1 (padded 255 -> 256)",
-                     "the sequence is split across the ranks", "missing gather", "a size of 128 is this rank's shard, 255, 256 the whole sequence"});
+  expect_error(err,
+               {"is invalid for input of size", "state of this forward under the SP plan",
+                "argument 'hidden_states': [1, 255, 8] -> [1, 128, 8] on dim 1 (padded 255 -> 256)",
+                "the sequence is split across the ranks", "missing gather",
+                "a size of 128 is this rank's shard, 255, 256 the whole sequence"});
 }
 
 TEST(PlanMistakes, AWholeSequenceTableMeetingAShardSaysWhichIsWhich) {
@@ -329,10 +333,13 @@ TEST(PlanMistakes, ExplainReportsAnyModelsPlanAndItsMistakes) {
   EXPECT_EQ(report.bytes["metadata"].sent, 24);
   EXPECT_EQ(report.bytes["all_gather"].sent, 29 * 1 * 8 * 4 + 128 * 4 * 4 + 128);
   const std::string text = report.describe();
-  EXPECT_NE(text.find("argument 'hidden_states': [1, 255, 8] -> [1, 128, 8] on dim 1 (padded 255 -> 256)"),
-            std::string::npos) << text;
-  auto wrong = explain(build(Mistake::kSplitTextPadded), SequenceParallelConfig(1, 2),
-                       {in.hidden, in.text});
+  EXPECT_NE(
+      text.find(
+          "argument 'hidden_states': [1, 255, 8] -> [1, 128, 8] on dim 1 (padded 255 -> 256)"),
+      std::string::npos)
+      << text;
+  auto wrong =
+      explain(build(Mistake::kSplitTextPadded), SequenceParallelConfig(1, 2), {in.hidden, in.text});
   EXPECT_NE(wrong.error.find("differs between the SP ranks"), std::string::npos) << wrong.error;
   EXPECT_NE(wrong.describe().find("error: "), std::string::npos);
 }

@@ -35,10 +35,13 @@ TEST(Precision, DtypeNamesAndTheModulesKeptInFp32) {
   EXPECT_EQ(parse_dtype("bf16"), at::kBFloat16);
   EXPECT_EQ(parse_dtype("float32"), at::kFloat);
   EXPECT_EQ(dtype_name(at::kHalf), "fp16");
-  EXPECT_NE(error_of([] { parse_dtype("int8"); }).find("unknown dtype 'int8'; use bf16, fp16 or fp32"), std::string::npos);
+  EXPECT_NE(
+      error_of([] { parse_dtype("int8"); }).find("unknown dtype 'int8'; use bf16, fp16 or fp32"),
+      std::string::npos);
   const auto keep = keep_in_fp32_modules(WanConfig::preset("tiny"));
-  for (const char* fp32 : {"condition_embedder.time_embedder.linear_1.weight", "blocks.3.scale_shift_table",
-                           "scale_shift_table", "blocks.0.norm2.weight", "blocks.0.norm2.bias"}) {
+  for (const char* fp32 :
+       {"condition_embedder.time_embedder.linear_1.weight", "blocks.3.scale_shift_table",
+        "scale_shift_table", "blocks.0.norm2.weight", "blocks.0.norm2.bias"}) {
     EXPECT_EQ(parameter_dtype(fp32, at::kBFloat16, keep), at::kFloat) << fp32;
   }
   // A component must match whole: norm_q is not norm1, time_proj is not time_embedder.
@@ -63,7 +66,9 @@ TEST(Precision, Fp16IsRefusedWhereThisLibTorchCannotMultiplyIt) {
   } else {
     EXPECT_NE(err.find("cannot multiply fp16 matrices on cpu"), std::string::npos) << err;
     EXPECT_NE(err.find("use --dtype bf16"), std::string::npos) << err;
-    EXPECT_NE(error_of([] { make_pipeline("flux", "tiny", 1, Weights::kSeeded, at::kHalf); }).find("fp16"),
+    EXPECT_NE(error_of([] {
+                make_pipeline("flux", "tiny", 1, Weights::kSeeded, at::kHalf);
+              }).find("fp16"),
               std::string::npos);
   }
   EXPECT_EQ(error_of([] { check_dtype_runs(at::kBFloat16); }), "<no error>");
@@ -117,7 +122,8 @@ TEST(Precision, Bf16UnderSpMatchesOneRankInBf16) {
         std::lock_guard<std::mutex> lock(m);
         worst = std::max(worst, rel_err(got, expected));
       });
-      std::cout << name << " " << u << "x" << r << ": bf16 SP vs one rank rel err " << worst << "\n";
+      std::cout << name << " " << u << "x" << r << ": bf16 SP vs one rank rel err " << worst
+                << "\n";
       EXPECT_LE(worst, tol) << name << " ulysses " << u << " ring " << r;
     }
   }
@@ -134,7 +140,8 @@ TEST(Precision, CheckpointsLoadInTheAskedDtypeInPlaceWherePossible) {
   const std::string dir = tmp.path + "/wan";
   mkdir(dir.c_str(), 0755);
   write_safetensors(dir + "/diffusion_pytorch_model.safetensors", state);
-  std::ofstream(dir + "/config.json") << R"({"_class_name": "WanTransformer3DModel", "num_attention_heads": 4,
+  std::ofstream(dir + "/config.json")
+      << R"({"_class_name": "WanTransformer3DModel", "num_attention_heads": 4,
                                             "attention_head_dim": 16, "num_layers": 2})";
   auto ckpt = checkpoints::Checkpoint::open(dir);
   auto found = checkpoints::identify(ckpt);
@@ -161,14 +168,16 @@ TEST(Precision, CheckpointsLoadInTheAskedDtypeInPlaceWherePossible) {
   const std::string dir16 = tmp.path + "/wan16";
   mkdir(dir16.c_str(), 0755);
   write_safetensors(dir16 + "/diffusion_pytorch_model.safetensors", half);
-  std::ofstream(dir16 + "/config.json") << R"({"num_attention_heads": 4, "attention_head_dim": 16, "num_layers": 2})";
+  std::ofstream(dir16 + "/config.json")
+      << R"({"num_attention_heads": 4, "attention_head_dim": 16, "num_layers": 2})";
   auto ckpt16 = checkpoints::Checkpoint::open(dir16);
   auto found16 = checkpoints::identify(ckpt16);
   EXPECT_EQ(found16.stored_dtype, at::kBFloat16);
   auto pipe16 = checkpoints::make_pipeline(ckpt16, found16, 0);
   EXPECT_EQ(pipe16->dtype(), at::kBFloat16);
   auto params = pipe16->model().named_parameters(true);
-  EXPECT_EQ(params["blocks.0.attn1.to_q.weight"].data_ptr(), ckpt16.tensor("blocks.0.attn1.to_q.weight").data_ptr());
+  EXPECT_EQ(params["blocks.0.attn1.to_q.weight"].data_ptr(),
+            ckpt16.tensor("blocks.0.attn1.to_q.weight").data_ptr());
   EXPECT_EQ(params["blocks.0.norm2.weight"].scalar_type(), at::kFloat);
 }
 
@@ -198,8 +207,10 @@ TEST(Precision, ConvertingALoadGivesTheFilePagesBack) {
   const int64_t before = resident_bytes();
   auto pipe = checkpoints::make_pipeline(ckpt, found, 0, at::kBFloat16);
   const int64_t grown = resident_bytes() - before;
-  std::cout << "fp32 file " << file_bytes / 1e6 << " MB loaded as bf16: resident +" << grown / 1e6 << " MB\n";
-  EXPECT_LT(grown, file_bytes / 2 + file_bytes / 5) << "bf16 weights are half the file; the file's pages stayed";
+  std::cout << "fp32 file " << file_bytes / 1e6 << " MB loaded as bf16: resident +" << grown / 1e6
+            << " MB\n";
+  EXPECT_LT(grown, file_bytes / 2 + file_bytes / 5)
+      << "bf16 weights are half the file; the file's pages stayed";
 }
 
 // The command: --dtype bf16 runs with parity across ranks and the predicted
@@ -209,10 +220,13 @@ TEST(Precision, RunInBf16AsSeparateProcesses) {
   if (access(SPDIT_BIN, X_OK) != 0) GTEST_SKIP() << "the spdit command is not built here";
   TempDir tmp;
   const std::string bin = SPDIT_BIN;
-  const std::string common = " run --model flux --preset tiny --height 64 --width 80 --text-len 7 --steps 2 --nproc 2 --ulysses 2";
+  const std::string common =
+      " run --model flux --preset tiny --height 64 --width 80 --text-len 7 --steps 2 --nproc 2 "
+      "--ulysses 2";
   auto r32 = test::run_command(bin + common + " --json " + tmp.path + "/f32.json");
   ASSERT_EQ(r32.code, 0) << r32.output;
-  auto r16 = test::run_command(bin + common + " --dtype bf16 --check --json " + tmp.path + "/b16.json");
+  auto r16 =
+      test::run_command(bin + common + " --dtype bf16 --check --json " + tmp.path + "/b16.json");
   ASSERT_EQ(r16.code, 0) << r16.output;
   EXPECT_NE(r16.output.find("flux/tiny 64x80, text 7, bf16"), std::string::npos) << r16.output;
   EXPECT_NE(r16.output.find("(match)"), std::string::npos) << r16.output;
@@ -232,12 +246,15 @@ TEST(Precision, RunInBf16AsSeparateProcesses) {
   // flux small: 4 * ~1e7 parameters; a budget between its bf16 and fp32 bytes.
   const int64_t params = parameter_count("flux", "small");
   const int64_t limit_mb = params * 3 / 1000000;
-  const std::string limited = "SPDIT_MEMORY_LIMIT_MB=" + std::to_string(limit_mb) + " " + bin +
-                              " run --model flux --preset small --height 32 --width 32 --steps 1 --nproc 1";
+  const std::string limited =
+      "SPDIT_MEMORY_LIMIT_MB=" + std::to_string(limit_mb) + " " + bin +
+      " run --model flux --preset small --height 32 --width 32 --steps 1 --nproc 1";
   auto refused = test::run_command(limited);
   EXPECT_NE(refused.code, 0);
-  EXPECT_NE(refused.output.find("out of memory before any work"), std::string::npos) << refused.output;
-  EXPECT_NE(refused.output.find("--dtype bf16 (half the bytes)"), std::string::npos) << refused.output;
+  EXPECT_NE(refused.output.find("out of memory before any work"), std::string::npos)
+      << refused.output;
+  EXPECT_NE(refused.output.find("--dtype bf16 (half the bytes)"), std::string::npos)
+      << refused.output;
   auto fits = test::run_command(limited + " --dtype bf16");
   EXPECT_EQ(fits.code, 0) << fits.output;
 }

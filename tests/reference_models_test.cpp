@@ -53,8 +53,9 @@ double relative_error(const at::Tensor& got, const at::Tensor& want) {
 at::Tensor run_wan(HookableModule& m, std::map<std::string, at::Tensor>& io) {
   at::NoGradGuard no_grad;
   // timestep in Wan's 0..1000; 7 text tokens, which the model zero-pads to 512.
-  return m.call({io.at("input.x")},
-                {{"timestep", io.at("input.t")}, {"encoder_hidden_states", io.at("input.context")}})
+  return m
+      .call({io.at("input.x")},
+            {{"timestep", io.at("input.t")}, {"encoder_hidden_states", io.at("input.context")}})
       .tensor();
 }
 
@@ -62,18 +63,20 @@ at::Tensor run_flux(HookableModule& m, std::map<std::string, at::Tensor>& io) {
   at::NoGradGuard no_grad;
   // Everything as Flux.forward takes it: timestep in [0, 1], the guidance
   // scale, batched (B, S, 3) float ids.
-  return m.call({io.at("input.img")}, {{"encoder_hidden_states", io.at("input.txt")},
-                                       {"pooled_projections", io.at("input.y")},
-                                       {"timestep", io.at("input.timesteps")},
-                                       {"img_ids", io.at("input.img_ids")},
-                                       {"txt_ids", io.at("input.txt_ids")},
-                                       {"guidance", io.at("input.guidance")}})
+  return m
+      .call({io.at("input.img")}, {{"encoder_hidden_states", io.at("input.txt")},
+                                   {"pooled_projections", io.at("input.y")},
+                                   {"timestep", io.at("input.timesteps")},
+                                   {"img_ids", io.at("input.img_ids")},
+                                   {"txt_ids", io.at("input.txt_ids")},
+                                   {"guidance", io.at("input.guidance")}})
       .tensor();
 }
 
 void check_against_reference(const std::string& weights_dir, const std::string& io_file,
                              const std::string& model, const std::string& layout,
-                             at::Tensor (*run)(HookableModule&, std::map<std::string, at::Tensor>&)) {
+                             at::Tensor (*run)(HookableModule&,
+                                               std::map<std::string, at::Tensor>&)) {
   auto io = models::read_safetensors(fixture(io_file));
   const auto want = io.at("output");
   ASSERT_GT(want.abs().max().item<double>(), 1.0) << "a reference output this small proves little";
@@ -94,11 +97,12 @@ void check_against_reference(const std::string& weights_dir, const std::string& 
       errs[w.rank()] = relative_error(run(*m, rank_io), want);
     });
     for (int rank = 0; rank < 2; ++rank) {
-      std::cout << "[ reference ] " << model << " ulysses " << u << " ring " << r << " rank " << rank
-                << ": max abs err / max |ref| = " << errs[rank] << "\n";
+      std::cout << "[ reference ] " << model << " ulysses " << u << " ring " << r << " rank "
+                << rank << ": max abs err / max |ref| = " << errs[rank] << "\n";
       EXPECT_GE(errs[rank], 0.0);
-      EXPECT_LE(errs[rank], kRelTol) << model << " under SP (ulysses " << u << ", ring " << r << "), rank "
-                                     << rank << ", differs from the original implementation";
+      EXPECT_LE(errs[rank], kRelTol)
+          << model << " under SP (ulysses " << u << ", ring " << r << "), rank " << rank
+          << ", differs from the original implementation";
     }
   }
 }

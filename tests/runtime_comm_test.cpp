@@ -1,10 +1,10 @@
 #include <gtest/gtest.h>
 
+#include "spdit/runtime/comm.h"
 #include "spdit/runtime/parallel_state.h"
 #include "support/comm_checks.h"
 #include "support/ranks.h"
 #include "support/subprocess.h"
-#include "spdit/runtime/comm.h"
 
 using namespace spdit;
 
@@ -69,7 +69,8 @@ TEST(RuntimeComm, NoWorldOnThisThreadIsAClearError) {
 
 TEST(RuntimeComm, BroadcastBytesGivesEveryRankTheRootsMessage) {
   test::run_ranks(3, [](World& w) {
-    const std::string mine = "from rank " + std::to_string(w.rank()) + std::string(1, '\0') + "tail";
+    const std::string mine =
+        "from rank " + std::to_string(w.rank()) + std::string(1, '\0') + "tail";
     EXPECT_EQ(broadcast_bytes(w.group(), mine, 1), "from rank 1" + std::string(1, '\0') + "tail");
     EXPECT_EQ(broadcast_bytes(w.group(), w.rank() == 0 ? "" : "ignored"), "");
     auto t = at::full({2, 3}, static_cast<float>(w.rank()));

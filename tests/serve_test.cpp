@@ -336,7 +336,9 @@ TEST(Serve, MetricsParseAsPrometheusTextAndCountWhatHappened) {
     EXPECT_GT(m.at("spdit_rank_resident_bytes" + r), 1e6) << rank;
     EXPECT_GT(m.at("spdit_rank_tensor_bytes_peak" + r), 0) << rank;
     // Ulysses moves the sequence with all-to-all on both ranks.
-    EXPECT_GT(m.at(std::string("spdit_comm_sent_bytes_total{rank=\"") + rank + "\",kind=\"all_to_all\"}"), 0);
+    EXPECT_GT(
+        m.at(std::string("spdit_comm_sent_bytes_total{rank=\"") + rank + "\",kind=\"all_to_all\"}"),
+        0);
   }
 }
 
@@ -345,9 +347,12 @@ TEST(Serve, HealthIsUnreadyUntilEveryRankHasLoadedAndSigtermStopsCleanly) {
   // cannot be ready; rank 1 joining makes it so.
   const int port = free_port(), master = free_port();
   auto env = [&](int rank) {
-    return std::vector<std::string>{
-        "RANK=" + std::to_string(rank), "LOCAL_RANK=" + std::to_string(rank),    "WORLD_SIZE=2",
-        "MASTER_ADDR=127.0.0.1",        "MASTER_PORT=" + std::to_string(master), "SPDIT_TIMEOUT=60"};
+    return std::vector<std::string>{"RANK=" + std::to_string(rank),
+                                    "LOCAL_RANK=" + std::to_string(rank),
+                                    "WORLD_SIZE=2",
+                                    "MASTER_ADDR=127.0.0.1",
+                                    "MASTER_PORT=" + std::to_string(master),
+                                    "SPDIT_TIMEOUT=60"};
   };
   const std::vector<std::string> argv = {
       kBin, "serve", "--model-dir", model_dir(), "--port", std::to_string(port), "--ring", "2"};
@@ -389,7 +394,8 @@ TEST(Serve, AFullQueueAnswers429WithRetryAfterAndALeavingClientIsCancelled) {
   Server server({"--nproc", "2", "--ring", "2", "--queue", "1", "--max-size", "256"});
   ASSERT_TRUE(server.wait_ready()) << server.process->output();
   // Long enough to be seen running: 4 pictures of 100 steps at 256x256.
-  const json slow = {{"prompt", kPrompt}, {"size", "256x256"}, {"steps", 100}, {"n", 4}, {"seed", 1}};
+  const json slow = {
+      {"prompt", kPrompt}, {"size", "256x256"}, {"steps", 100}, {"n", 4}, {"seed", 1}};
   const int running = post_and_leave_open(server.port, slow);
   ASSERT_GE(running, 0);
   ASSERT_TRUE(eventually([&] { return server.progress().value("state", "") == "running"; }));
@@ -429,8 +435,9 @@ TEST(Serve, ARankThatDiesFailsTheRequestWith503NamingItAndTheServerExitsNonZero)
   EXPECT_EQ(res->status, 503) << res->body;
   const std::string message = json::parse(res->body).at("error").at("message");
   EXPECT_NE(message.find("rank(s) [1] stopped"), std::string::npos) << message;
-  EXPECT_EQ(message.find("state of this forward"), std::string::npos) << "the SP diagnosis is for the log\n"
-                                                                      << message;
+  EXPECT_EQ(message.find("state of this forward"), std::string::npos)
+      << "the SP diagnosis is for the log\n"
+      << message;
   auto health = server.client().Get("/health");
   if (health) {  // the server lingers a moment, unready, before it exits
     EXPECT_EQ(health->status, 503);
@@ -438,13 +445,15 @@ TEST(Serve, ARankThatDiesFailsTheRequestWith503NamingItAndTheServerExitsNonZero)
   }
   const int code = server.process->wait(60);
   EXPECT_NE(code, 0) << server.process->output();
-  EXPECT_NE(code, -1) << "the server did not exit after losing a rank\n" << server.process->output();
+  EXPECT_NE(code, -1) << "the server did not exit after losing a rank\n"
+                      << server.process->output();
 }
 
 TEST(Serve, SigtermCancelsTheRunningRequestAndExitsZero) {
   Server server({"--nproc", "2", "--ulysses", "2", "--max-size", "256"});
   ASSERT_TRUE(server.wait_ready()) << server.process->output();
-  const json slow = {{"prompt", kPrompt}, {"size", "256x256"}, {"steps", 100}, {"n", 4}, {"seed", 1}};
+  const json slow = {
+      {"prompt", kPrompt}, {"size", "256x256"}, {"steps", 100}, {"n", 4}, {"seed", 1}};
   int status = 0;
   std::string body = "(no answer)";
   std::thread client([&] {
@@ -479,7 +488,8 @@ TEST(Serve, TheWebPageShowsThePictureInARealBrowser) {
   ASSERT_EQ(r.code, 0) << r.output;
   std::smatch m;
   ASSERT_TRUE(std::regex_search(
-      r.output, m, std::regex(R"re(<img class="result"[^>]*src="data:image/png;base64,([^"]+)")re")))
+      r.output, m,
+      std::regex(R"re(<img class="result"[^>]*src="data:image/png;base64,([^"]+)")re")))
       << "no picture on the page:\n"
       << r.output;
   EXPECT_EQ(m[1].str(), expected) << "the page shows another picture than the API gives";

@@ -22,8 +22,8 @@ namespace {
 // The velocity of `name` (tiny, seed 3) on P ranks under (u, r), with the
 // blocks' weights sharded or replicated; rank 0's result.
 at::Tensor velocity_on_ranks(const std::string& name, const RunSize& size, int u, int r, bool shard,
-                             int64_t* kept = nullptr, int64_t* block_bytes = nullptr, int64_t* gathered = nullptr,
-                             int64_t* predicted = nullptr) {
+                             int64_t* kept = nullptr, int64_t* block_bytes = nullptr,
+                             int64_t* gathered = nullptr, int64_t* predicted = nullptr) {
   at::Tensor out;
   std::mutex m;
   test::run_ranks(u * r, [&](World& w) {
@@ -61,14 +61,17 @@ TEST(ShardedWeights, ForwardIsBitIdenticalToReplicatedWeights) {
     for (int p : {2, 4}) {
       for (auto [u, r] : test::factorizations(p)) {
         int64_t kept = 0, total = 0, gathered = 0, predicted = 0, sp_gathers = 0;
-        const auto replicated = velocity_on_ranks(name, size, u, r, false, nullptr, nullptr, &sp_gathers);
-        const auto sharded = velocity_on_ranks(name, size, u, r, true, &kept, &total, &gathered, &predicted);
+        const auto replicated =
+            velocity_on_ranks(name, size, u, r, false, nullptr, nullptr, &sp_gathers);
+        const auto sharded =
+            velocity_on_ranks(name, size, u, r, true, &kept, &total, &gathered, &predicted);
         EXPECT_TRUE(at::equal(sharded, replicated)) << name << " ulysses " << u << " x ring " << r;
-        EXPECT_LE(kept * p, total + 64 * p * 16) << name << ": a rank keeps 1/P of the blocks (plus padding)";
+        EXPECT_LE(kept * p, total + 64 * p * 16)
+            << name << ": a rank keeps 1/P of the blocks (plus padding)";
         EXPECT_GE(kept * p, total);
         // The plan's own gathers are all_gather bytes too: the difference is the weights'.
         EXPECT_EQ(gathered - sp_gathers, predicted) << name << " ulysses " << u << " x ring " << r
-                                       << ": the gathers move what was predicted";
+                                                    << ": the gathers move what was predicted";
         EXPECT_EQ(predicted, kept * (p - 1));
       }
     }
@@ -85,7 +88,7 @@ TEST(ShardedWeights, UnshardGivesTheWholeWeightsBack) {
     pipe->prepare(size, 4);
     ShardedWeights shards(pipe->model(), w.group());
     EXPECT_EQ(shards.blocks(), 4u);  // tiny flux: 2 dual + 2 single blocks
-    shards.unshard();  // collective
+    shards.unshard();                // collective
     // Whole again: this rank alone (no plan, no peers) computes the one-rank result.
     EXPECT_TRUE(at::equal(pipe->velocity(x, 0.5), expected));
   });
@@ -94,7 +97,8 @@ TEST(ShardedWeights, UnshardGivesTheWholeWeightsBack) {
 TEST(ShardedWeights, MistakesFailLoudly) {
   // A model without blocks cannot be sharded.
   torch::nn::Module plain;
-  test::run_ranks(2, [&](World& w) { EXPECT_THROW(ShardedWeights(plain, w.group()), std::invalid_argument); });
+  test::run_ranks(
+      2, [&](World& w) { EXPECT_THROW(ShardedWeights(plain, w.group()), std::invalid_argument); });
   // Shards dropped without unshard(): the blocks have no weights, and the
   // next forward fails instead of computing with half of them.
   RunSize size{64, 64, 1, 5, 1};
@@ -110,17 +114,19 @@ TEST(ShardedWeights, MistakesFailLoudly) {
 // predicted equal to the counters, and the same for a model folder's pipeline.
 TEST(ShardedWeights, RunAsSeparateProcesses) {
   if (access(SPDIT_BIN, X_OK) != 0) GTEST_SKIP() << "the spdit command is not built here";
-  auto r = test::run_command(std::string(SPDIT_BIN) +
-                             " run --model wan --preset tiny --height 64 --width 80 --frames 5 --text-len 7 --steps 2"
-                             " --nproc 3 --ring 3 --shard-weights --check");
+  auto r = test::run_command(
+      std::string(SPDIT_BIN) +
+      " run --model wan --preset tiny --height 64 --width 80 --frames 5 --text-len 7 --steps 2"
+      " --nproc 3 --ring 3 --shard-weights --check");
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("(match)"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("PASS"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("sharded ("), std::string::npos) << r.output;
   // explain predicts what the run counted.
-  auto e = test::run_command(std::string(SPDIT_BIN) +
-                             " explain --model wan --preset tiny --height 64 --width 80 --frames 5 --text-len 7"
-                             " --ring 3 --shard-weights");
+  auto e = test::run_command(
+      std::string(SPDIT_BIN) +
+      " explain --model wan --preset tiny --height 64 --width 80 --frames 5 --text-len 7"
+      " --ring 3 --shard-weights");
   ASSERT_EQ(e.code, 0) << e.output;
   EXPECT_NE(e.output.find("all-gathered as it runs"), std::string::npos) << e.output;
 }

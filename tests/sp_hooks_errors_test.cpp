@@ -40,12 +40,12 @@ TEST(SpHooksErrors, UnknownModulePathNamesItAndAppliesNothing) {
 TEST(SpHooksErrors, UnknownParameterNamesTheSignature) {
   test::run_ranks(2, [](World& w) {
     auto m = test::make_example_model();
-    SequenceParallelModelPlan plan = {
-        {"", inputs({{"hidden", SequenceParallelInput{1, 3}}})},
-        {"proj_out", outputs(SequenceParallelOutput{1, 3})}};
+    SequenceParallelModelPlan plan = {{"", inputs({{"hidden", SequenceParallelInput{1, 3}}})},
+                                      {"proj_out", outputs(SequenceParallelOutput{1, 3})}};
     auto msg = error_of([&] { apply_sequence_parallel(*m, SequenceParallelConfig{2, 1}, plan); });
     EXPECT_NE(msg.find("parameter 'hidden': no such parameter"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("hidden_states, encoder_hidden_states, positions"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("hidden_states, encoder_hidden_states, positions"), std::string::npos)
+        << msg;
     EXPECT_TRUE(no_hooks_anywhere(m));
   });
 }
@@ -92,7 +92,8 @@ TEST(SpHooksErrors, LengthShorterThanTheSpSize) {
     apply_sequence_parallel(*m, SequenceParallelConfig{4, 1});
     ExampleInputs in(3);
     auto msg = error_of([&] { m->call({in.hidden, in.context, in.positions}); });
-    EXPECT_NE(msg.find("length 3 along dim 1 is shorter than the SP size 4"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("length 3 along dim 1 is shorter than the SP size 4"), std::string::npos)
+        << msg;
   });
 }
 
@@ -100,12 +101,13 @@ TEST(SpHooksErrors, WrongNumberOfDimsAndSplitDimOutOfRange) {
   test::run_ranks(2, [](World& w) {
     auto m = test::make_example_model();
     // No expected_dims: a 2-d tensor cannot be split on dim 2.
-    SequenceParallelModelPlan plan = {
-        {"", inputs({{"hidden_states", SequenceParallelInput{2}}})},
-        {"proj_out", outputs(SequenceParallelOutput{1, 3})}};
+    SequenceParallelModelPlan plan = {{"", inputs({{"hidden_states", SequenceParallelInput{2}}})},
+                                      {"proj_out", outputs(SequenceParallelOutput{1, 3})}};
     apply_sequence_parallel(*m, SequenceParallelConfig{2, 1}, plan);
     auto msg = error_of([&] { m->call({at::randn({4, 8})}, {{"positions", at::arange(4)}}); });
-    EXPECT_NE(msg.find("split_dim=2 is out of range for a tensor of shape [4, 8]"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("split_dim=2 is out of range for a tensor of shape [4, 8]"),
+              std::string::npos)
+        << msg;
     remove_sequence_parallel(*m);
     EXPECT_TRUE(no_hooks_anywhere(m));
   });
@@ -115,7 +117,9 @@ TEST(SpHooksErrors, UnknownArgumentAtTheCallSite) {
   auto m = test::make_example_model();
   auto msg = error_of([&] { m->call({}, {{"hiden_states", at::randn({1, 2, 8})}}); });
   EXPECT_NE(msg.find("has no parameter 'hiden_states'"), std::string::npos) << msg;
-  msg = error_of([&] { m->call({at::randn({1, 2, 8})}, {{"hidden_states", at::randn({1, 2, 8})}}); });
+  msg = error_of([&] {
+    m->call({at::randn({1, 2, 8})}, {{"hidden_states", at::randn({1, 2, 8})}});
+  });
   EXPECT_NE(msg.find("twice"), std::string::npos) << msg;
 }
 
@@ -134,7 +138,7 @@ TEST(SpHooksErrors, RemoveRestoresTheModelExactly) {
     EXPECT_FALSE(no_hooks_anywhere(m));
     remove_sequence_parallel(*m);
     EXPECT_TRUE(no_hooks_anywhere(m));
-    remove_sequence_parallel(*m);  // a second remove is harmless
+    remove_sequence_parallel(*m);                               // a second remove is harmless
     apply_sequence_parallel(*m, SequenceParallelConfig{1, 2});  // and it can be applied again
     EXPECT_TRUE(is_sequence_parallel_applied(*m));
   });

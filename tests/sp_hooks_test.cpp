@@ -63,10 +63,12 @@ TEST_P(SpHooks, EachRankHoldsItsShardInsideTheModel) {
     apply_sequence_parallel(*model, SequenceParallelConfig{1, p});
     at::Tensor seen;
     bool active = false;
-    HookRegistry::add(*model->blocks[0], Hook{"probe", [&](BoundArgs& a) {
+    HookRegistry::add(*model->blocks[0], Hook{"probe",
+                                              [&](BoundArgs& a) {
                                                 seen = a.tensor("x");
                                                 active = ForwardContext::current()->sp_active();
-                                              }, nullptr});
+                                              },
+                                              nullptr});
     run_example(model, in);
     EXPECT_EQ(seen.size(1), s / p);
     EXPECT_TRUE(active);
@@ -100,9 +102,7 @@ struct JointModelImpl : HookableModule {
   std::vector<std::string> signature() const override { return {"txt_ids", "img_ids"}; }
 
  protected:
-  Outputs forward(const BoundArgs& a) override {
-    return rope->call({a["txt_ids"], a["img_ids"]});
-  }
+  Outputs forward(const BoundArgs& a) override { return rope->call({a["txt_ids"], a["img_ids"]}); }
 };
 TORCH_MODULE(JointModel);
 
@@ -140,12 +140,14 @@ void expect_partial_split(int p, SequenceParallelPartialInput spec) {
 
 TEST(SpHooksPartialInput, TextLengthFromANamedTensorArgument) {
   for (int p : {1, 2, 4}) {
-    expect_partial_split(p, SequenceParallelPartialInput(0, std::string("txt_ids"), 2).with_split_output());
+    expect_partial_split(
+        p, SequenceParallelPartialInput(0, std::string("txt_ids"), 2).with_split_output());
   }
 }
 
 TEST(SpHooksPartialInput, TextLengthFromAnInt) {
-  for (int p : {2, 3}) expect_partial_split(p, SequenceParallelPartialInput(0, int64_t{5}, 2).with_split_output());
+  for (int p : {2, 3})
+    expect_partial_split(p, SequenceParallelPartialInput(0, int64_t{5}, 2).with_split_output());
 }
 
 // --- lists, expected_dims, `*`, plain layers --------------------------------
@@ -200,8 +202,9 @@ TEST(SpHooks, ExpectedDimsMismatchSkipsAndSaysOnceWhenNothingWasSplit) {
   test::run_ranks(2, [&](World& w) {
     ListModel m;
     SequenceParallelModelPlan plan = {
-        {"", inputs({{"features", std::vector<AnySpec>{SequenceParallelInput{1, 4},  // 3-d given
-                                                       SequenceParallelInput{0, 3}}}})},  // 2-d given
+        {"",
+         inputs({{"features", std::vector<AnySpec>{SequenceParallelInput{1, 4},       // 3-d given
+                                                   SequenceParallelInput{0, 3}}}})},  // 2-d given
         {"out", outputs(SequenceParallelOutput{1, 4})}};
     apply_sequence_parallel(*m, SequenceParallelConfig{2, 1}, plan);
     auto a = at::randn({2, 6, 3}), b = at::randn({6, 3});
@@ -243,7 +246,8 @@ struct BranchesImpl : HookableModule {
     at::Tensor sum = at::zeros_like(a.tensor("x"));
     for (size_t i = 0; i < branches->size(); ++i) {
       auto* b = branches[i]->as<BranchImpl>();
-      sum = sum + (bypass && i == 2 ? b->proj.module()->forward(a.tensor("x")) : b->call({a["x"]}).tensor());
+      sum = sum + (bypass && i == 2 ? b->proj.module()->forward(a.tensor("x"))
+                                    : b->call({a["x"]}).tensor());
     }
     return Outputs(sum);
   }
@@ -321,7 +325,8 @@ TEST(SpHooks, OutputCountMismatchIsAnError) {
       ADD_FAILURE();
     } catch (const std::invalid_argument& e) {
       EXPECT_NE(std::string(e.what()).find("gathers 3 output(s) but the module returned 2"),
-                std::string::npos) << e.what();
+                std::string::npos)
+          << e.what();
     }
   });
 }

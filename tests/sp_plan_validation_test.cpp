@@ -31,14 +31,18 @@ SequenceParallelModelPlan reference_example() {
 
 }  // namespace
 
-TEST(ValidateSpPlan, TheReferenceExampleIsValid) { EXPECT_NO_THROW(validate_sp_plan(reference_example())); }
+TEST(ValidateSpPlan, TheReferenceExampleIsValid) {
+  EXPECT_NO_THROW(validate_sp_plan(reference_example()));
+}
 
 TEST(ValidateSpPlan, GoodPlansOfEveryShapePass) {
   auto rope = SequenceParallelPartialInput(0, std::string("txt_ids"), 2).with_split_output();
   SequenceParallelModelPlan plan = {
       {"", inputs({{"x", SequenceParallelInput(1, 3).with_auto_pad()},
-                   {"features", std::vector<AnySpec>{SequenceParallelInput{1}, SequenceParallelInput{0}}}})},
-      {"rope", inputs({{0, rope}, {1, SequenceParallelPartialInput(0, int64_t{77}, 2).with_split_output()}})},
+                   {"features",
+                    std::vector<AnySpec>{SequenceParallelInput{1}, SequenceParallelInput{0}}}})},
+      {"rope", inputs({{0, rope},
+                       {1, SequenceParallelPartialInput(0, int64_t{77}, 2).with_split_output()}})},
       {"blocks.*", inputs({{"t", SequenceParallelInput{1, 3}}})},
       {"heads", outputs(std::vector<SequenceParallelOutput>{{1, 3}, {0}})},
       {"proj_out", outputs(SequenceParallelOutput{-2, 3})},
@@ -47,13 +51,14 @@ TEST(ValidateSpPlan, GoodPlansOfEveryShapePass) {
 }
 
 TEST(ValidateSpPlan, IntKeyWithoutSplitOutput) {
-  expect_rejected({{"pos_embed", inputs({{0, SequenceParallelInput{0, 2}}})}}, "\"pos_embed\", key 0",
-                  "needs split_output=true");
+  expect_rejected({{"pos_embed", inputs({{0, SequenceParallelInput{0, 2}}})}},
+                  "\"pos_embed\", key 0", "needs split_output=true");
 }
 
 TEST(ValidateSpPlan, SplitOutputUnderAParameterName) {
-  expect_rejected({{"pos_embed", inputs({{"ids", SequenceParallelInput(0, 2).with_split_output()}})}},
-                  "key \"ids\"", "integer output index");
+  expect_rejected(
+      {{"pos_embed", inputs({{"ids", SequenceParallelInput(0, 2).with_split_output()}})}},
+      "key \"ids\"", "integer output index");
 }
 
 TEST(ValidateSpPlan, OutputSpecAmongInputs) {
@@ -75,16 +80,19 @@ TEST(ValidateSpPlan, TwoStars) {
 }
 
 TEST(ValidateSpPlan, MalformedPaths) {
-  expect_rejected({{"blocks..attn", outputs(SequenceParallelOutput{1})}}, "blocks..attn", "empty path segment");
+  expect_rejected({{"blocks..attn", outputs(SequenceParallelOutput{1})}}, "blocks..attn",
+                  "empty path segment");
   expect_rejected({{"blocks.", outputs(SequenceParallelOutput{1})}}, "blocks.", "");
   expect_rejected({{"blocks.a*", outputs(SequenceParallelOutput{1})}}, "blocks.a*", "stand alone");
 }
 
 TEST(ValidateSpPlan, DuplicateKeys) {
-  expect_rejected({{"a", outputs(SequenceParallelOutput{1})}, {"a", outputs(SequenceParallelOutput{1})}},
-                  "\"a\"", "appears twice");
-  expect_rejected({{"", inputs({{"x", SequenceParallelInput{1}}, {"x", SequenceParallelInput{2}}})}},
-                  "key \"x\"", "appears twice");
+  expect_rejected(
+      {{"a", outputs(SequenceParallelOutput{1})}, {"a", outputs(SequenceParallelOutput{1})}},
+      "\"a\"", "appears twice");
+  expect_rejected(
+      {{"", inputs({{"x", SequenceParallelInput{1}}, {"x", SequenceParallelInput{2}}})}},
+      "key \"x\"", "appears twice");
 }
 
 TEST(ValidateSpPlan, DimsOutsideExpectedDims) {
@@ -98,27 +106,36 @@ TEST(ValidateSpPlan, DimsOutsideExpectedDims) {
 TEST(ValidateSpPlan, EmptyThings) {
   expect_rejected({}, "the plan", "empty");
   expect_rejected({{"", inputs({})}}, "root", "input map is empty");
-  expect_rejected({{"", inputs({{"x", SpecList(std::vector<AnySpec>{})}})}}, "key \"x\"", "spec list is empty");
-  expect_rejected({{"", inputs({{"", SequenceParallelInput{1}}})}}, "key \"\"", "parameter name is empty");
+  expect_rejected({{"", inputs({{"x", SpecList(std::vector<AnySpec>{})}})}}, "key \"x\"",
+                  "spec list is empty");
+  expect_rejected({{"", inputs({{"", SequenceParallelInput{1}}})}}, "key \"\"",
+                  "parameter name is empty");
 }
 
 TEST(ValidateSpPlan, BadTextLenSource) {
-  expect_rejected({{"rope", inputs({{0, SequenceParallelPartialInput(0, int64_t{-1}, 2).with_split_output()}})}},
-                  "\"rope\", key 0", "must not be negative");
-  expect_rejected({{"rope", inputs({{0, SequenceParallelPartialInput(0, std::string(""), 2).with_split_output()}})}},
-                  "\"rope\", key 0", "empty parameter name");
+  expect_rejected(
+      {{"rope",
+        inputs({{0, SequenceParallelPartialInput(0, int64_t{-1}, 2).with_split_output()}})}},
+      "\"rope\", key 0", "must not be negative");
+  expect_rejected(
+      {{"rope",
+        inputs({{0, SequenceParallelPartialInput(0, std::string(""), 2).with_split_output()}})}},
+      "\"rope\", key 0", "empty parameter name");
 }
 
 TEST(ValidateSpPlan, NegativeOutputIndex) {
-  expect_rejected({{"rope", inputs({{int64_t{-1}, SequenceParallelInput(0, 2).with_split_output()}})}}, "key -1",
-                  "must not be negative");
+  expect_rejected(
+      {{"rope", inputs({{int64_t{-1}, SequenceParallelInput(0, 2).with_split_output()}})}},
+      "key -1", "must not be negative");
 }
 
 TEST(ValidateSpPlan, DescribeReadsLikeThePythonPlan) {
   auto text = describe(reference_example());
-  EXPECT_NE(text.find("\"pos_embed\":\n    0: SequenceParallelInput(split_dim=0, expected_dims=2, split_output=True)"),
+  EXPECT_NE(text.find("\"pos_embed\":\n    0: SequenceParallelInput(split_dim=0, expected_dims=2, "
+                      "split_output=True)"),
             std::string::npos)
       << text;
-  EXPECT_NE(text.find("\"proj_out\": SequenceParallelOutput(gather_dim=1, expected_dims=3)"), std::string::npos)
+  EXPECT_NE(text.find("\"proj_out\": SequenceParallelOutput(gather_dim=1, expected_dims=3)"),
+            std::string::npos)
       << text;
 }

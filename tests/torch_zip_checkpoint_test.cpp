@@ -30,7 +30,8 @@ std::string read_bytes(const std::string& path) {
 }
 
 void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(path, std::ios::binary)
+      .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
 std::string open_error(const std::string& path) {
@@ -88,7 +89,8 @@ TEST(TorchZipCheckpoint, FlatHalfPrecisionFile) {
   const auto ckpt = checkpoints::Checkpoint::open(fixture("torch_zip/flat.pth"));
   const at::Tensor x = ckpt.tensor("x");
   EXPECT_EQ(x.scalar_type(), at::kHalf);
-  EXPECT_TRUE(at::equal(x.to(at::kFloat), at::tensor({1.0, 2.0, 3.0, 4.0}, at::kFloat).reshape({2, 2})));
+  EXPECT_TRUE(
+      at::equal(x.to(at::kFloat), at::tensor({1.0, 2.0, 3.0, 4.0}, at::kFloat).reshape({2, 2})));
 }
 
 TEST(TorchZipCheckpoint, LegacyFormatIsRefusedSayingHowToResave) {
@@ -105,7 +107,8 @@ TEST(TorchZipCheckpoint, TruncatedFileIsRefused) {
   write_bytes(path, bytes.substr(0, bytes.size() / 2));
   const std::string msg = open_error(path);
   EXPECT_NE(msg.find("cut.pth"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("not a readable zip archive (truncated or corrupt?)"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("not a readable zip archive (truncated or corrupt?)"), std::string::npos)
+      << msg;
 }
 
 TEST(TorchZipCheckpoint, NotAZipIsRefused) {

@@ -53,7 +53,8 @@ TEST(VaeNames, BflLevelsCountFromTheOtherEnd) {
   EXPECT_EQ(bfl_vae_name_to_diffusers("decoder.mid.attn_1.proj_out.weight", 4),
             "decoder.mid_block.attentions.0.to_out.0.weight");
   EXPECT_EQ(bfl_vae_name_to_diffusers("decoder.norm_out.bias", 4), "decoder.conv_norm_out.bias");
-  EXPECT_EQ(bfl_vae_name_to_diffusers("decoder.up.4.block.0.conv1.weight", 4), "");  // no such level
+  EXPECT_EQ(bfl_vae_name_to_diffusers("decoder.up.4.block.0.conv1.weight", 4),
+            "");  // no such level
   EXPECT_EQ(bfl_vae_name_to_diffusers("model.diffusion_model.img_in.weight", 4), "");
 }
 
@@ -67,7 +68,7 @@ TEST(VaeNames, EveryNameOfFluxsAutoencoderRoundTrips) {
   }
   // FLUX.1's ae.safetensors holds 244 tensors; no two map to one name.
   EXPECT_EQ(bfl_names.size(), 244u);
-  EXPECT_TRUE(bfl_names.count("decoder.up.1.block.0.nin_shortcut.weight"));  // 512 -> 256
+  EXPECT_TRUE(bfl_names.count("decoder.up.1.block.0.nin_shortcut.weight"));    // 512 -> 256
   EXPECT_TRUE(bfl_names.count("encoder.down.2.block.0.nin_shortcut.weight"));  // 256 -> 512
 }
 
@@ -101,7 +102,8 @@ TEST(VaeLoader, FindsTheAutoencoderOfADownloadedFolder) {
   EXPECT_NE(load_error(dir.path).find("vae/"), std::string::npos);
   EXPECT_NE(load_error(dir.path).find("ae.safetensors"), std::string::npos);
   EXPECT_NE(load_error(dir.path + "/nothing").find("no such file"), std::string::npos);
-  std::filesystem::copy_file(fixture("flux_vae_tiny/bfl/ae.safetensors"), dir.path + "/ae.safetensors");
+  std::filesystem::copy_file(fixture("flux_vae_tiny/bfl/ae.safetensors"),
+                             dir.path + "/ae.safetensors");
   EXPECT_EQ(find_autoencoder(dir.path), dir.path + "/ae.safetensors");
   EXPECT_EQ(load_autoencoder(dir.path).layout, "bfl");
   // diffusers' vae/ wins when both are there, as FLUX.1-dev's download holds both.
@@ -138,9 +140,13 @@ TEST(VaeLoader, AWrongShapeIsNamedWithBothShapes) {
   t["encoder.quant_conv.weight"] = at::zeros({32, 32, 1, 1});
   checkpoints::write_safetensors(dir.path + "/vae/diffusion_pytorch_model.safetensors", t);
   const std::string e = load_error(dir.path);
-  EXPECT_NE(e.find("'decoder.mid_block.attentions.0.to_q.weight' is [64, 32], the autoencoder's is [64, 64]"),
-            std::string::npos) << e;
-  EXPECT_NE(e.find("'encoder.quant_conv.weight' is no tensor of the autoencoder"), std::string::npos) << e;
+  EXPECT_NE(e.find("'decoder.mid_block.attentions.0.to_q.weight' is [64, 32], the autoencoder's is "
+                   "[64, 64]"),
+            std::string::npos)
+      << e;
+  EXPECT_NE(e.find("'encoder.quant_conv.weight' is no tensor of the autoencoder"),
+            std::string::npos)
+      << e;
   EXPECT_NE(e.find("2 problems"), std::string::npos) << e;
 }
 
@@ -159,11 +165,15 @@ TEST(VaeLoader, ConfigsOfOtherAutoencodersAreRefused) {
     ADD_FAILURE() << "accepted: " << text;
   };
   // Stable Diffusion's VAE: quant convs (diffusers' default) and no shift.
-  refused(R"({"_class_name": "AutoencoderKL", "latent_channels": 4, "shift_factor": 0.0})", "quant_conv");
-  refused(R"({"_class_name": "AutoencoderKL", "use_quant_conv": false, "use_post_quant_conv": false})", "shift_factor");
+  refused(R"({"_class_name": "AutoencoderKL", "latent_channels": 4, "shift_factor": 0.0})",
+          "quant_conv");
+  refused(
+      R"({"_class_name": "AutoencoderKL", "use_quant_conv": false, "use_post_quant_conv": false})",
+      "shift_factor");
   refused(R"({"_class_name": "AutoencoderKLWan"})", "AutoencoderKLWan");
   refused(base + R"(, "norm_num_groups": 24})", "norm_num_groups 24");
-  refused(base + R"(, "up_block_types": ["UpDecoderBlock2D", "AttnUpDecoderBlock2D"]})", "AttnUpDecoderBlock2D");
+  refused(base + R"(, "up_block_types": ["UpDecoderBlock2D", "AttnUpDecoderBlock2D"]})",
+          "AttnUpDecoderBlock2D");
   refused(base + R"(, "layers_per_block": "2"})", "layers_per_block");
   refused("{", "not valid JSON");
 }
@@ -235,5 +245,6 @@ TEST(VaeMemory, DecodingFluxsAutoencoderHoldsAboutThreeFullResolutionActivations
   EXPECT_EQ(image.sizes(), (std::vector<int64_t>{1, 3, 128, 128}));
   const int64_t pixels = 128 * 128;
   EXPECT_LE(peak, 3 * 1024 * pixels) << format_bytes(peak) << " peak";
-  EXPECT_GE(peak, 2 * 1024 * pixels) << format_bytes(peak) << " peak: the meter should see the activations";
+  EXPECT_GE(peak, 2 * 1024 * pixels)
+      << format_bytes(peak) << " peak: the meter should see the activations";
 }

@@ -80,7 +80,8 @@ TEST(RowBands, GroupNormOfBandsIsTheWholeImagesGroupNorm) {
       SequenceParallelConfig cfg{1, p};
       cfg.setup(w);
       vae::RowBandScope bands(cfg);
-      const at::Tensor mine = vae::banded_group_norm(bands, vae::take_band(bands, x, 2), 4, weight, bias, 1e-6);
+      const at::Tensor mine =
+          vae::banded_group_norm(bands, vae::take_band(bands, x, 2), 4, weight, bias, 1e-6);
       EXPECT_LT(max_abs_diff(vae::gather_bands(bands, mine, 2), whole), 2e-6) << p << " ranks";
     });
   }
@@ -105,7 +106,8 @@ TEST(RowBands, BandedDecodeEqualsOneRank) {
         cfg.setup(w);
         const at::Tensor image = vae->decode(z, cfg);
         ASSERT_EQ(image.sizes(), reference.sizes());
-        EXPECT_LT(max_abs_diff(image, reference), 1e-5 * scale) << "h " << h << ", " << p << " ranks, rank " << w.rank();
+        EXPECT_LT(max_abs_diff(image, reference), 1e-5 * scale)
+            << "h " << h << ", " << p << " ranks, rank " << w.rank();
       });
     }
   }
@@ -129,7 +131,8 @@ TEST(RowBands, Bf16BandedDecodeIsAsCloseToFp32AsOneRank) {
     cfg.setup(w);
     const at::Tensor image = bf16->decode(z, cfg);
     EXPECT_EQ(image.scalar_type(), at::kBFloat16);
-    EXPECT_LT(max_abs_diff(image, reference), 3e-2 * scale) << "one rank's bf16 error: " << one_rank;
+    EXPECT_LT(max_abs_diff(image, reference), 3e-2 * scale)
+        << "one rank's bf16 error: " << one_rank;
   });
 }
 
@@ -183,7 +186,8 @@ TEST(RowBands, BandedWanVideoDecodeEqualsOneRank) {
         cfg.setup(w);
         const at::Tensor video = wan->decode(z, cfg);
         ASSERT_EQ(video.sizes(), reference.sizes());
-        EXPECT_LT(max_abs_diff(video, reference), 1e-5 * scale) << "h " << h << ", " << p << " ranks";
+        EXPECT_LT(max_abs_diff(video, reference), 1e-5 * scale)
+            << "h " << h << ", " << p << " ranks";
       });
     }
   }

@@ -37,12 +37,15 @@ at::Tensor io(const std::string& name) {
 
 double rel_err(const at::Tensor& ours, const at::Tensor& ref) {
   EXPECT_EQ(ours.sizes(), ref.sizes());
-  return ((ours.to(at::kDouble) - ref.to(at::kDouble)).abs().max() / ref.to(at::kDouble).abs().max()).item<double>();
+  return ((ours.to(at::kDouble) - ref.to(at::kDouble)).abs().max() /
+          ref.to(at::kDouble).abs().max())
+      .item<double>();
 }
 
 vae::LoadedAutoencoder load(const std::string& layout, at::ScalarType dtype = at::kFloat) {
   return vae::load_autoencoder(
-      fixture(layout == "bfl" ? "flux_vae_tiny/bfl/ae.safetensors" : "flux_vae_tiny/diffusers"), dtype);
+      fixture(layout == "bfl" ? "flux_vae_tiny/bfl/ae.safetensors" : "flux_vae_tiny/diffusers"),
+      dtype);
 }
 
 }  // namespace
@@ -77,7 +80,8 @@ TEST(FluxVaeReference, DecoderMatchesTheOriginalInBothLayouts) {
 
 TEST(FluxVaeReference, PixelsAreVaeImageProcessorsUint8) {
   auto loaded = load("diffusers");
-  const at::Tensor pixels = pipelines::to_uint8_image(pipelines::flux_decode_latents(loaded.model, io("input.latents")));
+  const at::Tensor pixels =
+      pipelines::to_uint8_image(pipelines::flux_decode_latents(loaded.model, io("input.latents")));
   const at::Tensor ref = io("output.pixels");
   ASSERT_EQ(pixels.scalar_type(), at::kByte);
   ASSERT_EQ(pixels.sizes(), ref.sizes());

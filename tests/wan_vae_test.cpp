@@ -45,13 +45,15 @@ at::Tensor io(const std::string& name) {
 
 double rel_err(const at::Tensor& ours, const at::Tensor& ref) {
   EXPECT_EQ(ours.sizes(), ref.sizes());
-  return ((ours.to(at::kDouble) - ref.to(at::kDouble)).abs().max() / ref.to(at::kDouble).abs().max())
+  return ((ours.to(at::kDouble) - ref.to(at::kDouble)).abs().max() /
+          ref.to(at::kDouble).abs().max())
       .item<double>();
 }
 
 vae::LoadedWanVae load(const std::string& layout, at::ScalarType dtype = at::kFloat) {
   return vae::load_wan_vae(
-      fixture(layout == "wan" ? "wan_vae_tiny/original/Wan2.1_VAE.pth" : "wan_vae_tiny/diffusers"), dtype);
+      fixture(layout == "wan" ? "wan_vae_tiny/original/Wan2.1_VAE.pth" : "wan_vae_tiny/diffusers"),
+      dtype);
 }
 
 std::string error_of(const std::function<void()>& f) {
@@ -107,8 +109,8 @@ TEST(WanVaeReference, EncodeMatchesTheOriginalInBothLayouts) {
     EXPECT_LE(rel_err(moments.narrow(1, 16, 16), io("output.log_var")), kRelTol) << layout;
     // Wan's WanVAE.encode scales by Wan2.1's mean and std:
     // normalize_wan_latents.
-    const at::Tensor normalized =
-        vae::normalize_wan_latents(loaded.model->encode_mean(io("input.video")), loaded.model->config());
+    const at::Tensor normalized = vae::normalize_wan_latents(
+        loaded.model->encode_mean(io("input.video")), loaded.model->config());
     EXPECT_LE(rel_err(normalized, io("output.mu_scaled")), kRelTol) << layout;
   }
 }
@@ -142,7 +144,8 @@ TEST(WanVaeCausalCache, EncodeChunksOfAnySizeGiveTheReferenceChunking) {
   const at::Tensor video = io("input.video");
   const at::Tensor reference_chunks = loaded.model->encode_moments(video);
   for (int64_t chunk : {2, 100}) {
-    EXPECT_LE(rel_err(loaded.model->encode_moments_chunked(video, chunk), reference_chunks), 1e-5) << chunk;
+    EXPECT_LE(rel_err(loaded.model->encode_moments_chunked(video, chunk), reference_chunks), 1e-5)
+        << chunk;
   }
 }
 
@@ -177,10 +180,14 @@ TEST(WanVaeInputs, WrongShapesAreRefusedNamingTheShape) {
   auto loaded = load("diffusers");
   const std::string decode = error_of([&] { loaded.model->decode(at::zeros({1, 4, 2, 3, 3})); });
   EXPECT_NE(decode.find("(B, 16, T, h, w), not (1, 4, 2, 3, 3)"), std::string::npos) << decode;
-  const std::string frames = error_of([&] { loaded.model->encode_moments(at::zeros({1, 3, 6, 16, 16})); });
+  const std::string frames = error_of([&] {
+    loaded.model->encode_moments(at::zeros({1, 3, 6, 16, 16}));
+  });
   EXPECT_NE(frames.find("F = 1 + 4k frames"), std::string::npos) << frames;
   EXPECT_NE(frames.find("(1, 3, 6, 16, 16)"), std::string::npos) << frames;
-  const std::string chunk = error_of([&] { loaded.model->decode_chunked(at::zeros({1, 16, 2, 3, 3}), 0); });
+  const std::string chunk = error_of([&] {
+    loaded.model->decode_chunked(at::zeros({1, 16, 2, 3, 3}), 0);
+  });
   EXPECT_NE(chunk.find("at least 1, not 0"), std::string::npos) << chunk;
 }
 
@@ -191,7 +198,9 @@ TEST(WanVaeLatents, NormalizeAndDenormalizeArePerChannelInverses) {
   // Channel 7: (z - 1.5508) / 2.0743, as Wan's WanVAE scales it.
   EXPECT_TRUE(at::allclose(n.select(1, 7), (z.select(1, 7) - 1.5508) / 2.0743, 1e-5, 1e-6));
   EXPECT_TRUE(at::allclose(vae::denormalize_wan_latents(n, c), z, 1e-5, 1e-5));
-  const std::string msg = error_of([&] { vae::denormalize_wan_latents(at::zeros({1, 4, 2, 2}), c); });
+  const std::string msg = error_of([&] {
+    vae::denormalize_wan_latents(at::zeros({1, 4, 2, 2}), c);
+  });
   EXPECT_NE(msg.find("16 channels"), std::string::npos) << msg;
 }
 
@@ -213,7 +222,8 @@ TEST(WanVaeConfig, RefusesWhatItCannotBuildNamingTheField) {
   auto err = [](const std::string& json) {
     return error_of([&] { vae::WanVaeConfig::from_json(json, "x/vae/config.json"); });
   };
-  EXPECT_NE(err(R"({"_class_name": "AutoencoderKL"})").find("not of AutoencoderKLWan"), std::string::npos);
+  EXPECT_NE(err(R"({"_class_name": "AutoencoderKL"})").find("not of AutoencoderKLWan"),
+            std::string::npos);
   EXPECT_NE(err(R"({"is_residual": true})").find("Wan2.2"), std::string::npos);
   EXPECT_NE(err(R"({"attn_scales": [0.5]})").find("attn_scales"), std::string::npos);
   EXPECT_NE(err(R"({"latents_mean": [0.1, 0.2]})").find("one value per latent channel (16)"),
@@ -223,7 +233,9 @@ TEST(WanVaeConfig, RefusesWhatItCannotBuildNamingTheField) {
   EXPECT_NE(err(R"({"z_dim": "16"})").find("x/vae/config.json: field 'z_dim' should be an integer"),
             std::string::npos);
   // Qwen-Image's class is the same network.
-  EXPECT_EQ(vae::WanVaeConfig::from_json(R"({"_class_name": "AutoencoderKLQwenImage"})", "q").base_dim, 96);
+  EXPECT_EQ(
+      vae::WanVaeConfig::from_json(R"({"_class_name": "AutoencoderKLQwenImage"})", "q").base_dim,
+      96);
 }
 
 TEST(WanVaeNames, TheTwoLayoutsMapBothWays) {
@@ -265,15 +277,18 @@ TEST(WanVaeLoader, RandomFolderRoundTripsAndDecodes) {
   EXPECT_TRUE(video.isfinite().all().item<bool>());
   // The same seed writes the same file.
   vae::write_random_wan_vae(dir.path + "/again", vae::WanVaeConfig::tiny(), 3);
-  const auto a = checkpoints::Checkpoint::open(dir.path + "/model/vae/diffusion_pytorch_model.safetensors");
-  const auto b = checkpoints::Checkpoint::open(dir.path + "/again/diffusion_pytorch_model.safetensors");
-  for (const auto& [name, t] : a.tensors()) EXPECT_TRUE(at::equal(a.tensor(name), b.tensor(name))) << name;
+  const auto a =
+      checkpoints::Checkpoint::open(dir.path + "/model/vae/diffusion_pytorch_model.safetensors");
+  const auto b =
+      checkpoints::Checkpoint::open(dir.path + "/again/diffusion_pytorch_model.safetensors");
+  for (const auto& [name, t] : a.tensors())
+    EXPECT_TRUE(at::equal(a.tensor(name), b.tensor(name))) << name;
 }
 
 TEST(WanVaeLoader, RefusesMissingAndMisshapenTensorsNamingThem) {
   test::TempDir dir;
-  const auto src =
-      checkpoints::Checkpoint::open(fixture("wan_vae_tiny/diffusers/diffusion_pytorch_model.safetensors"));
+  const auto src = checkpoints::Checkpoint::open(
+      fixture("wan_vae_tiny/diffusers/diffusion_pytorch_model.safetensors"));
   std::map<std::string, at::Tensor> tensors;
   for (const auto& [name, t] : src.tensors()) tensors[name] = src.tensor(name);
   tensors.erase("decoder.conv_out.bias");
@@ -289,20 +304,24 @@ TEST(WanVaeLoader, RefusesMissingAndMisshapenTensorsNamingThem) {
                      "autoencoder's is (4, 3, 3, 3, 3)"),
             std::string::npos)
       << msg;
-  EXPECT_NE(msg.find("'decoder.extra.weight' is no tensor of the autoencoder"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("'decoder.extra.weight' is no tensor of the autoencoder"), std::string::npos)
+      << msg;
 }
 
 TEST(WanVaeLoader, SaysWhatADownloadHoldsWhenThereIsNoAutoencoder) {
   test::TempDir dir;
   const std::string msg = error_of([&] { vae::load_wan_vae(dir.path); });
-  EXPECT_NE(msg.find("found no Wan2.1 autoencoder in '" + dir.path + "'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("found no Wan2.1 autoencoder in '" + dir.path + "'"), std::string::npos)
+      << msg;
   EXPECT_NE(msg.find("Wan2.1_VAE.pth"), std::string::npos) << msg;
   // Another model's files: FLUX.1's autoencoder in BFL's names, and in
   // diffusers' (its config says so).
-  const std::string other = error_of([&] { vae::load_wan_vae(fixture("flux_vae_tiny/bfl/ae.safetensors")); });
+  const std::string other =
+      error_of([&] { vae::load_wan_vae(fixture("flux_vae_tiny/bfl/ae.safetensors")); });
   EXPECT_NE(other.find("holds no Wan2.1 autoencoder"), std::string::npos) << other;
   const std::string flux = error_of([&] { vae::load_wan_vae(fixture("flux_vae_tiny/diffusers")); });
-  EXPECT_NE(flux.find("is the config of \"AutoencoderKL\", not of AutoencoderKLWan"), std::string::npos)
+  EXPECT_NE(flux.find("is the config of \"AutoencoderKL\", not of AutoencoderKLWan"),
+            std::string::npos)
       << flux;
 }
 
@@ -321,7 +340,8 @@ TEST(WanVaeRealSize, Wan21LoadsInPlaceFromASparseDiffusersFolder) {
   EXPECT_EQ(params, 126892531);
   EXPECT_EQ(layout.size(), 194u);
   std::filesystem::create_directories(dir.path + "/vae");
-  checkpoints::write_sparse_safetensors(dir.path + "/vae/diffusion_pytorch_model.safetensors", layout);
+  checkpoints::write_sparse_safetensors(dir.path + "/vae/diffusion_pytorch_model.safetensors",
+                                        layout);
   std::ofstream(dir.path + "/vae/config.json") << config.to_json();
   install_memory_meter();
   const int64_t before = tensor_bytes_live();

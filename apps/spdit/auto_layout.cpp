@@ -18,8 +18,8 @@ using Clock = std::chrono::steady_clock;
 // products on the rank's query share of every key (heads padded to a
 // multiple of u), and every weight once per token the rank holds (its image
 // tokens, and the replicated text).
-double forward_flops(const models::ForwardShapes& shapes, const models::RunSize& size, int64_t parameters,
-                     int64_t u, int64_t r, const StepPrediction& p) {
+double forward_flops(const models::ForwardShapes& shapes, const models::RunSize& size,
+                     int64_t parameters, int64_t u, int64_t r, const StepPrediction& p) {
   const double sp = static_cast<double>(u * r);
   double flops = 0;
   int64_t text = 0;
@@ -33,14 +33,16 @@ double forward_flops(const models::ForwardShapes& shapes, const models::RunSize&
     const double keys = static_cast<double>(p.padded_tokens + a.text_len);
     flops += 4.0 * size.batch * keys * keys * heads * a.head_dim * a.count / sp;
   }
-  flops += 2.0 * static_cast<double>(parameters) * size.batch * static_cast<double>(p.tokens_per_rank + text);
+  flops += 2.0 * static_cast<double>(parameters) * size.batch *
+           static_cast<double>(p.tokens_per_rank + text);
   return flops;
 }
 
 }  // namespace
 
-std::vector<LayoutCandidate> weigh_layouts(const models::ForwardShapes& shapes, const models::RunSize& size,
-                                           int64_t parameters, int ranks, bool guided, const MachineSpeed& speed) {
+std::vector<LayoutCandidate> weigh_layouts(const models::ForwardShapes& shapes,
+                                           const models::RunSize& size, int64_t parameters,
+                                           int ranks, bool guided, const MachineSpeed& speed) {
   std::vector<LayoutCandidate> out;
   for (int cfg : {1, 2}) {
     if (cfg == 2 && (!guided || ranks % 2 != 0)) continue;
@@ -90,7 +92,10 @@ MachineSpeed measure_speed(World* world, int64_t width, at::ScalarType dtype) {
     best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
   }
   s.flops_per_s = 2.0 * n * n * n / best;
-  s.source = "measured: " + std::string(dtype == at::kBFloat16 ? "bf16" : dtype == at::kHalf ? "fp16" : "fp32") +
+  s.source = "measured: " +
+             std::string(dtype == at::kBFloat16 ? "bf16"
+                         : dtype == at::kHalf   ? "fp16"
+                                                : "fp32") +
              " GEMM " + std::to_string(n) + "^3";
   if (!world || world->size() < 2) {
     s.link_bytes_per_s = 1e30;  // nothing to move
@@ -107,7 +112,8 @@ MachineSpeed measure_speed(World* world, int64_t width, at::ScalarType dtype) {
   s.link_bytes_per_s = static_cast<double>(*std::min_element(all.begin(), all.end()));
   auto speeds = all_gather_ints(world->group(), {static_cast<int64_t>(s.flops_per_s)});
   s.flops_per_s = static_cast<double>(*std::min_element(speeds.begin(), speeds.end()));
-  s.source += ", all-to-all of 4 MB over " + std::to_string(world->size()) + " ranks (slowest rank)";
+  s.source +=
+      ", all-to-all of 4 MB over " + std::to_string(world->size()) + " ranks (slowest rank)";
   return s;
 }
 
@@ -124,14 +130,14 @@ std::string describe(const std::vector<LayoutCandidate>& candidates, const Machi
   os << "layouts weighed (predicted per step and rank; best first):\n";
   for (size_t i = 0; i < candidates.size(); ++i) {
     const auto& c = candidates[i];
-    os << (i == 0 && c.possible ? "  * " : "    ") << "cfg " << c.cfg << " x ulysses " << c.ulysses << " x ring "
-       << c.ring << ": ";
+    os << (i == 0 && c.possible ? "  * " : "    ") << "cfg " << c.cfg << " x ulysses " << c.ulysses
+       << " x ring " << c.ring << ": ";
     if (!c.possible) {
       os << "impossible";
     } else {
       os << c.step_seconds << " s (compute " << c.compute_seconds << " s for " << c.flops / 1e9
-         << " GFLOP, communication waited " << c.comm_seconds << " s for " << c.prediction.total_bytes()
-         << " bytes)";
+         << " GFLOP, communication waited " << c.comm_seconds << " s for "
+         << c.prediction.total_bytes() << " bytes)";
     }
     os << "\n";
     for (const auto& why : c.costs) os << "        " << why << "\n";
@@ -139,18 +145,21 @@ std::string describe(const std::vector<LayoutCandidate>& candidates, const Machi
   return os.str();
 }
 
-LayoutChoice choose_layout(models::Pipeline& pipe, const models::ForwardShapes& shapes, const models::RunSize& size,
-                           int ranks, bool guided, World* world, double assumed_link_gbps) {
+LayoutChoice choose_layout(models::Pipeline& pipe, const models::ForwardShapes& shapes,
+                           const models::RunSize& size, int ranks, bool guided, World* world,
+                           double assumed_link_gbps) {
   int64_t parameters = 0;
   for (const auto& p : pipe.model().parameters()) parameters += p.numel();
-  const int64_t width = shapes.attention.empty() ? 1024 : shapes.attention[0].heads * shapes.attention[0].head_dim;
+  const int64_t width =
+      shapes.attention.empty() ? 1024 : shapes.attention[0].heads * shapes.attention[0].head_dim;
   LayoutChoice c;
   c.speed = measure_speed(world, width, pipe.dtype());
   if (assumed_link_gbps > 0) {
     std::ostringstream os;
     os << assumed_link_gbps;
     c.speed.link_bytes_per_s = assumed_link_gbps * 1e9;
-    c.speed.source += "; link assumed --link-gbps " + os.str() + " (spdit run --parallel auto measures it)";
+    c.speed.source +=
+        "; link assumed --link-gbps " + os.str() + " (spdit run --parallel auto measures it)";
   }
   c.candidates = weigh_layouts(shapes, size, parameters, ranks, guided, c.speed);
   return c;

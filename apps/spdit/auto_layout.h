@@ -24,18 +24,19 @@ struct MachineSpeed {
 struct LayoutCandidate {
   int cfg = 1, ulysses = 1, ring = 1;
   StepPrediction prediction;
-  double flops = 0;             // per rank and step
-  double compute_seconds = 0;   // flops / speed
-  double comm_seconds = 0;      // bytes not hidden behind compute / bandwidth
-  double step_seconds = 0;      // the prediction compared
+  double flops = 0;                // per rank and step
+  double compute_seconds = 0;      // flops / speed
+  double comm_seconds = 0;         // bytes not hidden behind compute / bandwidth
+  double step_seconds = 0;         // the prediction compared
   std::vector<std::string> costs;  // what makes it slower than it could be
   bool possible = true;
 };
 
 /// Every layout of `ranks` (cfg 2 only when guided), predicted; the best
 /// possible one first.
-std::vector<LayoutCandidate> weigh_layouts(const models::ForwardShapes& shapes, const models::RunSize& size,
-                                           int64_t parameters, int ranks, bool guided, const MachineSpeed& speed);
+std::vector<LayoutCandidate> weigh_layouts(const models::ForwardShapes& shapes,
+                                           const models::RunSize& size, int64_t parameters,
+                                           int ranks, bool guided, const MachineSpeed& speed);
 
 /// This rank's matrix-product speed (a short GEMM of the model's width in
 /// its dtype), and, over `world` when it has several ranks, the all-to-all
@@ -56,7 +57,8 @@ struct LayoutChoice {
 /// Measures (over `world` when given; `assumed_link_gbps` > 0 replaces the
 /// link measure, for explain) and weighs every layout of `ranks` for `pipe`'s
 /// model at `shapes`.
-LayoutChoice choose_layout(models::Pipeline& pipe, const models::ForwardShapes& shapes, const models::RunSize& size,
-                           int ranks, bool guided, World* world, double assumed_link_gbps = 0);
+LayoutChoice choose_layout(models::Pipeline& pipe, const models::ForwardShapes& shapes,
+                           const models::RunSize& size, int ranks, bool guided, World* world,
+                           double assumed_link_gbps = 0);
 
 }  // namespace spdit::cli

@@ -28,8 +28,8 @@ using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
 struct LoadOptions {
-  std::string url = "http://127.0.0.1:8000", api_key, size = "64x64", prompt = "a red fox in the snow",
-              json_path;
+  std::string url = "http://127.0.0.1:8000", api_key, size = "64x64",
+              prompt = "a red fox in the snow", json_path;
   int clients = 4, steps = 2;
   double seconds = 30;
 };
@@ -43,7 +43,8 @@ Target parse_url(const std::string& url) {
   static const std::regex form(R"(http://([^:/]+)(:([0-9]+))?/?)");
   std::smatch m;
   if (!std::regex_match(url, m, form)) {
-    throw std::invalid_argument("--url '" + url + "' must look like http://HOST:PORT (the server's address)");
+    throw std::invalid_argument("--url '" + url +
+                                "' must look like http://HOST:PORT (the server's address)");
   }
   return {m[1], m[3].matched ? std::stoi(m[3]) : 80};
 }
@@ -61,9 +62,10 @@ std::map<int, double> resident_bytes(const Target& t, const LoadOptions& o) {
   auto c = client_for(t, o);
   auto res = c.Get("/metrics");
   if (!res || res->status != 200) {
-    throw std::runtime_error("GET " + o.url + "/metrics failed (" +
-                             (res ? "HTTP " + std::to_string(res->status) : httplib::to_string(res.error())) +
-                             "): is `spdit serve` running there, with this --api-key?");
+    throw std::runtime_error(
+        "GET " + o.url + "/metrics failed (" +
+        (res ? "HTTP " + std::to_string(res->status) : httplib::to_string(res.error())) +
+        "): is `spdit serve` running there, with this --api-key?");
   }
   static const std::regex line(R"re(spdit_rank_resident_bytes\{rank="([0-9]+)"\} ([0-9.eE+]+))re");
   std::map<int, double> out;
@@ -83,7 +85,9 @@ int run_load(const LoadOptions& o) {
   const Target target = parse_url(o.url);
   const std::string body =
       json{{"prompt", o.prompt}, {"size", o.size}, {"steps", o.steps}, {"seed", 0}}.dump();
-  auto post = [&](httplib::Client& c) { return c.Post("/v1/images/generations", body, "application/json"); };
+  auto post = [&](httplib::Client& c) {
+    return c.Post("/v1/images/generations", body, "application/json");
+  };
   {
     auto c = client_for(target, o);
     auto warm = post(c);  // the first request's one-time allocations are not growth
@@ -154,10 +158,11 @@ int run_load(const LoadOptions& o) {
                        {"latency_p50_s", percentile(latencies, 0.5)},
                        {"latency_p95_s", percentile(latencies, 0.95)},
                        {"ranks", ranks}};
-  std::cout << "bench serve: " << o.clients << " clients for " << o.seconds << " s against " << o.url << " ("
-            << o.size << ", " << o.steps << " steps)\n";
+  std::cout << "bench serve: " << o.clients << " clients for " << o.seconds << " s against "
+            << o.url << " (" << o.size << ", " << o.steps << " steps)\n";
   for (const auto& [status, n] : answered) std::cout << "  HTTP " << status << ": " << n << "\n";
-  if (failed_connections) std::cout << "  no answer (connection failed): " << failed_connections << "\n";
+  if (failed_connections)
+    std::cout << "  no answer (connection failed): " << failed_connections << "\n";
   std::cout << std::fixed << std::setprecision(3) << "  latency of the 200s: p50 "
             << percentile(latencies, 0.5) << " s, p95 " << percentile(latencies, 0.95) << " s\n";
   for (const auto& r : ranks) {
@@ -178,7 +183,8 @@ int run_load(const LoadOptions& o) {
 
 void add_bench_serve_command(CLI::App& bench, Action& action) {
   static LoadOptions o;
-  auto* cmd = bench.add_subcommand("serve", "Load test of a running `spdit serve`: N clients for T seconds");
+  auto* cmd = bench.add_subcommand("serve",
+                                   "Load test of a running `spdit serve`: N clients for T seconds");
   cmd->add_option("--url", o.url, "The server")->capture_default_str();
   cmd->add_option("--api-key", o.api_key, "The server's --api-key");
   cmd->add_option("--clients", o.clients, "Concurrent clients")
@@ -188,7 +194,9 @@ void add_bench_serve_command(CLI::App& bench, Action& action) {
       ->check(positive_seconds())
       ->capture_default_str();
   cmd->add_option("--size", o.size, "Picture size of each request")->capture_default_str();
-  cmd->add_option("--steps", o.steps, "Steps of each request")->check(whole_number(1))->capture_default_str();
+  cmd->add_option("--steps", o.steps, "Steps of each request")
+      ->check(whole_number(1))
+      ->capture_default_str();
   cmd->add_option("--prompt", o.prompt, "Prompt of each request")->capture_default_str();
   cmd->add_option("--json", o.json_path, "Write the figures as JSON");
   cmd->callback([&action] { action = [] { return run_load(o); }; });

@@ -4,14 +4,14 @@
 #include <iomanip>
 #include <iostream>
 
+#include "auto_layout.h"
 #include "commands.h"
 #include "model_flags.h"
-#include "auto_layout.h"
 #include "predict.h"
-#include "validators.h"
 #include "spdit/checkpoints/model_checkpoint.h"
 #include "spdit/models/pipeline.h"
 #include "spdit/sharding/sharded_weights.h"
+#include "validators.h"
 
 namespace spdit::cli {
 namespace {
@@ -40,38 +40,46 @@ int explain(ExplainOptions o) {
   if (!o.weights.empty()) {
     auto ckpt = checkpoints::Checkpoint::open(o.weights);
     auto found = checkpoints::identify(ckpt);
-    pipe = models::make_pipeline(found.config, 0, models::Weights::kNone, resolve_dtype(o.dtype, &found));
+    pipe = models::make_pipeline(found.config, 0, models::Weights::kNone,
+                                 resolve_dtype(o.dtype, &found));
     label = found.variant + " (" + o.weights + ")";
   } else {
-    pipe = models::make_pipeline(o.model, o.preset, 0, models::Weights::kNone, resolve_dtype(o.dtype, nullptr));
+    pipe = models::make_pipeline(o.model, o.preset, 0, models::Weights::kNone,
+                                 resolve_dtype(o.dtype, nullptr));
   }
   models::RunSize size{o.height, o.width, o.frames, o.text_len, 1};
   pipe->check_size(size);
   auto shapes = pipe->shapes(size);
   if (o.parallel == "auto") {
-    if (o.ranks < 1) throw std::invalid_argument("--parallel auto needs --ranks N: the number of ranks to lay out");
-    const auto choice = choose_layout(*pipe, shapes, size, o.ranks, o.cfg_scale > 1, nullptr, o.link_gbps);
+    if (o.ranks < 1)
+      throw std::invalid_argument(
+          "--parallel auto needs --ranks N: the number of ranks to lay out");
+    const auto choice =
+        choose_layout(*pipe, shapes, size, o.ranks, o.cfg_scale > 1, nullptr, o.link_gbps);
     std::cout << "--parallel auto on " << o.ranks << " ranks:\n" << choice.table() << "\n";
     o.cfg = choice.best().cfg, o.ulysses = choice.best().ulysses, o.ring = choice.best().ring;
   }
   if (o.cfg == 2 && !(o.cfg_scale > 1)) {
-    throw std::invalid_argument("--cfg 2 runs the two guidance branches at once: it needs --cfg-scale above 1");
+    throw std::invalid_argument(
+        "--cfg 2 runs the two guidance branches at once: it needs --cfg-scale above 1");
   }
   const auto guidance = guidance_of(o.cfg_scale, o.cfg);
   auto p = predict_step(shapes, size, o.ulysses, o.ring, guidance);
   const int ranks = o.cfg * o.ulysses * o.ring;
   if (o.shard_weights && ranks > 1) {
-    add_sharded_weights(p, ShardedWeights::predict_received_bytes_per_forward(pipe->model(), ranks), guidance);
+    add_sharded_weights(p, ShardedWeights::predict_received_bytes_per_forward(pipe->model(), ranks),
+                        guidance);
   }
   const int64_t ps = p.sp_size;
   std::cout << pipe->name() << "/" << label << " at " << o.height << "x" << o.width
-            << (o.model == "wan" ? " x" + std::to_string(o.frames) + " frames" : std::string()) << ": "
-            << shapes.tokens << " tokens, text " << o.text_len << ", " << models::dtype_name(pipe->dtype())
-            << "; " << (o.cfg == 2 ? "cfg 2 x " : "") << "SP " << ps << " = ulysses " << o.ulysses << " x ring "
-            << o.ring
-            << (guidance == Guidance::kOff      ? ""
-                : guidance == Guidance::kSerial ? "; guidance: two forwards per step"
-                                                : "; guidance: one branch per half, velocities exchanged")
+            << (o.model == "wan" ? " x" + std::to_string(o.frames) + " frames" : std::string())
+            << ": " << shapes.tokens << " tokens, text " << o.text_len << ", "
+            << models::dtype_name(pipe->dtype()) << "; " << (o.cfg == 2 ? "cfg 2 x " : "") << "SP "
+            << ps << " = ulysses " << o.ulysses << " x ring " << o.ring
+            << (guidance == Guidance::kOff ? ""
+                : guidance == Guidance::kSerial
+                    ? "; guidance: two forwards per step"
+                    : "; guidance: one branch per half, velocities exchanged")
             << "\n\nplan:\n"
             << describe(*get_sp_plan_from_model(pipe->model())) << "\nper-rank tensors:\n";
   for (const auto& s : shapes.sites) {
@@ -103,21 +111,33 @@ int explain(ExplainOptions o) {
 }  // namespace
 
 void add_explain_command(CLI::App& app, Action& action) {
-  auto* cmd = app.add_subcommand("explain", "Show what a run will split, gather and move, without running it");
+  auto* cmd = app.add_subcommand("explain",
+                                 "Show what a run will split, gather and move, without running it");
   static ExplainOptions o;
   add_model_flags(cmd, o.model, o.preset, o.height, o.width, o.frames, o.text_len, o.dtype);
-  cmd->add_option("--ulysses", o.ulysses, "Ulysses degree U")->check(whole_number(1))->capture_default_str();
+  cmd->add_option("--ulysses", o.ulysses, "Ulysses degree U")
+      ->check(whole_number(1))
+      ->capture_default_str();
   cmd->add_option("--ring", o.ring, "Ring degree R")->check(whole_number(1))->capture_default_str();
-  cmd->add_option("--cfg", o.cfg, "CFG degree (1 or 2)")->check(CLI::IsMember({1, 2}))->capture_default_str();
+  cmd->add_option("--cfg", o.cfg, "CFG degree (1 or 2)")
+      ->check(CLI::IsMember({1, 2}))
+      ->capture_default_str();
   cmd->add_option("--cfg-scale", o.cfg_scale, "Classifier-free guidance scale (on above 1)")
-      ->check(CLI::Range(0.0, 1e6))->capture_default_str();
-  cmd->add_option("--parallel", o.parallel, "auto: choose cfg x ulysses x ring for --ranks, and say why")
-      ->check(CLI::IsMember({"auto", "manual"}))->capture_default_str();
+      ->check(CLI::Range(0.0, 1e6))
+      ->capture_default_str();
+  cmd->add_option("--parallel", o.parallel,
+                  "auto: choose cfg x ulysses x ring for --ranks, and say why")
+      ->check(CLI::IsMember({"auto", "manual"}))
+      ->capture_default_str();
   cmd->add_flag("--shard-weights", o.shard_weights, "Predict a run with --shard-weights");
-  cmd->add_option("--ranks", o.ranks, "With --parallel auto: how many ranks")->check(whole_number(1));
-  cmd->add_option("--link-gbps", o.link_gbps, "With --parallel auto: the link's speed per rank in GB/s")
-      ->check(CLI::Range(1e-3, 1e6))->capture_default_str();
-  cmd->add_option("--weights", o.weights, "Explain the model of this checkpoint (file, index or folder), at its size")
+  cmd->add_option("--ranks", o.ranks, "With --parallel auto: how many ranks")
+      ->check(whole_number(1));
+  cmd->add_option("--link-gbps", o.link_gbps,
+                  "With --parallel auto: the link's speed per rank in GB/s")
+      ->check(CLI::Range(1e-3, 1e6))
+      ->capture_default_str();
+  cmd->add_option("--weights", o.weights,
+                  "Explain the model of this checkpoint (file, index or folder), at its size")
       ->check(CLI::ExistingPath);
   cmd->callback([&action] { action = [] { return explain(o); }; });
 }

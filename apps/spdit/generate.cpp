@@ -5,14 +5,15 @@
 #include <chrono>
 #include <fstream>
 #include <iomanip>
-#include <type_traits>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <type_traits>
 
 #include "commands.h"
 #include "mp4_writer.h"
 #include "output_paths.h"
 #include "parity_report.h"
+#include "pipeline_inputs.h"
 #include "png_writer.h"
 #include "rank_setup.h"
 #include "spdit/checkpoints/checkpoint.h"
@@ -25,23 +26,6 @@
 
 namespace spdit::cli {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-at::Tensor tensor_from(const std::string& file, const std::string& name) {
-  auto ckpt = checkpoints::Checkpoint::open(file);
-  if (!ckpt.has(name)) {
-    std::string held;
-    for (const auto& [n, t] : ckpt.tensors()) held += (held.empty() ? "" : ", ") + n;
-    throw std::invalid_argument("'" + file + "' holds no tensor '" + name + "' (it holds: " + held +
-                                ")");
-  }
-  return ckpt.tensor(name).clone();
-}
 
 pipelines::FluxPrompt prompt_from_file(const std::string& file) {
   return {tensor_from(file, "prompt_embeds"), tensor_from(file, "pooled_prompt_embeds")};
@@ -76,7 +60,8 @@ GenerateOptions with_folder_defaults(GenerateOptions o, const pipelines::ModelDi
   auto take = [&](auto& value, const char* key, int64_t fallback) {
     if (value > 0) return;
     auto it = d.find(key);
-    value = static_cast<std::remove_reference_t<decltype(value)>>(it != d.end() ? it->second : fallback);
+    value = static_cast<std::remove_reference_t<decltype(value)>>(it != d.end() ? it->second
+                                                                                : fallback);
   };
   take(o.height, "height", 1024);
   take(o.width, "width", 1024);
@@ -96,17 +81,26 @@ int generate_rank(World& world, const GenerateOptions& given) {
     check_can_write(given.dump, "--dump");
   }
   if (given.prompt.empty() == given.prompt_embeds.empty()) {
-    throw std::invalid_argument("--model-dir needs the prompt: --prompt TEXT, or --prompt-embeds FILE (from spdit "
-                                "encode or another implementation) -- one of them");
+    throw std::invalid_argument(
+        "--model-dir needs the prompt: --prompt TEXT, or --prompt-embeds FILE (from spdit "
+        "encode or another implementation) -- one of them");
   }
   auto [u, r] = resolve_degrees(world.size(), given.ulysses, given.ring);
   const auto dir = pipelines::ModelDir::open(given.model_dir);
   const GenerateOptions o = with_folder_defaults(given, dir);
-  check_ranks_agree(world, {{"--model-dir", o.model_dir}, {"--prompt", o.prompt}, {"--prompt-embeds", o.prompt_embeds},
-                            {"--noise", o.noise}, {"--height", std::to_string(o.height)},
-                            {"--width", std::to_string(o.width)}, {"--steps", std::to_string(o.steps)},
-                            {"--max-sequence-length", std::to_string(o.max_sequence_length)}, {"--seed", std::to_string(o.seed)}, {"--guidance", std::to_string(o.guidance)},
-                            {"--ulysses", std::to_string(u)}, {"--ring", std::to_string(r)}, {"--dtype", o.dtype},
+  check_ranks_agree(world, {{"--model-dir", o.model_dir},
+                            {"--prompt", o.prompt},
+                            {"--prompt-embeds", o.prompt_embeds},
+                            {"--noise", o.noise},
+                            {"--height", std::to_string(o.height)},
+                            {"--width", std::to_string(o.width)},
+                            {"--steps", std::to_string(o.steps)},
+                            {"--max-sequence-length", std::to_string(o.max_sequence_length)},
+                            {"--seed", std::to_string(o.seed)},
+                            {"--guidance", std::to_string(o.guidance)},
+                            {"--ulysses", std::to_string(u)},
+                            {"--ring", std::to_string(r)},
+                            {"--dtype", o.dtype},
                             {"--vae-parallel", o.vae_parallel ? "on" : "off"},
                             {"--shard-weights", o.shard_weights ? "on" : "off"}});
   const Progress progress{lead};

@@ -13,7 +13,6 @@
 namespace spdit::cli {
 namespace {
 
-
 std::string dims(const std::vector<int64_t>& v) {
   std::string s = "[";
   for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
@@ -24,9 +23,9 @@ std::string describe_config(const checkpoints::Identified& f) {
   std::ostringstream os;
   if (auto* c = std::get_if<models::FluxConfig>(&f.config)) {
     os << "hidden " << c->hidden << ", " << c->heads << " heads of " << c->head_dim << ", "
-       << c->dual_blocks << " dual + " << c->single_blocks << " single blocks, in " << c->in_channels
-       << " / out " << c->out_channels << " channels, text " << c->text_dim << ", pooled "
-       << c->pooled_dim << ", MLP ratio " << c->mlp_ratio << ", guidance embedder "
+       << c->dual_blocks << " dual + " << c->single_blocks << " single blocks, in "
+       << c->in_channels << " / out " << c->out_channels << " channels, text " << c->text_dim
+       << ", pooled " << c->pooled_dim << ", MLP ratio " << c->mlp_ratio << ", guidance embedder "
        << (c->guidance ? "yes" : "no") << ", RoPE axes " << dims(c->axes_dims);
   } else if (auto* c = std::get_if<models::WanConfig>(&f.config)) {
     os << "hidden " << c->hidden << ", " << c->heads << " heads of " << c->head_dim << ", "
@@ -44,7 +43,8 @@ std::string describe_config(const checkpoints::Identified& f) {
 // Wan2.1's autoencoder (Wan2.1_VAE.pth, or a diffusers vae/ file): its
 // attention's fused to_qkv is in no other model spdit knows.
 bool is_wan_vae(const checkpoints::Checkpoint& ckpt) {
-  return ckpt.has("decoder.middle.1.to_qkv.weight") || ckpt.has("decoder.mid_block.attentions.0.to_qkv.weight");
+  return ckpt.has("decoder.middle.1.to_qkv.weight") ||
+         ckpt.has("decoder.mid_block.attentions.0.to_qkv.weight");
 }
 
 int inspect_wan_vae(const std::string& path, const checkpoints::Checkpoint& ckpt) {
@@ -52,15 +52,18 @@ int inspect_wan_vae(const std::string& path, const checkpoints::Checkpoint& ckpt
   const auto loaded = vae::load_wan_vae(path, ckpt.tensors().begin()->second.dtype);
   const auto& c = loaded.model->config();
   std::string halves;
-  for (bool t : c.temperal_downsample) halves += std::string(halves.empty() ? "" : ", ") + (t ? "yes" : "no");
+  for (bool t : c.temperal_downsample)
+    halves += std::string(halves.empty() ? "" : ", ") + (t ? "yes" : "no");
   int64_t params = 0;
   for (const auto& p : loaded.model->parameters()) params += p.numel();
   std::cout << "model: wan-vae (Wan2.1's video autoencoder), " << loaded.layout << " layout\n"
-            << "dimensions (from " << loaded.config_source << "): base_dim " << c.base_dim << ", z_dim "
-            << c.z_dim << ", dim_mult " << dims(c.dim_mult) << ", " << c.num_res_blocks
-            << " residual blocks per level, time halved by level [" << halves
-            << "]: " << c.spatial_scale_factor() << "x in space, " << c.temporal_scale_factor() << "x in time\n"
-            << "against the model (" << params << " parameters): every tensor fits, nothing missing\n";
+            << "dimensions (from " << loaded.config_source << "): base_dim " << c.base_dim
+            << ", z_dim " << c.z_dim << ", dim_mult " << dims(c.dim_mult) << ", "
+            << c.num_res_blocks << " residual blocks per level, time halved by level [" << halves
+            << "]: " << c.spatial_scale_factor() << "x in space, " << c.temporal_scale_factor()
+            << "x in time\n"
+            << "against the model (" << params
+            << " parameters): every tensor fits, nothing missing\n";
   return 0;
 }
 
@@ -74,18 +77,22 @@ int inspect(const std::string& path) {
     by_dtype[t.dtype_name].first += 1;
     by_dtype[t.dtype_name].second += t.bytes();
   }
-  std::cout << "\ntensors: " << ckpt.tensors().size() << ", " << format_bytes(ckpt.data_bytes()) << " (";
+  std::cout << "\ntensors: " << ckpt.tensors().size() << ", " << format_bytes(ckpt.data_bytes())
+            << " (";
   bool first = true;
   for (const auto& [dt, cb] : by_dtype) {
-    std::cout << (first ? "" : ", ") << dt << " " << cb.first << " tensors " << format_bytes(cb.second);
+    std::cout << (first ? "" : ", ") << dt << " " << cb.first << " tensors "
+              << format_bytes(cb.second);
     first = false;
   }
   std::cout << ")\n";
   if (is_wan_vae(ckpt)) return inspect_wan_vae(path, ckpt);
   auto found = checkpoints::identify(ckpt);
-  std::cout << "model: " << found.model << ", " << found.layout << " layout, variant " << found.variant
-            << (found.prefix.empty() ? "" : ", names under '" + found.prefix + "'") << "\n"
-            << "dimensions (from " << found.config_source << "): " << describe_config(found) << "\n";
+  std::cout << "model: " << found.model << ", " << found.layout << " layout, variant "
+            << found.variant << (found.prefix.empty() ? "" : ", names under '" + found.prefix + "'")
+            << "\n"
+            << "dimensions (from " << found.config_source << "): " << describe_config(found)
+            << "\n";
   auto model = checkpoints::build_model(found, /*skeleton=*/true);
   auto cmp = checkpoints::compare(*model, checkpoints::tensors_in_model_names(ckpt, found));
   int64_t params = 0;
@@ -106,11 +113,13 @@ int inspect(const std::string& path) {
 }  // namespace
 
 void add_inspect_command(CLI::App& app, Action& action) {
-  auto* cmd = app.add_subcommand(
-      "inspect", "Say what a checkpoint file or folder holds and which model it fits, reading only its headers");
+  auto* cmd = app.add_subcommand("inspect",
+                                 "Say what a checkpoint file or folder holds and which model it "
+                                 "fits, reading only its headers");
   static std::string path;
   cmd->add_option("path", path,
-                  "A .safetensors file, its .index.json, a (diffusers) model folder, or a torch.save .pth file")
+                  "A .safetensors file, its .index.json, a (diffusers) model folder, or a "
+                  "torch.save .pth file")
       ->required();
   cmd->callback([&action] { action = [] { return inspect(path); }; });
 }

@@ -12,7 +12,8 @@ void add_launch_command(CLI::App& app, Action& action) {
   static LaunchOptions opts;
   cmd->add_option("--nproc", opts.nproc, "Number of ranks")->required()->check(whole_number(1));
   cmd->add_option("--nnodes", opts.nnodes, "Nodes in the job (default 1)")->check(whole_number(1));
-  cmd->add_option("--node-rank", opts.node_rank, "This node's index (default 0)")->check(whole_number(0));
+  cmd->add_option("--node-rank", opts.node_rank, "This node's index (default 0)")
+      ->check(whole_number(0));
   cmd->add_option("--master-addr", opts.master_addr, "Address of node 0 (default 127.0.0.1)");
   cmd->add_option("--master-port", opts.master_port, "Rendezvous port (default: a free one)")
       ->check(whole_number(1, 65535));

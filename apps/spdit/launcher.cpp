@@ -13,9 +13,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -33,8 +33,8 @@ struct Rank {
   std::string out_buf, err_buf;
   bool running = false;
   int status = 0;
-  double work_mark = -1;           // CPU seconds when it last showed work
-  Clock::time_point worked_at{};   // and when that was
+  double work_mark = -1;          // CPU seconds when it last showed work
+  Clock::time_point worked_at{};  // and when that was
 };
 
 // More ranks than this per core are refused without --oversubscribe. The
@@ -107,41 +107,53 @@ namespace {
 
 // Refuses, before any rank starts, what would fail later or obscurely.
 void check_options(const LaunchOptions& o) {
-  if (o.nproc < 1) throw std::invalid_argument("--nproc must be at least 1, got " + std::to_string(o.nproc));
+  if (o.nproc < 1)
+    throw std::invalid_argument("--nproc must be at least 1, got " + std::to_string(o.nproc));
   if (o.command.empty()) {
-    throw std::invalid_argument("no command to launch; usage: spdit launch --nproc N -- CMD [ARGS...]");
+    throw std::invalid_argument(
+        "no command to launch; usage: spdit launch --nproc N -- CMD [ARGS...]");
   }
   if (o.nnodes < 1 || o.node_rank < 0 || o.node_rank >= o.nnodes) {
-    throw std::invalid_argument("--node-rank " + std::to_string(o.node_rank) + " must be in [0, --nnodes " +
-                                std::to_string(o.nnodes) + ")");
+    throw std::invalid_argument("--node-rank " + std::to_string(o.node_rank) +
+                                " must be in [0, --nnodes " + std::to_string(o.nnodes) + ")");
   }
   if (o.nnodes > 1 && o.master_port <= 0) {
-    throw std::invalid_argument("--master-port is required with --nnodes > 1 (every node must use the same one)");
+    throw std::invalid_argument(
+        "--master-port is required with --nnodes > 1 (every node must use the same one)");
   }
   if (!(o.timeout_s > 0) || !std::isfinite(o.timeout_s)) {
-    throw std::invalid_argument("--timeout must be a positive number of seconds, got " + std::to_string(o.timeout_s));
+    throw std::invalid_argument("--timeout must be a positive number of seconds, got " +
+                                std::to_string(o.timeout_s));
   }
   const int cores = usable_cores();
   if (o.nproc > kRanksPerCoreLimit * cores && !o.oversubscribe) {
-    throw std::invalid_argument(
-        "--nproc " + std::to_string(o.nproc) + " starts " + std::to_string(o.nproc) + " ranks on the " +
-        std::to_string(cores) + " core(s) this process may use, more than " + std::to_string(kRanksPerCoreLimit) +
-        " per core: every step would be slower than with fewer ranks, and peers starved of CPU time out; use "
-        "--nproc " + std::to_string(kRanksPerCoreLimit * cores) + " or fewer, or add --oversubscribe if you mean it");
+    throw std::invalid_argument("--nproc " + std::to_string(o.nproc) + " starts " +
+                                std::to_string(o.nproc) + " ranks on the " + std::to_string(cores) +
+                                " core(s) this process may use, more than " +
+                                std::to_string(kRanksPerCoreLimit) +
+                                " per core: every step would be slower than with fewer ranks, and "
+                                "peers starved of CPU time out; use "
+                                "--nproc " +
+                                std::to_string(kRanksPerCoreLimit * cores) +
+                                " or fewer, or add --oversubscribe if you mean it");
   }
   // Only node 0 hosts the store, so only there can the port be checked.
   if (o.master_port > 0 && o.node_rank == 0 && port_in_use(o.master_port)) {
-    throw std::invalid_argument("--master-port " + std::to_string(o.master_port) +
-                                " is in use on this machine (another job's rendezvous?); give each job its own "
-                                "port, or leave --master-port out to get a free one");
+    throw std::invalid_argument(
+        "--master-port " + std::to_string(o.master_port) +
+        " is in use on this machine (another job's rendezvous?); give each job its own "
+        "port, or leave --master-port out to get a free one");
   }
 }
 
 const char* signal_name(int sig) {
   switch (sig) {
-    case SIGINT: return "SIGINT";
-    case SIGTERM: return "SIGTERM";
-    default: return strsignal(sig);
+    case SIGINT:
+      return "SIGINT";
+    case SIGTERM:
+      return "SIGTERM";
+    default:
+      return strsignal(sig);
   }
 }
 
@@ -156,7 +168,8 @@ std::string join(const std::vector<int>& v) {
 int launch_local(const LaunchOptions& o) {
   check_options(o);
   const int port = o.master_port > 0 ? o.master_port : find_free_port();
-  const std::string job_id = o.job_id.empty() ? job_id_for(o.master_addr, port, o.nnodes, o.nproc) : o.job_id;
+  const std::string job_id =
+      o.job_id.empty() ? job_id_for(o.master_addr, port, o.nnodes, o.nproc) : o.job_id;
   const int base = o.node_rank * o.nproc;  // global rank of this node's first rank
   std::vector<Rank> ranks(o.nproc);
   struct sigaction sa {};
@@ -175,7 +188,10 @@ int launch_local(const LaunchOptions& o) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the launcher
       dup2(out[1], STDOUT_FILENO);
       dup2(err[1], STDERR_FILENO);
-      close(out[0]); close(out[1]); close(err[0]); close(err[1]);
+      close(out[0]);
+      close(out[1]);
+      close(err[0]);
+      close(err[1]);
       setenv("RANK", std::to_string(o.node_rank * o.nproc + r).c_str(), 1);
       setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
       setenv("WORLD_SIZE", std::to_string(o.nnodes * o.nproc).c_str(), 1);
@@ -188,7 +204,8 @@ int launch_local(const LaunchOptions& o) {
       for (const auto& a : o.command) argv.push_back(const_cast<char*>(a.c_str()));
       argv.push_back(nullptr);
       execvp(argv[0], argv.data());
-      std::fprintf(stderr, "spdit launch: cannot execute '%s': %s\n", argv[0], std::strerror(errno));
+      std::fprintf(stderr, "spdit launch: cannot execute '%s': %s\n", argv[0],
+                   std::strerror(errno));
       _exit(127);
     }
     setpgid(pid, pid);
@@ -212,7 +229,8 @@ int launch_local(const LaunchOptions& o) {
   // rank stuck waiting for a peer that left uses no CPU, and fails itself
   // within the process-group timeout; only a rank that used no CPU for that
   // timeout plus a margin is stuck beyond it, and stopped.
-  const auto stuck_after = std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000) + 10000);
+  const auto stuck_after =
+      std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000) + 10000);
   constexpr double kWorkSeconds = 0.2;  // CPU that proves a rank works; heartbeats use far less
   auto next_sample = Clock::time_point::max();
   auto stop = [&](int sig, Clock::time_point now) {
@@ -221,16 +239,17 @@ int launch_local(const LaunchOptions& o) {
     kill_at = now + std::chrono::milliseconds(static_cast<int64_t>(o.stop_grace_s * 1000));
   };
 
-  while (running > 0 || std::any_of(ranks.begin(), ranks.end(), [](const Rank& r) {
-           return r.out_fd >= 0 || r.err_fd >= 0;
-         })) {
+  while (running > 0 || std::any_of(ranks.begin(), ranks.end(),
+                                    [](const Rank& r) { return r.out_fd >= 0 || r.err_fd >= 0; })) {
     std::vector<pollfd> fds;
     for (auto& r : ranks) {
       if (r.out_fd >= 0) fds.push_back({r.out_fd, POLLIN, 0});
       if (r.err_fd >= 0) fds.push_back({r.err_fd, POLLIN, 0});
     }
-    if (!fds.empty()) poll(fds.data(), fds.size(), 100);
-    else usleep(100 * 1000);
+    if (!fds.empty())
+      poll(fds.data(), fds.size(), 100);
+    else
+      usleep(100 * 1000);
     for (int r = 0; r < o.nproc; ++r) {
       drain(ranks[r].out_fd, base + r, ranks[r].out_buf, std::cout);
       drain(ranks[r].err_fd, base + r, ranks[r].err_buf, std::cerr);
@@ -270,11 +289,12 @@ int launch_local(const LaunchOptions& o) {
         // (which peer vanished) before they are stopped.
         term_at = now + kGrace;
       }
-      if (next_sample == Clock::time_point::max() && running > 0) next_sample = now;  // start watching
+      if (next_sample == Clock::time_point::max() && running > 0)
+        next_sample = now;  // start watching
     }
     if (g_stop_signal && !stopping) {
-      std::cerr << "spdit launch: interrupted (" << signal_name(g_stop_signal) << "); stopping all ranks"
-                << std::endl;
+      std::cerr << "spdit launch: interrupted (" << signal_name(g_stop_signal)
+                << "); stopping all ranks" << std::endl;
       stop(SIGTERM, now);
     }
     if (now > term_at && !stopping) stop(SIGTERM, now);
@@ -305,14 +325,16 @@ int launch_local(const LaunchOptions& o) {
     if (now > kill_at && running > 0) signal_all(ranks, SIGKILL);
   }
   if (g_stop_signal && o.ranks_stop_cleanly && failed_rank < 0 &&
-      std::all_of(ranks.begin(), ranks.end(),
-                  [](const Rank& r) { return WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0; })) {
-    std::cerr << "spdit launch: stopped by " << signal_name(g_stop_signal) << "; every rank exited cleanly" << std::endl;
+      std::all_of(ranks.begin(), ranks.end(), [](const Rank& r) {
+        return WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0;
+      })) {
+    std::cerr << "spdit launch: stopped by " << signal_name(g_stop_signal)
+              << "; every rank exited cleanly" << std::endl;
     return 0;
   }
   if (g_stop_signal) {
-    std::cerr << "spdit launch: interrupted by " << signal_name(g_stop_signal) << "; all ranks stopped"
-              << std::endl;
+    std::cerr << "spdit launch: interrupted by " << signal_name(g_stop_signal)
+              << "; all ranks stopped" << std::endl;
     return 128 + g_stop_signal;
   }
   if (failed_rank < 0) return 0;

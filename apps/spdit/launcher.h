@@ -7,9 +7,9 @@
 namespace spdit::cli {
 
 struct LaunchOptions {
-  int nproc = 1;               // ranks on this node
-  int nnodes = 1;              // nodes in the job
-  int node_rank = 0;           // this node's index; its ranks are node_rank*nproc + local
+  int nproc = 1;      // ranks on this node
+  int nnodes = 1;     // nodes in the job
+  int node_rank = 0;  // this node's index; its ranks are node_rank*nproc + local
   std::string master_addr = "127.0.0.1";
   int master_port = 0;         // 0: pick a free port (single node only)
   double timeout_s = 300;      // process-group timeout given to the ranks
@@ -26,6 +26,5 @@ struct LaunchOptions {
 /// Runs the ranks to completion. Returns 0 when all exit 0; otherwise the
 /// first failing rank's exit code, or 128 + its signal.
 int launch_local(const LaunchOptions& options);
-
 
 }  // namespace spdit::cli

@@ -5,9 +5,9 @@
 #include <stdexcept>
 
 #include "commands.h"
-#include "validators.h"
 #include "spdit/plan/sp_config.h"
 #include "spdit/runtime/comm.h"
+#include "validators.h"
 
 namespace spdit::cli {
 namespace {
@@ -45,7 +45,8 @@ void add_layout_command(CLI::App& app, Action& action) {
   static int ulysses = 1, ring = 1, cfg_degree = 1;
   cmd->add_option("--ulysses", ulysses, "Ulysses degree U")->check(whole_number(1));
   cmd->add_option("--ring", ring, "Ring degree R")->check(whole_number(1));
-  cmd->add_option("--cfg", cfg_degree, "CFG degree (1 or 2), the outermost axis")->check(CLI::IsMember({1, 2}));
+  cmd->add_option("--cfg", cfg_degree, "CFG degree (1 or 2), the outermost axis")
+      ->check(CLI::IsMember({1, 2}));
   cmd->callback([&action] {
     action = [] {
       auto world = init_from_env();
@@ -59,12 +60,12 @@ void add_layout_command(CLI::App& app, Action& action) {
       check_group(st.ulysses_group(), st.layout().ulysses_group);
       check_group(st.ring_group(), st.layout().ring_group);
       check_group(st.cfg_group(), st.layout().cfg_group);
-      std::cout << "rank=" << world->rank() << " cfg_rank=" << cfg.get_cfg_rank() << " sp_rank=" << cfg.get_rank()
-                << " ulysses_rank=" << cfg.get_ulysses_rank()
+      std::cout << "rank=" << world->rank() << " cfg_rank=" << cfg.get_cfg_rank()
+                << " sp_rank=" << cfg.get_rank() << " ulysses_rank=" << cfg.get_ulysses_rank()
                 << " ring_rank=" << cfg.get_ring_rank()
                 << " ulysses_group=" << list(st.layout().ulysses_group)
-                << " ring_group=" << list(st.layout().ring_group) << " cfg_group=" << list(st.layout().cfg_group)
-                << std::endl;
+                << " ring_group=" << list(st.layout().ring_group)
+                << " cfg_group=" << list(st.layout().cfg_group) << std::endl;
       world->barrier();
       return 0;
     };

@@ -20,7 +20,8 @@ nlohmann::json machine_info() {
       std::istringstream is(line.substr(line.find(':') + 1));
       for (std::string fl; is >> fl;) {
         if (fl == "avx2" || fl == "fma" || fl.rfind("avx512", 0) == 0 || fl.rfind("amx", 0) == 0 ||
-            fl == "sse4_2") flags.insert(fl);
+            fl == "sse4_2")
+          flags.insert(fl);
       }
     }
   }

@@ -25,15 +25,16 @@ std::string encode_png(const at::Tensor& rgb, int upscale) {
   png_infop info = png ? png_create_info_struct(png) : nullptr;
   if (!png || !info || setjmp(png_jmpbuf(png))) {
     png_destroy_write_struct(&png, &info);
-    throw std::runtime_error("libpng failed encoding a " + std::to_string(w) + "x" + std::to_string(h) +
-                             " picture");
+    throw std::runtime_error("libpng failed encoding a " + std::to_string(w) + "x" +
+                             std::to_string(h) + " picture");
   }
   png_set_write_fn(png, &out, append, nullptr);
-  png_set_IHDR(png, info, w, h, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
-               PNG_FILTER_TYPE_DEFAULT);
+  png_set_IHDR(png, info, w, h, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
   png_write_info(png, info);
   const uint8_t* data = img.data_ptr<uint8_t>();
-  for (int y = 0; y < h; ++y) png_write_row(png, const_cast<uint8_t*>(data + static_cast<size_t>(y) * w * 3));
+  for (int y = 0; y < h; ++y)
+    png_write_row(png, const_cast<uint8_t*>(data + static_cast<size_t>(y) * w * 3));
   png_write_end(png, nullptr);
   png_destroy_write_struct(&png, &info);
   return out;

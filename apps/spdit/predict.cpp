@@ -35,13 +35,15 @@ StepPrediction predict_step(const models::ForwardShapes& shapes, const models::R
     // skip_sp attention runs locally on all its heads: no Ulysses, no padding.
     if (a.sharded && a.heads % u != 0) {
       const int64_t hp = (a.heads + u - 1) / u * u;
-      p.notes.push_back(a.name + ": " + std::to_string(a.heads) + " heads do not divide by ulysses " +
-                        std::to_string(u) + ": padded to " + std::to_string(hp) +
+      p.notes.push_back(a.name + ": " + std::to_string(a.heads) +
+                        " heads do not divide by ulysses " + std::to_string(u) + ": padded to " +
+                        std::to_string(hp) +
                         " (zero heads, computed and dropped); a ulysses degree dividing " +
                         std::to_string(a.heads) + " avoids the waste");
     }
     if (!a.sharded || ps == 1 || !p.errors.empty()) continue;
-    AttentionCommShape s{size.batch, a.tokens, a.text_len, a.heads, a.head_dim, shapes.elem_bytes, false};
+    AttentionCommShape s{size.batch, a.tokens,          a.text_len, a.heads,
+                         a.head_dim, shapes.elem_bytes, false};
     for (const auto& [kind, b] : attention_comm_bytes(s, u, r)) p.bytes[kind] += b * a.count;
   }
   if (ps > 1 && p.errors.empty()) {

@@ -59,7 +59,8 @@ std::vector<std::string> all_gather_strings(World& world, const std::string& min
 
 }  // namespace
 
-void check_ranks_agree(World& world, const std::vector<std::pair<std::string, std::string>>& settings) {
+void check_ranks_agree(World& world,
+                       const std::vector<std::pair<std::string, std::string>>& settings) {
   std::vector<int64_t> hashes;
   for (const auto& [flag, value] : settings) {
     hashes.push_back(static_cast<int64_t>(std::hash<std::string>{}(value) >> 1));
@@ -72,11 +73,13 @@ void check_ranks_agree(World& world, const std::vector<std::pair<std::string, st
       // Every rank found the same first difference; they fetch both values
       // together so that each can name them.
       auto values = all_gather_strings(world, settings[i].second);
-      auto shown = [](const std::string& v) { return v.empty() ? std::string("(not given)") : "'" + v + "'"; };
-      throw std::runtime_error("rank " + std::to_string(r) + " was started with other settings than rank 0: " +
-                               settings[i].first + " is " + shown(values[r]) + " on rank " + std::to_string(r) +
-                               " but " + shown(values[0]) +
-                               " on rank 0; start every rank with the same command line");
+      auto shown = [](const std::string& v) {
+        return v.empty() ? std::string("(not given)") : "'" + v + "'";
+      };
+      throw std::runtime_error(
+          "rank " + std::to_string(r) + " was started with other settings than rank 0: " +
+          settings[i].first + " is " + shown(values[r]) + " on rank " + std::to_string(r) +
+          " but " + shown(values[0]) + " on rank 0; start every rank with the same command line");
     }
   }
 }

@@ -23,7 +23,8 @@ std::pair<int, int> resolve_degrees(int world_size, int ulysses, int ring);
 /// Every rank must have been started with the same settings, given as
 /// (flag, value); a mismatch is reported on every rank, naming the rank, the
 /// flag and both values, instead of a hang or a wrong result.
-void check_ranks_agree(World& world, const std::vector<std::pair<std::string, std::string>>& settings);
+void check_ranks_agree(World& world,
+                       const std::vector<std::pair<std::string, std::string>>& settings);
 
 /// Joins the launcher's job, or runs as a single in-process rank.
 int run_as_rank(const std::function<int(World&)>& body);

@@ -594,8 +594,9 @@ void add_run_command(CLI::App& app, Action& action) {
   cmd->add_option("--guidance", o.guidance, "With --model-dir: FLUX.1-dev's embedded guidance")
       ->check(CLI::Range(0.0, 100.0))
       ->capture_default_str();
-  cmd->add_option("--max-sequence-length", o.max_sequence_length,
-                  "With --model-dir: T5's tokens (default: the folder's, else dev 512, schnell 256)")
+  cmd->add_option(
+         "--max-sequence-length", o.max_sequence_length,
+         "With --model-dir: T5's tokens (default: the folder's, else dev 512, schnell 256)")
       ->check(whole_number(1, 512));
   cmd->add_option("--steps", o.steps, "Denoising steps")
       ->check(whole_number(1))

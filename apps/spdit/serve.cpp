@@ -51,7 +51,8 @@ int serve_this_rank(const ServeOptions& o) {
   HttpFrontend http(state, o.http);
   http.start();
   try {
-    const int code = run_as_rank([&](World& w) { return serve_rank(w, o, &state, stop_requested); });
+    const int code =
+        run_as_rank([&](World& w) { return serve_rank(w, o, &state, stop_requested); });
     http.stop();
     return code;
   } catch (const std::exception& e) {
@@ -73,16 +74,20 @@ int serve_this_rank(const ServeOptions& o) {
 }  // namespace
 
 void add_serve_command(CLI::App& app, Action& action) {
-  auto* cmd = app.add_subcommand("serve",
-                                 "Keep a model folder loaded on all ranks and answer generation requests "
-                                 "over HTTP (OpenAI's images API, /health, /metrics, a web page at /)");
+  auto* cmd =
+      app.add_subcommand("serve",
+                         "Keep a model folder loaded on all ranks and answer generation requests "
+                         "over HTTP (OpenAI's images API, /health, /metrics, a web page at /)");
   static ServeOptions o;
-  cmd->add_option("--model-dir", o.model_dir, "A model folder as downloaded (diffusers layout, FLUX.1)")
+  cmd->add_option("--model-dir", o.model_dir,
+                  "A model folder as downloaded (diffusers layout, FLUX.1)")
       ->required()
       ->check(CLI::ExistingDirectory);
-  cmd->add_option("--nproc", o.nproc, "Start this many local ranks (default: ulysses x ring, else 1)")
+  cmd->add_option("--nproc", o.nproc,
+                  "Start this many local ranks (default: ulysses x ring, else 1)")
       ->check(whole_number(1));
-  cmd->add_flag("--oversubscribe", o.oversubscribe, "With --nproc: allow more than 4 ranks per usable core");
+  cmd->add_flag("--oversubscribe", o.oversubscribe,
+                "With --nproc: allow more than 4 ranks per usable core");
   cmd->add_option("--ulysses", o.ulysses, "Ulysses degree U")->check(whole_number(1));
   cmd->add_option("--ring", o.ring, "Ring degree R")->check(whole_number(1));
   cmd->add_option("--dtype", o.dtype, "Compute dtype (default: as stored)");
@@ -91,10 +96,13 @@ void add_serve_command(CLI::App& app, Action& action) {
       ->capture_default_str();
   cmd->add_option("--host", o.http.host, "Address to listen on (0.0.0.0: every interface)")
       ->capture_default_str();
-  cmd->add_option("--port", o.http.port, "Port to listen on")->required()->check(whole_number(1, 65535));
-  cmd->add_option("--api-key", o.http.api_key,
-                  "Require 'Authorization: Bearer KEY' on every request but the page (or set SPDIT_API_KEY, "
-                  "which keeps the key out of the process list)")
+  cmd->add_option("--port", o.http.port, "Port to listen on")
+      ->required()
+      ->check(whole_number(1, 65535));
+  cmd->add_option(
+         "--api-key", o.http.api_key,
+         "Require 'Authorization: Bearer KEY' on every request but the page (or set SPDIT_API_KEY, "
+         "which keeps the key out of the process list)")
       ->envname("SPDIT_API_KEY");
   cmd->add_option("--queue", o.queue, "Requests that may wait behind the running one before 429")
       ->check(whole_number(1, 1000))
@@ -105,7 +113,8 @@ void add_serve_command(CLI::App& app, Action& action) {
   cmd->add_option("--max-n", o.max_n, "Most pictures per request")
       ->check(whole_number(1, 64))
       ->capture_default_str();
-  cmd->add_option("--keep-files", o.keep_files, "Pictures kept for response_format url (oldest dropped)")
+  cmd->add_option("--keep-files", o.keep_files,
+                  "Pictures kept for response_format url (oldest dropped)")
       ->check(whole_number(1, 100000))
       ->capture_default_str();
   static int cfg = 1;
@@ -121,7 +130,8 @@ void add_serve_command(CLI::App& app, Action& action) {
             "--cfg out and give all ranks to --ulysses/--ring");
       }
       if (launched_by_launcher()) {
-        if (o.nproc) throw std::invalid_argument("--nproc starts local ranks; under a launcher leave it out");
+        if (o.nproc)
+          throw std::invalid_argument("--nproc starts local ranks; under a launcher leave it out");
         return serve_this_rank(o);
       }
       const int n = o.nproc ? o.nproc : std::max(1, o.ulysses) * std::max(1, o.ring);

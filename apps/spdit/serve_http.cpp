@@ -107,7 +107,8 @@ std::string images_body(const Job& job, const std::string& base_url, ServeState&
     data.push_back(item);
   }
   const auto now = std::chrono::system_clock::now().time_since_epoch();
-  return json{{"created", std::chrono::duration_cast<std::chrono::seconds>(now).count()}, {"data", data}}
+  return json{{"created", std::chrono::duration_cast<std::chrono::seconds>(now).count()},
+              {"data", data}}
       .dump();
 }
 
@@ -128,13 +129,14 @@ void HttpFrontend::start() {
   s.set_payload_max_length(1 << 20);
   add_routes();
   if (!s.bind_to_port(options_.host, options_.port)) {
-    throw std::runtime_error("cannot listen on " + options_.host + ":" + std::to_string(options_.port) +
-                             " (" + std::strerror(errno) +
+    throw std::runtime_error("cannot listen on " + options_.host + ":" +
+                             std::to_string(options_.port) + " (" + std::strerror(errno) +
                              "): another server on that port? choose another --port, or "
                              "check --host is an address of this machine");
   }
   thread_ = std::thread([this] { server_->listen_after_bind(); });
-  std::cout << "spdit serve: listening on http://" << options_.host << ":" << options_.port << std::endl;
+  std::cout << "spdit serve: listening on http://" << options_.host << ":" << options_.port
+            << std::endl;
 }
 
 void HttpFrontend::stop() {
@@ -150,20 +152,23 @@ void HttpFrontend::add_routes() {
   using Handled = httplib::Server::HandlerResponse;
 
   s.set_pre_routing_handler([this](const Request& req, Response& res) {
-    if (options_.api_key.empty() || (req.method == "GET" && req.path == "/")) return Handled::Unhandled;
-    if (req.get_header_value("Authorization") == "Bearer " + options_.api_key) return Handled::Unhandled;
+    if (options_.api_key.empty() || (req.method == "GET" && req.path == "/"))
+      return Handled::Unhandled;
+    if (req.get_header_value("Authorization") == "Bearer " + options_.api_key)
+      return Handled::Unhandled;
     res.set_header("WWW-Authenticate", "Bearer");
     answer(res, 401,
-           error_body(req.has_header("Authorization") ? "the API key in 'Authorization: Bearer ...' is not "
-                                                        "this server's"
-                                                      : "this server needs an API key: send "
-                                                        "'Authorization: Bearer KEY'",
+           error_body(req.has_header("Authorization")
+                          ? "the API key in 'Authorization: Bearer ...' is not "
+                            "this server's"
+                          : "this server needs an API key: send "
+                            "'Authorization: Bearer KEY'",
                       "unauthorized"));
     return Handled::Handled;
   });
   s.set_error_handler(httplib::Server::HandlerWithResponse([](const Request& req, Response& res) {
     if (!res.body.empty()) return Handled::Unhandled;
-    const std::string what = res.status == 404   ? "no such endpoint: " + req.method + " " + req.path
+    const std::string what = res.status == 404 ? "no such endpoint: " + req.method + " " + req.path
                              : res.status == 413 ? "the request body is over the 1 MB limit"
                                                  : "HTTP " + std::to_string(res.status);
     answer(res, res.status, error_body(what, "invalid_request_error"));
@@ -181,16 +186,18 @@ void HttpFrontend::add_routes() {
       answer(res, 503, json{{"status", "stopping"}}.dump());
     } else if (!state_.ready()) {
       answer(res, 503,
-             json{{"status", "loading"}, {"message", "not every rank has loaded the model yet"}}.dump());
+             json{{"status", "loading"}, {"message", "not every rank has loaded the model yet"}}
+                 .dump());
     } else {
       answer(res, 200, json{{"status", "ready"}, {"ranks", state_.ranks()}}.dump());
     }
   });
 
   s.Get("/metrics", [this](const Request&, Response& res) {
-    res.set_content(state_.metrics.prometheus_text(state_.ready(), state_.queue.depth(),
-                                                   state_.queue.capacity(), state_.running() != nullptr),
-                    "text/plain; version=0.0.4");
+    res.set_content(
+        state_.metrics.prometheus_text(state_.ready(), state_.queue.depth(),
+                                       state_.queue.capacity(), state_.running() != nullptr),
+        "text/plain; version=0.0.4");
   });
 
   s.Get("/v1/progress", [this](const Request&, Response& res) {
@@ -223,14 +230,16 @@ void HttpFrontend::add_routes() {
 
   s.Post("/v1/images/generations", [this](const Request& req, Response& res) {
     const auto record = [&] { state_.metrics.request_answered(res.status); };
-    if (state_.failed()) return answer(res, 503, error_body(state_.failure(), "rank_failed")), record();
+    if (state_.failed())
+      return answer(res, 503, error_body(state_.failure(), "rank_failed")), record();
     if (state_.stopping()) {
       return answer(res, 503, error_body("the server is shutting down", "shutting_down")), record();
     }
     if (!state_.ready()) {
       res.set_header("Retry-After", "5");
-      return answer(res, 503,
-                    error_body("the model is still loading on the ranks; retry shortly", "loading")),
+      return answer(
+                 res, 503,
+                 error_body("the model is still loading on the ranks; retry shortly", "loading")),
              record();
     }
     auto job = std::make_shared<Job>();
@@ -264,11 +273,13 @@ void HttpFrontend::add_routes() {
     }
     const int fd = socket_of(req);
     while (!job->wait_for(100)) {
-      if (!job->cancelled && client_gone(fd)) job->cancelled = true;  // the loop stops it at its next step
+      if (!job->cancelled && client_gone(fd))
+        job->cancelled = true;  // the loop stops it at its next step
     }
     if (job->status() == 200) {
-      const std::string host = req.has_header("Host") ? req.get_header_value("Host")
-                                                      : options_.host + ":" + std::to_string(options_.port);
+      const std::string host = req.has_header("Host")
+                                   ? req.get_header_value("Host")
+                                   : options_.host + ":" + std::to_string(options_.port);
       answer(res, 200, images_body(*job, "http://" + host, state_));
     } else {
       answer(res, job->status(), job->body());

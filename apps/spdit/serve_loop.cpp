@@ -20,7 +20,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
-double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 /// Thrown on every rank at the same step when rank 0 cancels the request.
 struct Cancelled : std::runtime_error {
@@ -80,8 +82,8 @@ class Generation {
       }
       t0 = Clock::now();
       auto last = Clock::now();
-      auto latents = flux_.denoise(flux_.initial_noise(grid, req.seed + k), prompt, grid, steps, req.guidance,
-                                   [&](int64_t i, int64_t) {
+      auto latents = flux_.denoise(flux_.initial_noise(grid, req.seed + k), prompt, grid, steps,
+                                   req.guidance, [&](int64_t i, int64_t) {
                                      if (state_) state_->metrics.step_done(since(last));
                                      last = Clock::now();
                                      if (job_) job_->step = static_cast<int>(i);
@@ -131,8 +133,8 @@ class Generation {
   const std::function<bool()>& stop_requested_;
 };
 
-RequestLimits limits_of(const std::shared_ptr<pipelines::FluxImagePipeline>& flux, const ServeOptions& o,
-                        int world_size) {
+RequestLimits limits_of(const std::shared_ptr<pipelines::FluxImagePipeline>& flux,
+                        const ServeOptions& o, int world_size) {
   RequestLimits l;
   l.size_unit = 2 * flux->grid(1024, 1024).vae_scale_factor;
   l.max_side = o.max_size;
@@ -161,7 +163,8 @@ int serve_rank(World& world, const ServeOptions& o, ServeState* state,
                             {"--max-n", std::to_string(o.max_n)}});
   auto t0 = Clock::now();
   const auto dtype = o.dtype.empty() ? at::ScalarType::Undefined : models::parse_dtype(o.dtype);
-  auto flux = std::make_shared<pipelines::FluxImagePipeline>(pipelines::ModelDir::open(o.model_dir), dtype);
+  auto flux =
+      std::make_shared<pipelines::FluxImagePipeline>(pipelines::ModelDir::open(o.model_dir), dtype);
   SequenceParallelConfig sp{u, r};
   sp.setup(world);
   // Once: every request runs under the same plan.
@@ -169,10 +172,11 @@ int serve_rank(World& world, const ServeOptions& o, ServeState* state,
   gather_stats(world, state);
   if (lead) {
     state->set_ready(limits_of(flux, o, world.size()), world.size());
-    std::cout << "spdit serve: ready: " << o.model_dir << " (flux " << flux->transformer_info().variant
-              << ", " << models::dtype_name(flux->dtype()) << ") on " << world.size() << " rank(s) (ulysses "
-              << u << " x ring " << r << "), loaded in " << std::fixed << std::setprecision(1) << since(t0)
-              << " s" << std::endl;
+    std::cout << "spdit serve: ready: " << o.model_dir << " (flux "
+              << flux->transformer_info().variant << ", " << models::dtype_name(flux->dtype())
+              << ") on " << world.size() << " rank(s) (ulysses " << u << " x ring " << r
+              << "), loaded in " << std::fixed << std::setprecision(1) << since(t0) << " s"
+              << std::endl;
   }
   while (true) {
     std::shared_ptr<Job> job;
@@ -189,8 +193,8 @@ int serve_rank(World& world, const ServeOptions& o, ServeState* state,
       // died), ServeState::fail answers this job too, not only the queue.
       if (job) state->set_running(job);
       message = state->stopping() ? kStop
-                : job             ? json{{"kind", "image"}, {"request", to_wire(job->request)}}.dump()
-                                  : kIdle;
+                : job ? json{{"kind", "image"}, {"request", to_wire(job->request)}}.dump()
+                      : kIdle;
     }
     // Also the idle ranks' heartbeat: a tick at least every 250 ms keeps
     // them inside the process-group timeout, and shows rank 0 a dead peer.
@@ -200,14 +204,16 @@ int serve_rank(World& world, const ServeOptions& o, ServeState* state,
     const auto request = image_request_from_wire(said.at("request").get<std::string>());
     const auto started = Clock::now();
     try {
-      const std::string error = Generation(world, *flux, state, job.get(), stop_requested).run(request);
+      const std::string error =
+          Generation(world, *flux, state, job.get(), stop_requested).run(request);
       if (lead && error.empty()) {
         state->generation_took(since(started));
         state->metrics.generation_done("ok");
         job->finish(200, "");
       } else if (lead) {
         state->metrics.generation_done("failed");
-        job->finish(500, error_body("decoding the picture failed on rank 0: " + error, "server_error"));
+        job->finish(500,
+                    error_body("decoding the picture failed on rank 0: " + error, "server_error"));
       }
     } catch (const Cancelled& e) {
       if (lead) {

@@ -69,7 +69,8 @@ std::string ServeMetrics::prometheus_text(bool ready, size_t queue_depth, size_t
   };
   head("spdit_ready", "gauge", "1 once every rank has loaded the model and none has failed");
   os << "spdit_ready " << (ready ? 1 : 0) << "\n";
-  head("spdit_requests_total", "counter", "HTTP requests to the generation endpoints, by answer status");
+  head("spdit_requests_total", "counter",
+       "HTTP requests to the generation endpoints, by answer status");
   for (const auto& [status, n] : requests_by_status_)
     os << "spdit_requests_total{status=\"" << status << "\"} " << n << "\n";
   head("spdit_generations_total", "counter", "Generations run, by outcome (ok, cancelled, failed)");
@@ -81,30 +82,37 @@ std::string ServeMetrics::prometheus_text(bool ready, size_t queue_depth, size_t
   os << "spdit_queue_capacity " << queue_capacity << "\n";
   head("spdit_generation_running", "gauge", "1 while a generation runs");
   os << "spdit_generation_running " << (running ? 1 : 0) << "\n";
-  head("spdit_step_seconds", "summary", "Denoising steps (every rank's transformer under SP), seconds");
-  os << "spdit_step_seconds_sum " << step_seconds_sum_ << "\nspdit_step_seconds_count " << steps_ << "\n";
-  head("spdit_phase_seconds", "summary", "Phases of a generation (encode, denoise, decode), seconds");
+  head("spdit_step_seconds", "summary",
+       "Denoising steps (every rank's transformer under SP), seconds");
+  os << "spdit_step_seconds_sum " << step_seconds_sum_ << "\nspdit_step_seconds_count " << steps_
+     << "\n";
+  head("spdit_phase_seconds", "summary",
+       "Phases of a generation (encode, denoise, decode), seconds");
   for (const auto& [phase, p] : phases_) {
     os << "spdit_phase_seconds_sum{phase=\"" << phase << "\"} " << p.first << "\n";
     os << "spdit_phase_seconds_count{phase=\"" << phase << "\"} " << p.second << "\n";
   }
-  head("spdit_comm_sent_bytes_total", "counter", "Bytes each rank sent to other ranks, by collective kind");
+  head("spdit_comm_sent_bytes_total", "counter",
+       "Bytes each rank sent to other ranks, by collective kind");
   for (size_t r = 0; r < ranks_.size(); ++r) {
     for (const auto& [kind, bytes] : ranks_[r].sent_bytes) {
-      os << "spdit_comm_sent_bytes_total{rank=\"" << r << "\",kind=\"" << kind << "\"} " << bytes << "\n";
+      os << "spdit_comm_sent_bytes_total{rank=\"" << r << "\",kind=\"" << kind << "\"} " << bytes
+         << "\n";
     }
   }
   head("spdit_rank_resident_bytes", "gauge",
        "Resident memory (VmRSS) of each rank after its last generation");
   for (size_t r = 0; r < ranks_.size(); ++r)
     os << "spdit_rank_resident_bytes{rank=\"" << r << "\"} " << ranks_[r].resident_bytes << "\n";
-  head("spdit_rank_tensor_bytes", "gauge", "Bytes of live tensors on each rank after its last generation");
+  head("spdit_rank_tensor_bytes", "gauge",
+       "Bytes of live tensors on each rank after its last generation");
   for (size_t r = 0; r < ranks_.size(); ++r)
     os << "spdit_rank_tensor_bytes{rank=\"" << r << "\"} " << ranks_[r].tensor_bytes_live << "\n";
   head("spdit_rank_tensor_bytes_peak", "gauge",
        "Peak bytes of live tensors on each rank since the server started");
   for (size_t r = 0; r < ranks_.size(); ++r)
-    os << "spdit_rank_tensor_bytes_peak{rank=\"" << r << "\"} " << ranks_[r].tensor_bytes_peak << "\n";
+    os << "spdit_rank_tensor_bytes_peak{rank=\"" << r << "\"} " << ranks_[r].tensor_bytes_peak
+       << "\n";
   return os.str();
 }
 

@@ -33,7 +33,8 @@ class ServeMetrics {
   void generation_done(const std::string& outcome);  // ok, cancelled, failed
   void set_ranks(const std::vector<RankStats>& ranks);
   /// The text, with the gauges read now.
-  std::string prometheus_text(bool ready, size_t queue_depth, size_t queue_capacity, bool running) const;
+  std::string prometheus_text(bool ready, size_t queue_depth, size_t queue_capacity,
+                              bool running) const;
 
  private:
   mutable std::mutex mutex_;

@@ -39,8 +39,8 @@ int64_t whole_field(const json& j, const char* name, int64_t lo, int64_t hi) {
                                                     v.get<uint64_t>() < static_cast<uint64_t>(lo)
                                               : v.get<int64_t>() < lo || v.get<int64_t>() > hi;
   if (outside) {
-    refuse(std::string("'") + name + "' must be from " + std::to_string(lo) + " to " + std::to_string(hi) +
-           ", not " + v.dump());
+    refuse(std::string("'") + name + "' must be from " + std::to_string(lo) + " to " +
+           std::to_string(hi) + ", not " + v.dump());
   }
   return v.get<int64_t>();
 }
@@ -54,24 +54,26 @@ void parse_size(const std::string& size, const RequestLimits& l, ImageRequest& r
   r.height = std::stoll(m[2]);
   for (int64_t side : {r.width, r.height}) {
     if (side < l.size_unit || side % l.size_unit != 0) {
-      refuse("'size' " + size + ": each side must be a positive multiple of " + std::to_string(l.size_unit) +
-             " pixels for this model (one 2x2 patch of latents)");
+      refuse("'size' " + size + ": each side must be a positive multiple of " +
+             std::to_string(l.size_unit) + " pixels for this model (one 2x2 patch of latents)");
     }
     if (side > l.max_side) {
-      refuse("'size' " + size + " is too big: this server makes at most " + std::to_string(l.max_side) +
-             " pixels a side (its --max-size)");
+      refuse("'size' " + size + " is too big: this server makes at most " +
+             std::to_string(l.max_side) + " pixels a side (its --max-size)");
     }
   }
   const int64_t tokens = (r.width / l.size_unit) * (r.height / l.size_unit);
   if (tokens < l.min_tokens) {
-    refuse("'size' " + size + " gives " + std::to_string(tokens) + " image token(s), fewer than the " +
-           std::to_string(l.min_tokens) + " ranks that share them: ask for a larger size");
+    refuse("'size' " + size + " gives " + std::to_string(tokens) +
+           " image token(s), fewer than the " + std::to_string(l.min_tokens) +
+           " ranks that share them: ask for a larger size");
   }
 }
 
 }  // namespace
 
-ImageRequest parse_image_request(const std::string& body, const RequestLimits& l, uint64_t random_seed) {
+ImageRequest parse_image_request(const std::string& body, const RequestLimits& l,
+                                 uint64_t random_seed) {
   json j;
   try {
     j = json::parse(body);
@@ -97,8 +99,9 @@ ImageRequest parse_image_request(const std::string& body, const RequestLimits& l
   if (l.prompt_tokens) {
     const int64_t tokens = l.prompt_tokens(r.prompt);
     if (tokens > l.max_prompt_tokens) {
-      refuse("'prompt' takes " + std::to_string(tokens) + " T5 tokens, over this model's limit of " +
-             std::to_string(l.max_prompt_tokens) + ": shorten it");
+      refuse("'prompt' takes " + std::to_string(tokens) +
+             " T5 tokens, over this model's limit of " + std::to_string(l.max_prompt_tokens) +
+             ": shorten it");
     }
   }
   if (j.contains("negative_prompt") && !text_field(j, "negative_prompt").empty()) {
@@ -108,12 +111,14 @@ ImageRequest parse_image_request(const std::string& body, const RequestLimits& l
         "model's pipeline (FLUX.1, guidance "
         "distilled) does not run: leave it out and steer with 'guidance'");
   }
-  if (j.contains("model")) text_field(j, "model");  // OpenAI clients send it; this server has one model
+  if (j.contains("model"))
+    text_field(j, "model");  // OpenAI clients send it; this server has one model
   if (j.contains("user")) text_field(j, "user");
   if (j.contains("size"))
     parse_size(text_field(j, "size"), l, r);
   else
-    parse_size(std::to_string(std::min<int64_t>(1024, l.max_side) / l.size_unit * l.size_unit) + "x" +
+    parse_size(std::to_string(std::min<int64_t>(1024, l.max_side) / l.size_unit * l.size_unit) +
+                   "x" +
                    std::to_string(std::min<int64_t>(1024, l.max_side) / l.size_unit * l.size_unit),
                l, r);
   if (j.contains("n")) r.n = static_cast<int>(whole_field(j, "n", 1, l.max_n));
@@ -123,7 +128,8 @@ ImageRequest parse_image_request(const std::string& body, const RequestLimits& l
       refuse("'response_format' must be \"b64_json\" or \"url\", not '" + r.response_format + "'");
     }
   }
-  if (j.contains("seed")) r.seed = static_cast<uint64_t>(whole_field(j, "seed", 0, (int64_t{1} << 53)));
+  if (j.contains("seed"))
+    r.seed = static_cast<uint64_t>(whole_field(j, "seed", 0, (int64_t{1} << 53)));
   if (j.contains("steps")) r.steps = static_cast<int>(whole_field(j, "steps", 1, l.max_steps));
   if (j.contains("guidance")) {
     const auto& v = j.at("guidance");

@@ -40,7 +40,8 @@ struct RequestLimits {
 
 /// Parses and checks a request body; throws BadRequest naming the field.
 /// Without "seed", `random_seed` gives one (said in the answer).
-ImageRequest parse_image_request(const std::string& body, const RequestLimits& limits, uint64_t random_seed);
+ImageRequest parse_image_request(const std::string& body, const RequestLimits& limits,
+                                 uint64_t random_seed);
 
 /// The request as bytes for the ranks, and back.
 std::string to_wire(const ImageRequest& r);

@@ -59,7 +59,8 @@ std::string ServeState::keep_file(std::string png) {
   // Ids that cannot be guessed: a file is its requester's, not a listing.
   static std::mt19937_64 random{std::random_device{}()};
   char id[40];
-  std::snprintf(id, sizeof id, "%06llx%016llx", static_cast<unsigned long long>(++file_ids_ & 0xffffff),
+  std::snprintf(id, sizeof id, "%06llx%016llx",
+                static_cast<unsigned long long>(++file_ids_ & 0xffffff),
                 static_cast<unsigned long long>(random()));
   files_[id] = std::move(png);
   file_order_.push_back(id);
@@ -80,7 +81,8 @@ bool ServeState::find_file(const std::string& id, std::string& png) const {
 
 void ServeState::generation_took(double seconds) {
   std::lock_guard<std::mutex> lock(mutex_);
-  generation_seconds_ = generation_seconds_ == 0 ? seconds : 0.7 * generation_seconds_ + 0.3 * seconds;
+  generation_seconds_ =
+      generation_seconds_ == 0 ? seconds : 0.7 * generation_seconds_ + 0.3 * seconds;
 }
 
 double ServeState::typical_generation_seconds() const {

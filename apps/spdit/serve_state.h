@@ -17,7 +17,8 @@ namespace spdit::cli {
 
 class ServeState {
  public:
-  ServeState(size_t queue_capacity, size_t keep_files) : queue(queue_capacity), keep_files_(keep_files) {}
+  ServeState(size_t queue_capacity, size_t keep_files)
+      : queue(queue_capacity), keep_files_(keep_files) {}
 
   JobQueue queue;
   ServeMetrics metrics;

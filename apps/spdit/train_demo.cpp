@@ -11,24 +11,20 @@
 
 namespace spdit::cli {
 
-void add_train_demo_command(CLI::App &app, Action &action) {
-  auto *cmd = app.add_subcommand(
-      "train-demo",
-      "Train the tiny shapes demo model (a FLUX.1 folder) from a seed");
+void add_train_demo_command(CLI::App& app, Action& action) {
+  auto* cmd = app.add_subcommand("train-demo",
+                                 "Train the tiny shapes demo model (a FLUX.1 folder) from a seed");
   static pipelines::TrainDemoOptions o;
   static std::string out, json;
   static int threads = 1;
-  cmd->add_option("--out", out, "The folder to write (new, or empty)")
-      ->required();
-  cmd->add_option("--seed", o.seed,
-                  "Seed of the data, the initial weights and the noise")
+  cmd->add_option("--out", out, "The folder to write (new, or empty)")->required();
+  cmd->add_option("--seed", o.seed, "Seed of the data, the initial weights and the noise")
       ->check(whole_number(0))
       ->capture_default_str();
   cmd->add_option("--steps", o.transformer_steps, "Transformer training steps")
       ->check(whole_number(1))
       ->capture_default_str();
-  cmd->add_option("--hidden", o.transformer_hidden,
-                  "The transformer's width (a multiple of 16)")
+  cmd->add_option("--hidden", o.transformer_hidden, "The transformer's width (a multiple of 16)")
       ->check(whole_number(16))
       ->capture_default_str();
   cmd->add_option("--vae-steps", o.vae_steps, "Autoencoder training steps")
@@ -44,21 +40,19 @@ void add_train_demo_command(CLI::App &app, Action &action) {
                   "Pictures encoded once for the transformer to learn from")
       ->check(whole_number(1))
       ->capture_default_str();
-  cmd->add_option(
-         "--threads", threads,
-         "Intra-op threads (the same seed and threads give the same weights)")
+  cmd->add_option("--threads", threads,
+                  "Intra-op threads (the same seed and threads give the same weights)")
       ->check(whole_number(1))
       ->capture_default_str();
   cmd->add_option("--json", json, "Write the loss curves and times here");
   cmd->callback([&action] {
     action = [] {
       set_threads_per_rank(threads);
-      o.log = [](const std::string &line) { std::cout << line << std::endl; };
+      o.log = [](const std::string& line) { std::cout << line << std::endl; };
       const auto r = pipelines::train_demo_model(out, o);
-      std::cout << "wrote " << out << " (seed " << o.seed << "): autoencoder "
-                << r.vae_seconds << " s, transformer " << r.transformer_seconds
-                << " s; latent shift " << r.latent_shift << ", scale "
-                << r.latent_scale << std::endl;
+      std::cout << "wrote " << out << " (seed " << o.seed << "): autoencoder " << r.vae_seconds
+                << " s, transformer " << r.transformer_seconds << " s; latent shift "
+                << r.latent_shift << ", scale " << r.latent_scale << std::endl;
       if (!json.empty()) {
         std::ofstream f(json);
         f << nlohmann::json({{"seed", o.seed},
@@ -69,12 +63,11 @@ void add_train_demo_command(CLI::App &app, Action &action) {
                              {"transformer_seconds", r.transformer_seconds}})
                  .dump(1)
           << "\n";
-        if (!f.flush())
-          throw std::runtime_error("cannot write --json '" + json + "'");
+        if (!f.flush()) throw std::runtime_error("cannot write --json '" + json + "'");
       }
       return 0;
     };
   });
 }
 
-} // namespace spdit::cli
+}  // namespace spdit::cli

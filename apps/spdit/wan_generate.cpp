@@ -12,6 +12,7 @@
 #include "mp4_writer.h"
 #include "output_paths.h"
 #include "parity_report.h"
+#include "pipeline_inputs.h"
 #include "png_writer.h"
 #include "rank_setup.h"
 #include "spdit/checkpoints/checkpoint.h"
@@ -22,23 +23,6 @@
 
 namespace spdit::cli {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-at::Tensor tensor_from(const std::string& file, const std::string& name) {
-  auto ckpt = checkpoints::Checkpoint::open(file);
-  if (!ckpt.has(name)) {
-    std::string held;
-    for (const auto& [n, t] : ckpt.tensors()) held += (held.empty() ? "" : ", ") + n;
-    throw std::invalid_argument("'" + file + "' holds no tensor '" + name + "' (it holds: " + held +
-                                ")");
-  }
-  return ckpt.tensor(name).clone();
-}
 
 void write_frames(const std::string& dir,
                   const at::Tensor& frames) {  // (F, H, W, 3) uint8
@@ -180,7 +164,8 @@ int wan_generate_rank(World& world, const WanGenerateOptions& o) {
   }
   int code = 0;
   if (lead) {
-    phase(lead, banded ? "decode (" + std::to_string(world.size()) + " ranks)" : std::string("decode"),
+    phase(lead,
+          banded ? "decode (" + std::to_string(world.size()) + " ranks)" : std::string("decode"),
           decode_s);
     nlohmann::json j = {{"model_dir", o.model_dir},
                         {"layout", files.layout},

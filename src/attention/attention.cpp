@@ -25,10 +25,9 @@ void check_text(const JointText* text, const at::Tensor& q) {
   if (text->q.dim() != 4 || text->q.size(0) != q.size(0) || text->q.size(2) != q.size(2) ||
       text->q.size(3) != q.size(3) || text->k.sizes() != text->q.sizes() ||
       text->v.sizes() != text->q.sizes()) {
-    throw std::invalid_argument("spdit: attention: text q/k/v " +
-                                std::string(c10::str(text->q.sizes())) +
-                                " must be (B, T, H, D) with the image's B, H and D " +
-                                std::string(c10::str(q.sizes())));
+    throw std::invalid_argument(
+        "spdit: attention: text q/k/v " + std::string(c10::str(text->q.sizes())) +
+        " must be (B, T, H, D) with the image's B, H and D " + std::string(c10::str(q.sizes())));
   }
 }
 
@@ -66,10 +65,9 @@ at::Tensor shard_key_mask(const ForwardContext& ctx, const SequenceParallelConfi
   const int64_t s_local = k.size(1), p = cfg.get_world_size();
   at::Tensor mask = user_mask.defined() ? user_mask.to(at::kBool) : at::Tensor();
   if (mask.defined() && (mask.dim() != 2 || mask.size(1) != s_local)) {
-    throw std::invalid_argument("spdit: attention: key_padding_mask " +
-                                std::string(c10::str(mask.sizes())) +
-                                " should be (B, S) for this rank's " + std::to_string(s_local) +
-                                " keys");
+    throw std::invalid_argument(
+        "spdit: attention: key_padding_mask " + std::string(c10::str(mask.sizes())) +
+        " should be (B, S) for this rank's " + std::to_string(s_local) + " keys");
   }
   auto full = ctx.key_padding_mask(s_local * p);
   if (full.defined()) {
@@ -110,7 +108,8 @@ void check_replicated(ForwardContext& ctx, const SequenceParallelConfig& cfg, co
         " tokens) differs between the SP ranks (sp_rank 0 and " + std::to_string(r) +
         "): it must be the same on every rank, so it was split. Text that attention uses whole "
         "is never split: remove its entry from the plan (split only the image/video sequence "
-        "and its RoPE). This forward's splits: " + ctx.shard_lengths());
+        "and its RoPE). This forward's splits: " +
+        ctx.shard_lengths());
   }
 }
 
@@ -121,7 +120,8 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
                      const AttentionMasks& masks) {
   check_text(text, q);
   ForwardContext* ctx = ForwardContext::current();
-  const bool in_region = ctx && ctx->sp_active() && ctx->config && ctx->config->get_world_size() > 1;
+  const bool in_region =
+      ctx && ctx->sp_active() && ctx->config && ctx->config->get_world_size() > 1;
   if (in_region && opts.skip_sp()) {
     check_replicated(*ctx, *ctx->config, k, "the context (keys) of a skip_sp cross-attention");
   }
@@ -132,11 +132,11 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
         "region pass a key_padding_mask, or mark this attention skip_sp");
   }
   if (q.sizes() != k.sizes() || k.sizes() != v.sizes()) {
-    throw std::invalid_argument("spdit: attention inside the SP region is self-attention over the "
-                                "sharded sequence: q, k, v must share (B, S, H, D); got q " +
-                                std::string(c10::str(q.sizes())) + ", k " +
-                                std::string(c10::str(k.sizes())) +
-                                ". Cross-attention to replicated text: set skip_sp");
+    throw std::invalid_argument(
+        "spdit: attention inside the SP region is self-attention over the "
+        "sharded sequence: q, k, v must share (B, S, H, D); got q " +
+        std::string(c10::str(q.sizes())) + ", k " + std::string(c10::str(k.sizes())) +
+        ". Cross-attention to replicated text: set skip_sp");
   }
   const SequenceParallelConfig& cfg = *ctx->config;
   // Inside the SP region, q is exactly this rank's shard of a sequence the
@@ -170,7 +170,8 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
     // four copies of all three at once. Heads that do not divide by U are
     // zero-padded and sliced off after.
     auto exchange = [&](const at::Tensor& x) {
-      return all_to_all(st.ulysses_group(), detail::pad_heads(x, padded_heads), /*scatter=*/2, /*gather=*/1);
+      return all_to_all(st.ulysses_group(), detail::pad_heads(x, padded_heads), /*scatter=*/2,
+                        /*gather=*/1);
     };
     ql = exchange(q);
     kl = exchange(k);
@@ -225,7 +226,8 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
     out = all_to_all(st.ulysses_group(), out.contiguous(), /*scatter=*/1, /*gather=*/2)
               .narrow(2, 0, heads);
     // Every Ulysses rank computed the text rows for its own heads.
-    if (text) text_out = all_gather(st.ulysses_group(), text_out.contiguous(), 2).narrow(2, 0, heads);
+    if (text)
+      text_out = all_gather(st.ulysses_group(), text_out.contiguous(), 2).narrow(2, 0, heads);
   }
   return text ? join_seq(text_out, out, front).contiguous() : out.contiguous();
 }

@@ -37,13 +37,14 @@ constexpr int64_t kKeyBlock = kScoreBlock;
 // multiplies it into NV vectors of 16 pairs from b, one dot product per
 // accumulator. a rows are `lda` bf16 apart; b steps are `ldb` bf16 apart.
 template <int R, int NV, bool kAccumulate>
-SPDIT_BF16_INLINE void dot_tile(float* c, int64_t ldc, const uint16_t* a, int64_t lda, const uint16_t* b,
-                                int64_t ldb, int64_t pairs) {
+SPDIT_BF16_INLINE void dot_tile(float* c, int64_t ldc, const uint16_t* a, int64_t lda,
+                                const uint16_t* b, int64_t ldb, int64_t pairs) {
   __m512 acc[R][NV];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 8
-    for (int j = 0; j < NV; ++j) acc[r][j] = kAccumulate ? _mm512_loadu_ps(c + r * ldc + 16 * j) : _mm512_setzero_ps();
+    for (int j = 0; j < NV; ++j)
+      acc[r][j] = kAccumulate ? _mm512_loadu_ps(c + r * ldc + 16 * j) : _mm512_setzero_ps();
   }
   for (int64_t p = 0; p < pairs; ++p) {
     __m512bh bp[NV];
@@ -81,23 +82,25 @@ typedef int32_t Int16Lanes __attribute__((vector_size(64)));
 // instruction per 32 (vcvtne2ps2bf16, round to nearest even): the integer
 // rounding and narrowing a portable pass needs took as long as the
 // exponentials themselves. The tail is masked: lanes past n give 0.
-SPDIT_BF16_TARGET float exp_to_bf16(const float* row, int64_t n, float shift, float scale, uint16_t* out) {
+SPDIT_BF16_TARGET float exp_to_bf16(const float* row, int64_t n, float shift, float scale,
+                                    uint16_t* out) {
   const __m512 k = _mm512_set1_ps(scale * 1.44269504088896341f);
   const __m512 offset = _mm512_set1_ps(-shift * scale * 1.44269504088896341f);
   __m512 sum = _mm512_setzero_ps();
   int64_t j = 0;
   for (; j + 32 <= n; j += 32) {
-    const __m512 e0 = exp2_nonpositive_lanes<__m512, Int16Lanes>(_mm512_fmadd_ps(_mm512_loadu_ps(row + j), k, offset));
-    const __m512 e1 =
-        exp2_nonpositive_lanes<__m512, Int16Lanes>(_mm512_fmadd_ps(_mm512_loadu_ps(row + j + 16), k, offset));
+    const __m512 e0 = exp2_nonpositive_lanes<__m512, Int16Lanes>(
+        _mm512_fmadd_ps(_mm512_loadu_ps(row + j), k, offset));
+    const __m512 e1 = exp2_nonpositive_lanes<__m512, Int16Lanes>(
+        _mm512_fmadd_ps(_mm512_loadu_ps(row + j + 16), k, offset));
     sum = _mm512_add_ps(sum, _mm512_add_ps(e0, e1));
     _mm512_storeu_si512(out + j, (__m512i)_mm512_cvtne2ps_pbh(e1, e0));
   }
   for (; j < n; j += 16) {
     const __mmask16 keep = n - j >= 16 ? 0xffff : static_cast<__mmask16>((1u << (n - j)) - 1);
     const __m512 x = _mm512_maskz_loadu_ps(keep, row + j);
-    const __m512 e =
-        _mm512_maskz_mov_ps(keep, exp2_nonpositive_lanes<__m512, Int16Lanes>(_mm512_fmadd_ps(x, k, offset)));
+    const __m512 e = _mm512_maskz_mov_ps(
+        keep, exp2_nonpositive_lanes<__m512, Int16Lanes>(_mm512_fmadd_ps(x, k, offset)));
     sum = _mm512_add_ps(sum, e);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + j), (__m256i)_mm512_cvtneps_pbh(e));
   }
@@ -112,8 +115,8 @@ SPDIT_BF16_TARGET float exp_to_bf16(const float* row, int64_t n, float shift, fl
 // Rows i0 .. i0+R over keys k0 .. k1, continuing m, l and the output rows:
 // the fp32 kernel's row_group with bf16 products.
 template <int R>
-SPDIT_BF16_INLINE void row_group(const Bf16HeadOperands& h, int64_t i0, int64_t k0, int64_t k1, float* s,
-                                 uint16_t* p, float* m, float* l) {
+SPDIT_BF16_INLINE void row_group(const Bf16HeadOperands& h, int64_t i0, int64_t k0, int64_t k1,
+                                 float* s, uint16_t* p, float* m, float* l) {
   constexpr int NV = kBf16Tile / 16;
   const uint16_t* q = h.q + i0 * h.ldq;
   float* o = h.out + i0 * h.ldo;
@@ -126,25 +129,28 @@ SPDIT_BF16_INLINE void row_group(const Bf16HeadOperands& h, int64_t i0, int64_t 
   for (int64_t ks = k0; ks < k1; ks += kKeyBlock) {
     const int64_t bk = std::min(kKeyBlock, k1 - ks);
     for (int64_t j = 0; j < bk; j += kBf16Tile) {
-      dot_tile<R, NV, false>(s + j, kKeyBlock, q, h.ldq, h.kt + (ks + j) * h.d, 2 * kBf16Tile, h.d / 2);
+      dot_tile<R, NV, false>(s + j, kKeyBlock, q, h.ldq, h.kt + (ks + j) * h.d, 2 * kBf16Tile,
+                             h.d / 2);
     }
-    online_softmax_rows(s, R, bk, kKeyBlock, h.bias ? h.bias + ks : nullptr, h.scale, m, l, alpha, exp_to_bf16, p,
-                        kKeyBlock);
+    online_softmax_rows(s, R, bk, kKeyBlock, h.bias ? h.bias + ks : nullptr, h.scale, m, l, alpha,
+                        exp_to_bf16, p, kKeyBlock);
     scale_rows(o, R, h.d, h.ldo, alpha);
     const int64_t pairs = (bk + 1) / 2;
     for (int64_t c = 0; c < full; c += kBf16Tile) {
-      dot_tile<R, NV, true>(o + c, h.ldo, p, kKeyBlock, h.v + c * sk2 + ks * kBf16Tile, 2 * kBf16Tile, pairs);
+      dot_tile<R, NV, true>(o + c, h.ldo, p, kKeyBlock, h.v + c * sk2 + ks * kBf16Tile,
+                            2 * kBf16Tile, pairs);
     }
     if (tail) {
       const int64_t w = h.d - full;
-      dot_tile_tail<R, NV>(tail, o + full, h.ldo, p, kKeyBlock, h.v + full * sk2 + ks * w, 2 * w, pairs);
+      dot_tile_tail<R, NV>(tail, o + full, h.ldo, p, kKeyBlock, h.v + full * sk2 + ks * w, 2 * w,
+                           pairs);
     }
   }
 }
 
 template <int R>
-SPDIT_BF16_INLINE void last_rows(const Bf16HeadOperands& h, int64_t i0, int64_t rows, int64_t k0, int64_t k1,
-                                 float* s, uint16_t* p, float* m, float* l) {
+SPDIT_BF16_INLINE void last_rows(const Bf16HeadOperands& h, int64_t i0, int64_t rows, int64_t k0,
+                                 int64_t k1, float* s, uint16_t* p, float* m, float* l) {
   if constexpr (R > 0) {
     if (rows == R) return row_group<R>(h, i0, k0, k1, s, p, m, l);
     last_rows<R - 1>(h, i0, rows, k0, k1, s, p, m, l);
@@ -200,13 +206,16 @@ bool bf16_kernel_selected() {
     }
     return true;
   }
-  throw std::invalid_argument("spdit: SPDIT_CPU_BF16_KERNEL=" + name +
-                              " is neither avx512_bf16 nor convert (unset it for the CPU's fastest)");
+  throw std::invalid_argument(
+      "spdit: SPDIT_CPU_BF16_KERNEL=" + name +
+      " is neither avx512_bf16 nor convert (unset it for the CPU's fastest)");
 }
 
 bool bf16_kernel_runs(int64_t d) { return d > 0 && d % 16 == 0; }
 
-int64_t packed_keys_bf16_size(int64_t sk, int64_t d) { return (sk + kBf16Tile - 1) / kBf16Tile * kBf16Tile * d; }
+int64_t packed_keys_bf16_size(int64_t sk, int64_t d) {
+  return (sk + kBf16Tile - 1) / kBf16Tile * kBf16Tile * d;
+}
 
 int64_t packed_values_bf16_size(int64_t sk, int64_t d) { return (sk + 1) / 2 * 2 * d; }
 
@@ -245,8 +254,10 @@ void pack_values_bf16(const uint16_t* v, int64_t ld, int64_t sk, int64_t d, uint
 }
 
 void bf16_attention(const Bf16HeadOperands& h) {
-  if (!bf16_kernel_runs(h.d)) throw std::logic_error("spdit: bf16_attention called outside its domain");
-  if (!cpu_has_avx512_bf16()) throw std::logic_error("spdit: bf16_attention on a CPU without AVX512-BF16");
+  if (!bf16_kernel_runs(h.d))
+    throw std::logic_error("spdit: bf16_attention called outside its domain");
+  if (!cpu_has_avx512_bf16())
+    throw std::logic_error("spdit: bf16_attention on a CPU without AVX512-BF16");
 #ifdef SPDIT_BF16_KERNEL
   attend_bf16(h);
 #endif

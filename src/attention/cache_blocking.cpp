@@ -16,7 +16,10 @@ int64_t parse_size(const std::string& s) {
   const long long n = std::strtoll(s.c_str(), &end, 10);
   if (end == s.c_str() || n <= 0) return 0;
   const char unit = *end;
-  return n * (unit == 'K' ? 1024LL : unit == 'M' ? 1024LL * 1024 : unit == 'G' ? 1024LL * 1024 * 1024 : 1LL);
+  return n * (unit == 'K'   ? 1024LL
+              : unit == 'M' ? 1024LL * 1024
+              : unit == 'G' ? 1024LL * 1024 * 1024
+                            : 1LL);
 }
 
 std::string read_line(const std::string& path) {

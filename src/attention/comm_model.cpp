@@ -2,7 +2,8 @@
 
 namespace spdit {
 
-std::map<std::string, int64_t> attention_comm_bytes(const AttentionCommShape& s, int64_t u, int64_t r) {
+std::map<std::string, int64_t> attention_comm_bytes(const AttentionCommShape& s, int64_t u,
+                                                    int64_t r) {
   const int64_t p = u * r;
   const int64_t padded = (s.tokens + p - 1) / p * p;
   const int64_t shard = padded / p;
@@ -14,7 +15,8 @@ std::map<std::string, int64_t> attention_comm_bytes(const AttentionCommShape& s,
   if (p == 1) return out;
   if (u > 1) out["all_to_all"] = 4 * s.batch * shard * hp * d * b * (u - 1) / u;
   if (r > 1) {
-    out["ring_exchange"] = (r - 1) * (2 * s.batch * shard * hp * d * b + (masked ? bm * shard * u : 0));
+    out["ring_exchange"] =
+        (r - 1) * (2 * s.batch * shard * hp * d * b + (masked ? bm * shard * u : 0));
   }
   int64_t gather = 0;
   if (masked && u > 1) gather += bm * shard * (u - 1);

@@ -9,10 +9,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <vector>
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 // OpenBLAS (when LibTorch runs on it): its own thread pool must not be used
 // from inside our per-head parallel loop, or the calls queue on its lock.
@@ -41,15 +41,14 @@ class SingleThreadedBlas {
 
 void check_qkv(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
   if (q.dim() != 4 || k.dim() != 4 || v.dim() != 4) {
-    throw std::invalid_argument("spdit: attention expects (B, S, H, D) tensors, got q " +
-                                std::string(c10::str(q.sizes())) + ", k " +
-                                std::string(c10::str(k.sizes())) + ", v " +
-                                std::string(c10::str(v.sizes())));
+    throw std::invalid_argument(
+        "spdit: attention expects (B, S, H, D) tensors, got q " + std::string(c10::str(q.sizes())) +
+        ", k " + std::string(c10::str(k.sizes())) + ", v " + std::string(c10::str(v.sizes())));
   }
   if (k.sizes() != v.sizes() || q.size(0) != k.size(0) || q.size(2) != k.size(2) ||
       q.size(3) != k.size(3)) {
-    throw std::invalid_argument("spdit: attention q " + std::string(c10::str(q.sizes())) +
-                                ", k " + std::string(c10::str(k.sizes())) + " and v " +
+    throw std::invalid_argument("spdit: attention q " + std::string(c10::str(q.sizes())) + ", k " +
+                                std::string(c10::str(k.sizes())) + " and v " +
                                 std::string(c10::str(v.sizes())) +
                                 " disagree on batch, heads or head dim");
   }
@@ -70,8 +69,8 @@ void check_qkv(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
 // online softmax would have reached, so no second output and no merge pass
 // are needed (Ring attention's steps).
 AttentionState cpu_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                             const at::Tensor& key_bias, float scale, int64_t block_q, int64_t block_k,
-                             AttentionState* into = nullptr) {
+                             const at::Tensor& key_bias, float scale, int64_t block_q,
+                             int64_t block_k, AttentionState* into = nullptr) {
   const int64_t B = q.size(0), Sq = q.size(1), H = q.size(2), D = q.size(3), Sk = k.size(1);
   auto out = into ? into->out : at::empty({B, Sq, H, D}, q.options());
   auto lse = into ? into->lse : at::empty({B, H, Sq}, q.options());
@@ -90,8 +89,10 @@ AttentionState cpu_attention(const at::Tensor& q, const at::Tensor& k, const at:
       auto vp = at::empty({Sk, D}, q.options());
       for (int64_t bh = begin; bh < end; ++bh) {
         const int64_t b = bh / H, h = bh % H;
-        detail::pack_keys(k[b].select(1, h).data_ptr<float>(), ld, Sk, D, panel, kt.data_ptr<float>());
-        detail::pack_values(v[b].select(1, h).data_ptr<float>(), ld, Sk, D, panel, vp.data_ptr<float>());
+        detail::pack_keys(k[b].select(1, h).data_ptr<float>(), ld, Sk, D, panel,
+                          kt.data_ptr<float>());
+        detail::pack_values(v[b].select(1, h).data_ptr<float>(), ld, Sk, D, panel,
+                            vp.data_ptr<float>());
         detail::HeadOperands op;
         op.q = q[b].select(1, h).data_ptr<float>();
         op.kt = kt.data_ptr<float>();
@@ -119,7 +120,8 @@ AttentionState cpu_attention(const at::Tensor& q, const at::Tensor& k, const at:
     std::vector<float> m(block_q), l(block_q), alpha(block_q);
     for (int64_t bh = begin; bh < end; ++bh) {
       const int64_t b = bh / H, h = bh % H;
-      auto qh = q.select(0, b).select(1, h), kh = k.select(0, b).select(1, h), vh = v.select(0, b).select(1, h);
+      auto qh = q.select(0, b).select(1, h), kh = k.select(0, b).select(1, h),
+           vh = v.select(0, b).select(1, h);
       auto oh = out.select(0, b).select(1, h);  // (Sq, D), rows ld apart
       const float* bias = bias_of(b);
       float* lse_row = lse[b][h].data_ptr<float>();
@@ -144,11 +146,12 @@ AttentionState cpu_attention(const at::Tensor& q, const at::Tensor& k, const at:
         for (int64_t ks = 0; ks < Sk; ks += block_k) {
           const int64_t bk = std::min(block_k, Sk - ks);
           // A partial block reuses the front of the buffer, rows bk apart.
-          auto s = bq == scores.size(0) && bk == scores.size(1) ? scores
-                                                                : scores.view(-1).narrow(0, 0, bq * bk).view({bq, bk});
+          auto s = bq == scores.size(0) && bk == scores.size(1)
+                       ? scores
+                       : scores.view(-1).narrow(0, 0, bq * bk).view({bq, bk});
           at::mm_out(s, qb, kh.narrow(0, ks, bk).t());
-          detail::online_softmax_rows(s.data_ptr<float>(), bq, bk, bk, bias ? bias + ks : nullptr, scale,
-                                      m.data(), l.data(), alpha.data());
+          detail::online_softmax_rows(s.data_ptr<float>(), bq, bk, bk, bias ? bias + ks : nullptr,
+                                      scale, m.data(), l.data(), alpha.data());
           detail::scale_rows(a, bq, D, ld, alpha.data());
           acc.addmm_(s, vh.narrow(0, ks, bk));
         }
@@ -168,16 +171,20 @@ AttentionState cpu_attention(const at::Tensor& q, const at::Tensor& k, const at:
 // layout of the bf16 dot product, the output accumulates in fp32 (`into`'s,
 // or a new fp32 tensor the caller converts).
 AttentionState cpu_attention_bf16(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                  const at::Tensor& key_bias, float scale, AttentionState* into = nullptr) {
+                                  const at::Tensor& key_bias, float scale,
+                                  AttentionState* into = nullptr) {
   const int64_t B = q.size(0), Sq = q.size(1), H = q.size(2), D = q.size(3), Sk = k.size(1);
   const auto f32 = q.options().dtype(at::kFloat);
   auto out = into ? into->out : at::empty({B, Sq, H, D}, f32);
   auto lse = into ? into->lse : at::empty({B, H, Sq}, f32);
   const int64_t ld = H * D;
   const int64_t key_block = detail::key_block(D, sizeof(uint16_t), detail::kScoreBlock);
-  auto bits = [](const at::Tensor& t) { return reinterpret_cast<const uint16_t*>(t.data_ptr<at::BFloat16>()); };
+  auto bits = [](const at::Tensor& t) {
+    return reinterpret_cast<const uint16_t*>(t.data_ptr<at::BFloat16>());
+  };
   at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
-    std::vector<uint16_t> kt(detail::packed_keys_bf16_size(Sk, D)), vp(detail::packed_values_bf16_size(Sk, D));
+    std::vector<uint16_t> kt(detail::packed_keys_bf16_size(Sk, D)),
+        vp(detail::packed_values_bf16_size(Sk, D));
     for (int64_t bh = begin; bh < end; ++bh) {
       const int64_t b = bh / H, h = bh % H;
       detail::pack_keys_bf16(bits(k) + (b * Sk * H + h) * D, ld, Sk, D, kt.data());
@@ -190,7 +197,8 @@ AttentionState cpu_attention_bf16(const at::Tensor& q, const at::Tensor& k, cons
       op.out = out[b].select(1, h).data_ptr<float>();
       op.ldo = ld;
       op.lse = lse[b][h].data_ptr<float>();
-      op.bias = key_bias.defined() ? key_bias[key_bias.size(0) == 1 ? 0 : b].data_ptr<float>() : nullptr;
+      op.bias =
+          key_bias.defined() ? key_bias[key_bias.size(0) == 1 ? 0 : b].data_ptr<float>() : nullptr;
       op.sq = Sq;
       op.sk = Sk;
       op.d = D;
@@ -205,13 +213,14 @@ AttentionState cpu_attention_bf16(const at::Tensor& q, const at::Tensor& k, cons
 
 }  // namespace
 
-LocalAttentionPath local_attention_path(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                        const LocalAttentionOptions& o) {
+LocalAttentionPath local_attention_path(const at::Tensor& q, const at::Tensor& k,
+                                        const at::Tensor& v, const LocalAttentionOptions& o) {
   // The fused CPU kernels are for inference; with autograd recording, the
   // ATen path (same algorithm) keeps gradients flowing.
-  const bool recording = at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
+  const bool recording =
+      at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
   return q.device().is_cpu() && !o.attn_mask.defined() && !recording ? LocalAttentionPath::kFusedCpu
-                                                                      : LocalAttentionPath::kAtenOps;
+                                                                     : LocalAttentionPath::kAtenOps;
 }
 
 namespace {
@@ -256,7 +265,8 @@ AttentionState attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor
   if (fused) {
     at::Tensor bias;
     if (kpm.defined()) {
-      bias = at::zeros({kpm.size(0), Sk}, f32).masked_fill_(kpm.view({kpm.size(0), Sk}).logical_not(), neg_inf);
+      bias = at::zeros({kpm.size(0), Sk}, f32)
+                 .masked_fill_(kpm.view({kpm.size(0), Sk}).logical_not(), neg_inf);
     }
     const bool bf16 = q.scalar_type() == at::kBFloat16 && k.scalar_type() == at::kBFloat16 &&
                       v.scalar_type() == at::kBFloat16 && detail::bf16_kernel_runs(D) &&
@@ -264,8 +274,8 @@ AttentionState attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor
     auto st = bf16 ? cpu_attention_bf16(q.contiguous(), k.contiguous(), v.contiguous(), bias,
                                         static_cast<float>(scale), into)
                    : cpu_attention(q.to(at::kFloat).contiguous(), k.to(at::kFloat).contiguous(),
-                                   v.to(at::kFloat).contiguous(), bias, static_cast<float>(scale), o.block_q,
-                                   o.block_k, into);
+                                   v.to(at::kFloat).contiguous(), bias, static_cast<float>(scale),
+                                   o.block_q, o.block_k, into);
     if (into) return *into;
     return {o.out_fp32 ? st.out : st.out.to(q.scalar_type()), st.lse};
   }
@@ -315,7 +325,8 @@ AttentionState attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor
     }
     auto empty = l.eq(0);
     out.narrow(2, qs, bq).copy_(acc.div(at::where(empty, at::ones_like(l), l)));
-    lse.narrow(2, qs, bq).copy_(at::where(empty, at::full_like(m, neg_inf), m + l.log()).squeeze(-1));
+    lse.narrow(2, qs, bq).copy_(
+        at::where(empty, at::full_like(m, neg_inf), m + l.log()).squeeze(-1));
   }
   auto result = out.permute({0, 2, 1, 3});
   return {o.out_fp32 ? result.contiguous() : result.to(q.scalar_type()).contiguous(), lse};
@@ -328,12 +339,14 @@ AttentionState local_attention(const at::Tensor& q, const at::Tensor& k, const a
   return attend(q, k, v, o, nullptr);
 }
 
-void local_attention_(AttentionState& acc, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                      const LocalAttentionOptions& o) {
+void local_attention_(AttentionState& acc, const at::Tensor& q, const at::Tensor& k,
+                      const at::Tensor& v, const LocalAttentionOptions& o) {
   attend(q, k, v, o, &acc);
 }
 
-std::string local_attention_cpu_kernel() { return detail::cpu_kernel_name(detail::selected_cpu_kernel()); }
+std::string local_attention_cpu_kernel() {
+  return detail::cpu_kernel_name(detail::selected_cpu_kernel());
+}
 
 LocalAttentionCpuPlan local_attention_cpu_plan(int64_t head_dim, at::ScalarType dtype) {
   LocalAttentionCpuPlan p;
@@ -341,7 +354,8 @@ LocalAttentionCpuPlan local_attention_cpu_plan(int64_t head_dim, at::ScalarType 
   p.l1d_bytes = caches.l1d;
   p.l2_bytes = caches.l2;
   p.cache_source = caches.source;
-  if (dtype == at::kBFloat16 && detail::bf16_kernel_runs(head_dim) && detail::bf16_kernel_selected()) {
+  if (dtype == at::kBFloat16 && detail::bf16_kernel_runs(head_dim) &&
+      detail::bf16_kernel_selected()) {
     p.kernel = "avx512_bf16";
     p.key_block = detail::key_block(head_dim, sizeof(uint16_t), detail::kScoreBlock);
     return p;
@@ -364,8 +378,8 @@ void merge_attention_(AttentionState& acc, const AttentionState& b) {
   auto w = at::sigmoid(lse_b - lse_a);
   // In place only when autograd is not recording: the backward of sigmoid
   // and of lerp needs the tensors an in-place op would overwrite.
-  const bool recording = at::GradMode::is_enabled() && (w.requires_grad() || acc.out.requires_grad() ||
-                                                        b.out.requires_grad());
+  const bool recording = at::GradMode::is_enabled() &&
+                         (w.requires_grad() || acc.out.requires_grad() || b.out.requires_grad());
   w = recording ? w.nan_to_num(0.0) : w.nan_to_num_(0.0);
   // (B, H, S) -> (B, S, H, 1) to weight the (B, S, H, D) outputs. lerp_ takes
   // out_b exactly at w = 1 and keeps out_a exactly at w = 0.

@@ -102,8 +102,8 @@ SPDIT_CLONES void scale_row(float* row, int64_t n, float a) {
 }  // namespace
 
 void online_softmax_rows(float* scores, int64_t rows, int64_t cols, int64_t ld, const float* bias,
-                         float scale, float* m, float* l, float* alpha, Bf16ExpPass bf16_exp, uint16_t* probs,
-                         int64_t ldp) {
+                         float scale, float* m, float* l, float* alpha, Bf16ExpPass bf16_exp,
+                         uint16_t* probs, int64_t ldp) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
   for (int64_t i = 0; i < rows; ++i) {
     float* row = scores + i * ld;
@@ -119,7 +119,8 @@ void online_softmax_rows(float* scores, int64_t rows, int64_t cols, int64_t ld, 
       continue;
     }
     alpha[i] = m[i] == neg_inf ? 0.0f : std::exp((m[i] - m_new) * scale);
-    l[i] = l[i] * alpha[i] + (p ? bf16_exp(row, cols, m_new, scale, p) : exp_shift_sum(row, cols, m_new, scale));
+    l[i] = l[i] * alpha[i] +
+           (p ? bf16_exp(row, cols, m_new, scale, p) : exp_shift_sum(row, cols, m_new, scale));
     m[i] = m_new;
   }
 }
@@ -130,8 +131,8 @@ void scale_rows(float* acc, int64_t rows, int64_t d, int64_t ld, const float* al
   }
 }
 
-void begin_rows(float* out, int64_t ldo, const float* lse, int64_t rows, int64_t d, float scale, bool resume,
-                float* m, float* l) {
+void begin_rows(float* out, int64_t ldo, const float* lse, int64_t rows, int64_t d, float scale,
+                bool resume, float* m, float* l) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
   for (int64_t r = 0; r < rows; ++r) {
     const bool seen = resume && lse[r] != neg_inf;
@@ -141,8 +142,8 @@ void begin_rows(float* out, int64_t ldo, const float* lse, int64_t rows, int64_t
   }
 }
 
-void finish_rows(float* out, int64_t ldo, float* lse, int64_t rows, int64_t d, float scale, const float* m,
-                 const float* l) {
+void finish_rows(float* out, int64_t ldo, float* lse, int64_t rows, int64_t d, float scale,
+                 const float* m, const float* l) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
   for (int64_t r = 0; r < rows; ++r) {
     scale_row(out + r * ldo, d, l[r] > 0 ? 1.0f / l[r] : 0.0f);

@@ -24,8 +24,9 @@ using Bf16ExpPass = float (*)(const float* row, int64_t n, float shift, float sc
 /// `probs` as bf16 bits (rows `ldp` apart; an odd count is followed by one
 /// zero) instead of over the scores; l sums them in fp32.
 void online_softmax_rows(float* scores, int64_t rows, int64_t cols, int64_t ld, const float* bias,
-                         float scale, float* m, float* l, float* alpha, Bf16ExpPass bf16_exp = nullptr,
-                         uint16_t* probs = nullptr, int64_t ldp = 0);
+                         float scale, float* m, float* l, float* alpha,
+                         Bf16ExpPass bf16_exp = nullptr, uint16_t* probs = nullptr,
+                         int64_t ldp = 0);
 
 /// acc[r, 0:d] *= alpha[r] for rows `ld` floats apart.
 void scale_rows(float* acc, int64_t rows, int64_t d, int64_t ld, const float* alpha);
@@ -35,12 +36,12 @@ void scale_rows(float* acc, int64_t rows, int64_t d, int64_t ld, const float* al
 /// running max L/scale, running sum 1 and accumulator O, which is exactly
 /// the state the online softmax would have reached; otherwise (and for rows
 /// with L = -inf) m = -inf, l = 0 and a zero output row. Rows `ldo` apart.
-void begin_rows(float* out, int64_t ldo, const float* lse, int64_t rows, int64_t d, float scale, bool resume,
-                float* m, float* l);
+void begin_rows(float* out, int64_t ldo, const float* lse, int64_t rows, int64_t d, float scale,
+                bool resume, float* m, float* l);
 
 /// After the last key: out /= l and lse = m * scale + log l, or 0 and -inf
 /// for a row that saw no valid key.
-void finish_rows(float* out, int64_t ldo, float* lse, int64_t rows, int64_t d, float scale, const float* m,
-                 const float* l);
+void finish_rows(float* out, int64_t ldo, float* lse, int64_t rows, int64_t d, float scale,
+                 const float* m, const float* l);
 
 }  // namespace spdit::detail

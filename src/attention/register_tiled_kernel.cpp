@@ -52,12 +52,14 @@ SPDIT_INLINE void store(float* p, V x) {
 // product per k, R x NV accumulators held in registers throughout, each
 // a[r, k] broadcast, each b row loaded once for all R rows.
 template <class V, int R, int NV, bool kAccumulate>
-SPDIT_INLINE void tile(float* c, int64_t ldc, const float* a, int64_t lda, const float* b, int64_t ldb, int64_t n) {
+SPDIT_INLINE void tile(float* c, int64_t ldc, const float* a, int64_t lda, const float* b,
+                       int64_t ldb, int64_t n) {
   V acc[R][NV];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 8
-    for (int j = 0; j < NV; ++j) acc[r][j] = kAccumulate ? load<V>(c + r * ldc + j * kLanes<V>) : V{};
+    for (int j = 0; j < NV; ++j)
+      acc[r][j] = kAccumulate ? load<V>(c + r * ldc + j * kLanes<V>) : V{};
   }
   for (int64_t k = 0; k < n; ++k) {
     V bk[NV];
@@ -79,8 +81,8 @@ SPDIT_INLINE void tile(float* c, int64_t ldc, const float* a, int64_t lda, const
 
 // The last `nv` (< NV) vectors of a row of d columns.
 template <class V, int R, int NV>
-SPDIT_INLINE void tile_tail(int nv, float* c, int64_t ldc, const float* a, int64_t lda, const float* b, int64_t ldb,
-                            int64_t n) {
+SPDIT_INLINE void tile_tail(int nv, float* c, int64_t ldc, const float* a, int64_t lda,
+                            const float* b, int64_t ldb, int64_t n) {
   if constexpr (NV > 1) {
     if (nv == NV - 1) return tile<V, R, NV - 1, true>(c, ldc, a, lda, b, ldb, n);
     tile_tail<V, R, NV - 1>(nv, c, ldc, a, lda, b, ldb, n);
@@ -94,8 +96,8 @@ constexpr int64_t kKeyBlock = kScoreBlock;
 // Rows i0 .. i0+R of one head over keys k0 .. k1, continuing their online
 // softmax state m, l (indexed by row) and their output rows in h.out.
 template <class V, int R, int NV>
-SPDIT_INLINE void row_group(const HeadOperands& h, int64_t i0, int64_t k0, int64_t k1, float* s, float* m,
-                            float* l) {
+SPDIT_INLINE void row_group(const HeadOperands& h, int64_t i0, int64_t k0, int64_t k1, float* s,
+                            float* m, float* l) {
   constexpr int64_t kTile = NV * kLanes<V>;
   static_assert(kKeyBlock % kTile == 0, "tiles must divide the score block");
   const float* q = h.q + i0 * h.ldq;
@@ -127,8 +129,8 @@ SPDIT_INLINE void row_group(const HeadOperands& h, int64_t i0, int64_t k0, int64
 
 // The last rows (fewer than a group), by the group size that fits them.
 template <class V, int R, int NV>
-SPDIT_INLINE void last_rows(const HeadOperands& h, int64_t i0, int64_t rows, int64_t k0, int64_t k1, float* s,
-                            float* m, float* l) {
+SPDIT_INLINE void last_rows(const HeadOperands& h, int64_t i0, int64_t rows, int64_t k0, int64_t k1,
+                            float* s, float* m, float* l) {
   if constexpr (R > 0) {
     if (rows == R) return row_group<V, R, NV>(h, i0, k0, k1, s, m, l);
     last_rows<V, R - 1, NV>(h, i0, rows, k0, k1, s, m, l);
@@ -160,7 +162,9 @@ SPDIT_INLINE void attend(const HeadOperands& h) {
 __attribute__((target("avx512f,fma"))) void attend_avx512(const HeadOperands& h) {
   attend<V16, 6, kAvx512Tile / kLanes<V16>>(h);
 }
-__attribute__((target("avx2,fma"))) void attend_avx2(const HeadOperands& h) { attend<V8, 6, kAvx2Tile / kLanes<V8>>(h); }
+__attribute__((target("avx2,fma"))) void attend_avx2(const HeadOperands& h) {
+  attend<V8, 6, kAvx2Tile / kLanes<V8>>(h);
+}
 
 bool cpu_has(CpuKernel k) {
   __builtin_cpu_init();
@@ -207,7 +211,8 @@ CpuKernel selected_cpu_kernel() {
       if (!cpu_has(k)) {
         std::string runnable;
         for (auto r : {CpuKernel::kAvx512, CpuKernel::kAvx2, CpuKernel::kBlas}) {
-          if (cpu_has(r)) runnable += std::string(runnable.empty() ? "" : ", ") + cpu_kernel_name(r);
+          if (cpu_has(r))
+            runnable += std::string(runnable.empty() ? "" : ", ") + cpu_kernel_name(r);
         }
         throw std::invalid_argument(std::string("spdit: SPDIT_CPU_KERNEL=") + want +
                                     " names a kernel this CPU cannot run; it runs " + runnable +
@@ -232,7 +237,9 @@ int64_t tile_columns(CpuKernel kernel) {
   return kernel == CpuKernel::kAvx512 ? kAvx512Tile : kernel == CpuKernel::kAvx2 ? kAvx2Tile : 0;
 }
 
-int64_t packed_keys_size(int64_t sk, int64_t d, int64_t panel) { return (sk + panel - 1) / panel * panel * d; }
+int64_t packed_keys_size(int64_t sk, int64_t d, int64_t panel) {
+  return (sk + panel - 1) / panel * panel * d;
+}
 
 void pack_keys(const float* k, int64_t ld, int64_t sk, int64_t d, int64_t panel, float* kt) {
   for (int64_t j0 = 0; j0 < sk; j0 += panel) {

@@ -28,9 +28,9 @@ struct DType {
   at::ScalarType type;
   int64_t size;
 };
-const DType kDTypes[] = {{"F64", at::kDouble, 8}, {"F32", at::kFloat, 4}, {"F16", at::kHalf, 2},
-                         {"BF16", at::kBFloat16, 2}, {"I64", at::kLong, 8}, {"I32", at::kInt, 4},
-                         {"I16", at::kShort, 2},     {"I8", at::kChar, 1},  {"U8", at::kByte, 1},
+const DType kDTypes[] = {{"F64", at::kDouble, 8},    {"F32", at::kFloat, 4}, {"F16", at::kHalf, 2},
+                         {"BF16", at::kBFloat16, 2}, {"I64", at::kLong, 8},  {"I32", at::kInt, 4},
+                         {"I16", at::kShort, 2},     {"I8", at::kChar, 1},   {"U8", at::kByte, 1},
                          {"BOOL", at::kBool, 1}};
 
 [[noreturn]] void bad(const std::string& file, const std::string& what) {
@@ -52,7 +52,8 @@ bool is_dir(const std::string& p) {
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 std::string dir_of(const std::string& path) {
@@ -104,13 +105,16 @@ struct MappedFile {
                                "; give a regular .safetensors file (or its folder)");
     }
     size = static_cast<uint64_t>(st.st_size);
-    if (size < 8) bad(path, "only " + std::to_string(size) + " bytes; a header needs 8 (truncated?)");
+    if (size < 8)
+      bad(path, "only " + std::to_string(size) + " bytes; a header needs 8 (truncated?)");
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw std::runtime_error("spdit: cannot open checkpoint file '" + path + "': " + os_error());
+    if (fd < 0)
+      throw std::runtime_error("spdit: cannot open checkpoint file '" + path + "': " + os_error());
     void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
     const std::string why = p == MAP_FAILED ? os_error() : "";
     ::close(fd);
-    if (p == MAP_FAILED) throw std::runtime_error("spdit: cannot map checkpoint file '" + path + "': " + why);
+    if (p == MAP_FAILED)
+      throw std::runtime_error("spdit: cannot map checkpoint file '" + path + "': " + why);
     base = static_cast<char*>(p);
   }
   ~MappedFile() {
@@ -133,11 +137,13 @@ std::string safetensors_dtype_name(at::ScalarType t) {
 std::map<std::string, StoredTensor> parse_safetensors_header(const char* data, uint64_t available,
                                                              uint64_t file_size,
                                                              const std::string& file) {
-  if (available < 8) bad(file, "only " + std::to_string(available) + " bytes; a header needs 8 (truncated?)");
+  if (available < 8)
+    bad(file, "only " + std::to_string(available) + " bytes; a header needs 8 (truncated?)");
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = header_len << 8 | static_cast<uint8_t>(data[i]);
   if (header_len > kMaxHeaderBytes) {
-    bad(file, "header claims " + std::to_string(header_len) + " bytes, more than the 100 MB limit (corrupt?)");
+    bad(file, "header claims " + std::to_string(header_len) +
+                  " bytes, more than the 100 MB limit (corrupt?)");
   }
   if (header_len > available - 8) {
     bad(file, "header claims " + std::to_string(header_len) + " bytes but the file has " +
@@ -171,7 +177,8 @@ std::map<std::string, StoredTensor> parse_safetensors_header(const char* data, u
     if (name == "__metadata__") continue;
     const auto& e = it.value();
     const std::string where = "tensor '" + name + "'";
-    if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets")) {
+    if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") ||
+        !e.contains("data_offsets")) {
       bad(file, where + " needs dtype, shape and data_offsets");
     }
     if (!e["dtype"].is_string()) bad(file, where + ": dtype is not a string");
@@ -183,14 +190,17 @@ std::map<std::string, StoredTensor> parse_safetensors_header(const char* data, u
     t.dtype_name = dt->name;
     uint64_t numel = 1;
     for (const auto& d : e["shape"]) {
-      if (!d.is_number_unsigned()) bad(file, where + ": shape entry " + d.dump() + " is not a non-negative integer");
+      if (!d.is_number_unsigned())
+        bad(file, where + ": shape entry " + d.dump() + " is not a non-negative integer");
       const uint64_t v = d.get<uint64_t>();
-      if (v > (1ull << 40) || (v && numel > (1ull << 50) / v)) bad(file, where + ": shape is absurdly large");
+      if (v > (1ull << 40) || (v && numel > (1ull << 50) / v))
+        bad(file, where + ": shape is absurdly large");
       numel *= v;
       t.shape.push_back(static_cast<int64_t>(v));
     }
     const auto& off = e["data_offsets"];
-    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned()) {
+    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
+        !off[1].is_number_unsigned()) {
       bad(file, where + ": data_offsets must be [begin, end]");
     }
     const uint64_t b = off[0].get<uint64_t>(), en = off[1].get<uint64_t>();
@@ -199,8 +209,9 @@ std::map<std::string, StoredTensor> parse_safetensors_header(const char* data, u
                     "] fall outside the " + std::to_string(data_len) + " data bytes (truncated?)");
     }
     if (en - b != numel * static_cast<uint64_t>(dt->size)) {
-      bad(file, where + ": " + std::to_string(en - b) + " bytes for a " + dt->name + " tensor of shape " +
-                    e["shape"].dump() + " (needs " + std::to_string(numel * dt->size) + ")");
+      bad(file, where + ": " + std::to_string(en - b) + " bytes for a " + dt->name +
+                    " tensor of shape " + e["shape"].dump() + " (needs " +
+                    std::to_string(numel * dt->size) + ")");
     }
     t.begin = data_start + b;
     t.end = data_start + en;
@@ -213,9 +224,9 @@ std::map<std::string, StoredTensor> parse_safetensors_header(const char* data, u
     if (ranges[i].first.first < ranges[i - 1].first.second) {
       const auto& [a, an] = ranges[i - 1];
       const auto& [c, cn] = ranges[i];
-      bad(file, "tensors '" + an + "' [" + std::to_string(a.first) + ", " + std::to_string(a.second) +
-                    ") and '" + cn + "' [" + std::to_string(c.first) + ", " + std::to_string(c.second) +
-                    ") overlap in the data (corrupt?)");
+      bad(file, "tensors '" + an + "' [" + std::to_string(a.first) + ", " +
+                    std::to_string(a.second) + ") and '" + cn + "' [" + std::to_string(c.first) +
+                    ", " + std::to_string(c.second) + ") overlap in the data (corrupt?)");
     }
   }
   return out;
@@ -265,8 +276,9 @@ std::vector<std::string> weight_files_of_folder(const std::string& dir, std::str
                              "' holds no .safetensors file, no index and no transformer/ folder; "
                              "give a checkpoint file, or a diffusers model folder");
   }
-  const bool shards = std::all_of(files.begin(), files.end(),
-                                  [](const std::string& f) { return f.find("-of-") != std::string::npos; });
+  const bool shards = std::all_of(files.begin(), files.end(), [](const std::string& f) {
+    return f.find("-of-") != std::string::npos;
+  });
   if (files.size() > 1 && !shards) {
     std::string list;
     for (const auto& f : files) list += (list.empty() ? "" : ", ") + f;
@@ -330,7 +342,8 @@ Checkpoint Checkpoint::open(const std::string& path_in) {
     auto map = std::make_shared<MappedFile>(files[i]);
     // torch.save's zip files (.pth) by their first bytes, or by the name
     // when they are not one (to say why).
-    const bool torch_file = is_torch_zip(map->base, map->size) || is_legacy_torch_save(map->base, map->size) ||
+    const bool torch_file = is_torch_zip(map->base, map->size) ||
+                            is_legacy_torch_save(map->base, map->size) ||
                             ends_with(files[i], ".pth") || ends_with(files[i], ".pt");
     auto tensors = torch_file ? parse_torch_zip(map->base, map->size, files[i])
                               : parse_safetensors_header(map->base, map->size, map->size, files[i]);
@@ -338,8 +351,8 @@ Checkpoint Checkpoint::open(const std::string& path_in) {
       t.file = i;
       auto [it, fresh] = im.tensors.emplace(name, t);
       if (!fresh) {
-        throw std::runtime_error("spdit: tensor '" + name + "' is in both '" + im.files[it->second.file] +
-                                 "' and '" + files[i] + "'");
+        throw std::runtime_error("spdit: tensor '" + name + "' is in both '" +
+                                 im.files[it->second.file] + "' and '" + files[i] + "'");
       }
     }
     im.files.push_back(files[i]);
@@ -349,7 +362,8 @@ Checkpoint Checkpoint::open(const std::string& path_in) {
     for (const auto& [name, file] : weight_map) {
       auto it = im.tensors.find(name);
       if (it == im.tensors.end() || im.files[it->second.file] != folder + "/" + file) {
-        throw std::runtime_error("spdit: index '" + index + "' puts tensor '" + name + "' in '" + file +
+        throw std::runtime_error("spdit: index '" + index + "' puts tensor '" + name + "' in '" +
+                                 file +
                                  "', which does not hold it (a missing or mismatched shard?)");
       }
     }
@@ -386,25 +400,30 @@ at::Tensor Checkpoint::tensor(const std::string& name) const {
   auto* keep = new std::shared_ptr<MappedFile>(map);
   const auto options = at::TensorOptions().dtype(t.dtype);
   if (!t.strides.empty()) {
-    return at::from_blob(map->base + t.begin, t.shape, t.strides, [keep](void*) { delete keep; }, options);
+    return at::from_blob(
+        map->base + t.begin, t.shape, t.strides, [keep](void*) { delete keep; }, options);
   }
-  return at::from_blob(map->base + t.begin, t.shape, [keep](void*) { delete keep; }, options);
+  return at::from_blob(
+      map->base + t.begin, t.shape, [keep](void*) { delete keep; }, options);
 }
 
 namespace {
 
 // The 8-byte length and the header (padded so that the data starts 8-byte
 // aligned) of tensors laid out in `order`; returns the data's size.
-uint64_t write_header(std::ofstream& f, const std::string& path,
-                      const std::vector<std::tuple<std::string, at::ScalarType, std::vector<int64_t>>>& order,
-                      const std::map<std::string, std::string>& metadata) {
+uint64_t write_header(
+    std::ofstream& f, const std::string& path,
+    const std::vector<std::tuple<std::string, at::ScalarType, std::vector<int64_t>>>& order,
+    const std::map<std::string, std::string>& metadata) {
   nlohmann::json header = nlohmann::json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
   for (const auto& [name, dtype, shape] : order) {
     uint64_t n = c10::elementSize(dtype);
     for (int64_t d : shape) n *= static_cast<uint64_t>(d);
-    header[name] = {{"dtype", safetensors_dtype_name(dtype)}, {"shape", shape}, {"data_offsets", {offset, offset + n}}};
+    header[name] = {{"dtype", safetensors_dtype_name(dtype)},
+                    {"shape", shape},
+                    {"data_offsets", {offset, offset + n}}};
     offset += n;
   }
   std::string h = header.dump();
@@ -432,9 +451,11 @@ void write_safetensors(const std::string& path, const std::map<std::string, at::
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
   write_header(f, path, order, metadata);
   for (const auto& c : data) {
-    f.write(static_cast<const char*>(c.data_ptr()), static_cast<std::streamsize>(c.numel() * c.element_size()));
+    f.write(static_cast<const char*>(c.data_ptr()),
+            static_cast<std::streamsize>(c.numel() * c.element_size()));
   }
-  if (!f) throw std::runtime_error("spdit: error writing weights file '" + path + "': " + os_error());
+  if (!f)
+    throw std::runtime_error("spdit: error writing weights file '" + path + "': " + os_error());
 }
 
 void write_sparse_safetensors(

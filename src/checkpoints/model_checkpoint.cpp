@@ -33,8 +33,9 @@ std::string list_some(const std::vector<std::string>& names) {
 const std::vector<int64_t>& shape_of(const Shapes& s, const std::string& name, size_t dims) {
   auto it = s.find(name);
   if (it == s.end() || it->second.size() != dims) {
-    throw std::runtime_error("spdit: the checkpoint has no " + std::to_string(dims) + "-d tensor '" +
-                             name + "' to read the model's dimensions from; add its config.json");
+    throw std::runtime_error("spdit: the checkpoint has no " + std::to_string(dims) +
+                             "-d tensor '" + name +
+                             "' to read the model's dimensions from; add its config.json");
   }
   return it->second;
 }
@@ -57,8 +58,8 @@ int64_t count_blocks(const Shapes& s, const std::string& prefix) {
 int64_t json_int(const nlohmann::json& j, const char* key, int64_t fallback) {
   if (!j.contains(key) || j[key].is_null()) return fallback;
   if (!j[key].is_number_integer()) {
-    throw std::runtime_error(std::string("spdit: config.json field '") + key + "' should be an integer, not " +
-                             j[key].dump());
+    throw std::runtime_error(std::string("spdit: config.json field '") + key +
+                             "' should be an integer, not " + j[key].dump());
   }
   return j[key].get<int64_t>();
 }
@@ -70,8 +71,11 @@ void read_attention_fields(const nlohmann::json& cfg, int64_t& heads, int64_t& h
   head_dim = json_int(cfg, "attention_head_dim", head_dim);
   if (!cfg.contains("axes_dims_rope") || cfg["axes_dims_rope"].is_null()) return;
   const auto& a = cfg["axes_dims_rope"];
-  if (!a.is_array() || !std::all_of(a.begin(), a.end(), [](const nlohmann::json& v) { return v.is_number_integer(); })) {
-    throw std::runtime_error("spdit: config.json field 'axes_dims_rope' should be a list of integers, not " + a.dump());
+  if (!a.is_array() || !std::all_of(a.begin(), a.end(), [](const nlohmann::json& v) {
+        return v.is_number_integer();
+      })) {
+    throw std::runtime_error(
+        "spdit: config.json field 'axes_dims_rope' should be a list of integers, not " + a.dump());
   }
   axes = a.get<std::vector<int64_t>>();
 }
@@ -109,13 +113,21 @@ FluxConfig flux_config(const Shapes& s, bool bfl, const nlohmann::json* cfg) {
   c.in_channels = in[1];
   c.out_channels = shape_of(s, bfl ? "final_layer.linear.weight" : "proj_out.weight", 2)[0];
   c.text_dim = shape_of(s, bfl ? "txt_in.weight" : "context_embedder.weight", 2)[1];
-  c.pooled_dim = shape_of(s, bfl ? "vector_in.in_layer.weight" : "time_text_embed.text_embedder.linear_1.weight", 2)[1];
-  c.head_dim = shape_of(s, bfl ? "double_blocks.0.img_attn.norm.query_norm.scale"
-                               : "transformer_blocks.0.attn.norm_q.weight", 1)[0];
+  c.pooled_dim = shape_of(
+      s, bfl ? "vector_in.in_layer.weight" : "time_text_embed.text_embedder.linear_1.weight", 2)[1];
+  c.head_dim = shape_of(s,
+                        bfl ? "double_blocks.0.img_attn.norm.query_norm.scale"
+                            : "transformer_blocks.0.attn.norm_q.weight",
+                        1)[0];
   c.dual_blocks = count_blocks(s, bfl ? "double_blocks." : "transformer_blocks.");
   c.single_blocks = count_blocks(s, bfl ? "single_blocks." : "single_transformer_blocks.");
-  c.mlp_ratio = shape_of(s, bfl ? "double_blocks.0.img_mlp.0.weight" : "transformer_blocks.0.ff.net.0.proj.weight", 2)[0] / c.hidden;
-  c.guidance = s.count(bfl ? "guidance_in.in_layer.weight" : "time_text_embed.guidance_embedder.linear_1.weight") > 0;
+  c.mlp_ratio =
+      shape_of(
+          s, bfl ? "double_blocks.0.img_mlp.0.weight" : "transformer_blocks.0.ff.net.0.proj.weight",
+          2)[0] /
+      c.hidden;
+  c.guidance = s.count(bfl ? "guidance_in.in_layer.weight"
+                           : "time_text_embed.guidance_embedder.linear_1.weight") > 0;
   c.heads = c.head_dim > 0 ? c.hidden / c.head_dim : 0;
   c.axes_dims = default_axes(c.head_dim);
   if (cfg) {
@@ -124,8 +136,9 @@ FluxConfig flux_config(const Shapes& s, bool bfl, const nlohmann::json* cfg) {
     if (json_int(*cfg, "in_channels", c.in_channels) != c.in_channels ||
         json_int(*cfg, "num_layers", c.dual_blocks) != c.dual_blocks ||
         json_int(*cfg, "num_single_layers", c.single_blocks) != c.single_blocks) {
-      throw std::runtime_error("spdit: config.json's in_channels / num_layers / num_single_layers "
-                               "disagree with the checkpoint's tensors");
+      throw std::runtime_error(
+          "spdit: config.json's in_channels / num_layers / num_single_layers "
+          "disagree with the checkpoint's tensors");
     }
   }
   check_dims("Flux checkpoint", c.hidden, c.heads, c.head_dim, &c.axes_dims);
@@ -140,8 +153,12 @@ WanConfig wan_config(const Shapes& s, bool original, const nlohmann::json* cfg) 
   const auto& head = shape_of(s, original ? "head.head.weight" : "proj_out.weight", 2);
   c.out_channels = head[0] / 4;  // patch (1, 2, 2)
   c.ffn = shape_of(s, original ? "blocks.0.ffn.0.weight" : "blocks.0.ffn.net.0.proj.weight", 2)[0];
-  c.text_dim = shape_of(s, original ? "text_embedding.0.weight" : "condition_embedder.text_embedder.linear_1.weight", 2)[1];
-  c.freq_dim = shape_of(s, original ? "time_embedding.0.weight" : "condition_embedder.time_embedder.linear_1.weight", 2)[1];
+  c.text_dim = shape_of(
+      s, original ? "text_embedding.0.weight" : "condition_embedder.text_embedder.linear_1.weight",
+      2)[1];
+  c.freq_dim = shape_of(
+      s, original ? "time_embedding.0.weight" : "condition_embedder.time_embedder.linear_1.weight",
+      2)[1];
   c.blocks = count_blocks(s, "blocks.");
   // Every Wan2.1 release has heads of 128; the shapes cannot say (its q/k
   // norms span all heads), so another width needs the config.json.
@@ -154,7 +171,8 @@ WanConfig wan_config(const Shapes& s, bool original, const nlohmann::json* cfg) 
   }
   if (cfg) {
     c.heads = json_int(*cfg, original ? "num_heads" : "num_attention_heads", c.heads);
-    c.head_dim = original ? c.hidden / std::max<int64_t>(c.heads, 1) : json_int(*cfg, "attention_head_dim", c.head_dim);
+    c.head_dim = original ? c.hidden / std::max<int64_t>(c.heads, 1)
+                          : json_int(*cfg, "attention_head_dim", c.head_dim);
   }
   check_dims("Wan checkpoint", c.hidden, c.heads, c.head_dim, nullptr);
   return c;
@@ -191,15 +209,18 @@ std::string wan_original_to_diffusers(const std::string& name) {
       {std::regex(R"(^blocks\.(\d+)\.self_attn\.k\.)"), "blocks.$1.attn1.to_k."},
       {std::regex(R"(^blocks\.(\d+)\.self_attn\.v\.)"), "blocks.$1.attn1.to_v."},
       {std::regex(R"(^blocks\.(\d+)\.self_attn\.o\.)"), "blocks.$1.attn1.to_out.0."},
-      {std::regex(R"(^blocks\.(\d+)\.self_attn\.norm_(q|k)\.weight$)"), "blocks.$1.attn1.norm_$2.weight"},
+      {std::regex(R"(^blocks\.(\d+)\.self_attn\.norm_(q|k)\.weight$)"),
+       "blocks.$1.attn1.norm_$2.weight"},
       {std::regex(R"(^blocks\.(\d+)\.cross_attn\.q\.)"), "blocks.$1.attn2.to_q."},
       {std::regex(R"(^blocks\.(\d+)\.cross_attn\.k\.)"), "blocks.$1.attn2.to_k."},
       {std::regex(R"(^blocks\.(\d+)\.cross_attn\.v\.)"), "blocks.$1.attn2.to_v."},
       {std::regex(R"(^blocks\.(\d+)\.cross_attn\.o\.)"), "blocks.$1.attn2.to_out.0."},
-      {std::regex(R"(^blocks\.(\d+)\.cross_attn\.norm_(q|k)\.weight$)"), "blocks.$1.attn2.norm_$2.weight"},
+      {std::regex(R"(^blocks\.(\d+)\.cross_attn\.norm_(q|k)\.weight$)"),
+       "blocks.$1.attn2.norm_$2.weight"},
       {std::regex(R"(^blocks\.(\d+)\.cross_attn\.k_img\.)"), "blocks.$1.attn2.add_k_proj."},
       {std::regex(R"(^blocks\.(\d+)\.cross_attn\.v_img\.)"), "blocks.$1.attn2.add_v_proj."},
-      {std::regex(R"(^blocks\.(\d+)\.cross_attn\.norm_k_img\.weight$)"), "blocks.$1.attn2.norm_added_k.weight"},
+      {std::regex(R"(^blocks\.(\d+)\.cross_attn\.norm_k_img\.weight$)"),
+       "blocks.$1.attn2.norm_added_k.weight"},
       // The original runs norm1 -> self-attention, norm3 -> cross-attention,
       // norm2 -> FFN; diffusers numbers them 1, 2, 3. Only norm3 has weights.
       {std::regex(R"(^blocks\.(\d+)\.norm3\.(weight|bias)$)"), "blocks.$1.norm2.$2"},
@@ -214,7 +235,8 @@ std::string wan_original_to_diffusers(const std::string& name) {
       {std::regex(R"(^img_emb\.proj\.4\.)"), "condition_embedder.image_embedder.norm2."},
   };
   for (const auto& [re, to] : rules) {
-    if (std::regex_search(name, re)) return std::regex_replace(name, re, to, std::regex_constants::format_first_only);
+    if (std::regex_search(name, re))
+      return std::regex_replace(name, re, to, std::regex_constants::format_first_only);
   }
   return "";
 }
@@ -225,7 +247,8 @@ Identified identify(const Checkpoint& ckpt) {
   // ComfyUI-style repacks put every name under model.diffusion_model.
   const std::string comfy = "model.diffusion_model.";
   bool all_prefixed = !ckpt.tensors().empty();
-  for (const auto& [name, t] : ckpt.tensors()) all_prefixed = all_prefixed && name.rfind(comfy, 0) == 0;
+  for (const auto& [name, t] : ckpt.tensors())
+    all_prefixed = all_prefixed && name.rfind(comfy, 0) == 0;
   if (all_prefixed) found.prefix = comfy;
   for (const auto& [name, t] : ckpt.tensors()) shapes[name.substr(found.prefix.size())] = t.shape;
   nlohmann::json cfg;
@@ -234,9 +257,11 @@ Identified identify(const Checkpoint& ckpt) {
     try {
       cfg = nlohmann::json::parse(ckpt.config_json());
     } catch (const std::exception& e) {
-      throw std::runtime_error("spdit: '" + ckpt.config_path() + "' is not valid JSON: " + e.what());
+      throw std::runtime_error("spdit: '" + ckpt.config_path() +
+                               "' is not valid JSON: " + e.what());
     }
-    if (!cfg.is_object()) throw std::runtime_error("spdit: '" + ckpt.config_path() + "' is not a JSON object");
+    if (!cfg.is_object())
+      throw std::runtime_error("spdit: '" + ckpt.config_path() + "' is not a JSON object");
     cfg_ptr = &cfg;
     found.config_source = "config.json (" + ckpt.config_path() + ") and tensor shapes";
   } else {
@@ -256,7 +281,9 @@ Identified identify(const Checkpoint& ckpt) {
           "the text-to-video models so far");
     }
     auto c = wan_config(shapes, original, cfg_ptr);
-    found.variant = c.hidden == 1536 ? "t2v-1.3B" : c.hidden == 5120 ? "t2v-14B" : "t2v (hidden " + std::to_string(c.hidden) + ")";
+    found.variant = c.hidden == 1536   ? "t2v-1.3B"
+                    : c.hidden == 5120 ? "t2v-14B"
+                                       : "t2v (hidden " + std::to_string(c.hidden) + ")";
     found.config = c;
   } else if (has("double_blocks.0.img_attn.qkv.weight") ||
              (has("x_embedder.weight") && has("transformer_blocks.0.norm1.linear.weight"))) {
@@ -275,10 +302,10 @@ Identified identify(const Checkpoint& ckpt) {
     std::vector<std::string> some;
     for (const auto& [n, s] : shapes) some.push_back(n);
     throw std::runtime_error(
-        "spdit: the checkpoint (" + std::to_string(shapes.size()) +
-        " tensors: " + list_some(some) +
+        "spdit: the checkpoint (" + std::to_string(shapes.size()) + " tensors: " + list_some(some) +
         ") is none of the layouts spdit reads: Flux.1 (Black Forest Labs' file or diffusers' "
-        "transformer/), Wan2.1 text-to-video (Wan's release or diffusers'), Qwen-Image (diffusers')");
+        "transformer/), Wan2.1 text-to-video (Wan's release or diffusers'), Qwen-Image "
+        "(diffusers')");
   }
   std::map<at::ScalarType, int64_t> bytes_by_dtype;
   for (const auto& [name, t] : ckpt.tensors()) {
@@ -299,9 +326,11 @@ std::shared_ptr<HookableModule> build_model(const Identified& found, bool skelet
   return models::QwenImageTransformer(std::get<QwenImageConfig>(found.config)).ptr();
 }
 
-std::map<std::string, at::Tensor> tensors_in_model_names(const Checkpoint& ckpt, const Identified& found) {
+std::map<std::string, at::Tensor> tensors_in_model_names(const Checkpoint& ckpt,
+                                                         const Identified& found) {
   std::map<std::string, at::Tensor> named;
-  for (const auto& [name, t] : ckpt.tensors()) named[name.substr(found.prefix.size())] = ckpt.tensor(name);
+  for (const auto& [name, t] : ckpt.tensors())
+    named[name.substr(found.prefix.size())] = ckpt.tensor(name);
   if (found.layout == "bfl") return models::convert_flux_original(named);
   if (found.layout == "wan-original") {
     std::map<std::string, at::Tensor> out;
@@ -327,7 +356,9 @@ int64_t converted_bytes(const Checkpoint& ckpt, const Identified& found, at::Sca
   const auto keep = models::keep_in_fp32_modules(found.config);
   int64_t bytes = 0;
   for (const auto& [name, t] : tensors_in_model_names(ckpt, found)) {
-    const auto want = at::isFloatingType(t.scalar_type()) ? models::parameter_dtype(name, dtype, keep) : t.scalar_type();
+    const auto want = at::isFloatingType(t.scalar_type())
+                          ? models::parameter_dtype(name, dtype, keep)
+                          : t.scalar_type();
     if (want != t.scalar_type()) bytes += t.numel() * static_cast<int64_t>(c10::elementSize(want));
   }
   return bytes;
@@ -359,7 +390,8 @@ void load_checkpoint(torch::nn::Module& model, const Checkpoint& ckpt, const Ide
   auto named = tensors_in_model_names(ckpt, found);
   auto cmp = compare(model, named);
   if (!cmp.ok()) {
-    std::string msg = "spdit: the checkpoint (" + found.model + ", " + found.layout + " layout) does not fit the model:";
+    std::string msg = "spdit: the checkpoint (" + found.model + ", " + found.layout +
+                      " layout) does not fit the model:";
     if (!cmp.missing.empty()) msg += "\n  missing: " + list_some(cmp.missing);
     if (!cmp.unexpected.empty()) msg += "\n  unexpected: " + list_some(cmp.unexpected);
     if (!cmp.mismatched.empty()) msg += "\n  other shapes: " + list_some(cmp.mismatched);
@@ -370,8 +402,9 @@ void load_checkpoint(torch::nn::Module& model, const Checkpoint& ckpt, const Ide
   const auto keep = models::keep_in_fp32_modules(found.config);
   auto place = [&](const std::string& name, at::Tensor t) {
     const at::Tensor& src = named.at(name);
-    const auto want = at::isFloatingType(src.scalar_type()) ? models::parameter_dtype(name, dtype, keep)
-                                                             : t.scalar_type();
+    const auto want = at::isFloatingType(src.scalar_type())
+                          ? models::parameter_dtype(name, dtype, keep)
+                          : t.scalar_type();
     // In place when stored in the dtype the model wants: the parameter
     // becomes a view of the file's pages. Else one converted copy, and the
     // file's pages it was read from are given back.
@@ -389,26 +422,42 @@ void load_checkpoint(torch::nn::Module& model, const Checkpoint& ckpt, const Ide
 std::string diffusers_config_json(const models::ModelConfig& config) {
   nlohmann::json j;
   if (auto* c = std::get_if<FluxConfig>(&config)) {
-    j = {{"_class_name", "FluxTransformer2DModel"}, {"attention_head_dim", c->head_dim},
-         {"axes_dims_rope", c->axes_dims},          {"guidance_embeds", c->guidance},
-         {"in_channels", c->in_channels},           {"out_channels", c->out_channels},
-         {"joint_attention_dim", c->text_dim},      {"num_attention_heads", c->heads},
-         {"num_layers", c->dual_blocks},            {"num_single_layers", c->single_blocks},
-         {"patch_size", 1},                         {"pooled_projection_dim", c->pooled_dim}};
+    j = {{"_class_name", "FluxTransformer2DModel"},
+         {"attention_head_dim", c->head_dim},
+         {"axes_dims_rope", c->axes_dims},
+         {"guidance_embeds", c->guidance},
+         {"in_channels", c->in_channels},
+         {"out_channels", c->out_channels},
+         {"joint_attention_dim", c->text_dim},
+         {"num_attention_heads", c->heads},
+         {"num_layers", c->dual_blocks},
+         {"num_single_layers", c->single_blocks},
+         {"patch_size", 1},
+         {"pooled_projection_dim", c->pooled_dim}};
   } else if (auto* w = std::get_if<WanConfig>(&config)) {
-    j = {{"_class_name", "WanTransformer3DModel"}, {"attention_head_dim", w->head_dim},
-         {"num_attention_heads", w->heads},        {"in_channels", w->in_channels},
-         {"out_channels", w->out_channels},        {"text_dim", w->text_dim},
-         {"freq_dim", w->freq_dim},                {"ffn_dim", w->ffn},
-         {"num_layers", w->blocks},                {"patch_size", {1, 2, 2}},
-         {"cross_attn_norm", true},                {"qk_norm", "rms_norm_across_heads"},
+    j = {{"_class_name", "WanTransformer3DModel"},
+         {"attention_head_dim", w->head_dim},
+         {"num_attention_heads", w->heads},
+         {"in_channels", w->in_channels},
+         {"out_channels", w->out_channels},
+         {"text_dim", w->text_dim},
+         {"freq_dim", w->freq_dim},
+         {"ffn_dim", w->ffn},
+         {"num_layers", w->blocks},
+         {"patch_size", {1, 2, 2}},
+         {"cross_attn_norm", true},
+         {"qk_norm", "rms_norm_across_heads"},
          {"eps", 1e-6}};
   } else {
     const auto& q = std::get<QwenImageConfig>(config);
-    j = {{"_class_name", "QwenImageTransformer2DModel"}, {"attention_head_dim", q.head_dim},
-         {"axes_dims_rope", q.axes_dims},                {"in_channels", q.in_channels},
-         {"out_channels", q.in_channels / 4},            {"joint_attention_dim", q.text_dim},
-         {"num_attention_heads", q.heads},               {"num_layers", q.blocks},
+    j = {{"_class_name", "QwenImageTransformer2DModel"},
+         {"attention_head_dim", q.head_dim},
+         {"axes_dims_rope", q.axes_dims},
+         {"in_channels", q.in_channels},
+         {"out_channels", q.in_channels / 4},
+         {"joint_attention_dim", q.text_dim},
+         {"num_attention_heads", q.heads},
+         {"num_layers", q.blocks},
          {"patch_size", 2}};
   }
   return j.dump(2) + "\n";
@@ -421,7 +470,8 @@ void write_transformer_folder(const std::string& dir, const models::ModelConfig&
   f << diffusers_config_json(config);
   if (!f.flush()) throw std::runtime_error("spdit: cannot write '" + dir + "/config.json'");
   std::map<std::string, at::Tensor> state;
-  for (const auto& p : model.named_parameters(true)) state[p.key()] = p.value().to(dtype).contiguous();
+  for (const auto& p : model.named_parameters(true))
+    state[p.key()] = p.value().to(dtype).contiguous();
   for (const auto& b : model.named_buffers(true)) state[b.key()] = b.value().contiguous();
   write_safetensors(dir + "/diffusion_pytorch_model.safetensors", state);
 }

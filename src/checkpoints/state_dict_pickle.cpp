@@ -45,8 +45,8 @@ std::vector<int64_t> int_tuple(const PickleValuePtr& v, const char* what) {
 // _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad,
 // backward_hooks, ...)
 PickleValuePtr rebuild_tensor(const PickleValuePtr& args) {
-  if (args->kind != Kind::kTuple || args->items.size() < 4 || args->items[0]->kind != Kind::kStorage ||
-      args->items[1]->kind != Kind::kInt) {
+  if (args->kind != Kind::kTuple || args->items.size() < 4 ||
+      args->items[0]->kind != Kind::kStorage || args->items[1]->kind != Kind::kInt) {
     throw std::runtime_error("_rebuild_tensor_v2 with arguments spdit does not understand");
   }
   const StoredTensor& storage = args->items[0]->tensor;
@@ -59,14 +59,17 @@ PickleValuePtr rebuild_tensor(const PickleValuePtr& args) {
     throw std::runtime_error("a tensor's size and stride differ in length");
   // Sizes and strides come from the file: overflow-checked, since a crafted
   // one could wrap the byte range back inside the storage.
-  int64_t span = 1, numel = 1, expected = 1;  // span: elements from the first to the last one addressed
+  int64_t span = 1, numel = 1,
+          expected = 1;  // span: elements from the first to the last one addressed
   bool contiguous = true;
   for (size_t d = t->tensor.shape.size(); d-- > 0;) {
     const int64_t n = t->tensor.shape[d];
-    if (n < 0 || strides[d] < 0) throw std::runtime_error("a tensor with a negative size or stride");
+    if (n < 0 || strides[d] < 0)
+      throw std::runtime_error("a tensor with a negative size or stride");
     int64_t reach = 0;
-    if (n > 0 && (__builtin_mul_overflow(n - 1, strides[d], &reach) ||
-                  __builtin_add_overflow(span, reach, &span) || __builtin_mul_overflow(numel, n, &numel))) {
+    if (n > 0 &&
+        (__builtin_mul_overflow(n - 1, strides[d], &reach) ||
+         __builtin_add_overflow(span, reach, &span) || __builtin_mul_overflow(numel, n, &numel))) {
       throw std::runtime_error("a tensor whose size and stride overflow (corrupt?)");
     }
     if (n == 0) numel = 0;
@@ -200,7 +203,8 @@ class Reader {
           auto v = make(op == 't' ? Kind::kTuple : op == 'l' ? Kind::kList : Kind::kDict);
           auto items = since_mark();
           if (op == 'd') {
-            for (size_t i = 0; i + 1 < items.size(); i += 2) v->entries.emplace_back(items[i], items[i + 1]);
+            for (size_t i = 0; i + 1 < items.size(); i += 2)
+              v->entries.emplace_back(items[i], items[i + 1]);
           } else {
             v->items = std::move(items);
           }
@@ -262,8 +266,8 @@ class Reader {
           pop();
           break;  // POP
         default:
-          throw std::runtime_error("pickle opcode 0x" + hex(op) + " at byte " + std::to_string(pos() - 1) +
-                                   ", which a state dict does not use");
+          throw std::runtime_error("pickle opcode 0x" + hex(op) + " at byte " +
+                                   std::to_string(pos() - 1) + ", which a state dict does not use");
       }
     }
   }
@@ -283,7 +287,8 @@ class Reader {
     return {d[b >> 4], d[b & 15]};
   }
   const char* bytes(uint64_t n) {
-    if (n > static_cast<uint64_t>(end_ - p_)) throw std::runtime_error("the pickle ends early (truncated?)");
+    if (n > static_cast<uint64_t>(end_ - p_))
+      throw std::runtime_error("the pickle ends early (truncated?)");
     const char* at = p_;
     p_ += n;
     return at;
@@ -311,7 +316,8 @@ class Reader {
     const char* b = bytes(n);
     uint64_t v = 0;
     for (uint64_t i = n; i-- > 0;) v = v << 8 | static_cast<uint8_t>(b[i]);
-    if (n > 0 && n < 8 && (static_cast<uint8_t>(b[n - 1]) & 0x80)) v -= uint64_t{1} << (8 * n);  // sign
+    if (n > 0 && n < 8 && (static_cast<uint8_t>(b[n - 1]) & 0x80))
+      v -= uint64_t{1} << (8 * n);  // sign
     push_int(static_cast<int64_t>(v));
   }
   void push_string(uint64_t n) {
@@ -340,14 +346,17 @@ class Reader {
     return it->second;
   }
   std::vector<PickleValuePtr> since_mark() {
-    if (marks_.empty()) throw std::runtime_error("the pickle closes a mark it never opened (corrupt?)");
+    if (marks_.empty())
+      throw std::runtime_error("the pickle closes a mark it never opened (corrupt?)");
     const size_t m = marks_.back();
     marks_.pop_back();
-    std::vector<PickleValuePtr> items(stack_.begin() + static_cast<std::ptrdiff_t>(m), stack_.end());
+    std::vector<PickleValuePtr> items(stack_.begin() + static_cast<std::ptrdiff_t>(m),
+                                      stack_.end());
     stack_.resize(m);
     return items;
   }
-  static void set_item(const PickleValuePtr& dict, const PickleValuePtr& key, const PickleValuePtr& value) {
+  static void set_item(const PickleValuePtr& dict, const PickleValuePtr& key,
+                       const PickleValuePtr& value) {
     if (dict->kind != Kind::kDict)
       throw std::runtime_error("the pickle sets an item of something not a dict");
     dict->entries.emplace_back(key, value);
@@ -365,8 +374,9 @@ class Reader {
     const uint64_t bytes_needed =
         static_cast<uint64_t>(id->items[4]->int_value) * c10::elementSize(v->tensor.dtype);
     if (bytes_needed > record_bytes) {
-      throw std::runtime_error("storage '" + id->items[2]->text + "' needs " + std::to_string(bytes_needed) +
-                               " bytes but its record has " + std::to_string(record_bytes) + " (truncated?)");
+      throw std::runtime_error("storage '" + id->items[2]->text + "' needs " +
+                               std::to_string(bytes_needed) + " bytes but its record has " +
+                               std::to_string(record_bytes) + " (truncated?)");
     }
     v->tensor.begin = offset;
     v->tensor.end = offset + bytes_needed;
@@ -380,7 +390,8 @@ class Reader {
       // nn.Parameter: its data is the tensor.
       if ((name == "torch._utils._rebuild_parameter" ||
            name == "torch._utils._rebuild_parameter_with_state") &&
-          args->kind == Kind::kTuple && !args->items.empty() && args->items[0]->kind == Kind::kTensor) {
+          args->kind == Kind::kTuple && !args->items.empty() &&
+          args->items[0]->kind == Kind::kTensor) {
         return args->items[0];
       }
     }
@@ -392,7 +403,8 @@ class Reader {
 
 }  // namespace
 
-PickleValuePtr read_state_dict_pickle(const char* data, size_t size, const StorageLocator& storage) {
+PickleValuePtr read_state_dict_pickle(const char* data, size_t size,
+                                      const StorageLocator& storage) {
   return Reader(data, size, storage).run();
 }
 

@@ -42,7 +42,7 @@ struct PickleValue {
   Kind kind = Kind::kNone;
   int64_t int_value = 0;
   double float_value = 0;
-  std::string text;                                 // a string; a global's or object's "module.name"
+  std::string text;  // a string; a global's or object's "module.name"
   std::vector<std::shared_ptr<PickleValue>> items;  // tuple, list
   std::vector<std::pair<std::shared_ptr<PickleValue>, std::shared_ptr<PickleValue>>>
       entries;          // dict, in order

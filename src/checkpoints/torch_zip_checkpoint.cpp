@@ -63,9 +63,10 @@ bool holds_tensors(const PickleValuePtr& v, int depth = 0) {
 }
 
 // The tensors under `v`, named by their keys joined with dots.
-void flatten(const PickleValuePtr& v, const std::string& prefix, std::map<std::string, StoredTensor>& out,
-             const std::string& file, int depth = 0) {
-  if (depth > kMaxDepth) bad(file, "dicts nest deeper than " + std::to_string(kMaxDepth) + " levels (corrupt?)");
+void flatten(const PickleValuePtr& v, const std::string& prefix,
+             std::map<std::string, StoredTensor>& out, const std::string& file, int depth = 0) {
+  if (depth > kMaxDepth)
+    bad(file, "dicts nest deeper than " + std::to_string(kMaxDepth) + " levels (corrupt?)");
   if (v->kind == PickleValue::Kind::kTensor) {
     StoredTensor t = v->tensor;
     try {
@@ -73,7 +74,8 @@ void flatten(const PickleValuePtr& v, const std::string& prefix, std::map<std::s
     } catch (const std::exception&) {
       t.dtype_name = c10::toString(t.dtype);
     }
-    if (!out.emplace(prefix, std::move(t)).second) bad(file, "two tensors are named '" + prefix + "'");
+    if (!out.emplace(prefix, std::move(t)).second)
+      bad(file, "two tensors are named '" + prefix + "'");
     return;
   }
   if (v->kind != PickleValue::Kind::kDict) return;
@@ -91,8 +93,9 @@ bool is_torch_zip(const char* data, uint64_t available) {
 
 bool is_legacy_torch_save(const char* data, uint64_t available) {
   // Pickle protocol 2, then the legacy format's magic number as a 10-byte long.
-  return available >= 4 && static_cast<uint8_t>(data[0]) == 0x80 && static_cast<uint8_t>(data[1]) == 0x02 &&
-         static_cast<uint8_t>(data[2]) == 0x8a && static_cast<uint8_t>(data[3]) == 0x0a;
+  return available >= 4 && static_cast<uint8_t>(data[0]) == 0x80 &&
+         static_cast<uint8_t>(data[1]) == 0x02 && static_cast<uint8_t>(data[2]) == 0x8a &&
+         static_cast<uint8_t>(data[3]) == 0x0a;
 }
 
 std::map<std::string, StoredTensor> parse_torch_zip(const char* data, uint64_t size,
@@ -112,8 +115,8 @@ std::map<std::string, StoredTensor> parse_torch_zip(const char* data, uint64_t s
   }
   std::unique_ptr<caffe2::serialize::PyTorchStreamReader> reader;
   try {
-    reader =
-        std::make_unique<caffe2::serialize::PyTorchStreamReader>(std::make_shared<MappedSpan>(data, size));
+    reader = std::make_unique<caffe2::serialize::PyTorchStreamReader>(
+        std::make_shared<MappedSpan>(data, size));
   } catch (const std::exception& e) {
     bad(file, "is not a readable zip archive (truncated or corrupt?): " + error_text(e));
   }
@@ -144,12 +147,14 @@ std::map<std::string, StoredTensor> parse_torch_zip(const char* data, uint64_t s
   };
   PickleValuePtr root;
   try {
-    root = detail::read_state_dict_pickle(static_cast<const char*>(pickle.get()), pickle_size, locate);
+    root =
+        detail::read_state_dict_pickle(static_cast<const char*>(pickle.get()), pickle_size, locate);
   } catch (const std::exception& e) {
     bad(file, "cannot read data.pkl: " + error_text(e));
   }
   if (root->kind != PickleValue::Kind::kDict) {
-    bad(file, "holds a pickled " + (root->text.empty() ? std::string("value") : "'" + root->text + "'") +
+    bad(file, "holds a pickled " +
+                  (root->text.empty() ? std::string("value") : "'" + root->text + "'") +
                   ", not a dict of tensors (a state_dict); save one with "
                   "torch.save(model.state_dict(), path)");
   }
@@ -163,7 +168,8 @@ std::map<std::string, StoredTensor> parse_torch_zip(const char* data, uint64_t s
       only_key = key_text(key);
     }
   }
-  if (with_tensors.size() == 1 && (only_key == "state_dict" || only_key == "model" || only_key == "module")) {
+  if (with_tensors.size() == 1 &&
+      (only_key == "state_dict" || only_key == "model" || only_key == "module")) {
     top = with_tensors[0];
   }
   std::map<std::string, StoredTensor> out;

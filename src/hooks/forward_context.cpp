@@ -56,7 +56,8 @@ std::vector<std::string> ForwardContext::ungathered_splits() const {
   std::vector<std::string> out;
   for (const auto& s : splits_) {
     bool gathered = false;
-    for (const auto& g : gathers_) gathered = gathered || (g.shard == s.shard && g.full == s.padded);
+    for (const auto& g : gathers_)
+      gathered = gathered || (g.shard == s.shard && g.full == s.padded);
     if (gathered) continue;
     out.push_back(s.where + ": " + std::to_string(s.length) + " tokens" +
                   (s.padded != s.length ? " (padded to " + std::to_string(s.padded) + ")" : "") +
@@ -97,7 +98,8 @@ std::string ForwardContext::describe(const Split& s) {
 }
 
 std::string ForwardContext::describe(const Gather& g) {
-  std::string out = g.where + ": " + std::to_string(g.shard) + " per rank -> " + std::to_string(g.full);
+  std::string out =
+      g.where + ": " + std::to_string(g.shard) + " per rank -> " + std::to_string(g.full);
   if (g.trimmed_to != g.full) out += ", trimmed to " + std::to_string(g.trimmed_to);
   return out;
 }

@@ -5,8 +5,8 @@
 #include <iostream>
 #include <map>
 #include <memory>
-#include <set>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 
@@ -59,7 +59,8 @@ std::string children_list(torch::nn::Module& m) {
 
 // Walks a dotted path; `*` expands to every child of the module reached so far.
 void resolve(torch::nn::Module& m, const std::string& walked, std::vector<std::string> segments,
-             size_t i, const std::string& key, std::vector<std::pair<std::string, torch::nn::Module*>>& out) {
+             size_t i, const std::string& key,
+             std::vector<std::pair<std::string, torch::nn::Module*>>& out) {
   if (i == segments.size()) {
     out.emplace_back(walked, &m);
     return;
@@ -72,7 +73,8 @@ void resolve(torch::nn::Module& m, const std::string& walked, std::vector<std::s
                                   "' expands to nothing; that module has no children");
     }
     for (auto& c : children) {
-      resolve(*c.value(), walked.empty() ? c.key() : walked + "." + c.key(), segments, i + 1, key, out);
+      resolve(*c.value(), walked.empty() ? c.key() : walked + "." + c.key(), segments, i + 1, key,
+              out);
     }
     return;
   }
@@ -141,7 +143,8 @@ void check_against_module(const std::string& path, torch::nn::Module& m, const P
     if (auto* name = std::get_if<std::string>(&key)) need(*name, "parameter");
     for (const auto& s : specs.items) {
       if (auto* p = std::get_if<SequenceParallelPartialInput>(&s)) {
-        if (auto* src = std::get_if<std::string>(&p->text_len_source)) need(*src, "text_len_source");
+        if (auto* src = std::get_if<std::string>(&p->text_len_source))
+          need(*src, "text_len_source");
       }
     }
   }
@@ -172,9 +175,9 @@ Value split_value(const Value& v, const SpecList& specs, const BoundArgs& args,
   if (specs.is_list) {
     const auto& list = v.tensor_list(where + " (its spec is a list)");
     if (list.size() != specs.items.size()) {
-      throw std::invalid_argument("spdit: " + where + ": the plan has " +
-                                  std::to_string(specs.items.size()) + " specs but the list holds " +
-                                  std::to_string(list.size()) + " tensors");
+      throw std::invalid_argument(
+          "spdit: " + where + ": the plan has " + std::to_string(specs.items.size()) +
+          " specs but the list holds " + std::to_string(list.size()) + " tensors");
     }
     std::vector<at::Tensor> out;
     for (size_t i = 0; i < list.size(); ++i) {
@@ -235,7 +238,8 @@ Hook make_output_hook(const std::string& path, const SequenceParallelOutputType&
     const auto& items = spec.specs.items;
     if (out.size() != items.size()) {
       throw std::invalid_argument("spdit: " + where_arg(path, "outputs") + ": the plan gathers " +
-                                  std::to_string(items.size()) + " output(s) but the module returned " +
+                                  std::to_string(items.size()) +
+                                  " output(s) but the module returned " +
                                   std::to_string(out.size()));
     }
     for (size_t i = 0; i < items.size(); ++i) {
@@ -266,7 +270,8 @@ void check_forward_end(const ForwardContext& ctx) {
   if (ctx.sp_active()) {
     throw std::runtime_error(
         "spdit: the forward ended with the sequence still split; the plan needs a "
-        "SequenceParallelOutput where the output leaves the model\n" + ctx.diagnosis());
+        "SequenceParallelOutput where the output leaves the model\n" +
+        ctx.diagnosis());
   }
   // Every split sequence must come back whole through a gather: a sequence
   // split and then, say, pooled or used as cross-attention context leaves
@@ -281,7 +286,8 @@ void check_forward_end(const ForwardContext& ctx) {
         "\nEach rank's result would depend on its own rows only. Split only the sequence the "
         "model's output is made of (and tables of the same length, such as its RoPE), and gather "
         "it where it leaves the model; text used whole by attention, pooled or cross-attended, "
-        "is never split\n" + ctx.diagnosis());
+        "is never split\n" +
+        ctx.diagnosis());
   }
   if (ctx.splits().empty() && !ctx.skipped().empty()) {
     static std::mutex mutex;
@@ -291,9 +297,11 @@ void check_forward_end(const ForwardContext& ctx) {
       std::string list;
       for (const auto& w : ctx.skipped()) list += "\n  " + w;
       std::cerr << "spdit: warning: the SP plan split nothing in this forward, because every split "
-                   "was skipped by its expected_dims:" << list
+                   "was skipped by its expected_dims:"
+                << list
                 << "\nEvery rank computed the whole sequence (right, but not parallel). Check "
-                   "expected_dims against the tensors' dims. (warned once)" << std::endl;
+                   "expected_dims against the tensors' dims. (warned once)"
+                << std::endl;
     }
   }
 }
@@ -310,14 +318,15 @@ void copy_weights(const torch::nn::Module& from, torch::nn::Module& to) {
   at::NoGradGuard no_grad;
   auto copy = [](const auto& src, const auto& dst, const char* kind) {
     if (src.size() != dst.size()) {
-      throw std::invalid_argument("spdit: copy_weights: the models differ: " +
-                                  std::to_string(src.size()) + " vs " +
-                                  std::to_string(dst.size()) + " " + kind);
+      throw std::invalid_argument(
+          "spdit: copy_weights: the models differ: " + std::to_string(src.size()) + " vs " +
+          std::to_string(dst.size()) + " " + kind);
     }
     for (const auto& item : src) {
       const at::Tensor* d = dst.find(item.key());
       if (!d || d->sizes() != item.value().sizes()) {
-        throw std::invalid_argument("spdit: copy_weights: " + std::string(kind) + " '" + item.key() +
+        throw std::invalid_argument("spdit: copy_weights: " + std::string(kind) + " '" +
+                                    item.key() +
                                     "' is missing or shaped differently in the second model");
       }
       const_cast<at::Tensor&>(*d).copy_(item.value());
@@ -396,12 +405,14 @@ void apply_sequence_parallel(torch::nn::Module& model, const SequenceParallelCon
   for (const auto& t : targets) planned.emplace_back(t.path, is_optional(*t.entry));
   // A fresh record of what the plan does in this forward, for attention's
   // checks, the check at the end, and the diagnosis of an error.
-  add(model, Hook{kBeginHook, [cfg, planned](BoundArgs&) {
+  add(model, Hook{kBeginHook,
+                  [cfg, planned](BoundArgs&) {
                     auto* ctx = ForwardContext::current();
                     ctx->reset_records();
                     ctx->planned = planned;
                     ctx->config = cfg.get();
-                  }, nullptr});
+                  },
+                  nullptr});
   for (const auto& t : targets) {
     HookRegistry::set_label(*t.module, label_of(t.path));
     if (auto* in = std::get_if<SequenceParallelInputType>(t.entry)) {
@@ -430,7 +441,8 @@ void remove_sequence_parallel(torch::nn::Module& model) {
   }
   for (const auto& r : applied.hooks) {
     HookRegistry::remove(*r.module, r.hook);
-    if (r.module != &model || r.hook.rfind(kHookPrefix, 0) == 0) HookRegistry::set_label(*r.module, "");
+    if (r.module != &model || r.hook.rfind(kHookPrefix, 0) == 0)
+      HookRegistry::set_label(*r.module, "");
   }
 }
 

@@ -39,7 +39,8 @@ at::Tensor pad_to(const at::Tensor& t, int64_t dim, int64_t length) {
 // Splits a whole sequence of length L along `dim` into P shards and records
 // the split (`record` carries the entry, full shape and text rows).
 at::Tensor shard(ForwardContext& ctx, const SequenceParallelConfig& cfg, const at::Tensor& t,
-                 int64_t dim, bool auto_pad, const std::string& where, ForwardContext::Split record) {
+                 int64_t dim, bool auto_pad, const std::string& where,
+                 ForwardContext::Split record) {
   const int64_t p = cfg.get_world_size();
   const int64_t length = t.size(dim);
   if (length < p) {
@@ -59,7 +60,8 @@ at::Tensor shard(ForwardContext& ctx, const SequenceParallelConfig& cfg, const a
           "spdit: " + where + ": length " + std::to_string(length) + " along dim " +
           std::to_string(dim) + " is not divisible by the SP size " + std::to_string(p) +
           "; set auto_pad=true on this SequenceParallelInput, or choose a length that is a "
-          "multiple of " + std::to_string(p) +
+          "multiple of " +
+          std::to_string(p) +
           ". If this tensor is text that attention uses whole (joint text, or the context of "
           "cross-attention), do not split it at all: remove it from the plan");
     }
@@ -120,10 +122,9 @@ at::Tensor gather_output(ForwardContext& ctx, const SequenceParallelConfig& cfg,
   const int64_t local = t.size(dim);
   if (!ctx.is_shard_length(local)) {
     throw std::invalid_argument(
-        "spdit: " + where + ": gather_dim=" + std::to_string(spec.gather_dim) +
-        " has size " + std::to_string(local) + " in a tensor of shape " +
-        std::string(c10::str(t.sizes())) + ", but this forward's splits left shards of " +
-        ctx.shard_lengths() +
+        "spdit: " + where + ": gather_dim=" + std::to_string(spec.gather_dim) + " has size " +
+        std::to_string(local) + " in a tensor of shape " + std::string(c10::str(t.sizes())) +
+        ", but this forward's splits left shards of " + ctx.shard_lengths() +
         " per rank. Gather on the sequence dim (the one whose size is the shard length), "
         "or split the tensor that reaches this output");
   }

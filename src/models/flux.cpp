@@ -36,14 +36,16 @@ struct FluxBlockImpl : torch::nn::Module {
   // Returns (image, text).
   std::pair<at::Tensor, at::Tensor> forward(at::Tensor img, at::Tensor txt, const at::Tensor& temb,
                                             const Rope& img_rope, const Rope& txt_rope) {
-    auto m = (*norm1)(temb, 6);   // shift, scale, gate (attn), shift, scale, gate (mlp)
+    auto m = (*norm1)(temb, 6);  // shift, scale, gate (attn), shift, scale, gate (mlp)
     auto mc = (*norm1_context)(temb, 6);
-    auto [attn_img, attn_txt] = attn->forward(modulate(plain_layer_norm(img), m[0], m[1]),
-                                              modulate(plain_layer_norm(txt), mc[0], mc[1]), img_rope, txt_rope);
+    auto [attn_img, attn_txt] =
+        attn->forward(modulate(plain_layer_norm(img), m[0], m[1]),
+                      modulate(plain_layer_norm(txt), mc[0], mc[1]), img_rope, txt_rope);
     img = img + m[2].unsqueeze(1) * attn_img;
     img = img + m[5].unsqueeze(1) * ff->forward(modulate(plain_layer_norm(img), m[3], m[4]));
     txt = txt + mc[2].unsqueeze(1) * attn_txt;
-    txt = txt + mc[5].unsqueeze(1) * ff_context->forward(modulate(plain_layer_norm(txt), mc[3], mc[4]));
+    txt = txt +
+          mc[5].unsqueeze(1) * ff_context->forward(modulate(plain_layer_norm(txt), mc[3], mc[4]));
     // fp16's range is exceeded by Flux's text stream; diffusers clips it.
     if (txt.scalar_type() == at::kHalf) txt = txt.clamp(-65504, 65504);
     return {img, txt};
@@ -110,16 +112,21 @@ FluxTransformerImpl::FluxTransformerImpl(const FluxConfig& c)
   x_embedder_ = register_module("x_embedder", Linear(c.in_channels, c.hidden));
   context_embedder_ = register_module("context_embedder", Linear(c.text_dim, c.hidden));
   time_text_embed_ = register_module("time_text_embed", std::make_shared<torch::nn::Module>());
-  timestep_embedder_ = time_text_embed_->register_module("timestep_embedder", TimestepEmbedding(256, c.hidden));
+  timestep_embedder_ =
+      time_text_embed_->register_module("timestep_embedder", TimestepEmbedding(256, c.hidden));
   if (c.guidance) {
-    guidance_embedder_ = time_text_embed_->register_module("guidance_embedder", TimestepEmbedding(256, c.hidden));
+    guidance_embedder_ =
+        time_text_embed_->register_module("guidance_embedder", TimestepEmbedding(256, c.hidden));
   }
-  text_embedder_ = time_text_embed_->register_module("text_embedder", TimestepEmbedding(c.pooled_dim, c.hidden));
+  text_embedder_ =
+      time_text_embed_->register_module("text_embedder", TimestepEmbedding(c.pooled_dim, c.hidden));
   pos_embed_ = register_module("pos_embed", FluxPosEmbed(c.axes_dims));
   transformer_blocks_ = register_module("transformer_blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.dual_blocks; ++i) transformer_blocks_->push_back(FluxBlock(c));
-  single_transformer_blocks_ = register_module("single_transformer_blocks", torch::nn::ModuleList());
-  for (int64_t i = 0; i < c.single_blocks; ++i) single_transformer_blocks_->push_back(FluxSingleBlock(c));
+  single_transformer_blocks_ =
+      register_module("single_transformer_blocks", torch::nn::ModuleList());
+  for (int64_t i = 0; i < c.single_blocks; ++i)
+    single_transformer_blocks_->push_back(FluxSingleBlock(c));
   auto norm_out = register_module("norm_out", std::make_shared<torch::nn::Module>());
   norm_out_linear_ = norm_out->register_module("linear", Linear(c.hidden, 2 * c.hidden));
 }
@@ -134,13 +141,16 @@ SequenceParallelModelPlan FluxTransformerImpl::sp_plan() const {
 }
 
 Outputs FluxTransformerImpl::forward(const BoundArgs& a) {
-  check_floating_inputs("FluxTransformer", a, {"hidden_states", "encoder_hidden_states", "pooled_projections", "timestep", "guidance"});
+  check_floating_inputs(
+      "FluxTransformer", a,
+      {"hidden_states", "encoder_hidden_states", "pooled_projections", "timestep", "guidance"});
   auto img = x_embedder_->forward(a.tensor("hidden_states"));
   auto txt = context_embedder_->forward(a.tensor("encoder_hidden_states"));
   // Timestep and guidance stay fp32 up to their sinusoids, whatever the
   // model's dtype (diffusers rounds them to bf16 first: at t = 0.7 that moves
   // the timestep by 0.8 of 1000).
-  auto temb = timestep_embedder_->forward(timestep_features(a.tensor("timestep").to(at::kFloat) * 1000, 256)) +
+  auto temb = timestep_embedder_->forward(
+                  timestep_features(a.tensor("timestep").to(at::kFloat) * 1000, 256)) +
               text_embedder_->forward(a.tensor("pooled_projections"));
   if (config_.guidance) {
     // As Flux's own model: a checkpoint with a guidance embedder (dev, Fill)
@@ -159,7 +169,8 @@ Outputs FluxTransformerImpl::forward(const BoundArgs& a) {
   auto ids_2d = [](const at::Tensor& ids, const char* name) {
     if (ids.dim() == 2 && ids.size(1) == 3) return ids;
     if (ids.dim() == 3 && ids.size(2) == 3) return ids[0];
-    throw std::invalid_argument(std::string("spdit: Flux's ") + name + " must be (S, 3) or (B, S, 3); " +
+    throw std::invalid_argument(std::string("spdit: Flux's ") + name +
+                                " must be (S, 3) or (B, S, 3); " +
                                 std::string(c10::str(ids.sizes())) + " given");
   };
   auto rope = pos_embed_->call({Value(ids_2d(a.tensor("txt_ids"), "txt_ids")),
@@ -191,7 +202,8 @@ namespace {
 class FluxPipeline : public PackedImagePipeline {
  public:
   FluxPipeline(const FluxConfig& c, uint64_t seed, Weights weights, at::ScalarType dtype)
-      : PackedImagePipeline(c.in_channels, dtype), model_(build<FluxTransformer>(c, seed, weights, dtype)) {
+      : PackedImagePipeline(c.in_channels, dtype),
+        model_(build<FluxTransformer>(c, seed, weights, dtype)) {
     if (c.in_channels != c.out_channels) {
       throw std::invalid_argument(
           "spdit: a Flux model with " + std::to_string(c.in_channels) + " input and " +
@@ -213,11 +225,12 @@ class FluxPipeline : public PackedImagePipeline {
   }
 
   at::Tensor velocity(const at::Tensor& x, double t, Branch branch) override {
-    std::vector<Kwarg> args = {{"encoder_hidden_states", text_of(branch)},
-                               {"pooled_projections", branch == Branch::kConditional ? pooled_ : negative_pooled_},
-                               {"timestep", at::full({x.size(0)}, t)},
-                               {"img_ids", img_ids_},
-                               {"txt_ids", txt_ids_}};
+    std::vector<Kwarg> args = {
+        {"encoder_hidden_states", text_of(branch)},
+        {"pooled_projections", branch == Branch::kConditional ? pooled_ : negative_pooled_},
+        {"timestep", at::full({x.size(0)}, t)},
+        {"img_ids", img_ids_},
+        {"txt_ids", txt_ids_}};
     if (model_->config().guidance) args.push_back({"guidance", at::full({x.size(0)}, 3.5)});
     return model_->call({x}, args).tensor().to(at::kFloat);
   }
@@ -228,12 +241,15 @@ class FluxPipeline : public PackedImagePipeline {
     ForwardShapes f;
     f.tokens = tokens;
     f.elem_bytes = static_cast<int64_t>(c10::elementSize(dtype()));
-    f.sites = {{"", "hidden_states", {s.batch, tokens, c.in_channels}, 1, 0, false},
-               {"pos_embed", "output 0", {s.text_len + tokens, c.head_dim / 2}, 0, s.text_len, false},
-               {"pos_embed", "output 1", {s.text_len + tokens, c.head_dim / 2}, 0, s.text_len, false},
-               {"proj_out", "gather 0", {s.batch, tokens, c.out_channels}, 1, 0, true}};
-    f.attention = {{"transformer_blocks.*.attn (joint)", c.dual_blocks, tokens, s.text_len, c.heads, c.head_dim, true},
-                   {"single_transformer_blocks.*.attn (joint)", c.single_blocks, tokens, s.text_len, c.heads, c.head_dim, true}};
+    f.sites = {
+        {"", "hidden_states", {s.batch, tokens, c.in_channels}, 1, 0, false},
+        {"pos_embed", "output 0", {s.text_len + tokens, c.head_dim / 2}, 0, s.text_len, false},
+        {"pos_embed", "output 1", {s.text_len + tokens, c.head_dim / 2}, 0, s.text_len, false},
+        {"proj_out", "gather 0", {s.batch, tokens, c.out_channels}, 1, 0, true}};
+    f.attention = {{"transformer_blocks.*.attn (joint)", c.dual_blocks, tokens, s.text_len, c.heads,
+                    c.head_dim, true},
+                   {"single_transformer_blocks.*.attn (joint)", c.single_blocks, tokens, s.text_len,
+                    c.heads, c.head_dim, true}};
     return f;
   }
 

@@ -109,11 +109,13 @@ at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tens
   auto xf = x.to(at::kFloat).reshape({B, S, H, D / 2, 2});
   auto x0 = xf.select(-1, 0), x1 = xf.select(-1, 1);
   auto c = cos.view({1, S, 1, D / 2}), s = sin.view({1, S, 1, D / 2});
-  return at::stack({x0 * c - x1 * s, x0 * s + x1 * c}, -1).reshape({B, S, H, D}).to(x.scalar_type());
+  return at::stack({x0 * c - x1 * s, x0 * s + x1 * c}, -1)
+      .reshape({B, S, H, D})
+      .to(x.scalar_type());
 }
 
-std::pair<at::Tensor, at::Tensor> rope_tables(const at::Tensor& ids, const std::vector<int64_t>& axes_dims,
-                                              double theta) {
+std::pair<at::Tensor, at::Tensor> rope_tables(const at::Tensor& ids,
+                                              const std::vector<int64_t>& axes_dims, double theta) {
   std::vector<at::Tensor> angles;
   auto pos = ids.to(at::kDouble);
   for (size_t i = 0; i < axes_dims.size(); ++i) {
@@ -155,12 +157,14 @@ void seeded_init(torch::nn::Module& model, uint64_t seed, double scale, at::Scal
   }
 }
 
-void check_floating_inputs(const char* model, const BoundArgs& args, std::initializer_list<const char*> names) {
+void check_floating_inputs(const char* model, const BoundArgs& args,
+                           std::initializer_list<const char*> names) {
   for (const char* name : names) {
     const at::Tensor t = args.optional_tensor(name);
     if (!t.defined() || at::isFloatingType(t.scalar_type())) continue;
     throw std::invalid_argument(std::string("spdit: ") + model + ": argument '" + name + "' is a " +
-                                c10::toString(t.scalar_type()) + " tensor, but the model computes in floating "
+                                c10::toString(t.scalar_type()) +
+                                " tensor, but the model computes in floating "
                                 "point; convert it first (e.g. .to(at::kFloat))");
   }
 }

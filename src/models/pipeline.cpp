@@ -24,7 +24,8 @@ ModelConfig preset_config(const std::string& model, const std::string& preset) {
 std::unique_ptr<Pipeline> make_pipeline(const ModelConfig& config, uint64_t seed, Weights weights,
                                         at::ScalarType dtype) {
   check_dtype_runs(dtype);
-  if (auto* c = std::get_if<FluxConfig>(&config)) return make_flux_pipeline(*c, seed, weights, dtype);
+  if (auto* c = std::get_if<FluxConfig>(&config))
+    return make_flux_pipeline(*c, seed, weights, dtype);
   if (auto* c = std::get_if<WanConfig>(&config)) return make_wan_pipeline(*c, seed, weights, dtype);
   return make_qwen_image_pipeline(std::get<QwenImageConfig>(config), seed, weights, dtype);
 }
@@ -35,7 +36,8 @@ std::unique_ptr<Pipeline> make_pipeline(const std::string& model, const std::str
 }
 
 std::vector<std::string> keep_in_fp32_modules(const ModelConfig& config) {
-  if (std::holds_alternative<FluxConfig>(config)) return FluxTransformerImpl::keep_in_fp32_modules();
+  if (std::holds_alternative<FluxConfig>(config))
+    return FluxTransformerImpl::keep_in_fp32_modules();
   if (std::holds_alternative<WanConfig>(config)) return WanTransformerImpl::keep_in_fp32_modules();
   return QwenImageTransformerImpl::keep_in_fp32_modules();
 }
@@ -51,20 +53,26 @@ void check_image_size(const RunSize& s) {
   check(s.height, "--height");
   check(s.width, "--width");
   if (s.text_len < 1) {
-    throw std::invalid_argument("spdit: --text-len " + std::to_string(s.text_len) + " must be at least 1");
+    throw std::invalid_argument("spdit: --text-len " + std::to_string(s.text_len) +
+                                " must be at least 1");
   }
   if (s.batch < 1) throw std::invalid_argument("spdit: batch must be at least 1");
 }
 
 at::Tensor image_ids(int64_t latent_h, int64_t latent_w, int64_t frame) {
-  auto rows = at::arange(latent_h / 2, at::kLong).view({-1, 1}).expand({latent_h / 2, latent_w / 2});
-  auto cols = at::arange(latent_w / 2, at::kLong).view({1, -1}).expand({latent_h / 2, latent_w / 2});
+  auto rows =
+      at::arange(latent_h / 2, at::kLong).view({-1, 1}).expand({latent_h / 2, latent_w / 2});
+  auto cols =
+      at::arange(latent_w / 2, at::kLong).view({1, -1}).expand({latent_h / 2, latent_w / 2});
   return at::stack({at::full_like(rows, frame), rows, cols}, -1).reshape({-1, 3});
 }
 
 at::Tensor preview_from_packed(const at::Tensor& tokens, int64_t lh, int64_t lw, int64_t channels) {
   // (B, (h/2)(w/2), C*4) -> (C, h, w) of the first sample.
-  auto x = tokens[0].view({lh / 2, lw / 2, channels, 2, 2}).permute({2, 0, 3, 1, 4}).reshape({channels, lh, lw});
+  auto x = tokens[0]
+               .view({lh / 2, lw / 2, channels, 2, 2})
+               .permute({2, 0, 3, 1, 4})
+               .reshape({channels, lh, lw});
   auto rgb = x.narrow(0, 0, std::min<int64_t>(3, channels)).to(at::kFloat);
   auto lo = rgb.amin({1, 2}, true), hi = rgb.amax({1, 2}, true);
   return ((rgb - lo) / (hi - lo + 1e-6)).clamp(0, 1);

@@ -13,8 +13,8 @@ std::unique_ptr<Pipeline> make_flux_pipeline(const FluxConfig& c, uint64_t seed,
                                              at::ScalarType dtype);
 std::unique_ptr<Pipeline> make_wan_pipeline(const WanConfig& c, uint64_t seed, Weights weights,
                                             at::ScalarType dtype);
-std::unique_ptr<Pipeline> make_qwen_image_pipeline(const QwenImageConfig& c, uint64_t seed, Weights weights,
-                                                   at::ScalarType dtype);
+std::unique_ptr<Pipeline> make_qwen_image_pipeline(const QwenImageConfig& c, uint64_t seed,
+                                                   Weights weights, at::ScalarType dtype);
 
 /// A pipeline's model: seeded random weights in `dtype`, or a skeleton (no
 /// weight memory) for a checkpoint to fill (in the dtype it loads them in)
@@ -58,8 +58,9 @@ class PackedImagePipeline : public Pipeline {
   void check_size(const RunSize& s) const override {
     check_image_size(s);
     if (s.frames != 1) {
-      throw std::invalid_argument("spdit: --frames " + std::to_string(s.frames) + " is for video models (--model wan); " +
-                                  name() + " makes images: leave --frames out");
+      throw std::invalid_argument("spdit: --frames " + std::to_string(s.frames) +
+                                  " is for video models (--model wan); " + name() +
+                                  " makes images: leave --frames out");
     }
   }
   at::Tensor preview(const at::Tensor& latents) const override {
@@ -67,7 +68,8 @@ class PackedImagePipeline : public Pipeline {
   }
 
  protected:
-  PackedImagePipeline(int64_t channels, at::ScalarType dtype) : Pipeline(dtype), channels_(channels) {}
+  PackedImagePipeline(int64_t channels, at::ScalarType dtype)
+      : Pipeline(dtype), channels_(channels) {}
   /// Draws text (B, T, text_dim) then noise (B, tokens, channels) from `gen`.
   at::Tensor prepare_packed(const RunSize& s, int64_t text_dim, at::Generator& gen) {
     check_size(s);
@@ -78,7 +80,9 @@ class PackedImagePipeline : public Pipeline {
     negative_text_ = at::randn(text_.sizes(), negative_generator(gen));
     return noise;
   }
-  const at::Tensor& text_of(Branch b) const { return b == Branch::kConditional ? text_ : negative_text_; }
+  const at::Tensor& text_of(Branch b) const {
+    return b == Branch::kConditional ? text_ : negative_text_;
+  }
   static int64_t tokens_of(const RunSize& s) { return (s.height / 16) * (s.width / 16); }
 
   at::Tensor text_, negative_text_, img_ids_;

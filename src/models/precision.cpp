@@ -14,16 +14,21 @@ at::ScalarType parse_dtype(const std::string& name) {
 
 std::string dtype_name(at::ScalarType dtype) {
   switch (dtype) {
-    case at::kBFloat16: return "bf16";
-    case at::kHalf: return "fp16";
-    case at::kFloat: return "fp32";
-    default: return c10::toString(dtype);
+    case at::kBFloat16:
+      return "bf16";
+    case at::kHalf:
+      return "fp16";
+    case at::kFloat:
+      return "fp32";
+    default:
+      return c10::toString(dtype);
   }
 }
 
 void check_dtype_runs(at::ScalarType dtype, const at::Device& device) {
   if (!at::isFloatingType(dtype) || dtype == at::kDouble) {
-    throw std::invalid_argument("spdit: a model cannot run in " + dtype_name(dtype) + "; use bf16, fp16 or fp32");
+    throw std::invalid_argument("spdit: a model cannot run in " + dtype_name(dtype) +
+                                "; use bf16, fp16 or fp32");
   }
   // Probed rather than assumed: which dtypes a build can multiply depends on
   // its version and backends.
@@ -31,10 +36,11 @@ void check_dtype_runs(at::ScalarType dtype, const at::Device& device) {
     auto a = at::ones({2, 2}, at::TensorOptions().dtype(dtype).device(device));
     (void)at::linear(a, a);
   } catch (const c10::Error&) {
-    throw std::invalid_argument("spdit: this LibTorch build cannot multiply " + dtype_name(dtype) +
-                                " matrices on " + device.str() + " (" +
-                                (device.is_cpu() ? "a CPU build has no fp16 matrix product" : "unsupported") +
-                                "); use --dtype bf16 (as fast, and fp32's range) or --dtype fp32");
+    throw std::invalid_argument(
+        "spdit: this LibTorch build cannot multiply " + dtype_name(dtype) + " matrices on " +
+        device.str() + " (" +
+        (device.is_cpu() ? "a CPU build has no fp16 matrix product" : "unsupported") +
+        "); use --dtype bf16 (as fast, and fp32's range) or --dtype fp32");
   }
 }
 
@@ -70,17 +76,23 @@ void convert_parameters(torch::nn::Module& model, at::ScalarType dtype,
 // finer mantissa, unverified.
 double tolerance_against_fp32(at::ScalarType dtype) {
   switch (dtype) {
-    case at::kFloat: return 0.0;
-    case at::kBFloat16: return 3e-2;
-    default: return 4e-3;
+    case at::kFloat:
+      return 0.0;
+    case at::kBFloat16:
+      return 3e-2;
+    default:
+      return 4e-3;
   }
 }
 
 double tolerance_against_one_rank(at::ScalarType dtype) {
   switch (dtype) {
-    case at::kFloat: return 1e-5;
-    case at::kBFloat16: return 1e-2;
-    default: return 2e-3;
+    case at::kFloat:
+      return 1e-5;
+    case at::kBFloat16:
+      return 1e-2;
+    default:
+      return 2e-3;
   }
 }
 

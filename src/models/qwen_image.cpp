@@ -34,12 +34,15 @@ struct QwenBlockImpl : torch::nn::Module {
                                             const Rope& img_rope, const Rope& txt_rope) {
     auto im = img_mod_linear->forward(at::silu(temb)).chunk(6, -1);  // shift, scale, gate x2
     auto tm = txt_mod_linear->forward(at::silu(temb)).chunk(6, -1);
-    auto [ai, at_] = attn->forward(modulate(plain_layer_norm(img), im[0], im[1]),
-                                   modulate(plain_layer_norm(txt), tm[0], tm[1]), img_rope, txt_rope);
+    auto [ai, at_] =
+        attn->forward(modulate(plain_layer_norm(img), im[0], im[1]),
+                      modulate(plain_layer_norm(txt), tm[0], tm[1]), img_rope, txt_rope);
     img = img + im[2].unsqueeze(1) * ai;
-    img = img + im[5].unsqueeze(1) * img_mlp->forward(modulate(plain_layer_norm(img), im[3], im[4]));
+    img =
+        img + im[5].unsqueeze(1) * img_mlp->forward(modulate(plain_layer_norm(img), im[3], im[4]));
     txt = txt + tm[2].unsqueeze(1) * at_;
-    txt = txt + tm[5].unsqueeze(1) * txt_mlp->forward(modulate(plain_layer_norm(txt), tm[3], tm[4]));
+    txt =
+        txt + tm[5].unsqueeze(1) * txt_mlp->forward(modulate(plain_layer_norm(txt), tm[3], tm[4]));
     return {img, txt};
   }
 };
@@ -51,11 +54,13 @@ QwenImageConfig QwenImageConfig::preset(const std::string& name) {
   QwenImageConfig c;
   if (name == "full") return c;
   if (name == "small") {
-    c.hidden = 256, c.heads = 4, c.head_dim = 64, c.blocks = 4, c.text_dim = 256, c.axes_dims = {8, 28, 28};
+    c.hidden = 256, c.heads = 4, c.head_dim = 64, c.blocks = 4, c.text_dim = 256,
+    c.axes_dims = {8, 28, 28};
     return c;
   }
   if (name == "tiny") {
-    c.hidden = 64, c.heads = 4, c.head_dim = 16, c.blocks = 2, c.text_dim = 32, c.axes_dims = {4, 6, 6};
+    c.hidden = 64, c.heads = 4, c.head_dim = 16, c.blocks = 2, c.text_dim = 32,
+    c.axes_dims = {4, 6, 6};
     return c;
   }
   throw std::invalid_argument("spdit: unknown preset '" + name + "'; use tiny, small or full");
@@ -96,10 +101,12 @@ SequenceParallelModelPlan QwenImageTransformerImpl::sp_plan() const {
 }
 
 Outputs QwenImageTransformerImpl::forward(const BoundArgs& a) {
-  check_floating_inputs("QwenImageTransformer", a, {"hidden_states", "encoder_hidden_states", "timestep"});
+  check_floating_inputs("QwenImageTransformer", a,
+                        {"hidden_states", "encoder_hidden_states", "timestep"});
   auto img = img_in_->forward(a.tensor("hidden_states"));
   auto txt = txt_in_->forward(txt_norm_->forward(a.tensor("encoder_hidden_states")));
-  auto temb = timestep_embedder_->forward(timestep_features(a.tensor("timestep").to(at::kFloat) * 1000, 256));
+  auto temb = timestep_embedder_->forward(
+      timestep_features(a.tensor("timestep").to(at::kFloat) * 1000, 256));
   auto rope = pos_embed_->call({a["img_ids"], Value(txt.size(1))});
   Rope img_rope{rope[0].tensor(), rope[1].tensor()}, txt_rope{rope[2].tensor(), rope[3].tensor()};
   for (auto& b : *transformer_blocks_) {
@@ -117,7 +124,8 @@ namespace {
 class QwenImagePipeline : public PackedImagePipeline {
  public:
   QwenImagePipeline(const QwenImageConfig& c, uint64_t seed, Weights weights, at::ScalarType dtype)
-      : PackedImagePipeline(c.in_channels, dtype), model_(build<QwenImageTransformer>(c, seed, weights, dtype)) {}
+      : PackedImagePipeline(c.in_channels, dtype),
+        model_(build<QwenImageTransformer>(c, seed, weights, dtype)) {}
   std::string name() const override { return "qwen-image"; }
   HookableModule& model() override { return *model_; }
 
@@ -127,7 +135,9 @@ class QwenImagePipeline : public PackedImagePipeline {
   }
 
   at::Tensor velocity(const at::Tensor& x, double t, Branch branch) override {
-    return model_->call({x, text_of(branch), at::full({x.size(0)}, t), img_ids_}).tensor().to(at::kFloat);
+    return model_->call({x, text_of(branch), at::full({x.size(0)}, t), img_ids_})
+        .tensor()
+        .to(at::kFloat);
   }
 
   ForwardShapes shapes(const RunSize& s) const override {
@@ -140,7 +150,8 @@ class QwenImagePipeline : public PackedImagePipeline {
                {"pos_embed", "output 0", {tokens, c.head_dim / 2}, 0, 0, false},
                {"pos_embed", "output 1", {tokens, c.head_dim / 2}, 0, 0, false},
                {"proj_out", "gather 0", {s.batch, tokens, c.in_channels}, 1, 0, true}};
-    f.attention = {{"transformer_blocks.*.attn (joint)", c.blocks, tokens, s.text_len, c.heads, c.head_dim, true}};
+    f.attention = {{"transformer_blocks.*.attn (joint)", c.blocks, tokens, s.text_len, c.heads,
+                    c.head_dim, true}};
     return f;
   }
 
@@ -150,8 +161,8 @@ class QwenImagePipeline : public PackedImagePipeline {
 
 }  // namespace
 
-std::unique_ptr<Pipeline> make_qwen_image_pipeline(const QwenImageConfig& c, uint64_t seed, Weights weights,
-                                                   at::ScalarType dtype) {
+std::unique_ptr<Pipeline> make_qwen_image_pipeline(const QwenImageConfig& c, uint64_t seed,
+                                                   Weights weights, at::ScalarType dtype) {
   return std::make_unique<QwenImagePipeline>(c, seed, weights, dtype);
 }
 

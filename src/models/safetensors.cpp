@@ -11,11 +11,14 @@
 
 namespace spdit::models {
 
-std::map<std::string, at::Tensor> parse_safetensors(const std::string& bytes, const std::string& file) {
+std::map<std::string, at::Tensor> parse_safetensors(const std::string& bytes,
+                                                    const std::string& file) {
   std::map<std::string, at::Tensor> out;
-  for (const auto& [name, t] : checkpoints::parse_safetensors_header(bytes.data(), bytes.size(), bytes.size(), file)) {
+  for (const auto& [name, t] :
+       checkpoints::parse_safetensors_header(bytes.data(), bytes.size(), bytes.size(), file)) {
     auto x = at::empty(t.shape, at::TensorOptions().dtype(t.dtype));
-    if (t.bytes()) std::memcpy(x.data_ptr(), bytes.data() + t.begin, static_cast<size_t>(t.bytes()));
+    if (t.bytes())
+      std::memcpy(x.data_ptr(), bytes.data() + t.begin, static_cast<size_t>(t.bytes()));
     out.emplace(name, x);
   }
   return out;

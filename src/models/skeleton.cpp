@@ -47,8 +47,8 @@ SkeletonScope::~SkeletonScope() { --g_depth; }
 bool SkeletonScope::active() { return g_depth > 0; }
 
 at::Tensor lazy_empty(at::IntArrayRef shape, at::ScalarType dtype) {
-  return at::detail::empty_generic(shape, &g_lazy, c10::DispatchKeySet(c10::DispatchKey::CPU), dtype,
-                                   c10::nullopt);
+  return at::detail::empty_generic(shape, &g_lazy, c10::DispatchKeySet(c10::DispatchKey::CPU),
+                                   dtype, c10::nullopt);
 }
 
 }  // namespace spdit::models

@@ -37,14 +37,16 @@ WanConditionEmbedderImpl::WanConditionEmbedderImpl(const WanConfig& c)
     : hidden_(c.hidden), freq_dim_(c.freq_dim), text_len_(c.text_len) {
   time_embedder_ = register_module("time_embedder", TimestepEmbedding(c.freq_dim, c.hidden));
   time_proj_ = register_module("time_proj", Linear(c.hidden, 6 * c.hidden));
-  text_embedder_ = register_module("text_embedder", TimestepEmbedding(c.text_dim, c.hidden, /*gelu=*/true));
+  text_embedder_ =
+      register_module("text_embedder", TimestepEmbedding(c.text_dim, c.hidden, /*gelu=*/true));
 }
 
 Outputs WanConditionEmbedderImpl::forward(const BoundArgs& a) {
   // The timestep in [0, 1000], as Wan's scheduler gives it and Wan's model
   // and diffusers' take it (no scaling here).
   // The sinusoid in float64, as Wan's sinusoidal_embedding_1d computes it.
-  auto temb = time_embedder_->forward(timestep_features(a.tensor("timestep"), freq_dim_, at::kDouble));
+  auto temb =
+      time_embedder_->forward(timestep_features(a.tensor("timestep"), freq_dim_, at::kDouble));
   // The time embedder stays fp32 in a bf16 model; its output is rounded to
   // the model's dtype, as diffusers does.
   temb = temb.to(time_proj_->weight.scalar_type());
@@ -64,7 +66,8 @@ Outputs WanConditionEmbedderImpl::forward(const BoundArgs& a) {
   }
   if (context.size(1) < text_len_) {
     // Zero rows up to text_len, before the embedding, as Wan's model does.
-    auto pad = at::zeros({context.size(0), text_len_ - context.size(1), context.size(2)}, context.options());
+    auto pad = at::zeros({context.size(0), text_len_ - context.size(1), context.size(2)},
+                         context.options());
     context = at::cat({context, pad}, 1);
   }
   auto text = text_embedder_->forward(context);
@@ -106,11 +109,11 @@ Outputs WanBlockImpl::forward(const BoundArgs& a) {
 }
 
 WanTransformerImpl::WanTransformerImpl(const WanConfig& c)
-    : config_(c),
-      proj_out_(register_module("proj_out", Linear(c.hidden, c.out_channels * 4))) {
+    : config_(c), proj_out_(register_module("proj_out", Linear(c.hidden, c.out_channels * 4))) {
   patch_embedding_ = register_module(
       "patch_embedding",
-      torch::nn::Conv3d(torch::nn::Conv3dOptions(c.in_channels, c.hidden, {1, 2, 2}).stride({1, 2, 2})));
+      torch::nn::Conv3d(
+          torch::nn::Conv3dOptions(c.in_channels, c.hidden, {1, 2, 2}).stride({1, 2, 2})));
   condition_embedder_ = register_module("condition_embedder", WanConditionEmbedder(c));
   rope_ = register_module("rope", WanRope(c.head_dim));
   blocks_ = register_module("blocks", torch::nn::ModuleList());
@@ -122,8 +125,9 @@ WanTransformerImpl::WanTransformerImpl(const WanConfig& c)
 SequenceParallelModelPlan WanTransformerImpl::sp_plan() const {
   const bool pad = true;
   return {
-      {"condition_embedder", inputs({{0, SequenceParallelInput(1, 3).with_split_output().with_auto_pad(pad)},
-                                     {1, SequenceParallelInput(1, 4).with_split_output().with_auto_pad(pad)}})},
+      {"condition_embedder",
+       inputs({{0, SequenceParallelInput(1, 3).with_split_output().with_auto_pad(pad)},
+               {1, SequenceParallelInput(1, 4).with_split_output().with_auto_pad(pad)}})},
       {"rope", inputs({{0, SequenceParallelInput(0, 2).with_split_output().with_auto_pad(pad)},
                        {1, SequenceParallelInput(0, 2).with_split_output().with_auto_pad(pad)}})},
       {"blocks.0", inputs({{"hidden_states", SequenceParallelInput(1, 3).with_auto_pad(pad)}})},
@@ -132,7 +136,8 @@ SequenceParallelModelPlan WanTransformerImpl::sp_plan() const {
 }
 
 Outputs WanTransformerImpl::forward(const BoundArgs& a) {
-  check_floating_inputs("WanTransformer", a, {"hidden_states", "timestep", "encoder_hidden_states"});
+  check_floating_inputs("WanTransformer", a,
+                        {"hidden_states", "timestep", "encoder_hidden_states"});
   const auto& video = a.tensor("hidden_states");
   const int64_t B = video.size(0), f = video.size(2), h = video.size(3) / 2, w = video.size(4) / 2;
   const auto dtype = patch_embedding_->weight.scalar_type();
@@ -142,9 +147,7 @@ Outputs WanTransformerImpl::forward(const BoundArgs& a) {
   const auto& temb = cond[0].tensor();
   for (auto& block : *blocks_) {
     BlockWeightsGuard weights(*block);
-    x = block->as<WanBlockImpl>()
-            ->call({x, cond[2], cond[1], rope[0], rope[1]})
-            .tensor();
+    x = block->as<WanBlockImpl>()->call({x, cond[2], cond[1], rope[0], rope[1]}).tensor();
   }
   at::Tensor shift, scale;
   if (temb.dim() == 2) {
@@ -175,13 +178,15 @@ class WanPipeline : public Pipeline {
   void check_size(const RunSize& s) const override {
     check_image_size(s);
     if (s.text_len > model_->config().text_len) {
-      throw std::invalid_argument("spdit: --text-len " + std::to_string(s.text_len) + ": Wan takes at most " +
+      throw std::invalid_argument("spdit: --text-len " + std::to_string(s.text_len) +
+                                  ": Wan takes at most " +
                                   std::to_string(model_->config().text_len) + " text tokens");
     }
     if (s.frames < 1 || (s.frames - 1) % 4 != 0) {
-      throw std::invalid_argument("spdit: --frames " + std::to_string(s.frames) +
-                                  " must be 4k+1 (1, 5, 9, ...): Wan's VAE keeps the first frame and "
-                                  "compresses the rest 4x");
+      throw std::invalid_argument(
+          "spdit: --frames " + std::to_string(s.frames) +
+          " must be 4k+1 (1, 5, 9, ...): Wan's VAE keeps the first frame and "
+          "compresses the rest 4x");
     }
   }
 
@@ -190,7 +195,8 @@ class WanPipeline : public Pipeline {
     const auto& c = model_->config();
     auto gen = at::detail::createCPUGenerator(seed);
     text_ = at::randn({s.batch, s.text_len, c.text_dim}, gen);
-    auto noise = at::randn({s.batch, c.in_channels, (s.frames - 1) / 4 + 1, s.height / 8, s.width / 8}, gen);
+    auto noise =
+        at::randn({s.batch, c.in_channels, (s.frames - 1) / 4 + 1, s.height / 8, s.width / 8}, gen);
     negative_text_ = at::randn(text_.sizes(), negative_generator(gen));
     return noise;
   }
@@ -198,7 +204,9 @@ class WanPipeline : public Pipeline {
   at::Tensor velocity(const at::Tensor& x, double t, Branch branch) override {
     // Flow time t in [0, 1] is Wan's timestep 1000 t.
     const auto& text = branch == Branch::kConditional ? text_ : negative_text_;
-    return model_->call({x}, {{"timestep", at::full({x.size(0)}, 1000 * t)}, {"encoder_hidden_states", text}})
+    return model_
+        ->call({x},
+               {{"timestep", at::full({x.size(0)}, 1000 * t)}, {"encoder_hidden_states", text}})
         .tensor()
         .to(at::kFloat);
   }
@@ -214,7 +222,8 @@ class WanPipeline : public Pipeline {
                {"blocks.0", "hidden_states", {s.batch, tokens, c.hidden}, 1, 0, false},
                {"proj_out", "gather 0", {s.batch, tokens, c.out_channels * 4}, 1, 0, true}};
     f.attention = {{"blocks.*.attn1 (self)", c.blocks, tokens, 0, c.heads, c.head_dim, true},
-                   {"blocks.*.attn2 (cross, skip_sp)", c.blocks, tokens, c.text_len, c.heads, c.head_dim, false}};
+                   {"blocks.*.attn2 (cross, skip_sp)", c.blocks, tokens, c.text_len, c.heads,
+                    c.head_dim, false}};
     return f;
   }
 

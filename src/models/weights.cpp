@@ -32,14 +32,16 @@ bool is_flux_original_layout(const std::map<std::string, at::Tensor>& t) {
   // Only names no diffusers model uses: Qwen-Image's own checkpoints have
   // `img_in.` and `txt_in.` too, so those prove nothing.
   for (const auto& [k, v] : t) {
-    for (const char* p : {"double_blocks.", "single_blocks.", "time_in.", "vector_in.", "final_layer."}) {
+    for (const char* p :
+         {"double_blocks.", "single_blocks.", "time_in.", "vector_in.", "final_layer."}) {
       if (k.rfind(p, 0) == 0) return true;
     }
   }
   return false;
 }
 
-std::map<std::string, at::Tensor> convert_flux_original(const std::map<std::string, at::Tensor>& in) {
+std::map<std::string, at::Tensor> convert_flux_original(
+    const std::map<std::string, at::Tensor>& in) {
   // Renames that keep the tensor as it is (suffix .weight/.bias/.scale kept).
   static const std::vector<std::pair<std::regex, std::string>> renames = {
       {std::regex(R"(^img_in\.)"), "x_embedder."},
@@ -50,22 +52,36 @@ std::map<std::string, at::Tensor> convert_flux_original(const std::map<std::stri
       {std::regex(R"(^guidance_in\.out_layer\.)"), "time_text_embed.guidance_embedder.linear_2."},
       {std::regex(R"(^vector_in\.in_layer\.)"), "time_text_embed.text_embedder.linear_1."},
       {std::regex(R"(^vector_in\.out_layer\.)"), "time_text_embed.text_embedder.linear_2."},
-      {std::regex(R"(^double_blocks\.(\d+)\.img_mod\.lin\.)"), "transformer_blocks.$1.norm1.linear."},
-      {std::regex(R"(^double_blocks\.(\d+)\.txt_mod\.lin\.)"), "transformer_blocks.$1.norm1_context.linear."},
-      {std::regex(R"(^double_blocks\.(\d+)\.img_attn\.norm\.query_norm\.scale$)"), "transformer_blocks.$1.attn.norm_q.weight"},
-      {std::regex(R"(^double_blocks\.(\d+)\.img_attn\.norm\.key_norm\.scale$)"), "transformer_blocks.$1.attn.norm_k.weight"},
-      {std::regex(R"(^double_blocks\.(\d+)\.txt_attn\.norm\.query_norm\.scale$)"), "transformer_blocks.$1.attn.norm_added_q.weight"},
-      {std::regex(R"(^double_blocks\.(\d+)\.txt_attn\.norm\.key_norm\.scale$)"), "transformer_blocks.$1.attn.norm_added_k.weight"},
-      {std::regex(R"(^double_blocks\.(\d+)\.img_attn\.proj\.)"), "transformer_blocks.$1.attn.to_out.0."},
-      {std::regex(R"(^double_blocks\.(\d+)\.txt_attn\.proj\.)"), "transformer_blocks.$1.attn.to_add_out."},
-      {std::regex(R"(^double_blocks\.(\d+)\.img_mlp\.0\.)"), "transformer_blocks.$1.ff.net.0.proj."},
+      {std::regex(R"(^double_blocks\.(\d+)\.img_mod\.lin\.)"),
+       "transformer_blocks.$1.norm1.linear."},
+      {std::regex(R"(^double_blocks\.(\d+)\.txt_mod\.lin\.)"),
+       "transformer_blocks.$1.norm1_context.linear."},
+      {std::regex(R"(^double_blocks\.(\d+)\.img_attn\.norm\.query_norm\.scale$)"),
+       "transformer_blocks.$1.attn.norm_q.weight"},
+      {std::regex(R"(^double_blocks\.(\d+)\.img_attn\.norm\.key_norm\.scale$)"),
+       "transformer_blocks.$1.attn.norm_k.weight"},
+      {std::regex(R"(^double_blocks\.(\d+)\.txt_attn\.norm\.query_norm\.scale$)"),
+       "transformer_blocks.$1.attn.norm_added_q.weight"},
+      {std::regex(R"(^double_blocks\.(\d+)\.txt_attn\.norm\.key_norm\.scale$)"),
+       "transformer_blocks.$1.attn.norm_added_k.weight"},
+      {std::regex(R"(^double_blocks\.(\d+)\.img_attn\.proj\.)"),
+       "transformer_blocks.$1.attn.to_out.0."},
+      {std::regex(R"(^double_blocks\.(\d+)\.txt_attn\.proj\.)"),
+       "transformer_blocks.$1.attn.to_add_out."},
+      {std::regex(R"(^double_blocks\.(\d+)\.img_mlp\.0\.)"),
+       "transformer_blocks.$1.ff.net.0.proj."},
       {std::regex(R"(^double_blocks\.(\d+)\.img_mlp\.2\.)"), "transformer_blocks.$1.ff.net.2."},
-      {std::regex(R"(^double_blocks\.(\d+)\.txt_mlp\.0\.)"), "transformer_blocks.$1.ff_context.net.0.proj."},
-      {std::regex(R"(^double_blocks\.(\d+)\.txt_mlp\.2\.)"), "transformer_blocks.$1.ff_context.net.2."},
+      {std::regex(R"(^double_blocks\.(\d+)\.txt_mlp\.0\.)"),
+       "transformer_blocks.$1.ff_context.net.0.proj."},
+      {std::regex(R"(^double_blocks\.(\d+)\.txt_mlp\.2\.)"),
+       "transformer_blocks.$1.ff_context.net.2."},
       {std::regex(R"(^single_blocks\.(\d+)\.linear2\.)"), "single_transformer_blocks.$1.proj_out."},
-      {std::regex(R"(^single_blocks\.(\d+)\.modulation\.lin\.)"), "single_transformer_blocks.$1.norm.linear."},
-      {std::regex(R"(^single_blocks\.(\d+)\.norm\.query_norm\.scale$)"), "single_transformer_blocks.$1.attn.norm_q.weight"},
-      {std::regex(R"(^single_blocks\.(\d+)\.norm\.key_norm\.scale$)"), "single_transformer_blocks.$1.attn.norm_k.weight"},
+      {std::regex(R"(^single_blocks\.(\d+)\.modulation\.lin\.)"),
+       "single_transformer_blocks.$1.norm.linear."},
+      {std::regex(R"(^single_blocks\.(\d+)\.norm\.query_norm\.scale$)"),
+       "single_transformer_blocks.$1.attn.norm_q.weight"},
+      {std::regex(R"(^single_blocks\.(\d+)\.norm\.key_norm\.scale$)"),
+       "single_transformer_blocks.$1.attn.norm_k.weight"},
       {std::regex(R"(^final_layer\.linear\.)"), "proj_out."},
   };
   static const std::regex img_qkv(R"(^double_blocks\.(\d+)\.img_attn\.qkv\.(weight|bias)$)");
@@ -79,7 +95,8 @@ std::map<std::string, at::Tensor> convert_flux_original(const std::map<std::stri
       const bool img = key.find("img_attn") != std::string::npos;
       auto parts = t.chunk(3, 0);
       const std::string base = "transformer_blocks." + m[1].str() + ".attn.";
-      const char* names[3] = {img ? "to_q" : "add_q_proj", img ? "to_k" : "add_k_proj", img ? "to_v" : "add_v_proj"};
+      const char* names[3] = {img ? "to_q" : "add_q_proj", img ? "to_k" : "add_k_proj",
+                              img ? "to_v" : "add_v_proj"};
       for (int i = 0; i < 3; ++i) out[base + names[i] + "." + m[2].str()] = parts[i].contiguous();
       continue;
     }
@@ -123,11 +140,13 @@ void load_weights(torch::nn::Module& model, std::map<std::string, at::Tensor> te
   bool own_names = true;
   for (const auto& [name, t] : state) own_names = own_names && tensors.count(name);
   if (!own_names && is_flux_original_layout(tensors)) {
-    if (!state.count("x_embedder.weight") || !state.count("time_text_embed.timestep_embedder.linear_1.weight")) {
-      throw std::runtime_error("spdit: weights '" + source +
-                               "' are a Flux checkpoint in Flux's original layout (double_blocks.*, "
-                               "single_blocks.*), but the model is not Flux; pass --model flux, or a "
-                               "checkpoint of this model");
+    if (!state.count("x_embedder.weight") ||
+        !state.count("time_text_embed.timestep_embedder.linear_1.weight")) {
+      throw std::runtime_error(
+          "spdit: weights '" + source +
+          "' are a Flux checkpoint in Flux's original layout (double_blocks.*, "
+          "single_blocks.*), but the model is not Flux; pass --model flux, or a "
+          "checkpoint of this model");
     }
     tensors = convert_flux_original(tensors);
   }
@@ -139,12 +158,14 @@ void load_weights(torch::nn::Module& model, std::map<std::string, at::Tensor> te
     if (!state.count(name)) extra.push_back(name);
   }
   if (!missing.empty()) {
-    throw std::runtime_error("spdit: weights '" + source + "' lack tensor(s) the model needs: " +
-                             list_some(missing) + " (is it a checkpoint of this model and preset?)");
+    throw std::runtime_error("spdit: weights '" + source +
+                             "' lack tensor(s) the model needs: " + list_some(missing) +
+                             " (is it a checkpoint of this model and preset?)");
   }
   if (!extra.empty()) {
-    throw std::runtime_error("spdit: weights '" + source + "' hold tensor(s) the model does not have: " +
-                             list_some(extra) + " (is it a checkpoint of this model and preset?)");
+    throw std::runtime_error("spdit: weights '" + source +
+                             "' hold tensor(s) the model does not have: " + list_some(extra) +
+                             " (is it a checkpoint of this model and preset?)");
   }
   for (const auto& [name, t] : state) {
     const auto& src = tensors.at(name);

@@ -14,7 +14,7 @@ namespace spdit::pipelines {
 namespace {
 
 bool exists(const std::string& p) {
-  struct stat st{};
+  struct stat st {};
   return stat(p.c_str(), &st) == 0;
 }
 
@@ -22,7 +22,8 @@ bool exists(const std::string& p) {
 
 FluxImagePipeline::FluxImagePipeline(const ModelDir& dir, at::ScalarType dtype, bool with_text) {
   std::vector<std::string> parts = {"transformer", "vae"};
-  if (with_text) parts.insert(parts.end(), {"tokenizer", "text_encoder", "tokenizer_2", "text_encoder_2"});
+  if (with_text)
+    parts.insert(parts.end(), {"tokenizer", "text_encoder", "tokenizer_2", "text_encoder_2"});
   dir.require(parts);
   auto ckpt = checkpoints::Checkpoint::open(dir.component("transformer"));
   found_ = checkpoints::identify(ckpt);
@@ -38,8 +39,10 @@ FluxImagePipeline::FluxImagePipeline(const ModelDir& dir, at::ScalarType dtype, 
   const auto& c = std::get<models::FluxConfig>(found_.config);
   if (vae_->config().latent_channels * 4 != c.in_channels) {
     throw std::runtime_error("spdit: the autoencoder of '" + dir.root() + "' has " +
-                             std::to_string(vae_->config().latent_channels) + " latent channels, but the transformer takes " +
-                             std::to_string(c.in_channels) + " (4 per latent channel, 2x2 patches)");
+                             std::to_string(vae_->config().latent_channels) +
+                             " latent channels, but the transformer takes " +
+                             std::to_string(c.in_channels) +
+                             " (4 per latent channel, 2x2 patches)");
   }
   scheduler_ = exists(dir.root() + "/scheduler") ? FlowMatchEulerConfig::from_model_dir(dir.root())
                : c.guidance                      ? FlowMatchEulerConfig::flux_dev()
@@ -60,7 +63,9 @@ void FluxImagePipeline::set_max_sequence_length(int64_t tokens) {
   max_sequence_length_ = tokens;
 }
 
-bool FluxImagePipeline::has_guidance_embedder() const { return std::get<models::FluxConfig>(found_.config).guidance; }
+bool FluxImagePipeline::has_guidance_embedder() const {
+  return std::get<models::FluxConfig>(found_.config).guidance;
+}
 
 FluxPrompt FluxImagePipeline::encode(const std::string& prompt) {
   if (!clip_tokenizer_ || !t5_tokenizer_) {
@@ -75,7 +80,8 @@ FluxPrompt FluxImagePipeline::encode(const std::string& prompt) {
 }
 
 int64_t FluxImagePipeline::t5_token_count(const std::string& prompt) const {
-  if (!t5_tokenizer_) throw std::logic_error("spdit: this FluxImagePipeline was loaded without its text encoders");
+  if (!t5_tokenizer_)
+    throw std::logic_error("spdit: this FluxImagePipeline was loaded without its text encoders");
   return static_cast<int64_t>(t5_tokenizer_->token_ids(prompt).size()) + 1;
 }
 
@@ -86,25 +92,30 @@ FluxLatentGrid FluxImagePipeline::grid(int64_t height, int64_t width) const {
 at::Tensor FluxImagePipeline::initial_noise(const FluxLatentGrid& grid, uint64_t seed) const {
   // Drawn in the model's dtype, as diffusers draws it (a bf16 draw is not a
   // rounded fp32 one), so that a seed gives diffusers' noise.
-  return flux_initial_noise(grid, 1, std::get<models::FluxConfig>(found_.config).in_channels / 4, seed, dtype_)
+  return flux_initial_noise(grid, 1, std::get<models::FluxConfig>(found_.config).in_channels / 4,
+                            seed, dtype_)
       .to(at::kFloat);
 }
 
-at::Tensor FluxImagePipeline::denoise(at::Tensor latents, const FluxPrompt& prompt, const FluxLatentGrid& grid,
-                                      int64_t steps, double guidance,
+at::Tensor FluxImagePipeline::denoise(at::Tensor latents, const FluxPrompt& prompt,
+                                      const FluxLatentGrid& grid, int64_t steps, double guidance,
                                       const std::function<void(int64_t, int64_t)>& after_step) {
   at::NoGradGuard no_grad;
   const auto& c = std::get<models::FluxConfig>(found_.config);
   if (prompt.prompt_embeds.dim() != 3 || prompt.prompt_embeds.size(2) != c.text_dim) {
-    throw std::invalid_argument("spdit: prompt_embeds must be (1, T, " + std::to_string(c.text_dim) + "); " +
+    throw std::invalid_argument("spdit: prompt_embeds must be (1, T, " +
+                                std::to_string(c.text_dim) + "); " +
                                 std::string(c10::str(prompt.prompt_embeds.sizes())) + " given");
   }
-  if (prompt.pooled_prompt_embeds.dim() != 2 || prompt.pooled_prompt_embeds.size(1) != c.pooled_dim) {
-    throw std::invalid_argument("spdit: pooled_prompt_embeds must be (1, " + std::to_string(c.pooled_dim) + "); " +
-                                std::string(c10::str(prompt.pooled_prompt_embeds.sizes())) + " given");
+  if (prompt.pooled_prompt_embeds.dim() != 2 ||
+      prompt.pooled_prompt_embeds.size(1) != c.pooled_dim) {
+    throw std::invalid_argument(
+        "spdit: pooled_prompt_embeds must be (1, " + std::to_string(c.pooled_dim) + "); " +
+        std::string(c10::str(prompt.pooled_prompt_embeds.sizes())) + " given");
   }
   if (latents.dim() != 3 || latents.size(1) != grid.tokens() || latents.size(2) != c.in_channels) {
-    throw std::invalid_argument("spdit: the noise must be packed (1, " + std::to_string(grid.tokens()) + ", " +
+    throw std::invalid_argument("spdit: the noise must be packed (1, " +
+                                std::to_string(grid.tokens()) + ", " +
                                 std::to_string(c.in_channels) + ") for this size; " +
                                 std::string(c10::str(latents.sizes())) + " given");
   }
@@ -135,7 +146,8 @@ at::Tensor FluxImagePipeline::denoise(at::Tensor latents, const FluxPrompt& prom
 at::Tensor FluxImagePipeline::decode(const at::Tensor& latents, const FluxLatentGrid& grid,
                                      const SequenceParallelConfig* bands) {
   at::NoGradGuard no_grad;
-  return to_uint8_image(flux_decode_latents(vae_, unpack_flux_latents(latents, grid).to(dtype_), bands));
+  return to_uint8_image(
+      flux_decode_latents(vae_, unpack_flux_latents(latents, grid).to(dtype_), bands));
 }
 
 }  // namespace spdit::pipelines

@@ -8,7 +8,8 @@
 
 namespace spdit::pipelines {
 
-at::Tensor flux_decode_latents(vae::AutoencoderKL& vae, const at::Tensor& latents, const SequenceParallelConfig* bands) {
+at::Tensor flux_decode_latents(vae::AutoencoderKL& vae, const at::Tensor& latents,
+                               const SequenceParallelConfig* bands) {
   const auto& c = vae->config();
   at::NoGradGuard no_grad;
   // In the latents' own dtype, as FluxPipeline divides before decode casts.
@@ -16,7 +17,8 @@ at::Tensor flux_decode_latents(vae::AutoencoderKL& vae, const at::Tensor& latent
   return bands ? vae->decode(z, *bands) : vae->decode(z);
 }
 
-at::Tensor flux_encode_image(vae::AutoencoderKL& vae, const at::Tensor& image, std::optional<uint64_t> sample_seed) {
+at::Tensor flux_encode_image(vae::AutoencoderKL& vae, const at::Tensor& image,
+                             std::optional<uint64_t> sample_seed) {
   const auto& c = vae->config();
   at::NoGradGuard no_grad;
   const at::Tensor moments = vae->encode_moments(image);
@@ -26,7 +28,8 @@ at::Tensor flux_encode_image(vae::AutoencoderKL& vae, const at::Tensor& image, s
     const at::Tensor std_dev = at::exp(0.5 * halves[1].clamp(-30.0, 20.0));
     auto gen = at::make_generator<at::CPUGeneratorImpl>(*sample_seed);
     // Drawn on the CPU in the moments' dtype (randn_tensor with a CPU generator).
-    const at::Tensor eps = at::randn(z.sizes(), gen, at::TensorOptions().dtype(z.scalar_type())).to(z.device());
+    const at::Tensor eps =
+        at::randn(z.sizes(), gen, at::TensorOptions().dtype(z.scalar_type())).to(z.device());
     z = z + std_dev * eps;
   }
   return (z - c.shift_factor) * c.scaling_factor;
@@ -34,8 +37,9 @@ at::Tensor flux_encode_image(vae::AutoencoderKL& vae, const at::Tensor& image, s
 
 at::Tensor to_uint8_image(const at::Tensor& decoded) {
   if (decoded.dim() != 4 || !at::isFloatingType(decoded.scalar_type())) {
-    throw std::invalid_argument("spdit: to_uint8_image takes a floating-point (B, C, H, W) image, not " +
-                                c10::str(decoded.sizes()));
+    throw std::invalid_argument(
+        "spdit: to_uint8_image takes a floating-point (B, C, H, W) image, not " +
+        c10::str(decoded.sizes()));
   }
   // denormalize in the decoder's dtype, then float32 as pt_to_numpy, then numpy_to_pil.
   const at::Tensor unit = (decoded * 0.5 + 0.5).clamp(0, 1).permute({0, 2, 3, 1}).to(at::kFloat);
@@ -45,7 +49,8 @@ at::Tensor to_uint8_image(const at::Tensor& decoded) {
 at::Tensor from_uint8_image(const at::Tensor& pixels) {
   if (pixels.dim() != 4 || pixels.scalar_type() != at::kByte) {
     throw std::invalid_argument("spdit: from_uint8_image takes uint8 (B, H, W, C) pixels, not " +
-                                std::string(c10::toString(pixels.scalar_type())) + " " + c10::str(pixels.sizes()));
+                                std::string(c10::toString(pixels.scalar_type())) + " " +
+                                c10::str(pixels.sizes()));
   }
   return (pixels.permute({0, 3, 1, 2}).to(at::kFloat) / 255.0 * 2.0 - 1.0).contiguous();
 }

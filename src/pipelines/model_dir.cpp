@@ -12,7 +12,7 @@ namespace spdit::pipelines {
 namespace {
 
 bool is_dir(const std::string& p) {
-  struct stat st{};
+  struct stat st {};
   return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
@@ -34,7 +34,8 @@ std::string stand_in(const std::string& root, const std::string& component) {
 
 std::string what_it_holds(const std::map<std::string, std::string>& components) {
   std::string s;
-  for (const auto& [name, cls] : components) s += (s.empty() ? "" : ", ") + name + "/ (" + cls + ")";
+  for (const auto& [name, cls] : components)
+    s += (s.empty() ? "" : ", ") + name + "/ (" + cls + ")";
   return s;
 }
 
@@ -44,16 +45,19 @@ ModelDir ModelDir::open(const std::string& root_in) {
   std::string root = root_in;
   while (root.size() > 1 && root.back() == '/') root.pop_back();
   if (!is_dir(root)) {
-    throw std::runtime_error("spdit: --model-dir '" + root_in + "' is not a folder; give the model's folder as "
+    throw std::runtime_error("spdit: --model-dir '" + root_in +
+                             "' is not a folder; give the model's folder as "
                              "downloaded (diffusers layout, with model_index.json)");
   }
   const std::string index = root + "/model_index.json";
   std::ifstream f(index);
   if (!f) {
-    throw std::runtime_error("spdit: '" + root + "' has no model_index.json: a model folder in diffusers' layout "
-                             "holds it beside its components (FLUX.1: scheduler/, text_encoder/, "
-                             "text_encoder_2/, tokenizer/, tokenizer_2/, transformer/, vae/). For a lone "
-                             "transformer checkpoint use --weights");
+    throw std::runtime_error(
+        "spdit: '" + root +
+        "' has no model_index.json: a model folder in diffusers' layout "
+        "holds it beside its components (FLUX.1: scheduler/, text_encoder/, "
+        "text_encoder_2/, tokenizer/, tokenizer_2/, transformer/, vae/). For a lone "
+        "transformer checkpoint use --weights");
   }
   nlohmann::json j;
   try {
@@ -77,7 +81,8 @@ ModelDir ModelDir::open(const std::string& root_in) {
   if (j.contains("_spdit_run_defaults")) {
     for (const auto& [key, value] : j["_spdit_run_defaults"].items()) {
       if (!value.is_number_integer() || value.get<int64_t>() <= 0) {
-        throw std::runtime_error("spdit: '" + index + "': _spdit_run_defaults." + key + " must be a positive whole number");
+        throw std::runtime_error("spdit: '" + index + "': _spdit_run_defaults." + key +
+                                 " must be a positive whole number");
       }
       dir.run_defaults_[key] = value.get<int64_t>();
     }
@@ -97,8 +102,10 @@ std::string ModelDir::component(const std::string& name) const {
   } else {
     os << " (and model_index.json does not list it)";
   }
-  if (name == "transformer") os << "; Black Forest Labs' flux1-*.safetensors beside model_index.json also serves";
-  if (name == "vae") os << "; Black Forest Labs' ae.safetensors beside model_index.json also serves";
+  if (name == "transformer")
+    os << "; Black Forest Labs' flux1-*.safetensors beside model_index.json also serves";
+  if (name == "vae")
+    os << "; Black Forest Labs' ae.safetensors beside model_index.json also serves";
   os << ". A " << pipeline_class_ << " folder holds " << what_it_holds(components_);
   throw std::runtime_error(os.str());
 }
@@ -113,9 +120,10 @@ void ModelDir::require(const std::vector<std::string>& names) const {
     }
   }
   if (missing.empty()) return;
-  throw std::runtime_error("spdit: the model folder '" + root_ + "' lacks " + missing + ". A " + pipeline_class_ +
-                           " folder holds " + what_it_holds(components_) +
-                           "; download the missing parts (or write a complete random one with spdit new-model)");
+  throw std::runtime_error(
+      "spdit: the model folder '" + root_ + "' lacks " + missing + ". A " + pipeline_class_ +
+      " folder holds " + what_it_holds(components_) +
+      "; download the missing parts (or write a complete random one with spdit new-model)");
 }
 
 }  // namespace spdit::pipelines

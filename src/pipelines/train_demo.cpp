@@ -38,11 +38,10 @@ double since(Clock::time_point t0) {
 // default.
 constexpr double kGuidance = 3.5;
 
-void check_options(const TrainDemoOptions &o) {
-  auto positive = [](int64_t v, const char *flag) {
+void check_options(const TrainDemoOptions& o) {
+  auto positive = [](int64_t v, const char* flag) {
     if (v <= 0)
-      throw std::invalid_argument(std::string("spdit train-demo: ") + flag +
-                                  " must be positive");
+      throw std::invalid_argument(std::string("spdit train-demo: ") + flag + " must be positive");
   };
   positive(o.vae_steps, "--vae-steps");
   positive(o.transformer_steps, "--steps");
@@ -50,11 +49,12 @@ void check_options(const TrainDemoOptions &o) {
   positive(o.transformer_batch, "--batch");
   positive(o.latent_pool, "--pool");
   if (o.transformer_hidden <= 0 || o.transformer_hidden % 16 != 0) {
-    throw std::invalid_argument("spdit train-demo: --hidden must be a positive "
-                                "multiple of 16 (heads of 16)");
+    throw std::invalid_argument(
+        "spdit train-demo: --hidden must be a positive "
+        "multiple of 16 (heads of 16)");
   }
-  if (o.image_size % 16 != 0 || o.vae_image_size % 16 != 0 ||
-      o.image_size < 32 || o.vae_image_size < 32) {
+  if (o.image_size % 16 != 0 || o.vae_image_size % 16 != 0 || o.image_size < 32 ||
+      o.vae_image_size < 32) {
     throw std::invalid_argument(
         "spdit train-demo: image sizes must be multiples of 16, at least 32");
   }
@@ -62,9 +62,9 @@ void check_options(const TrainDemoOptions &o) {
 
 // Loaded weights are the checkpoint's read-only file pages and carry no
 // gradient: give each parameter its own memory and let autograd track it.
-std::vector<at::Tensor> make_trainable(torch::nn::Module &m) {
+std::vector<at::Tensor> make_trainable(torch::nn::Module& m) {
   std::vector<at::Tensor> params;
-  for (auto &p : m.parameters(true)) {
+  for (auto& p : m.parameters(true)) {
     p.set_data(p.detach().clone());
     p.set_requires_grad(true);
     params.push_back(p);
@@ -75,62 +75,52 @@ std::vector<at::Tensor> make_trainable(torch::nn::Module &m) {
 // Gradients scaled down to a total norm of at most `max_norm` (what
 // torch.nn.utils.clip_grad_norm_ does; its C++ header needs all of
 // torch/types.h).
-void clip_grad_norm(const std::vector<at::Tensor> &params, double max_norm) {
+void clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
   at::NoGradGuard no_grad;
   double sq = 0;
-  for (const auto &p : params) {
-    if (p.grad().defined())
-      sq += p.grad().pow(2).sum().item<double>();
+  for (const auto& p : params) {
+    if (p.grad().defined()) sq += p.grad().pow(2).sum().item<double>();
   }
   const double norm = std::sqrt(sq);
-  if (norm <= max_norm)
-    return;
-  for (const auto &p : params) {
-    if (p.grad().defined())
-      p.grad().mul_(max_norm / (norm + 1e-6));
+  if (norm <= max_norm) return;
+  for (const auto& p : params) {
+    if (p.grad().defined()) p.grad().mul_(max_norm / (norm + 1e-6));
   }
 }
 
-void freeze(const std::vector<at::Tensor> &params) {
-  for (auto p : params)
-    p.set_requires_grad(false);
+void freeze(const std::vector<at::Tensor>& params) {
+  for (auto p : params) p.set_requires_grad(false);
 }
 
 // Linear warm-up over the first 5% of steps, then cosine down to a tenth.
 double learning_rate(double peak, int64_t step, int64_t steps) {
   const int64_t warm = std::max<int64_t>(1, steps / 20);
-  if (step < warm)
-    return peak * double(step + 1) / double(warm);
-  const double progress =
-      double(step - warm) / double(std::max<int64_t>(1, steps - warm));
+  if (step < warm) return peak * double(step + 1) / double(warm);
+  const double progress = double(step - warm) / double(std::max<int64_t>(1, steps - warm));
   return peak * (0.1 + 0.9 * 0.5 * (1 + std::cos(M_PI * progress)));
 }
 
-void set_lr(torch::optim::AdamW &opt, double lr) {
-  for (auto &g : opt.param_groups())
-    static_cast<torch::optim::AdamWOptions &>(g.options()).lr(lr);
+void set_lr(torch::optim::AdamW& opt, double lr) {
+  for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
 }
 
 // Progress about twenty times per phase, and at the last step.
-void report(const TrainDemoOptions &o, const char *phase, int64_t step,
-            int64_t steps, double loss, double seconds) {
-  if (!o.log || (step % std::max<int64_t>(1, steps / 20) != 0 && step != steps))
-    return;
+void report(const TrainDemoOptions& o, const char* phase, int64_t step, int64_t steps, double loss,
+            double seconds) {
+  if (!o.log || (step % std::max<int64_t>(1, steps / 20) != 0 && step != steps)) return;
   std::ostringstream s;
-  s << phase << " step " << step << "/" << steps << "  loss "
-    << std::setprecision(4) << loss << "  " << std::fixed
-    << std::setprecision(1) << seconds << " s";
+  s << phase << " step " << step << "/" << steps << "  loss " << std::setprecision(4) << loss
+    << "  " << std::fixed << std::setprecision(1) << seconds << " s";
   o.log(s.str());
 }
 
-at::Tensor batch_of_pictures(std::mt19937_64 &rng, int64_t n, int64_t size,
-                             std::vector<std::string> *prompts) {
+at::Tensor batch_of_pictures(std::mt19937_64& rng, int64_t n, int64_t size,
+                             std::vector<std::string>* prompts) {
   std::vector<at::Tensor> images;
   for (int64_t i = 0; i < n; ++i) {
     auto s = draw_random_shape(rng, size);
     images.push_back(s.image);
-    if (prompts)
-      prompts->push_back(s.prompt);
+    if (prompts) prompts->push_back(s.prompt);
   }
   return at::stack(images);
 }
@@ -138,41 +128,38 @@ at::Tensor batch_of_pictures(std::mt19937_64 &rng, int64_t n, int64_t size,
 // The autoencoder's halves, called directly: AutoencoderKL's own encode and
 // decode are inference entry points that switch autograd off.
 struct VaeHalves {
-  vae::VaeEncoderImpl *encoder;
-  vae::VaeDecoderImpl *decoder;
-  explicit VaeHalves(vae::AutoencoderKL &vae) {
+  vae::VaeEncoderImpl* encoder;
+  vae::VaeDecoderImpl* decoder;
+  explicit VaeHalves(vae::AutoencoderKL& vae) {
     auto children = vae->named_children();
     encoder = children["encoder"]->as<vae::VaeEncoderImpl>();
     decoder = children["decoder"]->as<vae::VaeDecoderImpl>();
   }
-  at::Tensor mean(const at::Tensor &x, int64_t latent_channels) const {
+  at::Tensor mean(const at::Tensor& x, int64_t latent_channels) const {
     return encoder->forward(x).narrow(1, 0, latent_channels);
   }
 };
 
 // Reconstruction: MSE on the pixels from the encoder's mean, and a light
 // pull of the latents towards 0 so that their scale stays put.
-void train_autoencoder(vae::AutoencoderKL &vae, const TrainDemoOptions &o,
-                       std::mt19937_64 &rng, TrainDemoReport &r) {
+void train_autoencoder(vae::AutoencoderKL& vae, const TrainDemoOptions& o, std::mt19937_64& rng,
+                       TrainDemoReport& r) {
   auto params = make_trainable(*vae);
   VaeHalves halves(vae);
   const int64_t latent = vae->config().latent_channels;
-  torch::optim::AdamW opt(params,
-                          torch::optim::AdamWOptions(o.vae_lr).weight_decay(0));
+  torch::optim::AdamW opt(params, torch::optim::AdamWOptions(o.vae_lr).weight_decay(0));
   const auto t0 = Clock::now();
   for (int64_t step = 0; step < o.vae_steps; ++step) {
     set_lr(opt, learning_rate(o.vae_lr, step, o.vae_steps));
     auto x = batch_of_pictures(rng, o.vae_batch, o.vae_image_size, nullptr);
     auto z = halves.mean(x, latent);
-    auto loss =
-        at::mse_loss(halves.decoder->forward(z), x) + 1e-4 * z.pow(2).mean();
+    auto loss = at::mse_loss(halves.decoder->forward(z), x) + 1e-4 * z.pow(2).mean();
     opt.zero_grad();
     loss.backward();
     clip_grad_norm(params, 1.0);
     opt.step();
     r.vae_loss.push_back(loss.item<double>());
-    report(o, "autoencoder", step + 1, o.vae_steps, r.vae_loss.back(),
-           since(t0));
+    report(o, "autoencoder", step + 1, o.vae_steps, r.vae_loss.back(), since(t0));
   }
   r.vae_seconds = since(t0);
   freeze(params);
@@ -184,8 +171,7 @@ struct Ema {
   std::vector<at::Tensor> params, shadow;
   double decay;
   Ema(std::vector<at::Tensor> p, double d) : params(std::move(p)), decay(d) {
-    for (const auto &t : params)
-      shadow.push_back(t.detach().clone());
+    for (const auto& t : params) shadow.push_back(t.detach().clone());
   }
   void update() {
     at::NoGradGuard no_grad;
@@ -194,39 +180,35 @@ struct Ema {
   }
   void copy_to_params() {
     at::NoGradGuard no_grad;
-    for (size_t i = 0; i < params.size(); ++i)
-      params[i].copy_(shadow[i]);
+    for (size_t i = 0; i < params.size(); ++i) params[i].copy_(shadow[i]);
   }
 };
 
 // T5's tokens for the longest prompt with its </s>, rounded up to 8.
-int64_t t5_tokens_needed(const std::string &dir,
-                         const std::vector<std::string> &prompts) {
+int64_t t5_tokens_needed(const std::string& dir, const std::vector<std::string>& prompts) {
   const auto tokenizer = text::T5Tokenizer::load(dir + "/tokenizer_2");
   int64_t longest = 0;
-  for (const auto &p : prompts) {
+  for (const auto& p : prompts) {
     const auto ids = tokenizer.encode(p, 512, /*warn=*/false).ids;
     longest = std::max<int64_t>(
-        longest, std::count_if(ids.begin(), ids.end(),
-                               [](int64_t id) { return id != 0; }));
+        longest, std::count_if(ids.begin(), ids.end(), [](int64_t id) { return id != 0; }));
   }
   return (longest + 7) / 8 * 8;
 }
 
 // What `spdit run --model-dir` takes where its flags are not given
 // (ModelDir::run_defaults): the size and T5 length the model learned.
-void write_run_defaults(const std::string &dir, const TrainDemoOptions &o,
-                        const TrainDemoReport &r) {
+void write_run_defaults(const std::string& dir, const TrainDemoOptions& o,
+                        const TrainDemoReport& r) {
   const std::string path = dir + "/model_index.json";
   nlohmann::json index;
   {
     std::ifstream in(path);
     index = nlohmann::json::parse(in);
   }
-  index["_spdit_run_defaults"] = {
-      {"height", o.image_size},
-      {"width", o.image_size},
-      {"max_sequence_length", r.max_sequence_length}};
+  index["_spdit_run_defaults"] = {{"height", o.image_size},
+                                  {"width", o.image_size},
+                                  {"max_sequence_length", r.max_sequence_length}};
   index["_spdit_train_demo"] = {{"seed", o.seed},
                                 {"vae_steps", o.vae_steps},
                                 {"steps", o.transformer_steps},
@@ -234,25 +216,22 @@ void write_run_defaults(const std::string &dir, const TrainDemoOptions &o,
                                 {"pool", o.latent_pool}};
   std::ofstream out(path);
   out << index.dump(2) << "\n";
-  if (!out.flush())
-    throw std::runtime_error("spdit: cannot write '" + path + "'");
+  if (!out.flush()) throw std::runtime_error("spdit: cannot write '" + path + "'");
 }
 
 // Replaces a component's weights file: the old one may still be mapped
 // (loaded weights are its pages), so it is unlinked, never truncated.
-void unlink_weights(const std::string &folder) {
+void unlink_weights(const std::string& folder) {
   std::filesystem::remove(folder + "/diffusion_pytorch_model.safetensors");
 }
 
-} // namespace
+}  // namespace
 
-TrainDemoReport train_demo_model(const std::string &dir,
-                                 const TrainDemoOptions &o) {
+TrainDemoReport train_demo_model(const std::string& dir, const TrainDemoOptions& o) {
   check_options(o);
   NewModelOptions fresh;
-  fresh.model = "flux", fresh.preset = "tiny", fresh.seed = o.seed,
-  fresh.dtype = at::kFloat;
-  write_new_model(dir, fresh); // refuses a non-empty folder before any work
+  fresh.model = "flux", fresh.preset = "tiny", fresh.seed = o.seed, fresh.dtype = at::kFloat;
+  write_new_model(dir, fresh);  // refuses a non-empty folder before any work
   TrainDemoReport r;
   std::mt19937_64 rng(o.seed);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed + 1000);
@@ -264,8 +243,7 @@ TrainDemoReport train_demo_model(const std::string &dir,
   auto vae_config = vae::load_autoencoder(dir, at::kFloat).model->config();
   vae_config.norm_num_groups = 8;
   unlink_weights(dir + "/vae");
-  vae::write_random_autoencoder(dir + "/vae", vae_config, o.seed + 3,
-                                at::kFloat);
+  vae::write_random_autoencoder(dir + "/vae", vae_config, o.seed + 3, at::kFloat);
   auto vae = vae::load_autoencoder(dir, at::kFloat).model;
   train_autoencoder(vae, o, rng, r);
 
@@ -279,9 +257,8 @@ TrainDemoReport train_demo_model(const std::string &dir,
     VaeHalves halves(vae);
     std::vector<at::Tensor> chunks;
     for (int64_t done = 0; done < o.latent_pool; done += 32) {
-      auto x =
-          batch_of_pictures(rng, std::min<int64_t>(32, o.latent_pool - done),
-                            o.image_size, &pool_prompts);
+      auto x = batch_of_pictures(rng, std::min<int64_t>(32, o.latent_pool - done), o.image_size,
+                                 &pool_prompts);
       chunks.push_back(halves.mean(x, vae->config().latent_channels));
     }
     latents = at::cat(chunks);
@@ -293,8 +270,7 @@ TrainDemoReport train_demo_model(const std::string &dir,
   config.scaling_factor = r.latent_scale;
   unlink_weights(dir + "/vae");
   vae::write_autoencoder(dir + "/vae", vae, config, at::kFloat);
-  const auto x0_pool =
-      pack_flux_latents((latents - r.latent_shift) * r.latent_scale);
+  const auto x0_pool = pack_flux_latents((latents - r.latent_shift) * r.latent_scale);
 
   // 2. The transformer, wider than the tiny preset's 64 (a 64-wide one
   // learns the colours but not yet clean shapes in this many steps), and
@@ -305,11 +281,11 @@ TrainDemoReport train_demo_model(const std::string &dir,
   flux_config.hidden = o.transformer_hidden;
   flux_config.heads = o.transformer_hidden / flux_config.head_dim;
   {
-    auto fresh_model = models::make_pipeline(
-        flux_config, o.seed, models::Weights::kSeeded, at::kFloat);
+    auto fresh_model =
+        models::make_pipeline(flux_config, o.seed, models::Weights::kSeeded, at::kFloat);
     unlink_weights(dir + "/transformer");
-    checkpoints::write_transformer_folder(dir + "/transformer", flux_config,
-                                          fresh_model->model(), at::kFloat);
+    checkpoints::write_transformer_folder(dir + "/transformer", flux_config, fresh_model->model(),
+                                          at::kFloat);
   }
   FluxImagePipeline flux(ModelDir::open(dir), at::kFloat);
   const auto prompts = all_shape_prompts();
@@ -317,7 +293,7 @@ TrainDemoReport train_demo_model(const std::string &dir,
   flux.set_max_sequence_length(r.max_sequence_length);
   std::map<std::string, int64_t> prompt_index;
   std::vector<at::Tensor> t5, clip;
-  for (const auto &p : prompts) {
+  for (const auto& p : prompts) {
     prompt_index[p] = static_cast<int64_t>(t5.size());
     auto e = flux.encode(p);
     t5.push_back(e.prompt_embeds);
@@ -325,22 +301,20 @@ TrainDemoReport train_demo_model(const std::string &dir,
   }
   const auto t5_all = at::cat(t5), clip_all = at::cat(clip);
   std::vector<int64_t> which;
-  for (const auto &p : pool_prompts)
-    which.push_back(prompt_index.at(p));
+  for (const auto& p : pool_prompts) which.push_back(prompt_index.at(p));
   const auto pool_text = at::tensor(which, at::kLong);
 
-  auto &model = flux.transformer();
+  auto& model = flux.transformer();
   auto params = make_trainable(model);
   Ema ema(params, 0.995);
-  torch::optim::AdamW opt(
-      params, torch::optim::AdamWOptions(o.transformer_lr).weight_decay(0));
+  torch::optim::AdamW opt(params, torch::optim::AdamWOptions(o.transformer_lr).weight_decay(0));
   const auto grid = flux.grid(o.image_size, o.image_size);
   const auto img_ids = flux_latent_image_ids(grid);
   const auto txt_ids = at::zeros({t5_all.size(1), 3});
   // t as FLUX.1 draws it in training: logit-normal, then shifted by the same
   // mu the scheduler shifts its sigmas with at this token count.
-  const double shift = std::exp(flux_time_shift_mu(
-      grid.tokens(), FlowMatchEulerConfig::from_model_dir(dir)));
+  const double shift =
+      std::exp(flux_time_shift_mu(grid.tokens(), FlowMatchEulerConfig::from_model_dir(dir)));
   const int64_t b = o.transformer_batch;
   const auto t0 = Clock::now();
   for (int64_t step = 0; step < o.transformer_steps; ++step) {
@@ -354,13 +328,12 @@ TrainDemoReport train_demo_model(const std::string &dir,
     auto tv = t.view({b, 1, 1});
     auto xt = (1 - tv) * x0 + tv * noise;
     auto v = model
-                 .call({xt},
-                       {{"encoder_hidden_states", t5_all.index_select(0, text)},
-                        {"pooled_projections", clip_all.index_select(0, text)},
-                        {"timestep", t},
-                        {"img_ids", img_ids},
-                        {"txt_ids", txt_ids},
-                        {"guidance", at::full({b}, kGuidance)}})
+                 .call({xt}, {{"encoder_hidden_states", t5_all.index_select(0, text)},
+                              {"pooled_projections", clip_all.index_select(0, text)},
+                              {"timestep", t},
+                              {"img_ids", img_ids},
+                              {"txt_ids", txt_ids},
+                              {"guidance", at::full({b}, kGuidance)}})
                  .tensor();
     auto loss = at::mse_loss(v, noise - x0);
     opt.zero_grad();
@@ -369,17 +342,16 @@ TrainDemoReport train_demo_model(const std::string &dir,
     opt.step();
     ema.update();
     r.transformer_loss.push_back(loss.item<double>());
-    report(o, "transformer", step + 1, o.transformer_steps,
-           r.transformer_loss.back(), since(t0));
+    report(o, "transformer", step + 1, o.transformer_steps, r.transformer_loss.back(), since(t0));
   }
   r.transformer_seconds = since(t0);
   ema.copy_to_params();
   freeze(params);
   unlink_weights(dir + "/transformer");
-  checkpoints::write_transformer_folder(
-      dir + "/transformer", flux.transformer_info().config, model, at::kFloat);
+  checkpoints::write_transformer_folder(dir + "/transformer", flux.transformer_info().config, model,
+                                        at::kFloat);
   write_run_defaults(dir, o, r);
   return r;
 }
 
-} // namespace spdit::pipelines
+}  // namespace spdit::pipelines

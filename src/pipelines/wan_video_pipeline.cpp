@@ -228,9 +228,11 @@ at::Tensor wan_video_to_uint8(const at::Tensor& video) {
   return (x * 255).round().to(at::kByte).permute({1, 2, 3, 0}).contiguous();
 }
 
-at::Tensor WanVideoPipeline::decode(const at::Tensor& latents, const SequenceParallelConfig* bands) {
+at::Tensor WanVideoPipeline::decode(const at::Tensor& latents,
+                                    const SequenceParallelConfig* bands) {
   at::NoGradGuard no_grad;
-  const auto z = vae::denormalize_wan_latents(latents.to(at::kFloat), vae_->config()).to(vae_->dtype());
+  const auto z =
+      vae::denormalize_wan_latents(latents.to(at::kFloat), vae_->config()).to(vae_->dtype());
   return wan_video_to_uint8(bands ? vae_->decode(z, *bands) : vae_->decode(z));
 }
 

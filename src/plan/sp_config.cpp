@@ -8,11 +8,10 @@ namespace spdit {
 void SequenceParallelConfig::setup(int rank, int world_size, at::Device device) {
   World& world = current_world();
   if (rank != world.rank() || world_size != world.size()) {
-    throw std::invalid_argument("spdit: SequenceParallelConfig::setup(rank=" + std::to_string(rank) +
-                                ", world_size=" + std::to_string(world_size) +
-                                ") does not match the distributed runtime (rank " +
-                                std::to_string(world.rank()) + " of " +
-                                std::to_string(world.size()) + ")");
+    throw std::invalid_argument(
+        "spdit: SequenceParallelConfig::setup(rank=" + std::to_string(rank) + ", world_size=" +
+        std::to_string(world_size) + ") does not match the distributed runtime (rank " +
+        std::to_string(world.rank()) + " of " + std::to_string(world.size()) + ")");
   }
   if (device.type() != world.options().device().type()) {
     throw std::invalid_argument("spdit: SequenceParallelConfig::setup on device " + device.str() +

@@ -24,8 +24,9 @@ void validate_path(const std::string& path) {
   std::stringstream ss(path);
   while (std::getline(ss, segment, '.')) {
     if (segment.empty()) {
-      reject(module_label(path), "empty path segment; paths are dotted names as "
-                                 "named_modules() gives them, e.g. \"blocks.0.attn\"");
+      reject(module_label(path),
+             "empty path segment; paths are dotted names as "
+             "named_modules() gives them, e.g. \"blocks.0.attn\"");
     }
     if (segment.find('*') != std::string::npos) {
       if (segment != "*") reject(module_label(path), "'*' must stand alone as a whole segment");
@@ -67,15 +68,17 @@ void validate_input_spec(const std::string& where, const AnySpec& spec, bool int
       reject(where, "text_len_source is an empty parameter name");
     }
   } else {
-    reject(where, "a SequenceParallelOutput stands in an input map; outputs are gathered with "
-                  "`\"path\": SequenceParallelOutput(...)`, not under a parameter or index");
+    reject(where,
+           "a SequenceParallelOutput stands in an input map; outputs are gathered with "
+           "`\"path\": SequenceParallelOutput(...)`, not under a parameter or index");
   }
   if (int_key && !split_output) {
     reject(where, "an integer key names a module output, which needs split_output=true");
   }
   if (!int_key && split_output) {
-    reject(where, "split_output=true needs an integer output index as its key, not a "
-                  "parameter name");
+    reject(where,
+           "split_output=true needs an integer output index as its key, not a "
+           "parameter name");
   }
 }
 
@@ -98,8 +101,10 @@ std::string describe(const AnySpec& spec) {
     if (s->auto_pad) os << ", auto_pad=True";
   } else if (auto* p = std::get_if<SequenceParallelPartialInput>(&spec)) {
     os << "SequenceParallelPartialInput(split_dim=" << p->split_dim << ", text_len_source=";
-    if (auto* n = std::get_if<std::string>(&p->text_len_source)) os << "\"" << *n << "\"";
-    else os << std::get<int64_t>(p->text_len_source);
+    if (auto* n = std::get_if<std::string>(&p->text_len_source))
+      os << "\"" << *n << "\"";
+    else
+      os << std::get<int64_t>(p->text_len_source);
     dims(p->expected_dims);
     if (p->split_output) os << ", split_output=True";
   } else {
@@ -123,7 +128,8 @@ std::string describe(const SequenceParallelModelPlan& plan) {
     os << "\"" << path << "\":" << (is_optional(entry) ? " (optional)" : "");
     if (auto* in = std::get_if<SequenceParallelInputType>(&entry)) {
       os << "\n";
-      for (const auto& [key, specs] : *in) os << "    " << describe(key) << ": " << list(specs) << "\n";
+      for (const auto& [key, specs] : *in)
+        os << "    " << describe(key) << ": " << list(specs) << "\n";
     } else {
       os << " " << list(std::get<SequenceParallelOutputType>(entry).specs) << "\n";
     }
@@ -164,8 +170,9 @@ void validate_sp_plan(const SequenceParallelModelPlan& plan) {
         const std::string owhere = out.is_list ? where + "[" + std::to_string(i) + "]" : where;
         auto* o = std::get_if<SequenceParallelOutput>(&out.items[i]);
         if (!o) {
-          reject(owhere, "an input spec stands where outputs are gathered; split inputs with "
-                         "`\"path\": {\"param\": SequenceParallelInput(...)}`");
+          reject(owhere,
+                 "an input spec stands where outputs are gathered; split inputs with "
+                 "`\"path\": {\"param\": SequenceParallelInput(...)}`");
         }
         check_dim(owhere, "gather_dim", o->gather_dim, o->expected_dims);
       }

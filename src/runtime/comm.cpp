@@ -3,8 +3,8 @@
 #include <atomic>
 #include <cstring>
 #include <sstream>
-#include <thread>
 #include <stdexcept>
+#include <thread>
 
 #include "group_impl.h"
 
@@ -67,7 +67,8 @@ at::Tensor all_to_all(const Group& group, const at::Tensor& x, int64_t scatter_d
   // backend's equal-split all-to-all moves exactly one chunk per peer. Where
   // the chunks already lie one after another (scatter along the first
   // non-unit dim) this is a view, not a copy.
-  auto send = to_wire(x.unflatten(scatter_dim, {p, x.size(scatter_dim) / p}).movedim(scatter_dim, 0).contiguous());
+  auto send = to_wire(
+      x.unflatten(scatter_dim, {p, x.size(scatter_dim) / p}).movedim(scatter_dim, 0).contiguous());
   auto recv = at::empty_like(send);
   std::vector<int64_t> equal_splits;
   wait_work(g, g.pg->alltoall_base(recv, send, equal_splits, equal_splits), "all_to_all");
@@ -145,8 +146,9 @@ void broadcast(const Group& group, at::Tensor& x, int root) {
   auto& g = group.impl();
   const int64_t p = group.size();
   if (root < 0 || root >= p) {
-    throw std::invalid_argument("spdit: broadcast on group '" + g.name + "': root " + std::to_string(root) +
-                                " is not a rank of its " + std::to_string(p));
+    throw std::invalid_argument("spdit: broadcast on group '" + g.name + "': root " +
+                                std::to_string(root) + " is not a rank of its " +
+                                std::to_string(p));
   }
   if (p == 1) return;
   if (!x.is_contiguous()) throw std::invalid_argument("spdit: broadcast needs a contiguous tensor");
@@ -154,8 +156,10 @@ void broadcast(const Group& group, at::Tensor& x, int root) {
   c10d::BroadcastOptions options;
   options.rootRank = root;
   wait_work(g, g.pg->broadcast(ts, options), "broadcast");
-  if (g.rank == root) g.counters->record("broadcast", nbytes(x) * (p - 1), 0);
-  else g.counters->record("broadcast", 0, nbytes(x));
+  if (g.rank == root)
+    g.counters->record("broadcast", nbytes(x) * (p - 1), 0);
+  else
+    g.counters->record("broadcast", 0, nbytes(x));
 }
 
 std::string broadcast_bytes(const Group& group, const std::string& bytes, int root) {
@@ -175,7 +179,9 @@ namespace {
 std::atomic<int64_t> g_simulated_link_us{0};
 }
 
-void RingExchange::set_simulated_link_time(std::chrono::microseconds t) { g_simulated_link_us = t.count(); }
+void RingExchange::set_simulated_link_time(std::chrono::microseconds t) {
+  g_simulated_link_us = t.count();
+}
 
 struct AllGatherInFlight::Impl {
   const Group::Impl* group = nullptr;
@@ -185,7 +191,8 @@ struct AllGatherInFlight::Impl {
   bool done = false;
 };
 
-AllGatherInFlight::AllGatherInFlight(const Group& group, const at::Tensor& x) : impl_(std::make_unique<Impl>()) {
+AllGatherInFlight::AllGatherInFlight(const Group& group, const at::Tensor& x)
+    : impl_(std::make_unique<Impl>()) {
   auto& g = group.impl();
   impl_->group = &g;
   impl_->dtype = x.scalar_type();

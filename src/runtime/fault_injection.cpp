@@ -48,7 +48,8 @@ void fault_point(const char* name, int rank) {
   Fault& f = fault();
   if (!f.armed || rank != f.rank || f.point != name) return;
   if (++f.seen == f.after) {
-    std::cerr << "spdit: SPDIT_FAULT: killing rank " << rank << " at " << name << " #" << f.after << std::endl;
+    std::cerr << "spdit: SPDIT_FAULT: killing rank " << rank << " at " << name << " #" << f.after
+              << std::endl;
     kill(getpid(), SIGKILL);
   }
 }

@@ -22,7 +22,8 @@ class Liveness {
   /// The ranks among `ranks` whose heartbeat did not move for ~1.5 s, less
   /// those that announced they left after an error of their own (`left`);
   /// an empty answer with `store_lost` set when the store itself is gone.
-  std::vector<int> stopped(const std::vector<int>& ranks, std::vector<int>& left, bool& store_lost) const;
+  std::vector<int> stopped(const std::vector<int>& ranks, std::vector<int>& left,
+                           bool& store_lost) const;
   /// Tells the others that this rank is leaving because of an error it saw.
   void announce_leaving() const;
 
@@ -46,7 +47,6 @@ struct Group::Impl {
 /// Waits on c10d work; turns a backend failure into an error that names the
 /// operation, the group, its ranks and the timeout, since a failed wait almost
 /// always means a peer died or never arrived.
-void wait_work(const Group::Impl& g, const c10::intrusive_ptr<c10d::Work>& work,
-               const char* op);
+void wait_work(const Group::Impl& g, const c10::intrusive_ptr<c10d::Work>& work, const char* op);
 
 }  // namespace spdit

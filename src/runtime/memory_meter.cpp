@@ -45,15 +45,17 @@ class MeteredCpuAllocator final : public c10::Allocator {
     const int64_t limit = g_limit.load(std::memory_order_relaxed);
     const int64_t live = g_live.load(std::memory_order_relaxed);
     if (limit > 0 && live + static_cast<int64_t>(n) > limit) {
-      throw TensorMemoryLimitExceeded("out of memory: a tensor of " + gb(static_cast<int64_t>(n)) + " on top of the " +
-                                      gb(live) + " this rank holds needs more than the " + gb(limit) +
-                                      " it may use" + g_limit_share +
-                                      ". Ask for less (smaller sizes, a smaller model) or spread the work over "
-                                      "more ranks");
+      throw TensorMemoryLimitExceeded(
+          "out of memory: a tensor of " + gb(static_cast<int64_t>(n)) + " on top of the " +
+          gb(live) + " this rank holds needs more than the " + gb(limit) + " it may use" +
+          g_limit_share +
+          ". Ask for less (smaller sizes, a smaller model) or spread the work over "
+          "more ranks");
     }
     char* base = static_cast<char*>(g_inner->raw_allocate(n + kHeader));
     *reinterpret_cast<int64_t*>(base) = static_cast<int64_t>(n);
-    raise_peak(g_live.fetch_add(static_cast<int64_t>(n), std::memory_order_relaxed) + static_cast<int64_t>(n));
+    raise_peak(g_live.fetch_add(static_cast<int64_t>(n), std::memory_order_relaxed) +
+               static_cast<int64_t>(n));
     void* data = base + kHeader;
     return {data, data, &free_counted, c10::Device(c10::DeviceType::CPU)};
   }

@@ -7,20 +7,21 @@ namespace spdit {
 
 RankLayout compute_rank_layout(int rank, int world_size, int u, int r, int cfg) {
   if (u < 1 || r < 1) {
-    throw std::invalid_argument("spdit: ulysses_degree=" + std::to_string(u) +
-                                " and ring_degree=" + std::to_string(r) +
-                                " must both be at least 1");
+    throw std::invalid_argument("spdit: ulysses_degree=" + std::to_string(u) + " and ring_degree=" +
+                                std::to_string(r) + " must both be at least 1");
   }
   if (cfg != 1 && cfg != 2) {
-    throw std::invalid_argument("spdit: cfg_degree=" + std::to_string(cfg) +
-                                " must be 1 or 2: guidance has two branches (conditional, unconditional)");
+    throw std::invalid_argument(
+        "spdit: cfg_degree=" + std::to_string(cfg) +
+        " must be 1 or 2: guidance has two branches (conditional, unconditional)");
   }
   if (cfg > 1 && cfg * u * r != world_size) {
-    throw std::invalid_argument("spdit: cfg_degree * ulysses_degree * ring_degree = " + std::to_string(cfg) + " * " +
-                                std::to_string(u) + " * " + std::to_string(r) + " = " + std::to_string(cfg * u * r) +
-                                " but the world has " + std::to_string(world_size) +
-                                " ranks; choose degrees whose product is " + std::to_string(world_size) +
-                                " (or start " + std::to_string(cfg * u * r) + " ranks)");
+    throw std::invalid_argument(
+        "spdit: cfg_degree * ulysses_degree * ring_degree = " + std::to_string(cfg) + " * " +
+        std::to_string(u) + " * " + std::to_string(r) + " = " + std::to_string(cfg * u * r) +
+        " but the world has " + std::to_string(world_size) +
+        " ranks; choose degrees whose product is " + std::to_string(world_size) + " (or start " +
+        std::to_string(cfg * u * r) + " ranks)");
   }
   if (u * r * cfg != world_size) {
     throw std::invalid_argument(
@@ -52,15 +53,18 @@ ParallelState::ParallelState(World& world, int ulysses_degree, int ring_degree, 
       ulysses_degree_(ulysses_degree),
       ring_degree_(ring_degree),
       cfg_degree_(cfg_degree),
-      layout_(compute_rank_layout(world.rank(), world.size(), ulysses_degree, ring_degree, cfg_degree)) {
+      layout_(compute_rank_layout(world.rank(), world.size(), ulysses_degree, ring_degree,
+                                  cfg_degree)) {
   const std::string gen = "sp" + std::to_string(world.next_generation());
   // Without CFG the SP group is the world.
-  sp_ = cfg_degree == 1 ? world.group()
-                        : world.new_group(layout_.sp_group, gen + "/sp" + std::to_string(layout_.cfg_rank));
-  ulysses_ = world.new_group(layout_.ulysses_group, gen + "/ulysses" + std::to_string(layout_.cfg_rank) + "." +
-                                                        std::to_string(layout_.ring_rank));
-  ring_ = world.new_group(layout_.ring_group, gen + "/ring" + std::to_string(layout_.cfg_rank) + "." +
-                                                  std::to_string(layout_.ulysses_rank));
+  sp_ = cfg_degree == 1
+            ? world.group()
+            : world.new_group(layout_.sp_group, gen + "/sp" + std::to_string(layout_.cfg_rank));
+  ulysses_ =
+      world.new_group(layout_.ulysses_group, gen + "/ulysses" + std::to_string(layout_.cfg_rank) +
+                                                 "." + std::to_string(layout_.ring_rank));
+  ring_ = world.new_group(layout_.ring_group, gen + "/ring" + std::to_string(layout_.cfg_rank) +
+                                                  "." + std::to_string(layout_.ulysses_rank));
   cfg_ = world.new_group(layout_.cfg_group, gen + "/cfg" + std::to_string(layout_.sp_rank));
 }
 

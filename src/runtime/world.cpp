@@ -8,6 +8,9 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -15,9 +18,6 @@
 #include <sstream>
 #include <stdexcept>
 #include <thread>
-#include <netdb.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
@@ -88,8 +88,8 @@ c10::intrusive_ptr<c10d::ProcessGroup> make_process_group(
 
 // Each rank announces itself in the store; a rank that does not within the
 // timeout is named, instead of the whole job blocking inside a backend.
-void announce_and_wait_for_peers(c10d::Store& store, const std::string& prefix, int rank,
-                                 int size, std::chrono::milliseconds timeout) {
+void announce_and_wait_for_peers(c10d::Store& store, const std::string& prefix, int rank, int size,
+                                 std::chrono::milliseconds timeout) {
   store.set(prefix + "/joined/" + std::to_string(rank), std::vector<uint8_t>{1});
   std::vector<std::string> keys;
   for (int r = 0; r < size; ++r) keys.push_back(prefix + "/joined/" + std::to_string(r));
@@ -123,8 +123,9 @@ void check_resolves(const std::string& addr) {
   const int rc = getaddrinfo(addr.c_str(), nullptr, &hints, &res);
   if (res) freeaddrinfo(res);
   if (rc != 0) {
-    throw std::runtime_error("spdit: MASTER_ADDR='" + addr + "' does not resolve (" + gai_strerror(rc) +
-                             "); set it to node 0's host name or IP address (`spdit launch --master-addr`)");
+    throw std::runtime_error(
+        "spdit: MASTER_ADDR='" + addr + "' does not resolve (" + gai_strerror(rc) +
+        "); set it to node 0's host name or IP address (`spdit launch --master-addr`)");
   }
 }
 
@@ -139,7 +140,8 @@ std::string job_id_from_env() {
   return "";
 }
 
-void check_same_job(c10d::Store& store, int rank, const std::string& where, std::chrono::milliseconds timeout) {
+void check_same_job(c10d::Store& store, int rank, const std::string& where,
+                    std::chrono::milliseconds timeout) {
   const std::string mine = job_id_from_env();
   const std::string key = "spdit/job_id";
   if (rank == 0) {
@@ -150,17 +152,21 @@ void check_same_job(c10d::Store& store, int rank, const std::string& where, std:
     store.wait({key}, timeout);
   } catch (const std::exception&) {
     throw std::runtime_error("spdit: rank " + std::to_string(rank) + ": the store at " + where +
-                             " never said which job it serves within " + std::to_string(timeout.count() / 1000.0) +
+                             " never said which job it serves within " +
+                             std::to_string(timeout.count() / 1000.0) +
                              " s; is rank 0 of this job, or another program, on that port?");
   }
   const auto got = store.get(key);
   const std::string theirs(got.begin(), got.end());
   if (theirs != mine) {
-    auto shown = [](const std::string& id) { return id.empty() ? std::string("(none)") : "'" + id + "'"; };
-    throw std::runtime_error("spdit: rank " + std::to_string(rank) + " of job " + shown(mine) +
-                             " reached the rendezvous store at " + where + " of another job, " + shown(theirs) +
-                             ": two jobs use the same MASTER_PORT; give each job its own port (leave "
-                             "`spdit launch --master-port` out to get a free one)");
+    auto shown = [](const std::string& id) {
+      return id.empty() ? std::string("(none)") : "'" + id + "'";
+    };
+    throw std::runtime_error(
+        "spdit: rank " + std::to_string(rank) + " of job " + shown(mine) +
+        " reached the rendezvous store at " + where + " of another job, " + shown(theirs) +
+        ": two jobs use the same MASTER_PORT; give each job its own port (leave "
+        "`spdit launch --master-port` out to get a free one)");
   }
 }
 
@@ -252,7 +258,8 @@ double timeout_from_env() {
     used = 0;
   }
   // A year: beyond it the milliseconds overflow, and no wait is meant.
-  if (used == 0 || used != std::strlen(t) || !std::isfinite(seconds) || seconds <= 0 || seconds > 3.2e7) {
+  if (used == 0 || used != std::strlen(t) || !std::isfinite(seconds) || seconds <= 0 ||
+      seconds > 3.2e7) {
     throw std::runtime_error(std::string("spdit: SPDIT_TIMEOUT='") + t +
                              "' is not a positive number of seconds (up to a year); set it like "
                              "SPDIT_TIMEOUT=300, or unset it for the default of 300 s");
@@ -382,8 +389,10 @@ void wait_work(const Group::Impl& g, const c10::intrusive_ptr<c10d::Work>& work,
     } else {
       // No rank is known dead: a wait that timed out everywhere, or a rank
       // whose own error came first; those that recorded one are named.
-      os << "a peer died, exited early or did not answer within " << g.timeout.count() / 1000.0 << " s";
-      if (!left.empty()) os << " (rank(s) [" << join_ints(left) << "] failed too; their errors say why)";
+      os << "a peer died, exited early or did not answer within " << g.timeout.count() / 1000.0
+         << " s";
+      if (!left.empty())
+        os << " (rank(s) [" << join_ints(left) << "] failed too; their errors say why)";
     }
     std::string backend = e.what();
     os << ". Backend said: " << backend.substr(0, backend.find('\n'));
@@ -405,8 +414,8 @@ std::shared_ptr<World> init_from_env(const RuntimeOptions& options) {
   std::string addr = env_or_throw("MASTER_ADDR");
   int port = parse_int_env("MASTER_PORT", env_or_throw("MASTER_PORT"));
   if (impl->size < 1 || impl->rank < 0 || impl->rank >= impl->size) {
-    throw std::runtime_error("spdit: RANK=" + std::to_string(impl->rank) + " is not in [0, WORLD_SIZE=" +
-                             std::to_string(impl->size) + ")");
+    throw std::runtime_error("spdit: RANK=" + std::to_string(impl->rank) +
+                             " is not in [0, WORLD_SIZE=" + std::to_string(impl->size) + ")");
   }
   if (port <= 0 || port > 65535) {
     throw std::runtime_error("spdit: MASTER_PORT=" + std::to_string(port) + " is not a TCP port");
@@ -430,10 +439,11 @@ std::shared_ptr<World> init_from_env(const RuntimeOptions& options) {
   } catch (const std::exception& e) {
     const std::string why = first_line(e.what());
     if (impl->rank == 0 && why.find("ddress already in use") != std::string::npos) {
-      throw std::runtime_error("spdit: rank 0 cannot host the rendezvous store: port " + std::to_string(port) +
-                               " (MASTER_PORT) is in use, by another job's store or another program; give "
-                               "each job its own port (`spdit launch` picks a free one when --master-port "
-                               "is left out)");
+      throw std::runtime_error(
+          "spdit: rank 0 cannot host the rendezvous store: port " + std::to_string(port) +
+          " (MASTER_PORT) is in use, by another job's store or another program; give "
+          "each job its own port (`spdit launch` picks a free one when --master-port "
+          "is left out)");
     }
     throw std::runtime_error("spdit: rank " + std::to_string(impl->rank) +
                              " could not reach the rendezvous store at " + addr + ":" +
@@ -485,7 +495,8 @@ void run_in_process(int world_size, const std::function<void(World&)>& fn,
     try {
       std::rethrow_exception(first);
     } catch (const c10::Error& e) {
-      throw std::runtime_error("rank " + std::to_string(first_rank) + ": " + e.what_without_backtrace());
+      throw std::runtime_error("rank " + std::to_string(first_rank) + ": " +
+                               e.what_without_backtrace());
     } catch (const std::exception& e) {
       throw std::runtime_error("rank " + std::to_string(first_rank) + ": " + e.what());
     }

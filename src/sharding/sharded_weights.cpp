@@ -87,12 +87,15 @@ struct ShardedWeights::Impl {
   }
 };
 
-ShardedWeights::ShardedWeights(torch::nn::Module& model, const Group& group) : impl_(std::make_unique<Impl>()) {
+ShardedWeights::ShardedWeights(torch::nn::Module& model, const Group& group)
+    : impl_(std::make_unique<Impl>()) {
   impl_->group = group;
   const auto modules = blocks_of(model);
   if (modules.empty()) {
-    throw std::invalid_argument("spdit: --shard-weights shards a model's blocks (the modules of its top-level "
-                                "ModuleLists), and '" + model.name() + "' has none");
+    throw std::invalid_argument(
+        "spdit: --shard-weights shards a model's blocks (the modules of its top-level "
+        "ModuleLists), and '" +
+        model.name() + "' has none");
   }
   const int64_t p = group.size(), r = group.rank();
   impl_->blocks.resize(modules.size());
@@ -138,7 +141,8 @@ void ShardedWeights::unshard() {
 int64_t ShardedWeights::block_bytes() const {
   int64_t n = 0;
   for (const auto& b : impl_->blocks) {
-    for (const auto& buf : b.buffers) n += buf.total * static_cast<int64_t>(buf.shard.element_size());
+    for (const auto& buf : b.buffers)
+      n += buf.total * static_cast<int64_t>(buf.shard.element_size());
   }
   return n;
 }
@@ -151,7 +155,9 @@ int64_t ShardedWeights::kept_bytes() const {
   return n;
 }
 
-int64_t ShardedWeights::received_bytes_per_forward() const { return kept_bytes() * (impl_->group.size() - 1); }
+int64_t ShardedWeights::received_bytes_per_forward() const {
+  return kept_bytes() * (impl_->group.size() - 1);
+}
 
 int64_t ShardedWeights::predict_received_bytes_per_forward(torch::nn::Module& model, int ranks) {
   int64_t bytes = 0;
@@ -159,7 +165,8 @@ int64_t ShardedWeights::predict_received_bytes_per_forward(torch::nn::Module& mo
     std::map<at::ScalarType, int64_t> total;  // elements per dtype, as the flat buffers group them
     for (const auto& param : block->parameters()) total[param.scalar_type()] += param.numel();
     for (const auto& [dtype, n] : total) {
-      bytes += (n + ranks - 1) / ranks * static_cast<int64_t>(c10::elementSize(dtype)) * (ranks - 1);
+      bytes +=
+          (n + ranks - 1) / ranks * static_cast<int64_t>(c10::elementSize(dtype)) * (ranks - 1);
     }
   }
   return bytes;

@@ -15,7 +15,8 @@ constexpr double kNormEps = 1e-6;
 
 // Lazy pages: a real-size autoencoder costs nothing until its checkpoint's
 // tensors (or the writer's random ones) replace these.
-at::Tensor param(torch::nn::Module& m, const std::string& name, at::IntArrayRef shape, at::ScalarType dtype) {
+at::Tensor param(torch::nn::Module& m, const std::string& name, at::IntArrayRef shape,
+                 at::ScalarType dtype) {
   return m.register_parameter(name, models::lazy_empty(shape, dtype), /*requires_grad=*/false);
 }
 
@@ -38,9 +39,9 @@ at::Tensor Conv2dImpl::forward(const at::Tensor& x) {
   // the width is padded here. The decoder's convolutions are all 3x3,
   // stride 1, padding 1 (or 1x1); the encoder's stride-2 ones do not band.
   if (stride_ != 1 || 2 * padding_ + 1 != kernel_) {
-    throw std::logic_error("spdit: a " + std::to_string(kernel_) + "x" + std::to_string(kernel_) + " convolution of stride " +
-                           std::to_string(stride_) + " and padding " + std::to_string(padding_) +
-                           " cannot run on row bands");
+    throw std::logic_error("spdit: a " + std::to_string(kernel_) + "x" + std::to_string(kernel_) +
+                           " convolution of stride " + std::to_string(stride_) + " and padding " +
+                           std::to_string(padding_) + " cannot run on row bands");
   }
   return banded_conv2d(*bands, x, weight, bias, padding_);
 }
@@ -52,18 +53,21 @@ VaeLinearImpl::VaeLinearImpl(int64_t in, int64_t out, at::ScalarType dtype) {
 
 at::Tensor VaeLinearImpl::forward(const at::Tensor& x) { return at::linear(x, weight, bias); }
 
-GroupNormImpl::GroupNormImpl(int64_t groups, int64_t channels, at::ScalarType dtype) : groups_(groups) {
+GroupNormImpl::GroupNormImpl(int64_t groups, int64_t channels, at::ScalarType dtype)
+    : groups_(groups) {
   weight = param(*this, "weight", {channels}, dtype);
   bias = param(*this, "bias", {channels}, dtype);
 }
 
 at::Tensor GroupNormImpl::forward(const at::Tensor& x) {
   const RowBandScope* bands = RowBandScope::current();
-  if (bands && bands->size() > 1) return banded_group_norm(*bands, x, groups_, weight, bias, kNormEps);
+  if (bands && bands->size() > 1)
+    return banded_group_norm(*bands, x, groups_, weight, bias, kNormEps);
   return at::group_norm(x, groups_, weight, bias, kNormEps);
 }
 
-ResnetBlock2DImpl::ResnetBlock2DImpl(int64_t in, int64_t out, int64_t groups, at::ScalarType dtype) {
+ResnetBlock2DImpl::ResnetBlock2DImpl(int64_t in, int64_t out, int64_t groups,
+                                     at::ScalarType dtype) {
   norm1_ = register_module("norm1", GroupNorm(groups, in, dtype));
   conv1_ = register_module("conv1", Conv2d(in, out, 3, 1, 1, dtype));
   norm2_ = register_module("norm2", GroupNorm(groups, out, dtype));
@@ -93,7 +97,8 @@ VaeAttentionImpl::VaeAttentionImpl(int64_t channels, int64_t groups, at::ScalarT
 at::Tensor VaeAttentionImpl::forward(const at::Tensor& x) {
   const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   // (B, C, H, W) -> (B, H*W, C): one token per pixel, one head of width C.
-  const at::Tensor tokens = group_norm_->forward(x).reshape({b, c, h * w}).transpose(1, 2).contiguous();
+  const at::Tensor tokens =
+      group_norm_->forward(x).reshape({b, c, h * w}).transpose(1, 2).contiguous();
   const at::Tensor q = to_q_->forward(tokens).unsqueeze(2);
   const at::Tensor k = to_k_->forward(tokens).unsqueeze(2);
   const at::Tensor v = to_v_->forward(tokens).unsqueeze(2);
@@ -124,7 +129,8 @@ at::Tensor Downsample2DImpl::forward(const at::Tensor& x) {
   return conv_->forward(at::constant_pad_nd(x, {0, 1, 0, 1}, 0));
 }
 
-VaeMidBlockImpl::VaeMidBlockImpl(int64_t channels, int64_t groups, bool attention, at::ScalarType dtype) {
+VaeMidBlockImpl::VaeMidBlockImpl(int64_t channels, int64_t groups, bool attention,
+                                 at::ScalarType dtype) {
   resnets_ = register_module("resnets", torch::nn::ModuleList());
   resnets_->push_back(ResnetBlock2D(channels, channels, groups, dtype));
   resnets_->push_back(ResnetBlock2D(channels, channels, groups, dtype));

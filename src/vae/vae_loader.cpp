@@ -39,11 +39,12 @@ int64_t count_indexed(const std::map<std::string, at::Tensor>& named, const std:
   return n;
 }
 
-const at::Tensor& need(const std::map<std::string, at::Tensor>& named, const std::string& name, int64_t dims,
-                       const std::string& file) {
+const at::Tensor& need(const std::map<std::string, at::Tensor>& named, const std::string& name,
+                       int64_t dims, const std::string& file) {
   auto it = named.find(name);
   if (it == named.end() || it->second.dim() != dims) {
-    throw std::runtime_error("spdit: '" + file + "' has no " + std::to_string(dims) + "-d tensor for '" + name +
+    throw std::runtime_error("spdit: '" + file + "' has no " + std::to_string(dims) +
+                             "-d tensor for '" + name +
                              "', which the autoencoder's dimensions are read from");
   }
   return it->second;
@@ -51,14 +52,20 @@ const at::Tensor& need(const std::map<std::string, at::Tensor>& named, const std
 
 // The dimensions of the autoencoder whose tensors (diffusers' names) are
 // `named`; what shapes cannot tell (groups, the latent scaling) is FLUX.1's.
-AutoencoderKLConfig config_from_shapes(const std::map<std::string, at::Tensor>& named, const std::string& file) {
+AutoencoderKLConfig config_from_shapes(const std::map<std::string, at::Tensor>& named,
+                                       const std::string& file) {
   AutoencoderKLConfig c = AutoencoderKLConfig::flux();
   const int64_t levels = count_indexed(named, "decoder.up_blocks.");
-  if (levels == 0) throw std::runtime_error("spdit: '" + file + "' has no decoder levels (decoder.up_blocks.N / decoder.up.N)");
+  if (levels == 0)
+    throw std::runtime_error("spdit: '" + file +
+                             "' has no decoder levels (decoder.up_blocks.N / decoder.up.N)");
   c.block_out_channels.assign(levels, 0);
   for (int64_t i = 0; i < levels; ++i) {
     c.block_out_channels[i] =
-        need(named, "decoder.up_blocks." + std::to_string(levels - 1 - i) + ".resnets.0.conv1.weight", 4, file).size(0);
+        need(named,
+             "decoder.up_blocks." + std::to_string(levels - 1 - i) + ".resnets.0.conv1.weight", 4,
+             file)
+            .size(0);
   }
   c.layers_per_block = count_indexed(named, "decoder.up_blocks.0.resnets.") - 1;
   c.latent_channels = need(named, "decoder.conv_in.weight", 4, file).size(1);
@@ -75,20 +82,25 @@ std::string find_autoencoder(const std::string& path_in) {
   std::string path = path_in;
   while (path.size() > 1 && path.back() == '/') path.pop_back();
   if (is_file(path)) return path;
-  if (!is_dir(path)) throw std::runtime_error("spdit: autoencoder '" + path + "': no such file or folder");
+  if (!is_dir(path))
+    throw std::runtime_error("spdit: autoencoder '" + path + "': no such file or folder");
   if (is_dir(path + "/vae")) return path + "/vae";
   if (is_file(path + "/ae.safetensors")) return path + "/ae.safetensors";
   // A vae/ folder itself.
-  if (is_file(path + "/config.json") || is_file(path + "/diffusion_pytorch_model.safetensors")) return path;
-  throw std::runtime_error("spdit: '" + path + "' holds no autoencoder: a FLUX.1 download has vae/ "
-                           "(config.json and diffusion_pytorch_model.safetensors, diffusers' layout) or "
-                           "ae.safetensors (Black Forest Labs' layout)");
+  if (is_file(path + "/config.json") || is_file(path + "/diffusion_pytorch_model.safetensors"))
+    return path;
+  throw std::runtime_error(
+      "spdit: '" + path +
+      "' holds no autoencoder: a FLUX.1 download has vae/ "
+      "(config.json and diffusion_pytorch_model.safetensors, diffusers' layout) or "
+      "ae.safetensors (Black Forest Labs' layout)");
 }
 
 LoadedAutoencoder load_autoencoder(const std::string& path, at::ScalarType dtype) {
   const std::string where = find_autoencoder(path);
   if (is_dir(where) && !is_file(where + "/config.json")) {
-    throw std::runtime_error("spdit: the autoencoder folder '" + where + "' has no config.json; diffusers' vae/ "
+    throw std::runtime_error("spdit: the autoencoder folder '" + where +
+                             "' has no config.json; diffusers' vae/ "
                              "holds config.json beside diffusion_pytorch_model.safetensors");
   }
   const Checkpoint ckpt = Checkpoint::open(where);
@@ -101,7 +113,8 @@ LoadedAutoencoder load_autoencoder(const std::string& path, at::ScalarType dtype
   // Every tensor under its diffusers name, as a view of the file.
   int64_t levels = 0;
   for (const auto& n : names) {
-    if (n.rfind(layout.prefix + "decoder.up.", 0) == 0 || n.rfind(layout.prefix + "decoder.up_blocks.", 0) == 0) {
+    if (n.rfind(layout.prefix + "decoder.up.", 0) == 0 ||
+        n.rfind(layout.prefix + "decoder.up_blocks.", 0) == 0) {
       const auto rest = n.substr(n.find(bfl ? ".up." : ".up_blocks.") + (bfl ? 4 : 11));
       try {
         levels = std::max<int64_t>(levels, std::stoll(rest) + 1);
@@ -125,7 +138,8 @@ LoadedAutoencoder load_autoencoder(const std::string& path, at::ScalarType dtype
     }
     at::Tensor t = ckpt.tensor(n);
     // BFL's attention projections are 1x1 convs; a view as the Linear's (C, C).
-    if (bfl && is_vae_attention_projection(mapped) && t.dim() == 4 && t.size(2) == 1 && t.size(3) == 1) {
+    if (bfl && is_vae_attention_projection(mapped) && t.dim() == 4 && t.size(2) == 1 &&
+        t.size(3) == 1) {
       t = t.view({t.size(0), t.size(1)});
     }
     named[mapped] = t;
@@ -163,13 +177,14 @@ LoadedAutoencoder load_autoencoder(const std::string& path, at::ScalarType dtype
   for (const auto& p : out.model->named_parameters(true)) params[p.key()] = p.value();
   for (const auto& [name, p] : params) {
     auto it = named.find(name);
-    const std::string theirs = bfl ? layout.prefix + diffusers_vae_name_to_bfl(name, config.block_out_channels.size())
-                                   : layout.prefix + name;
+    const std::string theirs =
+        bfl ? layout.prefix + diffusers_vae_name_to_bfl(name, config.block_out_channels.size())
+            : layout.prefix + name;
     if (it == named.end()) {
       add("missing '" + theirs + "' " + shape_text(p.sizes()));
     } else if (!it->second.sizes().equals(p.sizes())) {
-      add("'" + file_name[name] + "' is " + shape_text(it->second.sizes()) + ", the autoencoder's is " +
-          shape_text(p.sizes()));
+      add("'" + file_name[name] + "' is " + shape_text(it->second.sizes()) +
+          ", the autoencoder's is " + shape_text(p.sizes()));
     } else if (!at::isFloatingType(it->second.scalar_type())) {
       add("'" + file_name[name] + "' is " + std::string(c10::toString(it->second.scalar_type())) +
           ", not floating point");
@@ -180,8 +195,9 @@ LoadedAutoencoder load_autoencoder(const std::string& path, at::ScalarType dtype
   }
   for (const auto& n : unexpected) add("'" + n + "' is no tensor of the autoencoder");
   if (count > 0) {
-    throw std::runtime_error("spdit: the autoencoder in '" + file + "' (" + layout.name + " layout, dimensions from " +
-                             out.config_source + ") does not fit: " + std::to_string(count) + " problem" +
+    throw std::runtime_error("spdit: the autoencoder in '" + file + "' (" + layout.name +
+                             " layout, dimensions from " + out.config_source +
+                             ") does not fit: " + std::to_string(count) + " problem" +
                              (count > 1 ? "s" : "") + problems + (count > 8 ? "\n  ..." : ""));
   }
   for (auto& [name, p] : params) {

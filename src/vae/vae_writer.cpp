@@ -18,7 +18,8 @@ void write_folder(const std::string& dir, const AutoencoderKLConfig& config,
                   const std::map<std::string, at::Tensor>& tensors, const std::string& what) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec) throw std::runtime_error("spdit: cannot create the folder '" + dir + "': " + ec.message());
+  if (ec)
+    throw std::runtime_error("spdit: cannot create the folder '" + dir + "': " + ec.message());
   checkpoints::write_safetensors(dir + "/diffusion_pytorch_model.safetensors", tensors,
                                  {{"format", "pt"}, {"spdit", what}});
   std::ofstream f(dir + "/config.json");
@@ -28,12 +29,13 @@ void write_folder(const std::string& dir, const AutoencoderKLConfig& config,
 
 }  // namespace
 
-void write_random_autoencoder(const std::string& dir, const AutoencoderKLConfig& config, uint64_t seed,
-                              at::ScalarType dtype) {
+void write_random_autoencoder(const std::string& dir, const AutoencoderKLConfig& config,
+                              uint64_t seed, at::ScalarType dtype) {
   config.validate("the autoencoder to write");
   // The model's own names and shapes (lazy pages: nothing allocated).
   std::map<std::string, std::vector<int64_t>> shapes;  // sorted: a seed gives one file
-  for (const auto& p : AutoencoderKL(config, at::kFloat)->named_parameters(true)) shapes[p.key()] = p.value().sizes().vec();
+  for (const auto& p : AutoencoderKL(config, at::kFloat)->named_parameters(true))
+    shapes[p.key()] = p.value().sizes().vec();
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   std::map<std::string, at::Tensor> tensors;
   for (const auto& [name, shape] : shapes) {
@@ -52,11 +54,12 @@ void write_random_autoencoder(const std::string& dir, const AutoencoderKLConfig&
   write_folder(dir, config, tensors, "random-weight AutoencoderKL, seed " + std::to_string(seed));
 }
 
-void write_autoencoder(const std::string& dir, AutoencoderKL& model, const AutoencoderKLConfig& config,
-                       at::ScalarType dtype) {
+void write_autoencoder(const std::string& dir, AutoencoderKL& model,
+                       const AutoencoderKLConfig& config, at::ScalarType dtype) {
   config.validate("the autoencoder to write");
   std::map<std::string, at::Tensor> tensors;
-  for (const auto& p : model->named_parameters(true)) tensors[p.key()] = p.value().detach().to(dtype).contiguous();
+  for (const auto& p : model->named_parameters(true))
+    tensors[p.key()] = p.value().detach().to(dtype).contiguous();
   write_folder(dir, config, tensors, "trained AutoencoderKL");
 }
 

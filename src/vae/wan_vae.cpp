@@ -28,18 +28,20 @@ at::Tensor per_channel(const std::vector<double>& v, int64_t dims) {
 void check_channels(const at::Tensor& x, const WanVaeConfig& c, const char* what) {
   if (x.dim() < 2 || x.size(1) != c.z_dim) {
     throw std::invalid_argument(std::string("spdit: ") + what + " takes latents with " +
-                                std::to_string(c.z_dim) + " channels in dim 1, not " + shape_text(x.sizes()));
+                                std::to_string(c.z_dim) + " channels in dim 1, not " +
+                                shape_text(x.sizes()));
   }
 }
 
 }  // namespace
 
-WanVaeImpl::WanVaeImpl(const WanVaeConfig& config, at::ScalarType dtype) : config_(config), dtype_(dtype) {
+WanVaeImpl::WanVaeImpl(const WanVaeConfig& config, at::ScalarType dtype)
+    : config_(config), dtype_(dtype) {
   config_.validate("the Wan autoencoder's configuration");
   const int64_t z = config_.z_dim;
   encoder_ = register_module("encoder", WanEncoder3d(config_, dtype));
-  quant_conv_ = register_module(
-      "quant_conv", CausalConv3d(2 * z, 2 * z, Dims3{1, 1, 1}, Dims3{1, 1, 1}, Dims3{0, 0, 0}, dtype));
+  quant_conv_ = register_module("quant_conv", CausalConv3d(2 * z, 2 * z, Dims3{1, 1, 1},
+                                                           Dims3{1, 1, 1}, Dims3{0, 0, 0}, dtype));
   post_quant_conv_ = register_module(
       "post_quant_conv", CausalConv3d(z, z, Dims3{1, 1, 1}, Dims3{1, 1, 1}, Dims3{0, 0, 0}, dtype));
   decoder_ = register_module("decoder", WanDecoder3d(config_, dtype));
@@ -60,7 +62,8 @@ at::Tensor WanVaeImpl::decode(const at::Tensor& z, const SequenceParallelConfig&
 at::Tensor WanVaeImpl::decode_chunked(const at::Tensor& z, int64_t latent_frames_per_chunk) {
   if (z.dim() != 5 || z.size(1) != config_.z_dim || z.size(2) < 1) {
     throw std::invalid_argument("spdit: the Wan autoencoder decodes latents (B, " +
-                                std::to_string(config_.z_dim) + ", T, h, w), not " + shape_text(z.sizes()));
+                                std::to_string(config_.z_dim) + ", T, h, w), not " +
+                                shape_text(z.sizes()));
   }
   if (latent_frames_per_chunk < 1) {
     throw std::invalid_argument("spdit: latent frames per chunk must be at least 1, not " +
@@ -72,9 +75,9 @@ at::Tensor WanVaeImpl::decode_chunked(const at::Tensor& z, int64_t latent_frames
   const int64_t latent_frames = z.size(2), s = config_.spatial_scale_factor();
   const at::Tensor x = post_quant_conv_->forward(z.to(dtype_));
   // The output is written chunk by chunk: no concatenation of a growing video.
-  at::Tensor video =
-      at::empty({z.size(0), 3, config_.frames_for_latent_frames(latent_frames), s * z.size(3), s * z.size(4)},
-                x.options());
+  at::Tensor video = at::empty(
+      {z.size(0), 3, config_.frames_for_latent_frames(latent_frames), s * z.size(3), s * z.size(4)},
+      x.options());
   CausalCache cache;
   int64_t frame = 0;
   for (int64_t t = 0; t < latent_frames;) {
@@ -89,9 +92,12 @@ at::Tensor WanVaeImpl::decode_chunked(const at::Tensor& z, int64_t latent_frames
   return video.clamp_(-1.0, 1.0);
 }
 
-at::Tensor WanVaeImpl::encode_moments(const at::Tensor& video) { return encode_moments_chunked(video, 1); }
+at::Tensor WanVaeImpl::encode_moments(const at::Tensor& video) {
+  return encode_moments_chunked(video, 1);
+}
 
-at::Tensor WanVaeImpl::encode_moments_chunked(const at::Tensor& video, int64_t latent_frames_per_chunk) {
+at::Tensor WanVaeImpl::encode_moments_chunked(const at::Tensor& video,
+                                              int64_t latent_frames_per_chunk) {
   const int64_t s = config_.spatial_scale_factor(), f = config_.temporal_scale_factor();
   if (video.dim() != 5 || video.size(1) != 3 || video.size(2) < 1 || (video.size(2) - 1) % f != 0 ||
       video.size(3) % s != 0 || video.size(4) % s != 0) {
@@ -107,9 +113,10 @@ at::Tensor WanVaeImpl::encode_moments_chunked(const at::Tensor& video, int64_t l
   }
   c10::InferenceMode guard;
   const int64_t frames = video.size(2);
-  at::Tensor latents = at::empty({video.size(0), 2 * config_.z_dim, config_.latent_frames_for_frames(frames),
-                                  video.size(3) / s, video.size(4) / s},
-                                 video.options().dtype(dtype_));
+  at::Tensor latents =
+      at::empty({video.size(0), 2 * config_.z_dim, config_.latent_frames_for_frames(frames),
+                 video.size(3) / s, video.size(4) / s},
+                video.options().dtype(dtype_));
   CausalCache cache;
   int64_t latent = 0;
   for (int64_t t = 0; t < frames;) {

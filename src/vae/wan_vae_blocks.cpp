@@ -16,7 +16,8 @@ constexpr int64_t kCacheFrames = 2;
 
 // Lazy pages: a real-size autoencoder costs nothing until its checkpoint's
 // tensors (or the writer's random ones) replace these.
-at::Tensor param(torch::nn::Module& m, const std::string& name, at::IntArrayRef shape, at::ScalarType dtype) {
+at::Tensor param(torch::nn::Module& m, const std::string& name, at::IntArrayRef shape,
+                 at::ScalarType dtype) {
   return m.register_parameter(name, models::lazy_empty(shape, dtype),
                               /*requires_grad=*/false);
 }
@@ -28,7 +29,8 @@ at::Tensor last_frames(const at::Tensor& x, int64_t n) {
 
 // (B, C, T, H, W) <-> (B * T, C, H, W): the 2-d layers see each frame apart.
 at::Tensor frames_as_images(const at::Tensor& x) {
-  return x.permute({0, 2, 1, 3, 4}).reshape({x.size(0) * x.size(2), x.size(1), x.size(3), x.size(4)});
+  return x.permute({0, 2, 1, 3, 4})
+      .reshape({x.size(0) * x.size(2), x.size(1), x.size(3), x.size(4)});
 }
 at::Tensor images_as_frames(const at::Tensor& y, int64_t b, int64_t t) {
   return y.view({b, t, y.size(1), y.size(2), y.size(3)}).permute({0, 2, 1, 3, 4});
@@ -61,11 +63,14 @@ at::Tensor CausalConv3dImpl::forward(const at::Tensor& x, const at::Tensor& befo
   if (bands && bands->size() > 1 && padding_[1] > 0) {
     // On a band (row_bands.h): the rows above and below come from the
     // neighbours, zeros at the picture's edges, as the padding would give.
-    if (stride_[1] != 1) throw std::logic_error("spdit: a causal convolution of height stride " + std::to_string(stride_[1]) + " cannot run on row bands");
+    if (stride_[1] != 1)
+      throw std::logic_error("spdit: a causal convolution of height stride " +
+                             std::to_string(stride_[1]) + " cannot run on row bands");
     return at::conv3d(with_halo(*bands, in, /*dim=*/3, padding_[1]), weight, bias,
                       {stride_[0], stride_[1], stride_[2]}, {0, 0, padding_[2]});
   }
-  return at::conv3d(in, weight, bias, {stride_[0], stride_[1], stride_[2]}, {0, padding_[1], padding_[2]});
+  return at::conv3d(in, weight, bias, {stride_[0], stride_[1], stride_[2]},
+                    {0, padding_[1], padding_[2]});
 }
 
 at::Tensor CausalConv3dImpl::forward_cached(const at::Tensor& x, CausalCache* cache) {
@@ -95,14 +100,15 @@ at::Tensor WanRmsNormImpl::forward(const at::Tensor& x) {
 
 WanResidualBlockImpl::WanResidualBlockImpl(int64_t in, int64_t out, at::ScalarType dtype) {
   norm1_ = register_module("norm1", WanRmsNorm(in, false, dtype));
-  conv1_ =
-      register_module("conv1", CausalConv3d(in, out, Dims3{3, 3, 3}, Dims3{1, 1, 1}, Dims3{1, 1, 1}, dtype));
+  conv1_ = register_module(
+      "conv1", CausalConv3d(in, out, Dims3{3, 3, 3}, Dims3{1, 1, 1}, Dims3{1, 1, 1}, dtype));
   norm2_ = register_module("norm2", WanRmsNorm(out, false, dtype));
-  conv2_ =
-      register_module("conv2", CausalConv3d(out, out, Dims3{3, 3, 3}, Dims3{1, 1, 1}, Dims3{1, 1, 1}, dtype));
+  conv2_ = register_module(
+      "conv2", CausalConv3d(out, out, Dims3{3, 3, 3}, Dims3{1, 1, 1}, Dims3{1, 1, 1}, dtype));
   if (in != out) {
     conv_shortcut_ = register_module(
-        "conv_shortcut", CausalConv3d(in, out, Dims3{1, 1, 1}, Dims3{1, 1, 1}, Dims3{0, 0, 0}, dtype));
+        "conv_shortcut",
+        CausalConv3d(in, out, Dims3{1, 1, 1}, Dims3{1, 1, 1}, Dims3{0, 0, 0}, dtype));
   }
 }
 
@@ -133,20 +139,22 @@ at::Tensor WanAttentionBlockImpl::forward(const at::Tensor& x) {
   return images_as_frames(proj_->forward(images), b, t).add(x);
 }
 
-WanResampleImpl::WanResampleImpl(int64_t channels, WanResampleMode mode, at::ScalarType dtype) : mode_(mode) {
+WanResampleImpl::WanResampleImpl(int64_t channels, WanResampleMode mode, at::ScalarType dtype)
+    : mode_(mode) {
   // diffusers' and Wan's `resample` is a Sequential whose 0 is the
   // parameterless upsample (or pad); its conv is `resample.1`.
   auto resample = register_module("resample", torch::nn::ModuleList());
   resample->push_back(std::make_shared<torch::nn::Module>("Step"));
   const bool up = mode == WanResampleMode::kUpsample2d || mode == WanResampleMode::kUpsample3d;
-  conv_ = up ? Conv2d(channels, channels / 2, 3, 1, 1, dtype) : Conv2d(channels, channels, 3, 2, 0, dtype);
+  conv_ = up ? Conv2d(channels, channels / 2, 3, 1, 1, dtype)
+             : Conv2d(channels, channels, 3, 2, 0, dtype);
   resample->push_back(conv_);
   if (mode == WanResampleMode::kUpsample3d) {
     time_conv_ = register_module("time_conv", CausalConv3d(channels, 2 * channels, Dims3{3, 1, 1},
                                                            Dims3{1, 1, 1}, Dims3{1, 0, 0}, dtype));
   } else if (mode == WanResampleMode::kDownsample3d) {
-    time_conv_ = register_module(
-        "time_conv", CausalConv3d(channels, channels, Dims3{3, 1, 1}, Dims3{2, 1, 1}, Dims3{0, 0, 0}, dtype));
+    time_conv_ = register_module("time_conv", CausalConv3d(channels, channels, Dims3{3, 1, 1},
+                                                           Dims3{2, 1, 1}, Dims3{0, 0, 0}, dtype));
   }
 }
 
@@ -164,9 +172,11 @@ at::Tensor WanResampleImpl::forward(const at::Tensor& x_in, CausalCache* cache) 
       if (keep.size(2) < kCacheFrames) {
         // After the first chunk the time conv starts from zeros (the
         // reference's "Rep"): the first frame is not before the second.
-        keep = at::cat({slot.first_chunk ? at::zeros_like(keep) : last_frames(slot.frames, 1), keep}, 2);
+        keep = at::cat(
+            {slot.first_chunk ? at::zeros_like(keep) : last_frames(slot.frames, 1), keep}, 2);
       }
-      const at::Tensor y = slot.first_chunk ? time_conv_->forward(x) : time_conv_->forward(x, slot.frames);
+      const at::Tensor y =
+          slot.first_chunk ? time_conv_->forward(x) : time_conv_->forward(x, slot.frames);
       slot.frames = std::move(keep);
       slot.first_chunk = false;
       // Channels (2, C) become frames: output frame 2 t + i is half i of input
@@ -179,7 +189,8 @@ at::Tensor WanResampleImpl::forward(const at::Tensor& x_in, CausalCache* cache) 
   at::Tensor images = frames_as_images(x);
   if (mode_ == WanResampleMode::kUpsample2d || mode_ == WanResampleMode::kUpsample3d) {
     // nearest-exact at exactly 2x is plain nearest: every pixel twice each way.
-    images = conv_->forward(at::upsample_nearest2d(images, {2 * images.size(2), 2 * images.size(3)}));
+    images =
+        conv_->forward(at::upsample_nearest2d(images, {2 * images.size(2), 2 * images.size(3)}));
   } else {
     images = conv_->forward(at::constant_pad_nd(images, {0, 1, 0, 1}, 0));  // right and bottom only
   }
@@ -187,7 +198,8 @@ at::Tensor WanResampleImpl::forward(const at::Tensor& x_in, CausalCache* cache) 
   if (mode_ == WanResampleMode::kDownsample3d && cache) {
     CausalCache::Slot& slot = cache->take();
     at::Tensor keep = last_frames(x, 1);
-    if (slot.seen) x = time_conv_->forward(at::cat({slot.frames, x}, 2));  // stride 2 over (last, chunk)
+    if (slot.seen)
+      x = time_conv_->forward(at::cat({slot.frames, x}, 2));  // stride 2 over (last, chunk)
     // The first chunk (the first frame) passes unchanged.
     slot.frames = std::move(keep);
     slot.seen = true;
@@ -221,7 +233,8 @@ WanUpBlockImpl::WanUpBlockImpl(int64_t in, int64_t out, int64_t num_res_blocks, 
 }
 
 at::Tensor WanUpBlockImpl::forward(at::Tensor x, CausalCache* cache) {
-  for (size_t i = 0; i < resnets_->size(); ++i) x = resnets_->ptr<WanResidualBlockImpl>(i)->forward(x, cache);
+  for (size_t i = 0; i < resnets_->size(); ++i)
+    x = resnets_->ptr<WanResidualBlockImpl>(i)->forward(x, cache);
   if (upsamplers_) x = upsamplers_->ptr<WanResampleImpl>(0)->forward(x, cache);
   return x;
 }
@@ -230,8 +243,8 @@ WanEncoder3dImpl::WanEncoder3dImpl(const WanVaeConfig& c, at::ScalarType dtype) 
   const int64_t levels = static_cast<int64_t>(c.dim_mult.size());
   std::vector<int64_t> dims = {c.base_dim};
   for (int64_t m : c.dim_mult) dims.push_back(c.base_dim * m);
-  conv_in_ = register_module("conv_in",
-                             CausalConv3d(3, dims[0], Dims3{3, 3, 3}, Dims3{1, 1, 1}, Dims3{1, 1, 1}, dtype));
+  conv_in_ = register_module(
+      "conv_in", CausalConv3d(3, dims[0], Dims3{3, 3, 3}, Dims3{1, 1, 1}, Dims3{1, 1, 1}, dtype));
   down_blocks_ = register_module("down_blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < levels; ++i) {
     int64_t in = dims[i];
@@ -240,9 +253,10 @@ WanEncoder3dImpl::WanEncoder3dImpl(const WanVaeConfig& c, at::ScalarType dtype) 
       in = dims[i + 1];
     }
     if (i != levels - 1) {
-      down_blocks_->push_back(WanResample(
-          in, c.temperal_downsample[i] ? WanResampleMode::kDownsample3d : WanResampleMode::kDownsample2d,
-          dtype));
+      down_blocks_->push_back(WanResample(in,
+                                          c.temperal_downsample[i] ? WanResampleMode::kDownsample3d
+                                                                   : WanResampleMode::kDownsample2d,
+                                          dtype));
     }
   }
   mid_block_ = register_module("mid_block", WanMidBlock(dims.back(), dtype));
@@ -268,8 +282,8 @@ WanDecoder3dImpl::WanDecoder3dImpl(const WanVaeConfig& c, at::ScalarType dtype) 
   const int64_t levels = static_cast<int64_t>(c.dim_mult.size());
   std::vector<int64_t> dims = {c.base_dim * c.dim_mult.back()};
   for (int64_t i = levels - 1; i >= 0; --i) dims.push_back(c.base_dim * c.dim_mult[i]);
-  conv_in_ = register_module(
-      "conv_in", CausalConv3d(c.z_dim, dims[0], Dims3{3, 3, 3}, Dims3{1, 1, 1}, Dims3{1, 1, 1}, dtype));
+  conv_in_ = register_module("conv_in", CausalConv3d(c.z_dim, dims[0], Dims3{3, 3, 3},
+                                                     Dims3{1, 1, 1}, Dims3{1, 1, 1}, dtype));
   mid_block_ = register_module("mid_block", WanMidBlock(dims[0], dtype));
   up_blocks_ = register_module("up_blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < levels; ++i) {
@@ -279,19 +293,20 @@ WanDecoder3dImpl::WanDecoder3dImpl(const WanVaeConfig& c, at::ScalarType dtype) 
     const bool up = i != levels - 1;
     // The decoder doubles time where the encoder halved it, in reverse order.
     const bool in_time = up && c.temperal_downsample[levels - 2 - i];
-    up_blocks_->push_back(WanUpBlock(in, dims[i + 1], c.num_res_blocks, up,
-                                     in_time ? WanResampleMode::kUpsample3d : WanResampleMode::kUpsample2d,
-                                     dtype));
+    up_blocks_->push_back(
+        WanUpBlock(in, dims[i + 1], c.num_res_blocks, up,
+                   in_time ? WanResampleMode::kUpsample3d : WanResampleMode::kUpsample2d, dtype));
   }
   norm_out_ = register_module("norm_out", WanRmsNorm(dims.back(), false, dtype));
-  conv_out_ = register_module(
-      "conv_out", CausalConv3d(dims.back(), 3, Dims3{3, 3, 3}, Dims3{1, 1, 1}, Dims3{1, 1, 1}, dtype));
+  conv_out_ = register_module("conv_out", CausalConv3d(dims.back(), 3, Dims3{3, 3, 3},
+                                                       Dims3{1, 1, 1}, Dims3{1, 1, 1}, dtype));
 }
 
 at::Tensor WanDecoder3dImpl::forward(const at::Tensor& z, CausalCache* cache) {
   at::Tensor x = conv_in_->forward_cached(z, cache);
   x = mid_block_->forward(x, cache);
-  for (size_t i = 0; i < up_blocks_->size(); ++i) x = up_blocks_->ptr<WanUpBlockImpl>(i)->forward(x, cache);
+  for (size_t i = 0; i < up_blocks_->size(); ++i)
+    x = up_blocks_->ptr<WanUpBlockImpl>(i)->forward(x, cache);
   return conv_out_->forward_cached(silu_in_place(norm_out_->forward(x)), cache);
 }
 

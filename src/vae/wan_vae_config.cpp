@@ -15,12 +15,14 @@ namespace {
 const std::vector<double> kWan21Mean = {-0.7571, -0.7089, -0.9113, 0.1075,  -0.1745, 0.9653,
                                         -0.1517, 1.5508,  0.4134,  -0.0715, 0.5517,  -0.3632,
                                         -0.1922, -0.9497, 0.2503,  -0.2921};
-const std::vector<double> kWan21Std = {2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743,
-                                       3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.9160};
+const std::vector<double> kWan21Std = {2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708,
+                                       2.6052, 2.0743, 3.2687, 2.1526, 2.8652, 1.5579,
+                                       1.6382, 1.1253, 2.8251, 1.9160};
 
 // Absent or null fields take diffusers' AutoencoderKLWan defaults, as diffusers
 // reads the file.
-int64_t get_int(const nlohmann::json& j, const char* key, int64_t fallback, const std::string& source) {
+int64_t get_int(const nlohmann::json& j, const char* key, int64_t fallback,
+                const std::string& source) {
   if (!j.contains(key) || j[key].is_null()) return fallback;
   if (!j[key].is_number_integer())
     fail(source, std::string("field '") + key + "' should be an integer, not " + j[key].dump());
@@ -32,13 +34,15 @@ std::vector<T> get_list(const nlohmann::json& j, const char* key, std::vector<T>
                         const std::string& source) {
   if (!j.contains(key) || j[key].is_null()) return fallback;
   const auto& a = j[key];
-  if (!a.is_array()) fail(source, std::string("field '") + key + "' should be a list, not " + a.dump());
+  if (!a.is_array())
+    fail(source, std::string("field '") + key + "' should be a list, not " + a.dump());
   std::vector<T> out;
   for (const auto& v : a) {
     const bool ok = std::is_same_v<T, bool>      ? v.is_boolean()
                     : std::is_same_v<T, int64_t> ? v.is_number_integer()
                                                  : v.is_number();
-    if (!ok) fail(source, std::string("field '") + key + "' holds " + v.dump() + ", of the wrong type");
+    if (!ok)
+      fail(source, std::string("field '") + key + "' holds " + v.dump() + ", of the wrong type");
     out.push_back(v.get<T>());
   }
   return out;
@@ -76,8 +80,9 @@ int64_t WanVaeConfig::latent_frames_for_frames(int64_t frames) const {
   const int64_t f = temporal_scale_factor();
   if (frames < 1 || (frames - 1) % f != 0) {
     throw std::invalid_argument("spdit: the Wan autoencoder takes 1 + " + std::to_string(f) +
-                                "k frames (1, " + std::to_string(1 + f) + ", " + std::to_string(1 + 2 * f) +
-                                ", ...), not " + std::to_string(frames));
+                                "k frames (1, " + std::to_string(1 + f) + ", " +
+                                std::to_string(1 + 2 * f) + ", ...), not " +
+                                std::to_string(frames));
   }
   return 1 + (frames - 1) / f;
 }
@@ -89,12 +94,13 @@ void WanVaeConfig::validate(const std::string& source) const {
     fail(source, "num_res_blocks must be at least 1, not " + std::to_string(num_res_blocks));
   if (dim_mult.empty()) fail(source, "dim_mult lists no level");
   for (int64_t m : dim_mult) {
-    if (m < 1) fail(source, "dim_mult holds " + std::to_string(m) + "; every multiplier must be positive");
+    if (m < 1)
+      fail(source, "dim_mult holds " + std::to_string(m) + "; every multiplier must be positive");
   }
   if (temperal_downsample.size() + 1 != dim_mult.size()) {
     fail(source, "temperal_downsample has " + std::to_string(temperal_downsample.size()) +
-                     " flags; it needs one per level but the last (" + std::to_string(dim_mult.size() - 1) +
-                     ")");
+                     " flags; it needs one per level but the last (" +
+                     std::to_string(dim_mult.size() - 1) + ")");
   }
   // The decoder's levels after the first take half the channels the level
   // before upsampled to (Wan2.1's Resample halves them).
@@ -105,13 +111,15 @@ void WanVaeConfig::validate(const std::string& source) const {
            "decoder upsamples");
     }
   }
-  if (latents_mean.size() != static_cast<size_t>(z_dim) || latents_std.size() != static_cast<size_t>(z_dim)) {
-    fail(source, "latents_mean and latents_std need one value per latent channel (" + std::to_string(z_dim) +
-                     "), not " + std::to_string(latents_mean.size()) + " and " +
-                     std::to_string(latents_std.size()));
+  if (latents_mean.size() != static_cast<size_t>(z_dim) ||
+      latents_std.size() != static_cast<size_t>(z_dim)) {
+    fail(source, "latents_mean and latents_std need one value per latent channel (" +
+                     std::to_string(z_dim) + "), not " + std::to_string(latents_mean.size()) +
+                     " and " + std::to_string(latents_std.size()));
   }
   for (double s : latents_std) {
-    if (!(s > 0)) fail(source, "latents_std holds " + std::to_string(s) + "; every std must be positive");
+    if (!(s > 0))
+      fail(source, "latents_std holds " + std::to_string(s) + "; every std must be positive");
   }
 }
 
@@ -136,11 +144,12 @@ WanVaeConfig WanVaeConfig::from_json(const std::string& text, const std::string&
          "spdit does not build");
   }
   if (j.contains("patch_size") && !j["patch_size"].is_null() && j["patch_size"] != 1) {
-    fail(source, "patch_size " + j["patch_size"].dump() + " (Wan2.2's autoencoder) is not supported");
+    fail(source,
+         "patch_size " + j["patch_size"].dump() + " (Wan2.2's autoencoder) is not supported");
   }
   if (j.contains("attn_scales") && !(j["attn_scales"].is_array() && j["attn_scales"].empty())) {
-    fail(source,
-         "attn_scales " + j["attn_scales"].dump() + ": Wan2.1's autoencoder has none, and spdit builds none");
+    fail(source, "attn_scales " + j["attn_scales"].dump() +
+                     ": Wan2.1's autoencoder has none, and spdit builds none");
   }
   for (const char* key : {"in_channels", "out_channels"}) {
     if (get_int(j, key, 3, source) != 3) fail(source, std::string(key) + " must be 3 (RGB)");

@@ -154,7 +154,8 @@ LoadedWanVae load_wan_vae(const std::string& path, at::ScalarType dtype) {
       add("'" + it->second + "' is " + shape_text(stored.shape) + ", the autoencoder's is " +
           shape_text(p.sizes()));
     } else if (!at::isFloatingType(stored.dtype)) {
-      add("'" + it->second + "' is " + std::string(c10::toString(stored.dtype)) + ", not floating point");
+      add("'" + it->second + "' is " + std::string(c10::toString(stored.dtype)) +
+          ", not floating point");
     }
   }
   for (const auto& [name, theirs] : file_name) {
@@ -181,7 +182,8 @@ void write_random_wan_vae(const std::string& dir, const WanVaeConfig& config, ui
   config.validate("the Wan autoencoder to write");
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec) throw std::runtime_error("spdit: cannot create the folder '" + dir + "': " + ec.message());
+  if (ec)
+    throw std::runtime_error("spdit: cannot create the folder '" + dir + "': " + ec.message());
   // The model's own names and shapes (lazy pages: nothing allocated), sorted: a
   // seed gives one file.
   std::map<std::string, std::vector<int64_t>> shapes;
@@ -207,7 +209,8 @@ void write_random_wan_vae(const std::string& dir, const WanVaeConfig& config, ui
   }
   checkpoints::write_safetensors(
       dir + "/" + kWeights, tensors,
-      {{"format", "pt"}, {"spdit", "random-weight AutoencoderKLWan, seed " + std::to_string(seed)}});
+      {{"format", "pt"},
+       {"spdit", "random-weight AutoencoderKLWan, seed " + std::to_string(seed)}});
   std::ofstream f(dir + "/config.json");
   f << config.to_json();
   if (!f) throw std::runtime_error("spdit: cannot write '" + dir + "/config.json'");

@@ -74,12 +74,14 @@ std::string wan_vae_name_to_diffusers(const std::string& name, const WanVaeConfi
       if ((i != 0 && i != 2) || mapped.empty()) return "";
       return p + "mid_block.resnets." + std::to_string(i / 2) + "." + mapped;
     }
-    if (side == "encoder" && starts(rest, "downsamples.") && split_index(rest.substr(12), &i, &leaf)) {
+    if (side == "encoder" && starts(rest, "downsamples.") &&
+        split_index(rest.substr(12), &i, &leaf)) {
       // A flat list in both layouts: residual blocks and resamples in order.
       const std::string mapped = residual_to_diffusers(leaf);
       return p + "down_blocks." + std::to_string(i) + "." + (mapped.empty() ? leaf : mapped);
     }
-    if (side == "decoder" && starts(rest, "upsamples.") && split_index(rest.substr(10), &i, &leaf)) {
+    if (side == "decoder" && starts(rest, "upsamples.") &&
+        split_index(rest.substr(10), &i, &leaf)) {
       // Per level: num_res_blocks + 1 residual blocks, then a resample.
       const int64_t per = config.num_res_blocks + 2;
       const int64_t level = i / per, j = i % per;
@@ -87,7 +89,8 @@ std::string wan_vae_name_to_diffusers(const std::string& name, const WanVaeConfi
       if (j <= config.num_res_blocks) {
         const std::string mapped = residual_to_diffusers(leaf);
         if (mapped.empty()) return "";
-        return p + "up_blocks." + std::to_string(level) + ".resnets." + std::to_string(j) + "." + mapped;
+        return p + "up_blocks." + std::to_string(level) + ".resnets." + std::to_string(j) + "." +
+               mapped;
       }
       return p + "up_blocks." + std::to_string(level) + ".upsamplers.0." + leaf;
     }

@@ -22,6 +22,7 @@ int main() {
   for (const auto& p : flux->parameters()) params += p.numel();
   auto bytes = spdit::attention_comm_bytes({1, 4096, 512, 24, 128, 2, false}, 2, 1);
   std::cout << "consumer: gathered sequence length " << total << ", Flux.1-dev " << params
-            << " parameters, " << bytes["all_to_all"] << " all-to-all bytes per attention" << std::endl;
+            << " parameters, " << bytes["all_to_all"] << " all-to-all bytes per attention"
+            << std::endl;
   return total == 8 && params == 11901408320 ? 0 : 1;
 }

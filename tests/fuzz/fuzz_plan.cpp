@@ -17,8 +17,10 @@ struct Reader {
   uint8_t byte() { return n ? (--n, *p++) : 0; }
   int64_t small_int() { return static_cast<int64_t>(byte() % 9) - 3; }
   std::string word() {
-    static const char* words[] = {"", "blocks", "0", "1", "*", "proj_out", "pos_embed", "x_embed",
-                                  "hidden_states", "positions", "fc1", "norm", "input", "..", "a*"};
+    static const char* words[] = {
+        "",        "blocks",        "0",         "1",   "*",    "proj_out", "pos_embed",
+        "x_embed", "hidden_states", "positions", "fc1", "norm", "input",    "..",
+        "a*"};
     std::string s;
     const int parts = byte() % 4;
     for (int i = 0; i < parts; ++i) s += (i ? "." : "") + std::string(words[byte() % 15]);
@@ -31,13 +33,18 @@ spdit::AnySpec spec(Reader& r) {
   if (r.byte() & 1) dims = r.small_int();
   switch (r.byte() % 3) {
     case 0:
-      return spdit::SequenceParallelInput(r.small_int(), dims).with_split_output(r.byte() & 1).with_auto_pad(r.byte() & 1);
+      return spdit::SequenceParallelInput(r.small_int(), dims)
+          .with_split_output(r.byte() & 1)
+          .with_auto_pad(r.byte() & 1);
     case 1: {
       spdit::SequenceParallelPartialInput p;
       p.split_dim = r.small_int();
       p.expected_dims = dims;
       p.split_output = r.byte() & 1;
-      if (r.byte() & 1) p.text_len_source = r.word(); else p.text_len_source = r.small_int();
+      if (r.byte() & 1)
+        p.text_len_source = r.word();
+      else
+        p.text_len_source = r.small_int();
       return p;
     }
     default:
@@ -70,7 +77,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       spdit::SequenceParallelInputType in;
       const int keys = r.byte() % 3;
       for (int k = 0; k < keys; ++k) {
-        spdit::InputKey key = (r.byte() & 1) ? spdit::InputKey(r.word()) : spdit::InputKey(r.small_int());
+        spdit::InputKey key =
+            (r.byte() & 1) ? spdit::InputKey(r.word()) : spdit::InputKey(r.small_int());
         in.emplace_back(key, specs(r));
       }
       plan.emplace_back(path, spdit::inputs(in));

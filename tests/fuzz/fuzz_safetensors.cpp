@@ -9,7 +9,8 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
-    spdit::models::parse_safetensors(std::string(reinterpret_cast<const char*>(data), size), "fuzz");
+    spdit::models::parse_safetensors(std::string(reinterpret_cast<const char*>(data), size),
+                                     "fuzz");
   } catch (const std::exception&) {
   }
   return 0;

@@ -35,7 +35,8 @@ struct AttnInputs {
     q = r(c.seq), k = r(c.seq), v = r(c.seq);
     if (c.text) tq = r(c.text), tk = r(c.text), tv = r(c.text);
     // Every third key masked out (the first always valid).
-    if (c.user_mask) mask = (at::arange(c.seq) % 3 != 1).unsqueeze(0).expand({c.batch, c.seq}).contiguous();
+    if (c.user_mask)
+      mask = (at::arange(c.seq) % 3 != 1).unsqueeze(0).expand({c.batch, c.seq}).contiguous();
   }
 };
 
@@ -99,7 +100,8 @@ inline void check_attention_case(const SequenceParallelConfig& cfg, const AttnCa
                                  double tol = 1e-5) {
   AttnInputs in(c);
   auto expected = reference_attention(c, in);
-  AttnModel model(AttentionOptions().joint_strategy(c.front ? JointStrategy::kFront : JointStrategy::kRear));
+  AttnModel model(
+      AttentionOptions().joint_strategy(c.front ? JointStrategy::kFront : JointStrategy::kRear));
   apply_sequence_parallel(*model, cfg);
   auto out = model->call({in.q, in.k, in.v, in.mask, in.tq, in.tk, in.tv});
   remove_sequence_parallel(*model);

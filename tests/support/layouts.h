@@ -93,4 +93,3 @@ inline Layout wan_original_layout(int64_t dim, int64_t ffn, int64_t layers, int6
 }
 
 }  // namespace spdit::test
-

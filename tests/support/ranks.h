@@ -9,9 +9,7 @@
 namespace spdit::test {
 
 /// A short timeout, so a broken test fails instead of hanging CI.
-inline RuntimeOptions test_runtime() {
-  return RuntimeOptions().timeout(std::chrono::seconds(60));
-}
+inline RuntimeOptions test_runtime() { return RuntimeOptions().timeout(std::chrono::seconds(60)); }
 
 inline void run_ranks(int n, const std::function<void(World&)>& fn) {
   run_in_process(n, fn, test_runtime());

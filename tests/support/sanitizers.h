@@ -6,7 +6,8 @@
 
 #if defined(__SANITIZE_ADDRESS__)
 #define SPDIT_SKIP_WITHOUT_SENTENCEPIECE() \
-  GTEST_SKIP() << "the SentencePiece module is loaded with RTLD_DEEPBIND, which AddressSanitizer refuses"
+  GTEST_SKIP()                             \
+      << "the SentencePiece module is loaded with RTLD_DEEPBIND, which AddressSanitizer refuses"
 #else
 #define SPDIT_SKIP_WITHOUT_SENTENCEPIECE() (void)0
 #endif

@@ -48,8 +48,8 @@ struct JointDitImpl : HookableModule, DeclaresSpPlan {
   }
   SequenceParallelModelPlan sp_plan() const override {
     SequenceParallelInputType in{
-        {"hidden_states", SequenceParallelInput(1, mistake == Mistake::kExpectedDimsSkip ? 4 : 3)
-                              .with_auto_pad()}};
+        {"hidden_states",
+         SequenceParallelInput(1, mistake == Mistake::kExpectedDimsSkip ? 4 : 3).with_auto_pad()}};
     if (mistake == Mistake::kSplitTextPadded || mistake == Mistake::kPoolSplitText) {
       in.push_back({"encoder_hidden_states", SequenceParallelInput(1, 3).with_auto_pad()});
     }

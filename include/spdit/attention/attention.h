@@ -20,11 +20,20 @@ enum class JointStrategy { kFront, kRear };
 
 struct AttentionOptions {
   /// Softmax scale; default 1/sqrt(head_dim).
-  AttentionOptions& scale(double s) { scale_ = s; return *this; }
+  AttentionOptions& scale(double s) {
+    scale_ = s;
+    return *this;
+  }
   /// Run locally even inside the SP region: cross-attention to text that is
   /// replicated on every rank needs no communication.
-  AttentionOptions& skip_sp(bool skip) { skip_sp_ = skip; return *this; }
-  AttentionOptions& joint_strategy(JointStrategy s) { strategy_ = s; return *this; }
+  AttentionOptions& skip_sp(bool skip) {
+    skip_sp_ = skip;
+    return *this;
+  }
+  AttentionOptions& joint_strategy(JointStrategy s) {
+    strategy_ = s;
+    return *this;
+  }
 
   std::optional<double> scale() const { return scale_; }
   bool skip_sp() const { return skip_sp_; }

@@ -9,8 +9,8 @@ namespace spdit {
 
 struct AttentionCommShape {
   int64_t batch = 1;
-  int64_t tokens = 0;     // N, before padding
-  int64_t text_len = 0;   // T (joint text), 0 for none
+  int64_t tokens = 0;    // N, before padding
+  int64_t text_len = 0;  // T (joint text), 0 for none
   int64_t heads = 0;
   int64_t head_dim = 0;
   int64_t elem_bytes = 4;

@@ -45,7 +45,8 @@ AttentionState local_attention(const at::Tensor& q, const at::Tensor& k, const a
 /// autograd is recording (grad mode on and q, k or v requiring grad), as in
 /// `spdit train-demo`. Both compute the same forward (tested).
 enum class LocalAttentionPath { kFusedCpu, kAtenOps };
-LocalAttentionPath local_attention_path(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+LocalAttentionPath local_attention_path(const at::Tensor& q, const at::Tensor& k,
+                                        const at::Tensor& v,
                                         const LocalAttentionOptions& options = {});
 
 /// Continues `acc` (the attention of these queries over other keys) with the
@@ -54,8 +55,8 @@ LocalAttentionPath local_attention_path(const at::Tensor& q, const at::Tensor& k
 /// from acc's output and LSE, so neither a second output nor a merge pass is
 /// needed; elsewhere it computes the part and merges it. o.out_fp32 is
 /// ignored: acc keeps its dtype.
-void local_attention_(AttentionState& acc, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                      const LocalAttentionOptions& o = {});
+void local_attention_(AttentionState& acc, const at::Tensor& q, const at::Tensor& k,
+                      const at::Tensor& v, const LocalAttentionOptions& o = {});
 
 /// The CPU kernel local attention runs on this machine: "avx512" or "avx2"
 /// (register-tiled, for head dims that are a multiple of 16 or 8 floats) or

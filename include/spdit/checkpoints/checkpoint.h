@@ -24,8 +24,8 @@ struct StoredTensor {
   at::ScalarType dtype = at::kFloat;
   std::string dtype_name;  // as the file names it ("BF16")
   std::vector<int64_t> shape;
-  size_t file = 0;         // index into Checkpoint::files()
-  uint64_t begin = 0;      // byte range, from the start of the file
+  size_t file = 0;     // index into Checkpoint::files()
+  uint64_t begin = 0;  // byte range, from the start of the file
   uint64_t end = 0;
   /// Element strides when not contiguous (a .pth tensor may be a strided
   /// view of its storage); empty: contiguous.
@@ -84,7 +84,8 @@ void write_safetensors(const std::string& path, const std::map<std::string, at::
 /// Writes a safetensors file whose header lists `layout` (name -> dtype,
 /// shape) and whose data region is a hole of the right size: the file system
 /// stores none of it and it reads as zeros. Real-size layouts for tests.
-void write_sparse_safetensors(const std::string& path,
-                              const std::map<std::string, std::pair<at::ScalarType, std::vector<int64_t>>>& layout);
+void write_sparse_safetensors(
+    const std::string& path,
+    const std::map<std::string, std::pair<at::ScalarType, std::vector<int64_t>>>& layout);
 
 }  // namespace spdit::checkpoints

@@ -22,10 +22,10 @@
 namespace spdit::checkpoints {
 
 struct Identified {
-  std::string model;    // "flux", "wan", "qwen-image"
-  std::string layout;   // "bfl", "diffusers", "wan-original"
-  std::string variant;  // "dev", "schnell", "fill", "t2v-1.3B", "t2v-14B", ...
-  std::string prefix;   // stripped from every name ("model.diffusion_model.")
+  std::string model;          // "flux", "wan", "qwen-image"
+  std::string layout;         // "bfl", "diffusers", "wan-original"
+  std::string variant;        // "dev", "schnell", "fill", "t2v-1.3B", "t2v-14B", ...
+  std::string prefix;         // stripped from every name ("model.diffusion_model.")
   std::string config_source;  // "config.json (path)" or "tensor names and shapes"
   models::ModelConfig config;
   /// The floating dtype most of the checkpoint's bytes are stored in: the
@@ -75,7 +75,8 @@ int64_t converted_bytes(const Checkpoint& ckpt, const Identified& found, at::Sca
 /// checkpoint's dimensions computing in `dtype` (Undefined: as stored), its
 /// weights the checkpoint's.
 std::unique_ptr<models::Pipeline> make_pipeline(const Checkpoint& ckpt, const Identified& found,
-                                                uint64_t seed, at::ScalarType dtype = at::ScalarType::Undefined);
+                                                uint64_t seed,
+                                                at::ScalarType dtype = at::ScalarType::Undefined);
 
 /// The model's config.json as diffusers writes it (class name and the
 /// fields identify() reads), for writing a model folder.

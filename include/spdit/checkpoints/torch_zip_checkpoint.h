@@ -43,6 +43,7 @@ bool is_legacy_torch_save(const char* data, uint64_t available);
 /// `file` and what is wrong: not a zip, a truncated zip, no data.pkl, a
 /// pickle of something other than a dict (Python classes spdit cannot
 /// rebuild), a storage that does not fit in the file.
-std::map<std::string, StoredTensor> parse_torch_zip(const char* data, uint64_t size, const std::string& file);
+std::map<std::string, StoredTensor> parse_torch_zip(const char* data, uint64_t size,
+                                                    const std::string& file);
 
 }  // namespace spdit::checkpoints

@@ -48,7 +48,8 @@ class HookRegistry {
   /// The forward parameter names of a module that is not a HookableModule
   /// (Hooked<> declares {"input"} for plain layers).
   static void declare_signature(const torch::nn::Module& module, std::vector<std::string> names);
-  static std::optional<std::vector<std::string>> declared_signature(const torch::nn::Module& module);
+  static std::optional<std::vector<std::string>> declared_signature(
+      const torch::nn::Module& module);
 
   /// Drops everything kept for the module.
   static void forget(const torch::nn::Module& module);

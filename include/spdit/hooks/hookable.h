@@ -63,8 +63,9 @@ class Hooked {
   }
 
   at::Tensor operator()(const at::Tensor& input) {
-    return invoke(*holder_.ptr(), {"input"}, {Value(input)}, {},
-                  [this](const BoundArgs& a) { return Outputs(holder_->forward(a.tensor("input"))); })
+    return invoke(
+               *holder_.ptr(), {"input"}, {Value(input)}, {},
+               [this](const BoundArgs& a) { return Outputs(holder_->forward(a.tensor("input"))); })
         .tensor();
   }
 

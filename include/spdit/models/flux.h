@@ -47,8 +47,13 @@ class FluxTransformerImpl : public HookableModule, public DeclaresSpPlan {
  public:
   explicit FluxTransformerImpl(const FluxConfig& config);
   std::vector<std::string> signature() const override {
-    return {"hidden_states", "encoder_hidden_states", "pooled_projections", "timestep",
-            "img_ids",       "txt_ids",               "guidance"};
+    return {"hidden_states",
+            "encoder_hidden_states",
+            "pooled_projections",
+            "timestep",
+            "img_ids",
+            "txt_ids",
+            "guidance"};
   }
   /// Image tokens split on dim 1 (auto_pad); the RoPE table split after its
   /// text rows (PartialInput, text length from txt_ids); proj_out gathered.
@@ -68,7 +73,8 @@ class FluxTransformerImpl : public HookableModule, public DeclaresSpPlan {
   FluxPosEmbed pos_embed_{nullptr};
   torch::nn::ModuleList transformer_blocks_{nullptr}, single_transformer_blocks_{nullptr};
   std::shared_ptr<torch::nn::Module> time_text_embed_;
-  TimestepEmbedding timestep_embedder_{nullptr}, guidance_embedder_{nullptr}, text_embedder_{nullptr};
+  TimestepEmbedding timestep_embedder_{nullptr}, guidance_embedder_{nullptr},
+      text_embedder_{nullptr};
 };
 TORCH_MODULE(FluxTransformer);
 

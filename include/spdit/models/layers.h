@@ -89,14 +89,15 @@ at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tens
 
 /// Rotary angles for integer position ids (S, axes) with per-axis dims
 /// (summing to the head dim): returns cos, sin of shape (S, D/2).
-std::pair<at::Tensor, at::Tensor> rope_tables(const at::Tensor& ids, const std::vector<int64_t>& axes_dims,
-                                              double theta);
+std::pair<at::Tensor, at::Tensor> rope_tables(const at::Tensor& ids,
+                                              const std::vector<int64_t>& axes_dims, double theta);
 
 /// x * (1 + scale) + shift, with scale/shift broadcast over the sequence.
 /// The models take floating-point inputs; an integer or bool tensor would be
 /// converted silently by some ops and refused obscurely by others. Throws
 /// naming the model, the argument and its dtype.
-void check_floating_inputs(const char* model, const BoundArgs& args, std::initializer_list<const char*> names);
+void check_floating_inputs(const char* model, const BoundArgs& args,
+                           std::initializer_list<const char*> names);
 
 at::Tensor modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale);
 
@@ -106,7 +107,7 @@ at::Tensor modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tens
 /// converted one parameter at a time to `dtype` (fp32 for `keep_fp32`
 /// modules, precision.h): every dtype gets the same weights, and the model
 /// never exists whole in fp32.
-void seeded_init(torch::nn::Module& model, uint64_t seed, double scale = 1.0, at::ScalarType dtype = at::kFloat,
-                 const std::vector<std::string>& keep_fp32 = {});
+void seeded_init(torch::nn::Module& model, uint64_t seed, double scale = 1.0,
+                 at::ScalarType dtype = at::kFloat, const std::vector<std::string>& keep_fp32 = {});
 
 }  // namespace spdit::models

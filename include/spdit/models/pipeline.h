@@ -30,22 +30,22 @@ struct RunSize {
 /// A tensor the plan splits (before or after a module) or gathers.
 struct PlanSite {
   std::string path;
-  std::string key;                 // parameter, "output N", or "gather N"
+  std::string key;                  // parameter, "output N", or "gather N"
   std::vector<int64_t> full_shape;  // on one device
   int64_t dim = 1;
-  int64_t text_len = 0;            // PartialInput: leading entries kept whole
+  int64_t text_len = 0;  // PartialInput: leading entries kept whole
   bool gather = false;
 };
 
 /// One kind of attention call in a forward.
 struct AttentionSite {
   std::string name;
-  int64_t count = 0;      // calls per forward
-  int64_t tokens = 0;     // sequence tokens (image/video), before padding
-  int64_t text_len = 0;   // joint text tokens (replicated)
+  int64_t count = 0;     // calls per forward
+  int64_t tokens = 0;    // sequence tokens (image/video), before padding
+  int64_t text_len = 0;  // joint text tokens (replicated)
   int64_t heads = 0;
   int64_t head_dim = 0;
-  bool sharded = true;    // false: skip_sp (cross-attention to replicated text)
+  bool sharded = true;  // false: skip_sp (cross-attention to replicated text)
 };
 
 struct ForwardShapes {
@@ -72,7 +72,8 @@ class Pipeline {
   virtual at::Tensor prepare(const RunSize& size, uint64_t seed) = 0;
   /// The denoiser's velocity at flow time t in [0, 1], fp32, for the
   /// prompt or for the negative prompt.
-  virtual at::Tensor velocity(const at::Tensor& latents, double t, Branch branch = Branch::kConditional) = 0;
+  virtual at::Tensor velocity(const at::Tensor& latents, double t,
+                              Branch branch = Branch::kConditional) = 0;
   virtual ForwardShapes shapes(const RunSize& size) const = 0;
   /// (3, h, w) in [0, 1] from final latents, for a PNG.
   virtual at::Tensor preview(const at::Tensor& latents) const = 0;
@@ -102,7 +103,8 @@ ModelConfig preset_config(const std::string& model, const std::string& preset);
 /// parameters seeded from `seed` (drawn in fp32, then converted, so that
 /// every dtype has the same weights) unless `weights` is kNone.
 std::unique_ptr<Pipeline> make_pipeline(const ModelConfig& config, uint64_t seed,
-                                        Weights weights = Weights::kSeeded, at::ScalarType dtype = at::kFloat);
+                                        Weights weights = Weights::kSeeded,
+                                        at::ScalarType dtype = at::kFloat);
 std::unique_ptr<Pipeline> make_pipeline(const std::string& model, const std::string& preset,
                                         uint64_t seed, Weights weights = Weights::kSeeded,
                                         at::ScalarType dtype = at::kFloat);

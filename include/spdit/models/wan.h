@@ -47,7 +47,9 @@ TORCH_MODULE(WanRope);
 class WanConditionEmbedderImpl : public HookableModule {
  public:
   explicit WanConditionEmbedderImpl(const WanConfig& c);
-  std::vector<std::string> signature() const override { return {"timestep", "encoder_hidden_states"}; }
+  std::vector<std::string> signature() const override {
+    return {"timestep", "encoder_hidden_states"};
+  }
 
  protected:
   Outputs forward(const BoundArgs& a) override;
@@ -89,7 +91,9 @@ class WanTransformerImpl : public HookableModule, public DeclaresSpPlan {
   SequenceParallelModelPlan sp_plan() const override;
   /// Modules whose parameters stay fp32 in a bf16 or fp16 model (precision.h):
   /// as diffusers keeps them.
-  static std::vector<std::string> keep_in_fp32_modules() { return {"time_embedder", "scale_shift_table", "norm1", "norm2", "norm3"}; }
+  static std::vector<std::string> keep_in_fp32_modules() {
+    return {"time_embedder", "scale_shift_table", "norm1", "norm2", "norm3"};
+  }
   const WanConfig& config() const { return config_; }
 
  protected:

@@ -21,7 +21,8 @@ namespace spdit::models {
 std::map<std::string, at::Tensor> read_safetensors(const std::string& path);
 
 /// Parses the bytes of a whole .safetensors file (what read_safetensors reads).
-std::map<std::string, at::Tensor> parse_safetensors(const std::string& bytes, const std::string& name);
+std::map<std::string, at::Tensor> parse_safetensors(const std::string& bytes,
+                                                    const std::string& name);
 
 /// Writes tensors (any of the dtypes above) with optional string metadata.
 void write_safetensors(const std::string& path, const std::map<std::string, at::Tensor>& tensors,
@@ -40,7 +41,8 @@ void load_weights(torch::nn::Module& model, std::map<std::string, at::Tensor> te
 
 /// Flux's original names to diffusers' (fused qkv and linear1 split,
 /// final scale/shift swapped); other keys are kept.
-std::map<std::string, at::Tensor> convert_flux_original(const std::map<std::string, at::Tensor>& in);
+std::map<std::string, at::Tensor> convert_flux_original(
+    const std::map<std::string, at::Tensor>& in);
 bool is_flux_original_layout(const std::map<std::string, at::Tensor>& tensors);
 
 }  // namespace spdit::models

@@ -72,10 +72,11 @@ class FluxImagePipeline {
   /// The denoising loop from `latents` (packed); `after_step(i, steps)`
   /// after each step. It may throw to end the loop early (a server's
   /// cancelled request; under SP every rank must throw at the same step);
-  /// the pipeline stays ready for the next call. `guidance` is the embedded guidance (dev); ignored by
-  /// a model without a guidance embedder (schnell).
-  at::Tensor denoise(at::Tensor latents, const FluxPrompt& prompt, const FluxLatentGrid& grid, int64_t steps,
-                     double guidance, const std::function<void(int64_t, int64_t)>& after_step = {});
+  /// the pipeline stays ready for the next call. `guidance` is the embedded guidance (dev); ignored
+  /// by a model without a guidance embedder (schnell).
+  at::Tensor denoise(at::Tensor latents, const FluxPrompt& prompt, const FluxLatentGrid& grid,
+                     int64_t steps, double guidance,
+                     const std::function<void(int64_t, int64_t)>& after_step = {});
   /// Packed latents -> pixels (1, H, W, 3) uint8.
   /// With `bands` (row_bands.h), every rank of it calls this with the same
   /// latents and decodes a band of rows; each gets the whole picture.

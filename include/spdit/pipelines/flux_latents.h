@@ -29,7 +29,8 @@ struct FluxLatentGrid {
 /// 2 * (size // (vae_scale_factor * 2)) each way, as prepare_latents and
 /// _unpack_latents compute it. Throws for a size under 2 * vae_scale_factor
 /// (an empty grid) or a non-positive factor.
-FluxLatentGrid flux_latent_grid(int64_t image_height, int64_t image_width, int64_t vae_scale_factor = 8);
+FluxLatentGrid flux_latent_grid(int64_t image_height, int64_t image_width,
+                                int64_t vae_scale_factor = 8);
 
 /// _pack_latents: (B, C, h, w) -> (B, (h/2) * (w/2), C * 4), a token per 2x2
 /// patch, channels-major within the token.
@@ -50,7 +51,7 @@ std::vector<int64_t> flux_noise_shape(const FluxLatentGrid& grid, int64_t batch,
 /// CPU generator seeded `seed` (diffusers' randn_tensor with
 /// torch.Generator("cpu").manual_seed(seed)); the same values bit for bit,
 /// which depend on the dtype (a bf16 draw is not a rounded float32 draw).
-at::Tensor flux_initial_noise(const FluxLatentGrid& grid, int64_t batch, int64_t channels, uint64_t seed,
-                              at::ScalarType dtype = at::kFloat);
+at::Tensor flux_initial_noise(const FluxLatentGrid& grid, int64_t batch, int64_t channels,
+                              uint64_t seed, at::ScalarType dtype = at::kFloat);
 
 }  // namespace spdit::pipelines

@@ -22,33 +22,29 @@ namespace spdit::pipelines {
 
 struct TrainDemoOptions {
   uint64_t seed = 0;
-  int64_t image_size = 128; // 16 x 16 latents, 64 packed tokens
+  int64_t image_size = 128;  // 16 x 16 latents, 64 packed tokens
   int64_t vae_steps = 800;
   int64_t vae_batch = 8;
-  int64_t vae_image_size =
-      64; // the autoencoder is convolutional: it learns on smaller pictures
+  int64_t vae_image_size = 64;  // the autoencoder is convolutional: it learns on smaller pictures
   int64_t transformer_steps = 4500;
   int64_t transformer_batch = 16;
-  int64_t transformer_hidden =
-      128;                    // the tiny preset's is 64; heads of 16 channels
-  int64_t latent_pool = 2048; // pictures encoded once, then drawn from
+  int64_t transformer_hidden = 128;  // the tiny preset's is 64; heads of 16 channels
+  int64_t latent_pool = 2048;        // pictures encoded once, then drawn from
   double vae_lr = 1e-3;
   double transformer_lr = 2e-3;
   /// Called with one line of progress at a time (step, loss, seconds).
-  std::function<void(const std::string &)> log;
+  std::function<void(const std::string&)> log;
 };
 
 struct TrainDemoReport {
-  std::vector<double> vae_loss, transformer_loss; // per step
+  std::vector<double> vae_loss, transformer_loss;  // per step
   double vae_seconds = 0, transformer_seconds = 0;
-  double latent_shift = 0, latent_scale = 1; // written to vae/config.json
-  int64_t max_sequence_length =
-      0; // T5's tokens it learned with (model_index.json)
+  double latent_shift = 0, latent_scale = 1;  // written to vae/config.json
+  int64_t max_sequence_length = 0;            // T5's tokens it learned with (model_index.json)
 };
 
 /// Writes the trained folder `dir` (created; refused when it exists and is
 /// not empty). The same seed and thread count give the same weights.
-TrainDemoReport train_demo_model(const std::string &dir,
-                                 const TrainDemoOptions &options);
+TrainDemoReport train_demo_model(const std::string& dir, const TrainDemoOptions& options);
 
-} // namespace spdit::pipelines
+}  // namespace spdit::pipelines

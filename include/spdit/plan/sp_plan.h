@@ -53,10 +53,22 @@ struct SequenceParallelInput {
   template <typename B, IfBool<B> = 0>
   SequenceParallelInput(int64_t, B) = delete;
 
-  SequenceParallelInput& with_split_dim(int64_t d) { split_dim = d; return *this; }
-  SequenceParallelInput& with_expected_dims(std::optional<int64_t> d) { expected_dims = d; return *this; }
-  SequenceParallelInput& with_split_output(bool on = true) { split_output = on; return *this; }
-  SequenceParallelInput& with_auto_pad(bool on = true) { auto_pad = on; return *this; }
+  SequenceParallelInput& with_split_dim(int64_t d) {
+    split_dim = d;
+    return *this;
+  }
+  SequenceParallelInput& with_expected_dims(std::optional<int64_t> d) {
+    expected_dims = d;
+    return *this;
+  }
+  SequenceParallelInput& with_split_output(bool on = true) {
+    split_output = on;
+    return *this;
+  }
+  SequenceParallelInput& with_auto_pad(bool on = true) {
+    auto_pad = on;
+    return *this;
+  }
 };
 
 /// A tensor laid out [text, image] along `split_dim`: the text part stays whole
@@ -83,10 +95,22 @@ struct SequenceParallelPartialInput {
   template <typename S, typename B, IfBool<B> = 0>
   SequenceParallelPartialInput(int64_t, S&&, B) = delete;
 
-  SequenceParallelPartialInput& with_split_dim(int64_t d) { split_dim = d; return *this; }
-  SequenceParallelPartialInput& with_text_len_source(TextLenSource s) { text_len_source = std::move(s); return *this; }
-  SequenceParallelPartialInput& with_expected_dims(std::optional<int64_t> d) { expected_dims = d; return *this; }
-  SequenceParallelPartialInput& with_split_output(bool on = true) { split_output = on; return *this; }
+  SequenceParallelPartialInput& with_split_dim(int64_t d) {
+    split_dim = d;
+    return *this;
+  }
+  SequenceParallelPartialInput& with_text_len_source(TextLenSource s) {
+    text_len_source = std::move(s);
+    return *this;
+  }
+  SequenceParallelPartialInput& with_expected_dims(std::optional<int64_t> d) {
+    expected_dims = d;
+    return *this;
+  }
+  SequenceParallelPartialInput& with_split_output(bool on = true) {
+    split_output = on;
+    return *this;
+  }
 };
 
 /// All-gather a module output along `gather_dim`. Only a tensor whose sequence
@@ -98,12 +122,19 @@ struct SequenceParallelOutput {
 
   SequenceParallelOutput() = default;
   SequenceParallelOutput(int64_t dim) : gather_dim(dim) {}
-  SequenceParallelOutput(int64_t dim, std::optional<int64_t> dims) : gather_dim(dim), expected_dims(dims) {}
+  SequenceParallelOutput(int64_t dim, std::optional<int64_t> dims)
+      : gather_dim(dim), expected_dims(dims) {}
   template <typename B, IfBool<B> = 0>
   SequenceParallelOutput(int64_t, B) = delete;
 
-  SequenceParallelOutput& with_gather_dim(int64_t d) { gather_dim = d; return *this; }
-  SequenceParallelOutput& with_expected_dims(std::optional<int64_t> d) { expected_dims = d; return *this; }
+  SequenceParallelOutput& with_gather_dim(int64_t d) {
+    gather_dim = d;
+    return *this;
+  }
+  SequenceParallelOutput& with_expected_dims(std::optional<int64_t> d) {
+    expected_dims = d;
+    return *this;
+  }
 };
 
 using AnySequenceParallelInput = std::variant<SequenceParallelInput, SequenceParallelPartialInput>;

@@ -22,9 +22,15 @@ struct RuntimeOptions {
   /// How long a collective or the rendezvous may wait for a peer before it
   /// fails with an error naming the peer(s). Default 300 s, or SPDIT_TIMEOUT
   /// (seconds) from the environment when set.
-  RuntimeOptions& timeout(std::chrono::milliseconds t) { timeout_ = t; return *this; }
+  RuntimeOptions& timeout(std::chrono::milliseconds t) {
+    timeout_ = t;
+    return *this;
+  }
   /// CPU selects Gloo; CUDA selects NCCL (only in CUDA builds of LibTorch).
-  RuntimeOptions& device(at::Device d) { device_ = d; return *this; }
+  RuntimeOptions& device(at::Device d) {
+    device_ = d;
+    return *this;
+  }
   std::chrono::milliseconds timeout() const { return timeout_; }
   at::Device device() const { return device_; }
 

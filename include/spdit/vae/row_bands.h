@@ -76,7 +76,8 @@ at::Tensor banded_conv2d(const RowBandScope& bands, const at::Tensor& x, const a
 /// in row-major order: local when no scope is open (or it has one rank); on
 /// row bands, spdit's Ring attention over the bands, which are padded to the
 /// largest (the padding masked out as keys and dropped as queries).
-at::Tensor pixel_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale);
+at::Tensor pixel_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                           double scale);
 
 /// Group normalisation of a band (B, C, ...) whose statistics are those of
 /// all bands together: each rank's per-group count, mean and sum of squared

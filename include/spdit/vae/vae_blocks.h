@@ -23,7 +23,8 @@ inline at::Tensor silu_in_place(at::Tensor x) {
 /// A 2-d convolution's weight (out, in, k, k) and bias (out).
 class Conv2dImpl : public torch::nn::Module {
  public:
-  Conv2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding, at::ScalarType dtype);
+  Conv2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding,
+             at::ScalarType dtype);
   at::Tensor forward(const at::Tensor& x);
   at::Tensor weight, bias;
 

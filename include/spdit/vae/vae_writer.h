@@ -19,13 +19,13 @@ namespace spdit::vae {
 /// N(0, 1/fan_in), norm weights 1 + N(0, 0.1^2), biases N(0, 0.1^2), all
 /// from one generator seeded `seed` over the names in order, so a seed
 /// always gives the same file. Throws naming the path when it cannot write.
-void write_random_autoencoder(const std::string& dir, const AutoencoderKLConfig& config, uint64_t seed,
-                              at::ScalarType dtype = at::kFloat);
+void write_random_autoencoder(const std::string& dir, const AutoencoderKLConfig& config,
+                              uint64_t seed, at::ScalarType dtype = at::kFloat);
 
 /// Writes `model`'s own weights (trained ones, e.g. by `spdit train-demo`)
 /// the same way, in `dtype`, with `config` as its config.json (which may
 /// differ from the model's in the latent scaling and shift factors).
-void write_autoencoder(const std::string& dir, AutoencoderKL& model, const AutoencoderKLConfig& config,
-                       at::ScalarType dtype = at::kFloat);
+void write_autoencoder(const std::string& dir, AutoencoderKL& model,
+                       const AutoencoderKLConfig& config, at::ScalarType dtype = at::kFloat);
 
 }  // namespace spdit::vae

@@ -47,7 +47,8 @@ using Dims3 = std::array<int64_t, 3>;
 /// after) and symmetrically in space: weight (out, in, kt, kh, kw), bias.
 class CausalConv3dImpl : public torch::nn::Module {
  public:
-  CausalConv3dImpl(int64_t in, int64_t out, Dims3 kernel, Dims3 stride, Dims3 padding, at::ScalarType dtype);
+  CausalConv3dImpl(int64_t in, int64_t out, Dims3 kernel, Dims3 stride, Dims3 padding,
+                   at::ScalarType dtype);
   /// `before`: frames to put before x in place of (some of) the zero padding.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& before = {});
   /// Through the cache: `before` is the slot's frames, and the slot then
@@ -133,8 +134,8 @@ TORCH_MODULE(WanMidBlock);
 class WanUpBlockImpl : public torch::nn::Module {
  public:
   /// `upsample`: false on the last level (then `mode` is not used).
-  WanUpBlockImpl(int64_t in, int64_t out, int64_t num_res_blocks, bool upsample, WanResampleMode mode,
-                 at::ScalarType dtype);
+  WanUpBlockImpl(int64_t in, int64_t out, int64_t num_res_blocks, bool upsample,
+                 WanResampleMode mode, at::ScalarType dtype);
   at::Tensor forward(at::Tensor x, CausalCache* cache);
 
  private:

@@ -8,7 +8,8 @@
 // others are converted. Also writes a random-weight `vae/` for new-model.
 //
 //   auto loaded = load_wan_vae("Wan2.1-T2V-1.3B-Diffusers/", at::kFloat);
-//   at::Tensor video = loaded.model->decode(denormalize_wan_latents(latents, loaded.model->config()));
+//   at::Tensor video = loaded.model->decode(denormalize_wan_latents(latents,
+//   loaded.model->config()));
 #include <ATen/ATen.h>
 
 #include <cstdint>
@@ -21,11 +22,12 @@ namespace spdit::vae {
 
 struct LoadedWanVae {
   WanVae model{nullptr};
-  std::string layout;         // "diffusers" or "wan-original"
-  std::string weights;        // the file read
-  std::string config_source;  // "<path>/config.json", or "Wan2.1's mean and std; dimensions from the ..."
-  int64_t in_place = 0;       // tensors used as views of the file
-  int64_t converted = 0;      // tensors converted to the compute dtype
+  std::string layout;   // "diffusers" or "wan-original"
+  std::string weights;  // the file read
+  std::string
+      config_source;  // "<path>/config.json", or "Wan2.1's mean and std; dimensions from the ..."
+  int64_t in_place = 0;   // tensors used as views of the file
+  int64_t converted = 0;  // tensors converted to the compute dtype
 };
 
 /// The weights file of the autoencoder at `path`: `vae/diffusion_pytorch_model.safetensors`
