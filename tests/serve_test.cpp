@@ -212,10 +212,12 @@ TEST(Serve, TwoRanksAnswerThePictureSpditRunMakes) {
   EXPECT_EQ(png_size(png), std::make_pair(64, 64));
   EXPECT_EQ(answer["data"][0].at("seed"), 7);
 
+  // serve decodes on rank 0 alone (the banded decode is not wired into it
+  // yet), so the run it is compared with does too: in bf16 bands round apart.
   const std::string out = scratch().path + "/run.png";
   auto run = run_command(kBin + " run --model-dir " + model_dir() + " --prompt '" + kPrompt +
                          "' --seed 7 --steps 2 --height 64 --width 64 --nproc "
-                         "2 --ulysses 2 --out " +
+                         "2 --ulysses 2 --vae-parallel off --out " +
                          out);
   ASSERT_EQ(run.code, 0) << run.output;
   EXPECT_EQ(png, read_file(out)) << "the served picture differs from spdit "
