@@ -14,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "support/serve_client.h"
 #include "support/served.h"
 #include "support/subprocess.h"
 #include "support/temp_dir.h"
@@ -23,6 +24,7 @@ using spdit::test::ChildProcess;
 using spdit::test::free_port;
 using spdit::test::run_command;
 using spdit::test::TempDir;
+using namespace spdit::test;  // serve_client.h: Server, unbase64, parse_prometheus, ...
 
 namespace {
 
@@ -45,150 +47,14 @@ const std::string& model_dir() {
   return dir;
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-std::string unbase64(const std::string& in) {
-  std::string out;
-  int bits = 0;
-  uint32_t acc = 0;
-  for (char c : in) {
-    int v = c >= 'A' && c <= 'Z'   ? c - 'A'
-            : c >= 'a' && c <= 'z' ? c - 'a' + 26
-            : c >= '0' && c <= '9' ? c - '0' + 52
-            : c == '+'             ? 62
-            : c == '/'             ? 63
-                                   : -1;
-    if (v < 0) continue;
-    acc = (acc << 6) | v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((acc >> bits) & 0xff);
-    }
-  }
-  return out;
-}
-
-// Width and height from a PNG's IHDR; {0, 0} when it is not a PNG.
-std::pair<int, int> png_size(const std::string& png) {
-  if (png.size() < 24 || png.compare(0, 8, "\x89PNG\r\n\x1a\n") != 0) return {0, 0};
-  auto be32 = [&](size_t at) {
-    return (uint8_t(png[at]) << 24) | (uint8_t(png[at + 1]) << 16) | (uint8_t(png[at + 2]) << 8) |
-           uint8_t(png[at + 3]);
-  };
-  return {static_cast<int>(be32(16)), static_cast<int>(be32(20))};
-}
-
-// A server started for a test, ready once /health says so.
-struct Server {
-  int port = free_port();
-  std::string log;
-  std::unique_ptr<ChildProcess> process;
-  std::string key;
-
-  explicit Server(const std::vector<std::string>& flags, const std::vector<std::string>& env = {}) {
-    static int count = 0;
-    log = scratch().path + "/serve-" + std::to_string(++count) + ".log";
-    std::vector<std::string> argv = {kBin,        "serve",  "--model-dir",
-                                     model_dir(), "--port", std::to_string(port)};
-    argv.insert(argv.end(), flags.begin(), flags.end());
-    for (size_t i = 0; i + 1 < flags.size(); ++i) {
-      if (flags[i] == "--api-key") key = flags[i + 1];
-    }
-    process = std::make_unique<ChildProcess>(argv, log, env);
-  }
-  httplib::Client client() const {
-    httplib::Client c("127.0.0.1", port);
-    c.set_read_timeout(120, 0);
-    c.set_connection_timeout(5, 0);
-    if (!key.empty()) c.set_bearer_token_auth(key.c_str());
-    return c;
-  }
-  // Polls /health until 200; false when the process ended or time ran out.
-  bool wait_ready(double seconds = 120) {
-    const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-    while (std::chrono::steady_clock::now() < end) {
-      if (process->wait(0) >= 0) return false;
-      auto c = client();
-      c.set_connection_timeout(1, 0);
-      if (auto res = c.Get("/health"); res && res->status == 200) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return false;
-  }
-  httplib::Result generate(const json& body) const {
-    auto c = client();
-    return c.Post("/v1/images/generations", body.dump(), "application/json");
-  }
-  std::string metrics() const {
-    auto c = client();
-    auto res = c.Get("/metrics");
-    return res ? res->body : "";
-  }
-  json progress() const {
-    auto c = client();
-    auto res = c.Get("/v1/progress");
-    return res ? json::parse(res->body) : json{};
-  }
-};
-
-// Prometheus text: name{labels} value; every line that is no comment must
-// parse.
-std::map<std::string, double> parse_prometheus(const std::string& text) {
-  static const std::regex line_form(
-      R"re(([a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"]*"(,[a-zA-Z_][a-zA-Z0-9_]*="[^"]*")*\})?) (-?[0-9.eE+-]+|NaN|\+Inf|-Inf))re");
-  std::map<std::string, double> out;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    std::smatch m;
-    if (!std::regex_match(line, m, line_form))
-      throw std::runtime_error("not Prometheus text: '" + line + "'");
-    out[m[1]] = std::stod(m[4]);
-  }
-  return out;
-}
-
-// A POST over a raw socket, left unanswered: closing it is a client leaving.
-int post_and_leave_open(int port, const json& body) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return -1;
-  const std::string b = body.dump();
-  const std::string req =
-      "POST /v1/images/generations HTTP/1.1\r\nHost: "
-      "127.0.0.1\r\nContent-Type: application/json\r\n"
-      "Content-Length: " +
-      std::to_string(b.size()) + "\r\n\r\n" + b;
-  if (write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) return -1;
-  return fd;
-}
-
-template <typename Pred>
-bool eventually(Pred pred, double seconds = 60) {
-  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-  while (std::chrono::steady_clock::now() < end) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return false;
-}
-
 // The suite's server: 2 ranks (Ulysses 2), an API key.
 Server& shared_server() {
   // Static: stopped (its process group killed) when the test program ends.
   static std::unique_ptr<Server> s = [] {
-    auto server = std::make_unique<Server>(std::vector<std::string>{
-        "--nproc", "2", "--ulysses", "2", "--api-key", "sekret", "--max-size", "256"});
+    auto server = std::make_unique<Server>(
+        model_dir(), scratch().path,
+        std::vector<std::string>{"--nproc", "2", "--ulysses", "2", "--api-key", "sekret",
+                                 "--max-size", "256"});
     if (!server->wait_ready())
       throw std::runtime_error("the server did not get ready:\n" + server->process->output());
     return server;
@@ -212,12 +78,11 @@ TEST(Serve, TwoRanksAnswerThePictureSpditRunMakes) {
   EXPECT_EQ(png_size(png), std::make_pair(64, 64));
   EXPECT_EQ(answer["data"][0].at("seed"), 7);
 
-  // serve decodes on rank 0 alone (the banded decode is not wired into it
-  // yet), so the run it is compared with does too: in bf16 bands round apart.
+  // Both decode in two bands of rows (--vae-parallel on, the default).
   const std::string out = scratch().path + "/run.png";
   auto run = run_command(kBin + " run --model-dir " + model_dir() + " --prompt '" + kPrompt +
                          "' --seed 7 --steps 2 --height 64 --width 64 --nproc "
-                         "2 --ulysses 2 --vae-parallel off --out " +
+                         "2 --ulysses 2 --out " +
                          out);
   ASSERT_EQ(run.code, 0) << run.output;
   EXPECT_EQ(png, read_file(out)) << "the served picture differs from spdit "
@@ -324,7 +189,7 @@ TEST(Serve, MetricsParseAsPrometheusTextAndCountWhatHappened) {
   auto video = c.Post("/v1/videos/generations", kSmall.dump(), "application/json");
   ASSERT_TRUE(video);
   EXPECT_EQ(video->status, 501);
-  EXPECT_NE(video->body.find("no Wan pipeline"), std::string::npos) << video->body;
+  EXPECT_NE(video->body.find("needs a Wan2.1 model folder"), std::string::npos) << video->body;
   const auto m = parse_prometheus(server.metrics());
   EXPECT_EQ(m.at("spdit_ready"), 1);
   EXPECT_GE(m.at("spdit_requests_total{status=\"200\"}"), 1);
@@ -393,7 +258,8 @@ TEST(Serve, HealthIsUnreadyUntilEveryRankHasLoadedAndSigtermStopsCleanly) {
 }
 
 TEST(Serve, AFullQueueAnswers429WithRetryAfterAndALeavingClientIsCancelled) {
-  Server server({"--nproc", "2", "--ring", "2", "--queue", "1", "--max-size", "256"});
+  Server server(model_dir(), scratch().path,
+                {"--nproc", "2", "--ring", "2", "--queue", "1", "--max-size", "256"});
   ASSERT_TRUE(server.wait_ready()) << server.process->output();
   // Long enough to be seen running: 4 pictures of 100 steps at 256x256.
   const json slow = {
@@ -430,7 +296,8 @@ TEST(Serve, AFullQueueAnswers429WithRetryAfterAndALeavingClientIsCancelled) {
 
 TEST(Serve, ARankThatDiesFailsTheRequestWith503NamingItAndTheServerExitsNonZero) {
   // Rank 1 kills itself (SIGKILL) in an attention of the first request.
-  Server server({"--nproc", "2", "--ulysses", "2"}, {"SPDIT_FAULT=rank=1,point=attention,after=3"});
+  Server server(model_dir(), scratch().path, {"--nproc", "2", "--ulysses", "2"},
+                {"SPDIT_FAULT=rank=1,point=attention,after=3"});
   ASSERT_TRUE(server.wait_ready()) << server.process->output();
   auto res = server.generate(kSmall);
   ASSERT_TRUE(res) << httplib::to_string(res.error()) << "\n" << server.process->output();
@@ -451,8 +318,45 @@ TEST(Serve, ARankThatDiesFailsTheRequestWith503NamingItAndTheServerExitsNonZero)
                       << server.process->output();
 }
 
+TEST(Serve, ADecodeErrorOnRankZeroAloneFailsOnlyThatRequest) {
+  // --vae-parallel off: rank 0 decodes alone, so its error ends only the
+  // request (500), and the server goes on.
+  Server server(model_dir(), scratch().path,
+                {"--nproc", "2", "--ulysses", "2", "--vae-parallel", "off"},
+                {"SPDIT_FAULT=rank=0,point=decode,action=throw"});
+  ASSERT_TRUE(server.wait_ready()) << server.process->output();
+  EXPECT_NE(server.process->output().find("decoding on rank 0"), std::string::npos)
+      << server.process->output();
+  auto res = server.generate(kSmall);
+  ASSERT_TRUE(res) << httplib::to_string(res.error());
+  EXPECT_EQ(res->status, 500) << res->body;
+  EXPECT_NE(res->body.find("SPDIT_FAULT: an error injected on rank 0 at decode"), std::string::npos)
+      << res->body;
+  res = server.generate(kSmall);
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(parse_prometheus(server.metrics()).at("spdit_generations_total{outcome=\"failed\"}"),
+            1);
+}
+
+TEST(Serve, ADecodeErrorOnRankZeroInBandsAnswers503WithTheReasonAndTheServerExits) {
+  // In bands the others wait in a band exchange: the job cannot go on.
+  Server server(model_dir(), scratch().path, {"--nproc", "2", "--ulysses", "2"},
+                {"SPDIT_FAULT=rank=0,point=decode,action=throw"});
+  ASSERT_TRUE(server.wait_ready()) << server.process->output();
+  auto res = server.generate(kSmall);
+  ASSERT_TRUE(res) << httplib::to_string(res.error());
+  EXPECT_EQ(res->status, 503) << res->body;
+  EXPECT_NE(res->body.find("decoding failed on rank 0: SPDIT_FAULT"), std::string::npos)
+      << res->body;
+  const int code = server.process->wait(60);
+  EXPECT_NE(code, 0) << server.process->output();
+  EXPECT_NE(code, -1) << "the server hung after its decode failed\n" << server.process->output();
+}
+
 TEST(Serve, SigtermCancelsTheRunningRequestAndExitsZero) {
-  Server server({"--nproc", "2", "--ulysses", "2", "--max-size", "256"});
+  Server server(model_dir(), scratch().path,
+                {"--nproc", "2", "--ulysses", "2", "--max-size", "256"});
   ASSERT_TRUE(server.wait_ready()) << server.process->output();
   const json slow = {
       {"prompt", kPrompt}, {"size", "256x256"}, {"steps", 100}, {"n", 4}, {"seed", 1}};

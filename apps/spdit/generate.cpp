@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "commands.h"
+#include "decode_bands.h"
 #include "mp4_writer.h"
 #include "output_paths.h"
 #include "parity_report.h"
@@ -108,15 +109,16 @@ int generate_rank(World& world, const GenerateOptions& given) {
   const auto dtype = o.dtype.empty() ? at::ScalarType::Undefined : models::parse_dtype(o.dtype);
   pipelines::FluxImagePipeline flux(dir, dtype, /*with_text=*/!o.prompt.empty());
   if (o.max_sequence_length > 0) flux.set_max_sequence_length(o.max_sequence_length);
-  const double load_s = since(t0);
-  progress.phase("load", load_s);
+  PhaseSeconds seconds;
+  seconds.load = since(t0);
+  progress.phase("load", seconds.load);
 
   // Every rank encodes the prompt (the encoders' weights are file pages the
   // ranks share; the result is the same on each), so no broadcast is needed.
   t0 = Clock::now();
   const auto prompt = o.prompt.empty() ? prompt_from_file(o.prompt_embeds) : flux.encode(o.prompt);
-  const double encode_s = since(t0);
-  progress.phase("encode", encode_s);
+  seconds.encode = since(t0);
+  progress.phase("encode", seconds.encode);
 
   const auto grid = flux.grid(o.height, o.width);
   const auto noise =
@@ -136,13 +138,12 @@ int generate_rank(World& world, const GenerateOptions& given) {
     shards = std::make_unique<ShardedWeights>(flux.transformer(), new_shard_group(world));
   t0 = Clock::now();
   auto last = Clock::now();
-  std::vector<double> step_seconds;
   auto latents = flux.denoise(noise, prompt, grid, steps, o.guidance, [&](int64_t i, int64_t n) {
-    step_seconds.push_back(since(last));
+    seconds.steps.push_back(since(last));
     last = Clock::now();
-    progress.step(i, n, step_seconds.back());
+    progress.step(i, n, seconds.steps.back());
   });
-  const double denoise_s = since(t0);
+  seconds.denoise = since(t0);
   if (shards && o.check) shards->unshard();  // every rank: rank 0's reference runs alone
   remove_sequence_parallel(flux.transformer());
   world.barrier();
@@ -150,21 +151,16 @@ int generate_rank(World& world, const GenerateOptions& given) {
   // Every rank holds the final latents: with several ranks each decodes a
   // band of rows (row_bands.h) and all get the picture; otherwise rank 0
   // decodes alone.
-  const bool banded = o.vae_parallel && world.size() > 1;
-  SequenceParallelConfig bands{1, world.size()};
-  if (banded) bands.setup(world);
+  const auto bands = decode_bands(world, o.vae_parallel);
   int code = 0;
   at::Tensor pixels;
-  double decode_s = 0;
-  if (lead || banded) {
+  if (lead || bands) {
     t0 = Clock::now();
-    pixels = flux.decode(latents, grid, banded ? &bands : nullptr);
-    decode_s = since(t0);
+    pixels = flux.decode(latents, grid, bands.get());
+    seconds.decode = since(t0);
   }
   if (lead) {
-    progress.phase(
-        banded ? "decode (" + std::to_string(world.size()) + " ranks)" : std::string("decode"),
-        decode_s);
+    progress.phase(decode_phase_name(bands.get()), seconds.decode);
     nlohmann::json j = {{"model_dir", o.model_dir},
                         {"variant", flux.transformer_info().variant},
                         {"dtype", models::dtype_name(flux.dtype())},
@@ -172,16 +168,8 @@ int generate_rank(World& world, const GenerateOptions& given) {
                         {"width", grid.image_width()},
                         {"steps", steps},
                         {"seed", o.seed},
-                        {"guidance", o.guidance},
-                        {"ranks", world.size()},
-                        {"ulysses", u},
-                        {"ring", r},
-                        {"load_seconds", load_s},
-                        {"encode_seconds", encode_s},
-                        {"denoise_seconds", denoise_s},
-                        {"decode_seconds", decode_s},
-                        {"decode_ranks", banded ? world.size() : 1},
-                        {"step_seconds", step_seconds}};
+                        {"guidance", o.guidance}};
+    j.update(run_report(world.size(), u, r, seconds, bands.get()));
     if (!o.out.empty()) {
       write_image(o.out, pixels);
       std::cout << "wrote " << o.out << std::endl;
@@ -201,9 +189,7 @@ int generate_rank(World& world, const GenerateOptions& given) {
       auto ref = flux.denoise(noise, prompt, grid, steps, o.guidance);
       code = report_parity(latents, ref, models::tolerance_against_one_rank(flux.dtype()), j);
     }
-    std::cout << "load " << std::fixed << std::setprecision(3) << load_s << " s, encode "
-              << encode_s << " s, denoise " << denoise_s << " s, decode " << decode_s << " s"
-              << std::endl;
+    print_phase_seconds(seconds);
     if (!o.json.empty()) {
       std::ofstream f(o.json);
       f << j.dump(2) << "\n";

@@ -14,6 +14,7 @@
 #include "rank_setup.h"
 #include "serve_http.h"
 #include "serve_loop.h"
+#include "spdit/pipelines/wan_video_pipeline.h"
 #include "validators.h"
 
 namespace spdit::cli {
@@ -77,10 +78,12 @@ void add_serve_command(CLI::App& app, Action& action) {
   auto* cmd =
       app.add_subcommand("serve",
                          "Keep a model folder loaded on all ranks and answer generation requests "
-                         "over HTTP (OpenAI's images API, /health, /metrics, a web page at /)");
+                         "over HTTP (OpenAI's images API, a video endpoint for Wan2.1, /health, "
+                         "/metrics, a web page at /)");
   static ServeOptions o;
   cmd->add_option("--model-dir", o.model_dir,
-                  "A model folder as downloaded (diffusers layout, FLUX.1)")
+                  "A model folder as downloaded (diffusers layout): FLUX.1 serves pictures, "
+                  "Wan2.1 videos")
       ->required()
       ->check(CLI::ExistingDirectory);
   cmd->add_option("--nproc", o.nproc,
@@ -117,11 +120,28 @@ void add_serve_command(CLI::App& app, Action& action) {
                   "Pictures kept for response_format url (oldest dropped)")
       ->check(whole_number(1, 100000))
       ->capture_default_str();
+  cmd->add_option("--max-frames", o.max_frames, "Wan2.1: most frames a video request may ask for")
+      ->check(whole_number(1, 1001))
+      ->capture_default_str();
+  static std::string vae_parallel = "on";
+  cmd->add_option("--vae-parallel", vae_parallel,
+                  "With several ranks: every rank decodes a band of rows (off: rank 0 decodes "
+                  "alone)")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
   static int cfg = 1;
   cmd->add_option("--cfg", cfg, "CFG degree; FLUX.1's pipeline has one branch, so only 1")
       ->check(whole_number(1));
   cmd->callback([&action] {
     action = [] {
+      o.vae_parallel = vae_parallel == "on";
+      if (cfg != 1 && pipelines::WanFiles::is_wan_folder(o.model_dir)) {
+        throw std::invalid_argument(
+            "--cfg " + std::to_string(cfg) +
+            ": serve runs Wan2.1's guidance branches one after the other on all ranks (the CFG "
+            "axis is `spdit run`'s so far): leave --cfg out and give all ranks to "
+            "--ulysses/--ring");
+      }
       if (cfg != 1) {
         throw std::invalid_argument(
             "--cfg " + std::to_string(cfg) +

@@ -112,6 +112,19 @@ std::string images_body(const Job& job, const std::string& base_url, ServeState&
       .dump();
 }
 
+std::string video_body(const Job& job, const std::string& base_url, ServeState& state) {
+  json item = {{"seed", job.video.seed}, {"frames", job.video.frames}, {"fps", job.video.fps}};
+  if (job.video.response_format == "url") {
+    item["url"] = base_url + "/v1/files/" + state.keep_file(job.mp4, "mp4") + ".mp4";
+  } else {
+    item["b64_json"] = base64(job.mp4);
+  }
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  return json{{"created", std::chrono::duration_cast<std::chrono::seconds>(now).count()},
+              {"data", json::array({item})}}
+      .dump();
+}
+
 }  // namespace
 
 HttpFrontend::HttpFrontend(ServeState& state, HttpOptions options)
@@ -189,7 +202,11 @@ void HttpFrontend::add_routes() {
              json{{"status", "loading"}, {"message", "not every rank has loaded the model yet"}}
                  .dump());
     } else {
-      answer(res, 200, json{{"status", "ready"}, {"ranks", state_.ranks()}}.dump());
+      answer(res, 200,
+             json{{"status", "ready"},
+                  {"ranks", state_.ranks()},
+                  {"makes", state_.limits().makes_video ? "video" : "image"}}
+                 .dump());
     }
   });
 
@@ -204,6 +221,7 @@ void HttpFrontend::add_routes() {
     json j = {{"queue", state_.queue.depth()}, {"ready", state_.ready()}};
     if (auto job = state_.running()) {
       j.update({{"state", "running"},
+                {"kind", job->is_video ? "video" : "image"},
                 {"image", job->image.load()},
                 {"n", job->request.n},
                 {"step", job->step.load()},
@@ -214,87 +232,91 @@ void HttpFrontend::add_routes() {
     answer(res, 200, j.dump());
   });
 
-  s.Get(R"(/v1/files/([0-9a-f]+)\.png)", [this](const Request& req, Response& res) {
-    std::string png;
-    if (!state_.find_file(req.matches[1], png)) {
+  s.Get(R"(/v1/files/([0-9a-f]+)\.(png|mp4))", [this](const Request& req, Response& res) {
+    std::string bytes;
+    const std::string ext = req.matches[2];
+    if (!state_.find_file(req.matches[1], ext, bytes)) {
       answer(res, 404,
              error_body("no file " + req.path +
                             ": it never existed or is past the server's "
                             "--keep-files; ask for response_format "
-                            "b64_json to keep pictures yourself",
+                            "b64_json to keep the files yourself",
                         "not_found"));
       return;
     }
-    res.set_content(png, "image/png");
+    res.set_content(bytes, ext == "png" ? "image/png" : "video/mp4");
   });
 
-  s.Post("/v1/images/generations", [this](const Request& req, Response& res) {
-    const auto record = [&] { state_.metrics.request_answered(res.status); };
-    if (state_.failed())
-      return answer(res, 503, error_body(state_.failure(), "rank_failed")), record();
-    if (state_.stopping()) {
-      return answer(res, 503, error_body("the server is shutting down", "shutting_down")), record();
-    }
-    if (!state_.ready()) {
-      res.set_header("Retry-After", "5");
-      return answer(
-                 res, 503,
-                 error_body("the model is still loading on the ranks; retry shortly", "loading")),
-             record();
-    }
-    auto job = std::make_shared<Job>();
-    try {
-      static thread_local std::mt19937_64 random{std::random_device{}()};
+  s.Post("/v1/images/generations",
+         [this](const Request& req, Response& res) { generate(req, res, false); });
+  s.Post("/v1/videos/generations",
+         [this](const Request& req, Response& res) { generate(req, res, true); });
+}
+
+void HttpFrontend::generate(const httplib::Request& req, httplib::Response& res, bool video) {
+  const auto record = [&] { state_.metrics.request_answered(res.status); };
+  if (state_.failed())
+    return answer(res, 503, error_body(state_.failure(), "rank_failed")), record();
+  if (state_.stopping()) {
+    return answer(res, 503, error_body("the server is shutting down", "shutting_down")), record();
+  }
+  if (!state_.ready()) {
+    res.set_header("Retry-After", "5");
+    return answer(res, 503,
+                  error_body("the model is still loading on the ranks; retry shortly", "loading")),
+           record();
+  }
+  auto job = std::make_shared<Job>();
+  try {
+    static thread_local std::mt19937_64 random{std::random_device{}()};
+    job->is_video = video;
+    if (video)
+      job->video = parse_video_request(req.body, state_.limits(), random() >> 11);
+    else
       job->request = parse_image_request(req.body, state_.limits(), random() >> 11);
-    } catch (const BadRequest& e) {
-      return answer(res, 400, error_body(e.what(), "invalid_request_error")), record();
+  } catch (const WrongModel& e) {
+    return answer(res, 501, error_body(e.what(), "not_available_for_this_model")), record();
+  } catch (const BadRequest& e) {
+    return answer(res, 400, error_body(e.what(), "invalid_request_error")), record();
+  }
+  job->id = state_.next_job_id();
+  switch (state_.queue.submit(job)) {
+    case JobQueue::Submitted::kFull: {
+      // One generation runs and the queue is full: about that long until a
+      // place frees up.
+      const double wait = std::max(1.0, std::ceil(state_.typical_generation_seconds()));
+      res.set_header("Retry-After", std::to_string(static_cast<int64_t>(wait)));
+      answer(res, 429,
+             error_body("the queue is full (" + std::to_string(state_.queue.capacity()) +
+                            " waiting behind the running generation); retry "
+                            "after the Retry-After seconds",
+                        "queue_full"));
+      return record();
     }
-    job->id = state_.next_job_id();
-    switch (state_.queue.submit(job)) {
-      case JobQueue::Submitted::kFull: {
-        // One generation runs and the queue is full: about that long until a
-        // place frees up.
-        const double wait = std::max(1.0, std::ceil(state_.typical_generation_seconds()));
-        res.set_header("Retry-After", std::to_string(static_cast<int64_t>(wait)));
-        answer(res, 429,
-               error_body("the queue is full (" + std::to_string(state_.queue.capacity()) +
-                              " waiting behind the running generation); retry "
-                              "after the Retry-After seconds",
-                          "queue_full"));
-        return record();
-      }
-      case JobQueue::Submitted::kClosed:
-        answer(res, 503,
-               error_body(state_.failed() ? state_.failure() : "the server is shutting down",
-                          state_.failed() ? "rank_failed" : "shutting_down"));
-        return record();
-      case JobQueue::Submitted::kQueued:
-        break;
-    }
-    const int fd = socket_of(req);
-    while (!job->wait_for(100)) {
-      if (!job->cancelled && client_gone(fd))
-        job->cancelled = true;  // the loop stops it at its next step
-    }
-    if (job->status() == 200) {
-      const std::string host = req.has_header("Host")
-                                   ? req.get_header_value("Host")
-                                   : options_.host + ":" + std::to_string(options_.port);
-      answer(res, 200, images_body(*job, "http://" + host, state_));
-    } else {
-      answer(res, job->status(), job->body());
-    }
-    record();
-  });
-
-  s.Post("/v1/videos/generations", [this](const Request&, Response& res) {
-    answer(res, 501,
-           error_body("this server's model makes images (FLUX.1): video "
-                      "generation needs a Wan model "
-                      "folder, and this build has no Wan pipeline yet",
-                      "not_available_for_this_model"));
-    state_.metrics.request_answered(501);
-  });
+    case JobQueue::Submitted::kClosed:
+      answer(res, 503,
+             error_body(state_.failed() ? state_.failure() : "the server is shutting down",
+                        state_.failed() ? "rank_failed" : "shutting_down"));
+      return record();
+    case JobQueue::Submitted::kQueued:
+      break;
+  }
+  const int fd = socket_of(req);
+  while (!job->wait_for(100)) {
+    if (!job->cancelled && client_gone(fd))
+      job->cancelled = true;  // the loop stops it at its next step
+  }
+  if (job->status() == 200) {
+    const std::string host = req.has_header("Host")
+                                 ? req.get_header_value("Host")
+                                 : options_.host + ":" + std::to_string(options_.port);
+    answer(res, 200,
+           video ? video_body(*job, "http://" + host, state_)
+                 : images_body(*job, "http://" + host, state_));
+  } else {
+    answer(res, job->status(), job->body());
+  }
+  record();
 }
 
 }  // namespace spdit::cli

@@ -9,7 +9,9 @@
 
 namespace httplib {
 class Server;
-}
+struct Request;
+struct Response;
+}  // namespace httplib
 
 namespace spdit::cli {
 
@@ -30,6 +32,9 @@ class HttpFrontend {
 
  private:
   void add_routes();
+  /// POST /v1/images/generations or /v1/videos/generations: checks, queues,
+  /// waits (cancelling when the client leaves), answers.
+  void generate(const httplib::Request& req, httplib::Response& res, bool video);
   ServeState& state_;
   HttpOptions options_;
   std::unique_ptr<httplib::Server> server_;

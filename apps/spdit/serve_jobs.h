@@ -17,7 +17,9 @@ namespace spdit::cli {
 /// One request's life: queued, running (step by step), answered.
 struct Job {
   uint64_t id = 0;
-  ImageRequest request;
+  ImageRequest request;   // a picture request, or
+  bool is_video = false;  // a video request:
+  VideoRequest video;
   std::atomic<bool> cancelled{false};  // its client left: stop at the next step
   std::atomic<int> image{0}, step{0}, steps{0};
   // The pictures (PNG bytes) and their seeds: written by the loop before
@@ -25,6 +27,7 @@ struct Job {
   // them).
   std::vector<std::string> pngs;
   std::vector<uint64_t> seeds;
+  std::string mp4;  // the video (MP4 bytes) of a video request
 
   /// The answer: HTTP status and body (JSON). Wakes the waiting handler.
   void finish(int status, std::string body);

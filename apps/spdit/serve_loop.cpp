@@ -6,11 +6,9 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "png_writer.h"
+#include "decode_bands.h"
 #include "rank_setup.h"
-#include "spdit/hooks/sequence_parallel.h"
-#include "spdit/models/precision.h"
-#include "spdit/pipelines/flux_image_pipeline.h"
+#include "serve_model.h"
 #include "spdit/runtime/comm.h"
 #include "spdit/runtime/memory_meter.h"
 
@@ -23,11 +21,6 @@ using nlohmann::json;
 double since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
-
-/// Thrown on every rank at the same step when rank 0 cancels the request.
-struct Cancelled : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 int64_t resident_bytes() {
   std::ifstream f("/proc/self/status");
@@ -58,95 +51,6 @@ void gather_stats(World& world, ServeState* state) {
 const char* kIdle = R"({"kind":"idle"})";
 const char* kStop = R"({"kind":"stop"})";
 
-class Generation {
- public:
-  Generation(World& world, pipelines::FluxImagePipeline& flux, ServeState* state, Job* job,
-             const std::function<bool()>& stop_requested)
-      : world_(world), flux_(flux), state_(state), job_(job), stop_requested_(stop_requested) {}
-
-  /// Every rank runs it; on rank 0 the pictures land in the job. Returns
-  /// rank 0's decoding error ("" when none), which ends only this request.
-  std::string run(const ImageRequest& req) {
-    const auto grid = flux_.grid(req.height, req.width);
-    const int steps = req.steps > 0 ? req.steps : flux_.has_guidance_embedder() ? 28 : 4;
-    auto t0 = Clock::now();
-    // Every rank encodes (as `spdit run` does): no tensor broadcast needed.
-    const auto prompt = flux_.encode(req.prompt);
-    phase("encode", t0);
-    std::string lead_error;
-    for (int k = 0; k < req.n; ++k) {
-      if (job_) {
-        job_->image = k;
-        job_->steps = steps;
-        job_->step = 0;
-      }
-      t0 = Clock::now();
-      auto last = Clock::now();
-      auto latents = flux_.denoise(flux_.initial_noise(grid, req.seed + k), prompt, grid, steps,
-                                   req.guidance, [&](int64_t i, int64_t) {
-                                     if (state_) state_->metrics.step_done(since(last));
-                                     last = Clock::now();
-                                     if (job_) job_->step = static_cast<int>(i);
-                                     go_on_or_cancel();
-                                   });
-      phase("denoise", t0);
-      if (!job_) continue;
-      // Rank 0 alone decodes; an error here must not leave the others
-      // waiting in the next collective, so it is kept until after it.
-      try {
-        t0 = Clock::now();
-        const auto pixels = flux_.decode(latents, grid);  // (1, H, W, 3) uint8
-        // As `spdit run --out` writes it, so that the bytes are the same.
-        job_->pngs.push_back(encode_png(pixels[0].permute({2, 0, 1}).to(at::kFloat) / 255.0, 1));
-        job_->seeds.push_back(req.seed + k);
-        phase("decode", t0);
-      } catch (const std::exception& e) {
-        lead_error = e.what();
-        break;
-      }
-    }
-    // The others skip decoding: their loop ends while rank 0 is still busy.
-    gather_stats(world_, state_);
-    return lead_error;
-  }
-
- private:
-  // After each step rank 0 says whether to go on; every rank learns it
-  // through the group, so all stop at the same step.
-  void go_on_or_cancel() {
-    auto flag = at::zeros({1}, at::kLong);
-    if (job_ && (job_->cancelled || stop_requested_())) flag.fill_(job_->cancelled ? 1 : 2);
-    broadcast(world_.group(), flag);
-    const int64_t why = flag.item<int64_t>();
-    if (why == 1) throw Cancelled("the client disconnected");
-    if (why == 2) throw Cancelled("the server is shutting down (SIGTERM or SIGINT)");
-  }
-
-  void phase(const char* name, Clock::time_point t0) {
-    if (state_) state_->metrics.phase_done(name, since(t0));
-  }
-
-  World& world_;
-  pipelines::FluxImagePipeline& flux_;
-  ServeState* state_;
-  Job* job_;
-  const std::function<bool()>& stop_requested_;
-};
-
-RequestLimits limits_of(const std::shared_ptr<pipelines::FluxImagePipeline>& flux,
-                        const ServeOptions& o, int world_size) {
-  RequestLimits l;
-  l.size_unit = 2 * flux->grid(1024, 1024).vae_scale_factor;
-  l.max_side = o.max_size;
-  l.min_tokens = world_size;
-  l.max_n = o.max_n;
-  l.max_prompt_tokens = flux->t5_max_length();
-  // The HTTP threads count tokens while the loop runs: the tokenizer is
-  // read-only, and the shared pointer keeps it alive past the loop.
-  l.prompt_tokens = [flux](const std::string& p) { return flux->t5_token_count(p); };
-  return l;
-}
-
 }  // namespace
 
 int serve_rank(World& world, const ServeOptions& o, ServeState* state,
@@ -160,22 +64,21 @@ int serve_rank(World& world, const ServeOptions& o, ServeState* state,
                             {"--ulysses", std::to_string(u)},
                             {"--ring", std::to_string(r)},
                             {"--max-size", std::to_string(o.max_size)},
-                            {"--max-n", std::to_string(o.max_n)}});
+                            {"--max-n", std::to_string(o.max_n)},
+                            {"--max-frames", std::to_string(o.max_frames)},
+                            {"--vae-parallel", o.vae_parallel ? "on" : "off"}});
   auto t0 = Clock::now();
-  const auto dtype = o.dtype.empty() ? at::ScalarType::Undefined : models::parse_dtype(o.dtype);
-  auto flux =
-      std::make_shared<pipelines::FluxImagePipeline>(pipelines::ModelDir::open(o.model_dir), dtype);
-  SequenceParallelConfig sp{u, r};
-  sp.setup(world);
-  // Once: every request runs under the same plan.
-  apply_sequence_parallel(flux->transformer(), sp);
+  const auto model = ServedModel::load(o, world, u, r);
+  // Once: every request decodes in the same bands.
+  const auto bands = decode_bands(world, o.vae_parallel);
   gather_stats(world, state);
   if (lead) {
-    state->set_ready(limits_of(flux, o, world.size()), world.size());
-    std::cout << "spdit serve: ready: " << o.model_dir << " (flux "
-              << flux->transformer_info().variant << ", " << models::dtype_name(flux->dtype())
-              << ") on " << world.size() << " rank(s) (ulysses " << u << " x ring " << r
-              << "), loaded in " << std::fixed << std::setprecision(1) << since(t0) << " s"
+    state->set_ready(model->limits(o, world.size()), world.size());
+    std::cout << "spdit serve: ready: " << o.model_dir << " (" << model->describe() << ") on "
+              << world.size() << " rank(s) (ulysses " << u << " x ring " << r << "), "
+              << (bands ? "decoding in " + std::to_string(world.size()) + " bands"
+                        : std::string("decoding on rank 0"))
+              << ", loaded in " << std::fixed << std::setprecision(1) << since(t0) << " s"
               << std::endl;
   }
   while (true) {
@@ -193,27 +96,36 @@ int serve_rank(World& world, const ServeOptions& o, ServeState* state,
       // died), ServeState::fail answers this job too, not only the queue.
       if (job) state->set_running(job);
       message = state->stopping() ? kStop
-                : job ? json{{"kind", "image"}, {"request", to_wire(job->request)}}.dump()
-                      : kIdle;
+                : job
+                    ? json{{"kind", job->is_video ? "video" : "image"},
+                           {"request", job->is_video ? to_wire(job->video) : to_wire(job->request)}}
+                          .dump()
+                    : kIdle;
     }
     // Also the idle ranks' heartbeat: a tick at least every 250 ms keeps
     // them inside the process-group timeout, and shows rank 0 a dead peer.
     const auto said = json::parse(broadcast_bytes(world.group(), message));
     if (said.at("kind") == "stop") break;
     if (said.at("kind") == "idle") continue;
-    const auto request = image_request_from_wire(said.at("request").get<std::string>());
+    if (said.at("kind") != model->kind()) {
+      // The HTTP side refuses the other kind (501): reaching here is a bug.
+      throw std::logic_error("spdit serve: a '" + said.at("kind").get<std::string>() +
+                             "' request reached a '" + model->kind() + "' model");
+    }
     const auto started = Clock::now();
     try {
-      const std::string error =
-          Generation(world, *flux, state, job.get(), stop_requested).run(request);
+      GenerationContext context(world, state, job.get(), stop_requested, bands.get());
+      const std::string error = model->run(said.at("request").get<std::string>(), context);
+      // Every rank: memory and bytes moved to the metrics; the others wait
+      // here while rank 0 writes the PNG or MP4.
+      gather_stats(world, state);
       if (lead && error.empty()) {
         state->generation_took(since(started));
         state->metrics.generation_done("ok");
         job->finish(200, "");
       } else if (lead) {
         state->metrics.generation_done("failed");
-        job->finish(500,
-                    error_body("decoding the picture failed on rank 0: " + error, "server_error"));
+        job->finish(500, error_body(error, "server_error"));
       }
     } catch (const Cancelled& e) {
       if (lead) {

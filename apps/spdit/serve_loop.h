@@ -16,9 +16,10 @@ struct ServeOptions {
   std::string model_dir, dtype;
   HttpOptions http;
   int nproc = 0, ulysses = 0, ring = 0, threads = 1;
-  int queue = 8, max_n = 4, keep_files = 64;
+  int queue = 8, max_n = 4, keep_files = 64, max_frames = 81;
   int64_t max_size = 1024;
   bool oversubscribe = false;
+  bool vae_parallel = true;  // with several ranks, each decodes a band of rows
 };
 
 /// Runs until rank 0 says stop (after `stop_requested` turned true there):

@@ -15,7 +15,7 @@ const std::string& serve_page_html() {
   #status { margin: 0.8rem 0; min-height: 1.2rem; }
   #error { color: #b00; white-space: pre-wrap; }
   progress { width: 100%; }
-  img { max-width: 100%; image-rendering: pixelated; border: 1px solid #ccc; }
+  img, video { max-width: 100%; image-rendering: pixelated; border: 1px solid #ccc; }
 </style>
 </head>
 <body>
@@ -25,6 +25,10 @@ const std::string& serve_page_html() {
   <label>size <input id="size" value="512x512" size="9"></label>
   <label>steps <input id="steps" type="number" min="1" placeholder="model's default" style="width:8rem"></label>
   <label>seed <input id="seed" type="number" min="0" value="0" style="width:7rem"></label>
+  <span id="video-settings" hidden>
+    <label>frames <input id="frames" type="number" min="1" step="4" value="17" style="width:5rem"></label>
+    <label>fps <input id="fps" type="number" min="1" value="16" style="width:4rem"></label>
+  </span>
   <button id="generate" type="submit">Generate</button>
 </form>
 <div id="status"></div>
@@ -33,13 +37,24 @@ const std::string& serve_page_html() {
 <div id="pictures"></div>
 <script>
 const params = new URLSearchParams(location.search);
-for (const name of ["prompt", "size", "steps", "seed"]) {
+for (const name of ["prompt", "size", "steps", "seed", "frames", "fps"]) {
   if (params.has(name)) document.getElementById(name).value = params.get(name);
 }
 const headers = { "Content-Type": "application/json" };
 if (params.has("key")) headers["Authorization"] = "Bearer " + params.get("key");
 const status = document.getElementById("status");
 const bar = document.getElementById("progress");
+
+// A Wan2.1 server makes videos: /health says so once it is ready.
+async function makes() {
+  try {
+    const h = await (await fetch("/health", { headers })).json();
+    const kind = h.makes || "image";
+    document.getElementById("video-settings").hidden = kind !== "video";
+    return kind;
+  } catch (e) { return "image"; }
+}
+makes();
 
 async function poll(running) {
   while (running.on) {
@@ -49,7 +64,7 @@ async function poll(running) {
         bar.hidden = false;
         bar.max = p.steps || 1;
         bar.value = p.step;
-        status.textContent = "step " + p.step + " of " + p.steps + (p.n > 1 ? " (picture " + (p.image + 1) + " of " + p.n + ")" : "");
+        status.textContent = (p.kind === "video" ? "video: " : "") + "step " + p.step + " of " + p.steps + (p.n > 1 ? " (picture " + (p.image + 1) + " of " + p.n + ")" : "");
       } else if (running.on) {
         status.textContent = "waiting in the queue (" + p.queue + " ahead)";
       }
@@ -64,6 +79,11 @@ async function generate(event) {
                  seed: Number(document.getElementById("seed").value), response_format: "b64_json" };
   const steps = document.getElementById("steps").value;
   if (steps !== "") body.steps = Number(steps);
+  const video = (await makes()) === "video";
+  if (video) {
+    body.frames = Number(document.getElementById("frames").value);
+    body.fps = Number(document.getElementById("fps").value);
+  }
   document.getElementById("error").textContent = "";
   document.getElementById("generate").disabled = true;
   status.textContent = "sent";
@@ -71,12 +91,21 @@ async function generate(event) {
   poll(running);
   const started = performance.now();
   try {
-    const res = await fetch("/v1/images/generations", { method: "POST", headers, body: JSON.stringify(body) });
+    const res = await fetch(video ? "/v1/videos/generations" : "/v1/images/generations",
+                            { method: "POST", headers, body: JSON.stringify(body) });
     const answer = await res.json();
     if (!res.ok) throw new Error(res.status + ": " + (answer.error ? answer.error.message : JSON.stringify(answer)));
     const pictures = document.getElementById("pictures");
     pictures.textContent = "";
     for (const item of answer.data) {
+      if (video) {
+        const v = document.createElement("video");
+        v.className = "result";
+        v.controls = v.autoplay = v.loop = v.muted = true;
+        v.setAttribute("src", "data:video/mp4;base64," + item.b64_json);
+        pictures.appendChild(v);
+        continue;
+      }
       const img = document.createElement("img");
       img.className = "result";
       img.alt = body.prompt + " (seed " + item.seed + ")";

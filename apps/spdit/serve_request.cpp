@@ -1,9 +1,10 @@
 #include "serve_request.h"
 
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <regex>
-#include <set>
+#include <vector>
 
 namespace spdit::cli {
 namespace {
@@ -45,14 +46,17 @@ int64_t whole_field(const json& j, const char* name, int64_t lo, int64_t hi) {
   return v.get<int64_t>();
 }
 
-void parse_size(const std::string& size, const RequestLimits& l, ImageRequest& r) {
+// Sets width and height from "WxH"; `latent_frames` multiplies the tokens
+// (a video's latent frames, 1 for a picture).
+void parse_size(const std::string& size, const RequestLimits& l, int64_t& width, int64_t& height,
+                int64_t latent_frames = 1) {
   static const std::regex form("([0-9]{1,6})x([0-9]{1,6})");
   std::smatch m;
   if (!std::regex_match(size, m, form))
     refuse("'size' must be WIDTHxHEIGHT in pixels (e.g. \"1024x1024\"), not '" + size + "'");
-  r.width = std::stoll(m[1]);
-  r.height = std::stoll(m[2]);
-  for (int64_t side : {r.width, r.height}) {
+  width = std::stoll(m[1]);
+  height = std::stoll(m[2]);
+  for (int64_t side : {width, height}) {
     if (side < l.size_unit || side % l.size_unit != 0) {
       refuse("'size' " + size + ": each side must be a positive multiple of " +
              std::to_string(l.size_unit) + " pixels for this model (one 2x2 patch of latents)");
@@ -62,18 +66,29 @@ void parse_size(const std::string& size, const RequestLimits& l, ImageRequest& r
              std::to_string(l.max_side) + " pixels a side (its --max-size)");
     }
   }
-  const int64_t tokens = (r.width / l.size_unit) * (r.height / l.size_unit);
+  const int64_t tokens = latent_frames * (width / l.size_unit) * (height / l.size_unit);
   if (tokens < l.min_tokens) {
     refuse("'size' " + size + " gives " + std::to_string(tokens) +
            " image token(s), fewer than the " + std::to_string(l.min_tokens) +
            " ranks that share them: ask for a larger size");
   }
+  if (height / l.vae_scale < l.min_latent_rows) {
+    refuse("'size' " + size + ": its " + std::to_string(height / l.vae_scale) +
+           " latent rows are fewer than the " + std::to_string(l.min_latent_rows) +
+           " ranks that decode a band of rows each: ask for a height of at least " +
+           std::to_string((l.min_latent_rows * l.vae_scale + l.size_unit - 1) / l.size_unit *
+                          l.size_unit));
+  }
 }
 
-}  // namespace
+std::string default_size(const RequestLimits& l, int64_t width, int64_t height) {
+  auto side = [&](int64_t s) { return std::min(s, l.max_side) / l.size_unit * l.size_unit; };
+  return std::to_string(side(width)) + "x" + std::to_string(side(height));
+}
 
-ImageRequest parse_image_request(const std::string& body, const RequestLimits& l,
-                                 uint64_t random_seed) {
+// The body as a JSON object whose fields are all `known` (listed in the
+// message otherwise).
+json object_with_fields(const std::string& body, const std::vector<std::string>& known) {
   json j;
   try {
     j = json::parse(body);
@@ -81,21 +96,58 @@ ImageRequest parse_image_request(const std::string& body, const RequestLimits& l
     refuse(std::string("the body is not JSON: ") + e.what());
   }
   if (!j.is_object()) refuse(std::string("the body must be a JSON object, not ") + type_name(j));
-  static const std::set<std::string> known = {"prompt", "size",  "n",        "response_format",
-                                              "seed",   "steps", "guidance", "negative_prompt",
-                                              "model",  "user"};
   for (const auto& [key, value] : j.items()) {
-    if (!known.count(key)) {
-      refuse("unknown field '" + key +
-             "'; the fields are prompt, size, n, response_format, seed, steps, "
-             "guidance, negative_prompt, model, user");
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      std::string list;
+      for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+      refuse("unknown field '" + key + "'; the fields are " + list);
     }
   }
+  return j;
+}
+
+std::string prompt_field(const json& j, const char* what) {
+  if (!j.contains("prompt")) refuse(std::string("'prompt' is missing: say what to ") + what);
+  std::string p = text_field(j, "prompt");
+  if (p.empty()) refuse(std::string("'prompt' is empty: say what to ") + what);
+  return p;
+}
+
+std::string response_format_field(const json& j, const char* ext) {
+  if (!j.contains("response_format")) return "b64_json";
+  std::string f = text_field(j, "response_format");
+  if (f != "b64_json" && f != "url") {
+    refuse("'response_format' must be \"b64_json\" or \"url\" (GET /v1/files/<id>." +
+           std::string(ext) + "), not '" + f + "'");
+  }
+  return f;
+}
+
+double guidance_field(const json& j) {
+  const auto& v = j.at("guidance");
+  if (!v.is_number()) refuse(std::string("'guidance' must be a number, not ") + type_name(v));
+  const double g = v.get<double>();
+  if (!std::isfinite(g) || g < 0 || g > 100) {
+    refuse("'guidance' must be from 0 to 100, not " + v.dump());
+  }
+  return g;
+}
+
+}  // namespace
+
+ImageRequest parse_image_request(const std::string& body, const RequestLimits& l,
+                                 uint64_t random_seed) {
+  if (l.makes_video) {
+    throw WrongModel(
+        "this server's model makes videos (Wan2.1): POST /v1/videos/generations "
+        "(fields prompt, size, frames, fps, ...)");
+  }
+  const json j =
+      object_with_fields(body, {"prompt", "size", "n", "response_format", "seed", "steps",
+                                "guidance", "negative_prompt", "model", "user"});
   ImageRequest r;
   r.seed = random_seed;
-  if (!j.contains("prompt")) refuse("'prompt' is missing: say what to draw");
-  r.prompt = text_field(j, "prompt");
-  if (r.prompt.empty()) refuse("'prompt' is empty: say what to draw");
+  r.prompt = prompt_field(j, "draw");
   if (l.prompt_tokens) {
     const int64_t tokens = l.prompt_tokens(r.prompt);
     if (tokens > l.max_prompt_tokens) {
@@ -114,30 +166,61 @@ ImageRequest parse_image_request(const std::string& body, const RequestLimits& l
   if (j.contains("model"))
     text_field(j, "model");  // OpenAI clients send it; this server has one model
   if (j.contains("user")) text_field(j, "user");
-  if (j.contains("size"))
-    parse_size(text_field(j, "size"), l, r);
-  else
-    parse_size(std::to_string(std::min<int64_t>(1024, l.max_side) / l.size_unit * l.size_unit) +
-                   "x" +
-                   std::to_string(std::min<int64_t>(1024, l.max_side) / l.size_unit * l.size_unit),
-               l, r);
+  parse_size(j.contains("size") ? text_field(j, "size") : default_size(l, 1024, 1024), l, r.width,
+             r.height);
   if (j.contains("n")) r.n = static_cast<int>(whole_field(j, "n", 1, l.max_n));
-  if (j.contains("response_format")) {
-    r.response_format = text_field(j, "response_format");
-    if (r.response_format != "b64_json" && r.response_format != "url") {
-      refuse("'response_format' must be \"b64_json\" or \"url\", not '" + r.response_format + "'");
-    }
-  }
+  r.response_format = response_format_field(j, "png");
   if (j.contains("seed"))
     r.seed = static_cast<uint64_t>(whole_field(j, "seed", 0, (int64_t{1} << 53)));
   if (j.contains("steps")) r.steps = static_cast<int>(whole_field(j, "steps", 1, l.max_steps));
-  if (j.contains("guidance")) {
-    const auto& v = j.at("guidance");
-    if (!v.is_number()) refuse(std::string("'guidance' must be a number, not ") + type_name(v));
-    r.guidance = v.get<double>();
-    if (!std::isfinite(r.guidance) || r.guidance < 0 || r.guidance > 100) {
-      refuse("'guidance' must be from 0 to 100, not " + v.dump());
+  if (j.contains("guidance")) r.guidance = guidance_field(j);
+  return r;
+}
+
+VideoRequest parse_video_request(const std::string& body, const RequestLimits& l,
+                                 uint64_t random_seed) {
+  if (!l.makes_video) {
+    throw WrongModel(
+        "this server's model makes images (FLUX.1): video generation needs a Wan2.1 model "
+        "folder (spdit serve --model-dir Wan2.1-T2V-1.3B-Diffusers); ask this one at POST "
+        "/v1/images/generations");
+  }
+  const json j =
+      object_with_fields(body, {"prompt", "negative_prompt", "size", "frames", "fps",
+                                "response_format", "seed", "steps", "guidance", "model", "user"});
+  VideoRequest r;
+  r.seed = random_seed;
+  r.prompt = prompt_field(j, "film");
+  if (j.contains("negative_prompt")) r.negative_prompt = text_field(j, "negative_prompt");
+  if (j.contains("model")) text_field(j, "model");
+  if (j.contains("user")) text_field(j, "user");
+  if (j.contains("frames")) {
+    r.frames = whole_field(j, "frames", 1, l.max_frames);
+    if ((r.frames - 1) % 4 != 0) {
+      // Wan's VAE makes one frame, then four per latent frame.
+      const int64_t below = (r.frames - 1) / 4 * 4 + 1, above = below + 4;
+      std::string nearest = std::to_string(r.frames - below <= above - r.frames ? below : above);
+      if (r.frames - below == above - r.frames && above <= l.max_frames)
+        nearest = std::to_string(below) + " or " + std::to_string(above);
+      refuse("'frames' " + std::to_string(r.frames) +
+             ": Wan's VAE makes 1 + 4k frames (1, 5, 9, ..., 81); the nearest is " + nearest);
     }
+  } else {
+    r.frames = std::min<int64_t>(81, (l.max_frames - 1) / 4 * 4 + 1);
+  }
+  parse_size(j.contains("size") ? text_field(j, "size") : default_size(l, 832, 480), l, r.width,
+             r.height, 1 + (r.frames - 1) / 4);
+  if (j.contains("fps")) r.fps = static_cast<int>(whole_field(j, "fps", 1, 120));
+  r.response_format = response_format_field(j, "mp4");
+  if (j.contains("seed"))
+    r.seed = static_cast<uint64_t>(whole_field(j, "seed", 0, (int64_t{1} << 53)));
+  if (j.contains("steps")) r.steps = static_cast<int>(whole_field(j, "steps", 1, l.max_steps));
+  if (j.contains("guidance")) r.guidance = guidance_field(j);
+  if (!r.negative_prompt.empty() && !(r.guidance > 1)) {
+    refuse("'negative_prompt' steers only with classifier-free guidance: 'guidance' " +
+           std::to_string(r.guidance) +
+           " (<= 1) runs one branch; raise it or leave the "
+           "negative prompt out");
   }
   return r;
 }
@@ -161,6 +244,40 @@ ImageRequest image_request_from_wire(const std::string& bytes) {
   r.width = j.at("width");
   r.height = j.at("height");
   r.n = j.at("n");
+  r.response_format = j.at("response_format");
+  r.seed = j.at("seed");
+  r.steps = j.at("steps");
+  r.guidance = j.at("guidance");
+  return r;
+}
+
+}  // namespace spdit::cli
+
+namespace spdit::cli {
+
+std::string to_wire(const VideoRequest& r) {
+  return json{{"prompt", r.prompt},
+              {"negative_prompt", r.negative_prompt},
+              {"width", r.width},
+              {"height", r.height},
+              {"frames", r.frames},
+              {"fps", r.fps},
+              {"response_format", r.response_format},
+              {"seed", r.seed},
+              {"steps", r.steps},
+              {"guidance", r.guidance}}
+      .dump();
+}
+
+VideoRequest video_request_from_wire(const std::string& bytes) {
+  const auto j = json::parse(bytes);
+  VideoRequest r;
+  r.prompt = j.at("prompt");
+  r.negative_prompt = j.at("negative_prompt");
+  r.width = j.at("width");
+  r.height = j.at("height");
+  r.frames = j.at("frames");
+  r.fps = j.at("fps");
   r.response_format = j.at("response_format");
   r.seed = j.at("seed");
   r.steps = j.at("steps");

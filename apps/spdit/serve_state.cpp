@@ -54,7 +54,7 @@ std::shared_ptr<Job> ServeState::running() const {
   return running_;
 }
 
-std::string ServeState::keep_file(std::string png) {
+std::string ServeState::keep_file(std::string bytes, const std::string& ext) {
   std::lock_guard<std::mutex> lock(mutex_);
   // Ids that cannot be guessed: a file is its requester's, not a listing.
   static std::mt19937_64 random{std::random_device{}()};
@@ -62,7 +62,7 @@ std::string ServeState::keep_file(std::string png) {
   std::snprintf(id, sizeof id, "%06llx%016llx",
                 static_cast<unsigned long long>(++file_ids_ & 0xffffff),
                 static_cast<unsigned long long>(random()));
-  files_[id] = std::move(png);
+  files_[id] = {ext, std::move(bytes)};
   file_order_.push_back(id);
   while (file_order_.size() > keep_files_) {
     files_.erase(file_order_.front());
@@ -71,11 +71,12 @@ std::string ServeState::keep_file(std::string png) {
   return id;
 }
 
-bool ServeState::find_file(const std::string& id, std::string& png) const {
+bool ServeState::find_file(const std::string& id, const std::string& ext,
+                           std::string& bytes) const {
   std::lock_guard<std::mutex> lock(mutex_);
   const auto found = files_.find(id);
-  if (found == files_.end()) return false;
-  png = found->second;
+  if (found == files_.end() || found->second.first != ext) return false;
+  bytes = found->second.second;
   return true;
 }
 

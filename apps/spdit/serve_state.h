@@ -43,10 +43,10 @@ class ServeState {
   void set_running(std::shared_ptr<Job> job);
   std::shared_ptr<Job> running() const;
 
-  /// Keeps a picture for GET /v1/files/<id>.png; the oldest go past
-  /// --keep-files.
-  std::string keep_file(std::string png);
-  bool find_file(const std::string& id, std::string& png) const;
+  /// Keeps a picture or video for GET /v1/files/<id>.<ext> (png, mp4); the
+  /// oldest go past --keep-files.
+  std::string keep_file(std::string bytes, const std::string& ext = "png");
+  bool find_file(const std::string& id, const std::string& ext, std::string& bytes) const;
 
   uint64_t next_job_id() { return ++job_ids_; }
   /// Seconds the last generations took on average (for Retry-After); 0 before
@@ -63,7 +63,7 @@ class ServeState {
   std::shared_ptr<Job> running_;
   const size_t keep_files_;
   std::deque<std::string> file_order_;
-  std::unordered_map<std::string, std::string> files_;
+  std::unordered_map<std::string, std::pair<std::string, std::string>> files_;  // ext, bytes
   uint64_t file_ids_ = 0;
   std::atomic<uint64_t> job_ids_{0};
   double generation_seconds_ = 0;

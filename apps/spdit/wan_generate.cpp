@@ -8,7 +8,9 @@
 #include <iomanip>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
+#include "decode_bands.h"
 #include "mp4_writer.h"
 #include "output_paths.h"
 #include "parity_report.h"
@@ -91,8 +93,9 @@ int wan_generate_rank(World& world, const WanGenerateOptions& o) {
                                   /*with_text=*/!o.prompt.empty());
   const auto shape =
       wan.latent_shape(o.frames, o.height, o.width);  // refuses a bad size before encoding
-  const double load_s = since(t0);
-  phase(lead, "load", load_s);
+  PhaseSeconds seconds;
+  seconds.load = since(t0);
+  phase(lead, "load", seconds.load);
 
   // Every rank encodes (the encoder's weights are file pages the ranks
   // share; the result is the same on each), so nothing is broadcast.
@@ -107,8 +110,8 @@ int wan_generate_rank(World& world, const WanGenerateOptions& o) {
     prompts.prompt_embeds = wan.encode(o.prompt);
     if (guided) prompts.negative_prompt_embeds = wan.encode(o.negative_prompt);
   }
-  const double encode_s = since(t0);
-  phase(lead, "encode", encode_s);
+  seconds.encode = since(t0);
+  phase(lead, "encode", seconds.encode);
 
   const auto noise =
       o.noise.empty() ? wan.initial_noise(shape, o.seed) : tensor_from(o.noise, "noise");
@@ -130,21 +133,20 @@ int wan_generate_rank(World& world, const WanGenerateOptions& o) {
   }
   t0 = Clock::now();
   auto last = Clock::now();
-  std::vector<double> step_seconds;
   auto latents = wan.denoise(
       noise, prompts, o.steps, o.guidance, scheduler, &cfg.state(), [&](int64_t i, int64_t n) {
-        step_seconds.push_back(since(last));
+        seconds.steps.push_back(since(last));
         last = Clock::now();
         if (lead) {
           const int width = 24, done = static_cast<int>(i * width / n);
           std::cerr << "[" << std::string(done, '#') << std::string(width - done, '.') << "] step "
                     << i << "/" << n << "  " << std::fixed << std::setprecision(3)
-                    << step_seconds.back() << " s" << (isatty(STDERR_FILENO) ? "\r" : "\n")
+                    << seconds.steps.back() << " s" << (isatty(STDERR_FILENO) ? "\r" : "\n")
                     << std::flush;
           if (i == n && isatty(STDERR_FILENO)) std::cerr << "\n";
         }
       });
-  const double denoise_s = since(t0);
+  seconds.denoise = since(t0);
   if (shards && o.check) shards->unshard();  // every rank: rank 0's reference runs alone
   remove_sequence_parallel(wan.transformer());
   world.barrier();
@@ -152,21 +154,16 @@ int wan_generate_rank(World& world, const WanGenerateOptions& o) {
   // Every rank holds the final latents: with several ranks each decodes a
   // band of rows (row_bands.h) and all get the video; otherwise rank 0
   // decodes alone.
-  const bool banded = o.vae_parallel && world.size() > 1;
-  SequenceParallelConfig bands{1, world.size()};
-  if (banded) bands.setup(world);
+  const auto bands = decode_bands(world, o.vae_parallel);
   at::Tensor frames;
-  double decode_s = 0;
-  if (lead || banded) {
+  if (lead || bands) {
     t0 = Clock::now();
-    frames = wan.decode(latents, banded ? &bands : nullptr);
-    decode_s = since(t0);
+    frames = wan.decode(latents, bands.get());
+    seconds.decode = since(t0);
   }
   int code = 0;
   if (lead) {
-    phase(lead,
-          banded ? "decode (" + std::to_string(world.size()) + " ranks)" : std::string("decode"),
-          decode_s);
+    phase(lead, decode_phase_name(bands.get()), seconds.decode);
     nlohmann::json j = {{"model_dir", o.model_dir},
                         {"layout", files.layout},
                         {"variant", wan.transformer_info().variant},
@@ -178,16 +175,8 @@ int wan_generate_rank(World& world, const WanGenerateOptions& o) {
                         {"scheduler", o.scheduler},
                         {"seed", o.seed},
                         {"guidance", o.guidance},
-                        {"ranks", world.size()},
-                        {"cfg", o.cfg},
-                        {"ulysses", u},
-                        {"ring", r},
-                        {"load_seconds", load_s},
-                        {"encode_seconds", encode_s},
-                        {"denoise_seconds", denoise_s},
-                        {"decode_seconds", decode_s},
-                        {"decode_ranks", banded ? world.size() : 1},
-                        {"step_seconds", step_seconds}};
+                        {"cfg", o.cfg}};
+    j.update(run_report(world.size(), u, r, seconds, bands.get()));
     t0 = Clock::now();
     if (!o.out.empty()) {
       write_mp4(o.out, frames, o.fps);
@@ -218,9 +207,9 @@ int wan_generate_rank(World& world, const WanGenerateOptions& o) {
       auto ref = wan.denoise(noise, prompts, o.steps, o.guidance, scheduler, nullptr);
       code = report_parity(latents, ref, models::tolerance_against_one_rank(wan.dtype()), j);
     }
-    std::cout << "load " << std::fixed << std::setprecision(3) << load_s << " s, encode "
-              << encode_s << " s, denoise " << denoise_s << " s, decode " << decode_s
-              << " s, write " << write_s << " s" << std::endl;
+    std::ostringstream write;
+    write << ", write " << std::fixed << std::setprecision(3) << write_s << " s";
+    print_phase_seconds(seconds, write.str());
     if (!o.json.empty()) {
       std::ofstream f(o.json);
       f << j.dump(2) << "\n";

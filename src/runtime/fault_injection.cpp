@@ -8,6 +8,7 @@
 #include <cstring>
 #include <iostream>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 
 namespace spdit {
@@ -18,6 +19,7 @@ struct Fault {
   int rank = -1;
   std::string point;
   int after = 1;
+  bool throws = false;  // action=throw: an error, not a death
   std::atomic<int> seen{0};
 };
 
@@ -34,6 +36,7 @@ Fault& fault() {
       if (k == "rank") f.rank = std::atoi(v.c_str());
       if (k == "point") f.point = v;
       if (k == "after") f.after = std::atoi(v.c_str());
+      if (k == "action") f.throws = v == "throw";
     }
     f.armed = f.rank >= 0 && !f.point.empty();
     return true;
@@ -47,7 +50,11 @@ Fault& fault() {
 void fault_point(const char* name, int rank) {
   Fault& f = fault();
   if (!f.armed || rank != f.rank || f.point != name) return;
-  if (++f.seen == f.after) {
+  if (++f.seen == f.after && f.throws) {
+    throw std::runtime_error("SPDIT_FAULT: an error injected on rank " + std::to_string(rank) +
+                             " at " + name);
+  }
+  if (f.seen == f.after) {
     std::cerr << "spdit: SPDIT_FAULT: killing rank " << rank << " at " << name << " #" << f.after
               << std::endl;
     kill(getpid(), SIGKILL);
