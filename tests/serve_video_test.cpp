@@ -170,16 +170,15 @@ TEST(ServeVideo, ALeavingClientIsCancelledAtTheNextStep) {
   slow["frames"] = 17;
   slow["size"] = "64x64";
   const auto before = parse_prometheus(server.metrics());
-  const double cancelled_before =
-      before.count("spdit_generations_total{outcome=\"cancelled\"}")
-          ? before.at("spdit_generations_total{outcome=\"cancelled\"}")
-          : 0;
+  const double cancelled_before = before.count("spdit_generations_total{outcome=\"cancelled\"}")
+                                      ? before.at("spdit_generations_total{outcome=\"cancelled\"}")
+                                      : 0;
   const int fd = post_and_leave_open(server.port, slow, "/v1/videos/generations");
   ASSERT_GE(fd, 0);
   json seen;
   ASSERT_TRUE(eventually([&] {
     seen = server.progress();
-    return seen.value("state", "") == "running";
+    return seen.value("state", "") == "running" && seen.value("steps", 0) > 0;
   }));
   EXPECT_EQ(seen.at("kind"), "video") << seen.dump();
   EXPECT_EQ(seen.at("steps"), 100) << seen.dump();

@@ -29,11 +29,9 @@ class ServedFlux : public ServedModel {
 
   RequestLimits limits(const ServeOptions& o, int world_size) const override {
     RequestLimits l;
-    l.vae_scale = flux_->grid(1024, 1024).vae_scale_factor;
-    l.size_unit = 2 * l.vae_scale;
+    l.size_unit = 2 * flux_->grid(1024, 1024).vae_scale_factor;
     l.max_side = o.max_size;
     l.min_tokens = world_size;
-    l.min_latent_rows = o.vae_parallel ? world_size : 0;
     l.max_n = o.max_n;
     l.max_prompt_tokens = flux_->t5_max_length();
     // The HTTP threads count tokens while the loop runs: the tokenizer is
@@ -44,8 +42,7 @@ class ServedFlux : public ServedModel {
   }
 
   std::string describe() const override {
-    return "flux " + flux_->transformer_info().variant + ", " +
-           models::dtype_name(flux_->dtype());
+    return "flux " + flux_->transformer_info().variant + ", " + models::dtype_name(flux_->dtype());
   }
   const char* kind() const override { return "image"; }
 
@@ -64,9 +61,8 @@ class ServedFlux : public ServedModel {
     for (int k = 0; k < req.n; ++k) {
       g.begin_steps(steps, k);
       t0 = Clock::now();
-      auto latents =
-          flux_->denoise(flux_->initial_noise(grid, req.seed + k), prompt, grid, steps,
-                         req.guidance, [&](int64_t i, int64_t) { g.step_done(i); });
+      auto latents = flux_->denoise(flux_->initial_noise(grid, req.seed + k), prompt, grid, steps,
+                                    req.guidance, [&](int64_t i, int64_t) { g.step_done(i); });
       g.phase("denoise", t0);
       t0 = Clock::now();
       const auto pixels = g.decode(

@@ -49,10 +49,10 @@ class GenerationContext {
   /// Runs `decode` (given the band group, or null) where it must run: with
   /// bands on every rank, else on rank 0 alone (the others get an undefined
   /// tensor). A failure on rank 0 alone lands in `error` and ends only this
-  /// request (once `error` is set, rank 0 decodes no more of it). A failure inside the banded decode leaves the ranks' band
-  /// exchanges out of step, so it ends the job: rank 0 answers the request
-  /// 503 with the reason and throws; a failing peer throws, and rank 0's next
-  /// exchange names it (a rank death, serve_loop.h).
+  /// request (once `error` is set, rank 0 decodes no more of it). A failure inside the banded
+  /// decode leaves the ranks' band exchanges out of step, so it ends the job: rank 0 answers the
+  /// request 503 with the reason and throws; a failing peer throws, and rank 0's next exchange
+  /// names it (a rank death, serve_loop.h).
   at::Tensor decode(const std::function<at::Tensor(const SequenceParallelConfig*)>& decode,
                     std::string& error);
 
@@ -88,7 +88,7 @@ class ServedModel {
 /// The two models (serve_image_model.cpp, serve_video_model.cpp).
 std::unique_ptr<ServedModel> load_served_flux(const ServeOptions& options, World& world,
                                               int ulysses, int ring);
-std::unique_ptr<ServedModel> load_served_wan(const ServeOptions& options, World& world,
-                                             int ulysses, int ring);
+std::unique_ptr<ServedModel> load_served_wan(const ServeOptions& options, World& world, int ulysses,
+                                             int ring);
 
 }  // namespace spdit::cli

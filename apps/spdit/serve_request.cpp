@@ -72,13 +72,6 @@ void parse_size(const std::string& size, const RequestLimits& l, int64_t& width,
            " image token(s), fewer than the " + std::to_string(l.min_tokens) +
            " ranks that share them: ask for a larger size");
   }
-  if (height / l.vae_scale < l.min_latent_rows) {
-    refuse("'size' " + size + ": its " + std::to_string(height / l.vae_scale) +
-           " latent rows are fewer than the " + std::to_string(l.min_latent_rows) +
-           " ranks that decode a band of rows each: ask for a height of at least " +
-           std::to_string((l.min_latent_rows * l.vae_scale + l.size_unit - 1) / l.size_unit *
-                          l.size_unit));
-  }
 }
 
 std::string default_size(const RequestLimits& l, int64_t width, int64_t height) {

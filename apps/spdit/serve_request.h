@@ -53,8 +53,6 @@ struct RequestLimits {
   int max_n = 4;             // --max-n
   int max_steps = 100;
   int64_t max_prompt_tokens = 512;  // T5's limit (dev 512, schnell 256)
-  int64_t min_latent_rows = 0;      // banded decode: every rank needs a row of latents
-  int64_t vae_scale = 8;            // pixels per latent row
   int64_t max_frames = 81;          // --max-frames (video)
   /// T5 tokens a prompt takes; refusing a long prompt beats cutting it
   /// silently.

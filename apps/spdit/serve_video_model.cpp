@@ -48,11 +48,9 @@ class ServedWan : public ServedModel {
   RequestLimits limits(const ServeOptions& o, int world_size) const override {
     RequestLimits l;
     l.makes_video = true;
-    l.vae_scale = 1024 / wan_.latent_shape(1, 1024, 1024)[3];
-    l.size_unit = 2 * l.vae_scale;  // a 2x2 patch of latents
+    l.size_unit = 2 * (1024 / wan_.latent_shape(1, 1024, 1024)[3]);  // a 2x2 patch of latents
     l.max_side = o.max_size;
     l.min_tokens = 1;  // Wan's plan pads the tokens to the ranks (auto_pad)
-    l.min_latent_rows = o.vae_parallel ? world_size : 0;
     l.max_frames = o.max_frames;
     // umT5 takes 512 tokens; a longer prompt is cut there, as diffusers does.
     return l;

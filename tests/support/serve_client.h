@@ -70,8 +70,8 @@ struct Server {
          const std::vector<std::string>& flags, const std::vector<std::string>& env = {}) {
     static int count = 0;
     log = log_dir + "/serve-" + std::to_string(++count) + ".log";
-    std::vector<std::string> argv = {SPDIT_BIN, "serve", "--model-dir", model_dir, "--port",
-                                     std::to_string(port)};
+    std::vector<std::string> argv = {SPDIT_BIN, "serve",  "--model-dir",
+                                     model_dir, "--port", std::to_string(port)};
     argv.insert(argv.end(), flags.begin(), flags.end());
     for (size_t i = 0; i + 1 < flags.size(); ++i) {
       if (flags[i] == "--api-key") key = flags[i + 1];
@@ -145,11 +145,11 @@ inline int post_and_leave_open(int port, const json& body,
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return -1;
   const std::string b = body.dump();
-  const std::string req =
-      "POST " + path + " HTTP/1.1\r\nHost: "
-      "127.0.0.1\r\nContent-Type: application/json\r\n"
-      "Content-Length: " +
-      std::to_string(b.size()) + "\r\n\r\n" + b;
+  const std::string req = "POST " + path +
+                          " HTTP/1.1\r\nHost: "
+                          "127.0.0.1\r\nContent-Type: application/json\r\n"
+                          "Content-Length: " +
+                          std::to_string(b.size()) + "\r\n\r\n" + b;
   if (write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) return -1;
   return fd;
 }
