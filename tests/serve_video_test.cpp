@@ -163,18 +163,16 @@ TEST(ServeVideo, BadRequestsAnswer400AndPicturesAnswer501) {
   EXPECT_EQ(res->status, 200) << res->body;
 }
 
-TEST(ServeVideo, ALeavingClientIsCancelledAtTheNextStep) {
-  auto& server = wan_server();
+TEST(ServeVideo, AFullQueueAnswers429AndLeavingClientsAreCancelled) {
+  Server server(wan_dir(), scratch().path,
+                {"--nproc", "2", "--ring", "2", "--queue", "1", "--max-size", "64"});
+  ASSERT_TRUE(server.wait_ready()) << server.process->output();
   json slow = kClip;
   slow["steps"] = 100;
   slow["frames"] = 17;
   slow["size"] = "64x64";
-  const auto before = parse_prometheus(server.metrics());
-  const double cancelled_before = before.count("spdit_generations_total{outcome=\"cancelled\"}")
-                                      ? before.at("spdit_generations_total{outcome=\"cancelled\"}")
-                                      : 0;
-  const int fd = post_and_leave_open(server.port, slow, "/v1/videos/generations");
-  ASSERT_GE(fd, 0);
+  const int running = post_and_leave_open(server.port, slow, "/v1/videos/generations");
+  ASSERT_GE(running, 0);
   json seen;
   ASSERT_TRUE(eventually([&] {
     seen = server.progress();
@@ -182,13 +180,38 @@ TEST(ServeVideo, ALeavingClientIsCancelledAtTheNextStep) {
   }));
   EXPECT_EQ(seen.at("kind"), "video") << seen.dump();
   EXPECT_EQ(seen.at("steps"), 100) << seen.dump();
-  close(fd);
+  const int queued = post_and_leave_open(server.port, slow, "/v1/videos/generations");
+  ASSERT_GE(queued, 0);
+  ASSERT_TRUE(eventually([&] { return server.progress().value("queue", 0) == 1; }));
+  auto full = server.generate_video(kClip);
+  ASSERT_TRUE(full);
+  EXPECT_EQ(full->status, 429) << full->body;
+  EXPECT_FALSE(full->get_header_value("Retry-After").empty());
+
+  close(queued);
+  close(running);
   ASSERT_TRUE(eventually([&] {
     const auto m = parse_prometheus(server.metrics());
     return m.count("spdit_generations_total{outcome=\"cancelled\"}") &&
-           m.at("spdit_generations_total{outcome=\"cancelled\"}") == cancelled_before + 1;
+           m.at("spdit_generations_total{outcome=\"cancelled\"}") == 2;
   })) << server.metrics();
-  EXPECT_EQ(server.progress().value("state", ""), "idle");
+  EXPECT_LT(parse_prometheus(server.metrics()).at("spdit_step_seconds_count"), 100)
+      << "the cancelled video ran all its steps";
+  auto after = server.generate_video(kClip);
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->status, 200) << after->body;
+}
+
+TEST(ServeVideo, FlagMistakesAreSaidBeforeAnyLoading) {
+  auto r = run_command(kBin + " serve --model-dir " + wan_dir() + " --port 8000 --nproc 2 --cfg 2");
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("serve runs Wan2.1's guidance branches one after the other"),
+            std::string::npos)
+      << r.output;
+  r = run_command(kBin + " serve --model-dir " + wan_dir() + " --port 8000 --vae-parallel maybe");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("--vae-parallel"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("spdit serve: ready"), std::string::npos) << r.output;
 }
 
 TEST(ServeVideo, ARankFailingInTheBandedDecodeFailsTheRequestAndTheServerExits) {

@@ -31,6 +31,7 @@ struct LoadOptions {
   std::string url = "http://127.0.0.1:8000", api_key, size = "64x64",
               prompt = "a red fox in the snow", json_path;
   int clients = 4, steps = 2;
+  int64_t frames = 0;  // > 0: videos (a Wan2.1 server), this many frames each
   double seconds = 30;
 };
 
@@ -83,11 +84,11 @@ double percentile(std::vector<double> v, double p) {
 
 int run_load(const LoadOptions& o) {
   const Target target = parse_url(o.url);
-  const std::string body =
-      json{{"prompt", o.prompt}, {"size", o.size}, {"steps", o.steps}, {"seed", 0}}.dump();
-  auto post = [&](httplib::Client& c) {
-    return c.Post("/v1/images/generations", body, "application/json");
-  };
+  json request = {{"prompt", o.prompt}, {"size", o.size}, {"steps", o.steps}, {"seed", 0}};
+  if (o.frames > 0) request["frames"] = o.frames;
+  const std::string body = request.dump();
+  const char* endpoint = o.frames > 0 ? "/v1/videos/generations" : "/v1/images/generations";
+  auto post = [&](httplib::Client& c) { return c.Post(endpoint, body, "application/json"); };
   {
     auto c = client_for(target, o);
     auto warm = post(c);  // the first request's one-time allocations are not growth
@@ -152,6 +153,7 @@ int run_load(const LoadOptions& o) {
                        {"seconds", o.seconds},
                        {"size", o.size},
                        {"steps", o.steps},
+                       {"frames", o.frames},
                        {"answered", by_status},
                        {"other", other},
                        {"failed_connections", failed_connections},
@@ -159,7 +161,9 @@ int run_load(const LoadOptions& o) {
                        {"latency_p95_s", percentile(latencies, 0.95)},
                        {"ranks", ranks}};
   std::cout << "bench serve: " << o.clients << " clients for " << o.seconds << " s against "
-            << o.url << " (" << o.size << ", " << o.steps << " steps)\n";
+            << o.url << " (" << o.size << ", " << o.steps << " steps"
+            << (o.frames > 0 ? ", " + std::to_string(o.frames) + " frames" : std::string())
+            << ")\n";
   for (const auto& [status, n] : answered) std::cout << "  HTTP " << status << ": " << n << "\n";
   if (failed_connections)
     std::cout << "  no answer (connection failed): " << failed_connections << "\n";
@@ -198,6 +202,10 @@ void add_bench_serve_command(CLI::App& bench, Action& action) {
       ->check(whole_number(1))
       ->capture_default_str();
   cmd->add_option("--prompt", o.prompt, "Prompt of each request")->capture_default_str();
+  cmd->add_option("--frames", o.frames,
+                  "Ask for videos of this many frames (POST /v1/videos/generations, a Wan2.1 "
+                  "server)")
+      ->check(whole_number(1));
   cmd->add_option("--json", o.json_path, "Write the figures as JSON");
   cmd->callback([&action] { action = [] { return run_load(o); }; });
 }
