@@ -330,7 +330,8 @@ TEST(Serve, ADecodeErrorOnRankZeroAloneFailsOnlyThatRequest) {
   auto res = server.generate(kSmall);
   ASSERT_TRUE(res) << httplib::to_string(res.error());
   EXPECT_EQ(res->status, 500) << res->body;
-  EXPECT_NE(res->body.find("SPDIT_FAULT: an error injected on rank 0 at decode"), std::string::npos)
+  EXPECT_NE(res->body.find("decoding failed on rank 0: SPDIT_FAULT: an error injected on rank 0"),
+            std::string::npos)
       << res->body;
   res = server.generate(kSmall);
   ASSERT_TRUE(res);

@@ -53,7 +53,7 @@ at::Tensor GenerationContext::decode(
       fault_point("decode", world_.rank());
       return decode(nullptr);
     } catch (const std::exception& e) {
-      error = e.what();
+      error = std::string("decoding failed on rank 0: ") + e.what();
       return {};
     }
   }
