@@ -1,11 +1,8 @@
 #pragma once
-// What `spdit run --model-dir` (FLUX.1 and Wan) and `spdit serve` share
-// around the autoencoder's decode: the row-band group every rank decodes in
-// (--vae-parallel), and the run report's common part.
+// The row-band group every rank decodes in (--vae-parallel), shared by
+// `spdit run --model-dir` (FLUX.1 and Wan) and `spdit serve`.
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <string>
-#include <vector>
 
 #include "spdit/plan/sp_config.h"
 #include "spdit/runtime/world.h"
@@ -19,21 +16,5 @@ std::unique_ptr<SequenceParallelConfig> decode_bands(World& world, bool vae_para
 
 /// "decode" or "decode (N ranks)", for the phase line.
 std::string decode_phase_name(const SequenceParallelConfig* bands);
-
-/// Seconds per phase of one generation, as the run report gives them.
-struct PhaseSeconds {
-  double load = 0, encode = 0, denoise = 0, decode = 0;
-  std::vector<double> steps;
-};
-
-/// The report's fields every pipeline has (`spdit run --json`): the layout,
-/// the phases' seconds and how many ranks decoded. The caller adds its
-/// model's own (variant, size, frames, ...).
-nlohmann::json run_report(int ranks, int ulysses, int ring, const PhaseSeconds& seconds,
-                          const SequenceParallelConfig* bands);
-
-/// `load 1.000 s, encode ... s, denoise ... s, decode ... s` on stdout,
-/// plus `extra` (e.g. ", write 0.1 s").
-void print_phase_seconds(const PhaseSeconds& seconds, const std::string& extra = "");
 
 }  // namespace spdit::cli

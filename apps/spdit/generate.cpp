@@ -17,6 +17,7 @@
 #include "pipeline_inputs.h"
 #include "png_writer.h"
 #include "rank_setup.h"
+#include "run_report.h"
 #include "spdit/checkpoints/checkpoint.h"
 #include "spdit/hooks/sequence_parallel.h"
 #include "spdit/models/precision.h"
@@ -35,24 +36,6 @@ pipelines::FluxPrompt prompt_from_file(const std::string& file) {
 void write_image(const std::string& path, const at::Tensor& pixels) {  // (1, H, W, 3) uint8
   write_png(path, pixels[0].permute({2, 0, 1}).to(at::kFloat) / 255.0, 1);
 }
-
-// One line per phase and a bar over the steps, on rank 0's stderr.
-struct Progress {
-  bool on;
-  void step(int64_t i, int64_t n, double seconds) const {
-    if (!on) return;
-    const int width = 24, done = static_cast<int>(i * width / n);
-    std::cerr << "[" << std::string(done, '#') << std::string(width - done, '.') << "] step " << i
-              << "/" << n << "  " << std::fixed << std::setprecision(3) << seconds << " s"
-              << (isatty(STDERR_FILENO) ? "\r" : "\n") << std::flush;
-    if (i == n && isatty(STDERR_FILENO)) std::cerr << "\n";
-  }
-  void phase(const std::string& what, double seconds) const {
-    if (on)
-      std::cerr << what << " " << std::fixed << std::setprecision(3) << seconds << " s"
-                << std::endl;
-  }
-};
 
 // Settings left at 0 take the folder's _spdit_run_defaults (a trained demo
 // runs at the size and T5 length it learned), else the published defaults.

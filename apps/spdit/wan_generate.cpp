@@ -17,6 +17,7 @@
 #include "pipeline_inputs.h"
 #include "png_writer.h"
 #include "rank_setup.h"
+#include "run_report.h"
 #include "spdit/checkpoints/checkpoint.h"
 #include "spdit/hooks/sequence_parallel.h"
 #include "spdit/models/precision.h"
@@ -34,11 +35,6 @@ void write_frames(const std::string& dir,
     std::snprintf(name, sizeof(name), "/frame_%04ld.png", static_cast<long>(i));
     write_png(dir + name, frames[i].permute({2, 0, 1}).to(at::kFloat) / 255.0, 1);
   }
-}
-
-void phase(bool on, const std::string& what, double seconds) {
-  if (on)
-    std::cerr << what << " " << std::fixed << std::setprecision(3) << seconds << " s" << std::endl;
 }
 
 }  // namespace
@@ -86,6 +82,7 @@ int wan_generate_rank(World& world, const WanGenerateOptions& o) {
                             {"--ulysses", std::to_string(u)},
                             {"--ring", std::to_string(r)},
                             {"--dtype", o.dtype}});
+  const Progress progress{lead};
   auto t0 = Clock::now();
   const auto files = pipelines::WanFiles::find(o.model_dir);
   const auto dtype = o.dtype.empty() ? at::ScalarType::Undefined : models::parse_dtype(o.dtype);
@@ -95,7 +92,7 @@ int wan_generate_rank(World& world, const WanGenerateOptions& o) {
       wan.latent_shape(o.frames, o.height, o.width);  // refuses a bad size before encoding
   PhaseSeconds seconds;
   seconds.load = since(t0);
-  phase(lead, "load", seconds.load);
+  progress.phase("load", seconds.load);
 
   // Every rank encodes (the encoder's weights are file pages the ranks
   // share; the result is the same on each), so nothing is broadcast.
@@ -111,7 +108,7 @@ int wan_generate_rank(World& world, const WanGenerateOptions& o) {
     if (guided) prompts.negative_prompt_embeds = wan.encode(o.negative_prompt);
   }
   seconds.encode = since(t0);
-  phase(lead, "encode", seconds.encode);
+  progress.phase("encode", seconds.encode);
 
   const auto noise =
       o.noise.empty() ? wan.initial_noise(shape, o.seed) : tensor_from(o.noise, "noise");
@@ -133,19 +130,12 @@ int wan_generate_rank(World& world, const WanGenerateOptions& o) {
   }
   t0 = Clock::now();
   auto last = Clock::now();
-  auto latents = wan.denoise(
-      noise, prompts, o.steps, o.guidance, scheduler, &cfg.state(), [&](int64_t i, int64_t n) {
-        seconds.steps.push_back(since(last));
-        last = Clock::now();
-        if (lead) {
-          const int width = 24, done = static_cast<int>(i * width / n);
-          std::cerr << "[" << std::string(done, '#') << std::string(width - done, '.') << "] step "
-                    << i << "/" << n << "  " << std::fixed << std::setprecision(3)
-                    << seconds.steps.back() << " s" << (isatty(STDERR_FILENO) ? "\r" : "\n")
-                    << std::flush;
-          if (i == n && isatty(STDERR_FILENO)) std::cerr << "\n";
-        }
-      });
+  auto latents = wan.denoise(noise, prompts, o.steps, o.guidance, scheduler, &cfg.state(),
+                             [&](int64_t i, int64_t n) {
+                               seconds.steps.push_back(since(last));
+                               last = Clock::now();
+                               progress.step(i, n, seconds.steps.back());
+                             });
   seconds.denoise = since(t0);
   if (shards && o.check) shards->unshard();  // every rank: rank 0's reference runs alone
   remove_sequence_parallel(wan.transformer());
@@ -163,7 +153,7 @@ int wan_generate_rank(World& world, const WanGenerateOptions& o) {
   }
   int code = 0;
   if (lead) {
-    phase(lead, decode_phase_name(bands.get()), seconds.decode);
+    progress.phase(decode_phase_name(bands.get()), seconds.decode);
     nlohmann::json j = {{"model_dir", o.model_dir},
                         {"layout", files.layout},
                         {"variant", wan.transformer_info().variant},
