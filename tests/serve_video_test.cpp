@@ -139,6 +139,8 @@ TEST(ServeVideo, BadRequestsAnswer400AndPicturesAnswer501) {
       {{{"prompt", kPrompt}, {"size", "40x32"}}, "multiple of 16"},
       {{{"prompt", kPrompt}, {"size", "128x32"}}, "too big"},
       {{{"prompt", kPrompt}, {"n", 2}}, "unknown field 'n'"},
+      {{{"prompt", kPrompt}, {"size", "16x16"}, {"frames", 1}},
+       "gives 1 image token(s), fewer than the 2 ranks"},
       {{{"prompt", kPrompt}, {"fps", 0}}, "'fps' must be from 1"},
       {{{"prompt", kPrompt}, {"negative_prompt", "blur"}, {"guidance", 1}},
        "'negative_prompt' steers only with classifier-free guidance"},

@@ -50,7 +50,9 @@ class ServedWan : public ServedModel {
     l.makes_video = true;
     l.size_unit = 2 * (1024 / wan_.latent_shape(1, 1024, 1024)[3]);  // a 2x2 patch of latents
     l.max_side = o.max_size;
-    l.min_tokens = 1;  // Wan's plan pads the tokens to the ranks (auto_pad)
+    // Wan's plan pads the tokens to a multiple of the ranks, but RoPE's
+    // split needs a token for every rank.
+    l.min_tokens = world_size;
     l.max_frames = o.max_frames;
     // umT5 takes 512 tokens; a longer prompt is cut there, as diffusers does.
     return l;
