@@ -175,8 +175,17 @@ int bench_attention_cuda(const AttentionBench& o) {
     auto qt = q.transpose(1, 2).contiguous(), kt = k.transpose(1, 2).contiguous(),
          vt = v.transpose(1, 2).contiguous();
     auto theirs = time_runs(o.repeats, [&] { libtorch_sdpa(qt, kt, vt).sum().item<float>(); });
+    // The figures count only if both compute the same thing: bf16 outputs
+    // of the two, compared in fp32, relative to the largest |v|.
+    const double diff = (local_attention(q, k, v, lo).out.to(at::kFloat) -
+                         libtorch_sdpa(qt, kt, vt).transpose(1, 2).to(at::kFloat))
+                            .abs()
+                            .max()
+                            .item<double>() /
+                        v.abs().max().to(at::kFloat).item<double>();
     const double a = flops / ours.median / 1e12, b = flops / theirs.median / 1e12;
     out["cases"].push_back({{"heads", h},
+                            {"max_diff_over_max_v", diff},
                             {"seq", sq},
                             {"head_dim", d},
                             {"tflops", a},
@@ -189,7 +198,8 @@ int bench_attention_cuda(const AttentionBench& o) {
               << std::setprecision(4) << std::setw(12) << ours.median << std::setw(12)
               << std::setprecision(1) << a << std::setw(14) << std::setprecision(4) << theirs.median
               << std::setw(12) << std::setprecision(1) << b << std::setw(14) << std::setprecision(2)
-              << a / b << "\n";
+              << a / b << "   max|diff|/max|v| " << std::scientific << std::setprecision(1) << diff
+              << std::defaultfloat << "\n";
   }
   write_json(o.json_path, out);
   return 0;

@@ -12,9 +12,9 @@
 // allocator of ours declares both through these.
 #if SPDIT_TORCH_AT_LEAST(2, 3)
 #define SPDIT_ALLOCATE_CONST
-#define SPDIT_ALLOCATOR_COPY_DATA                                                \
+#define SPDIT_ALLOCATOR_COPY_DATA                                                 \
   void copy_data(void* dest, const void* src, std::size_t count) const override { \
-    default_copy_data(dest, src, count);                                         \
+    default_copy_data(dest, src, count);                                          \
   }
 #else
 #define SPDIT_ALLOCATE_CONST const
