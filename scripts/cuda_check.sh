@@ -55,6 +55,17 @@ rc=$?
 grep -E "spdit:|Torch|CUDA|Error|error" "$out/configure.log" | head -20
 [ $rc -eq 0 ] || { tail -30 "$out/configure.log"; exit 1; }
 
+if [ -n "${SPDIT_ONLY_TARGET:-}" ]; then  # one test binary, one filter: a quick recheck
+  step "build $SPDIT_ONLY_TARGET"
+  ninja -C "$build" -j "$jobs" "$SPDIT_ONLY_TARGET" > "$out/build.log" 2>&1 || {
+    grep -E "error:|FAILED:" "$out/build.log" | head -20
+    exit 1
+  }
+  step "run it"
+  "$build/tests/$SPDIT_ONLY_TARGET" --gtest_filter="${SPDIT_GTEST_FILTER:-*}" 2>&1 | tail -40
+  exit
+fi
+
 # The command first (the GPU bench needs only it), then everything else.
 step "build the command ($jobs jobs)"
 timeout "${SPDIT_BUILD_LIMIT:-300}" ninja -C "$build" -k 0 -j "$jobs" spdit_cli > "$out/build.log" 2>&1
