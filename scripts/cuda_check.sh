@@ -44,6 +44,11 @@ elif [ -n "${SPDIT_GLOO_INCLUDE_DIR:-}" ]; then
   echo "the wheel ships no Gloo headers: using $SPDIT_GLOO_INCLUDE_DIR"
   extra+=(-DSPDIT_GLOO_INCLUDE_DIR="$SPDIT_GLOO_INCLUDE_DIR")
 fi
+# The wheel's libtorch_cpu exports the std::filesystem of the libstdc++ it
+# links statically (pytorch/pytorch#133437); programs that bind to it crash
+# in std::filesystem::path. Loading the system's libstdc++ first avoids that
+# (seen on torch 2.11: the crashing tests pass with it).
+export LD_PRELOAD=$(g++ -print-file-name=libstdc++.so.6)${LD_PRELOAD:+:$LD_PRELOAD}
 nccl_h=$(find / -xdev -name nccl.h -path '*include*' 2> /dev/null | head -1)
 [ -n "$nccl_h" ] && extra+=(-DNCCL_INCLUDE_DIR="$(dirname "$nccl_h")")
 
