@@ -1,18 +1,23 @@
 #include "spdit/pipelines/qwen_image_prompt_encoder.h"
 
 #include <algorithm>
+#include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 
 #include "spdit/text/text_encoder_loading.h"
+#include "spdit/text/vocab_writers.h"
 
 namespace spdit::pipelines {
 
-std::string qwen_image_apply_template(const std::string& prompt_template, const std::string& prompt) {
+std::string qwen_image_apply_template(const std::string& prompt_template,
+                                      const std::string& prompt) {
   const size_t at = prompt_template.find("{}");
   if (at == std::string::npos || prompt_template.find("{}", at + 2) != std::string::npos) {
-    throw std::invalid_argument("spdit: the Qwen-Image prompt template should hold \"{}\" once, "
-                                "where the prompt goes");
+    throw std::invalid_argument(
+        "spdit: the Qwen-Image prompt template should hold \"{}\" once, "
+        "where the prompt goes");
   }
   return prompt_template.substr(0, at) + prompt + prompt_template.substr(at + 2);
 }
@@ -20,8 +25,8 @@ std::string qwen_image_apply_template(const std::string& prompt_template, const 
 QwenPromptEmbeds qwen_image_prompt_embeds_from_hidden(const at::Tensor& hidden,
                                                       const at::Tensor& attention_mask,
                                                       int64_t drop_idx) {
-  if (hidden.dim() != 3 || attention_mask.dim() != 2 ||
-      hidden.size(0) != attention_mask.size(0) || hidden.size(1) != attention_mask.size(1)) {
+  if (hidden.dim() != 3 || attention_mask.dim() != 2 || hidden.size(0) != attention_mask.size(0) ||
+      hidden.size(1) != attention_mask.size(1)) {
     throw std::invalid_argument(
         "spdit: Qwen-Image's prompt embeds need hidden states (B, S, D) and a mask (B, S)");
   }
@@ -64,17 +69,32 @@ QwenImagePromptEncoder QwenImagePromptEncoder::load(const std::string& tokenizer
   if (tok.size() > model->config().vocab_size) {
     throw std::runtime_error("spdit: the tokenizer in " + tokenizer + " has " +
                              std::to_string(tok.size()) + " ids but the text encoder in " +
-                             text_encoder + " only " +
-                             std::to_string(model->config().vocab_size) +
+                             text_encoder + " only " + std::to_string(model->config().vocab_size) +
                              " embeddings; do they belong to the same model?");
   }
   return QwenImagePromptEncoder(std::move(tok), std::move(model));
 }
 
+QwenImagePromptEncoder QwenImagePromptEncoder::from_model_dir(const std::string& model_dir,
+                                                              at::ScalarType dtype) {
+  return load(model_dir + "/tokenizer", model_dir + "/text_encoder", dtype);
+}
+
+bool QwenImagePromptEncoder::is_model_dir(const std::string& model_dir) {
+  std::ifstream in(model_dir + "/text_encoder/config.json");
+  if (!in) return false;
+  const auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return false;
+  const std::string type = j.value("model_type", std::string());
+  return type == "qwen2_5_vl" || type == "qwen2_vl";
+}
+
 QwenImagePromptEncoder::QwenImagePromptEncoder(text::Qwen2Tokenizer tokenizer,
                                                text::Qwen2TextModel encoder,
                                                QwenImagePromptOptions options)
-    : tokenizer_(std::move(tokenizer)), encoder_(std::move(encoder)), options_(std::move(options)) {}
+    : tokenizer_(std::move(tokenizer)),
+      encoder_(std::move(encoder)),
+      options_(std::move(options)) {}
 
 std::pair<at::Tensor, at::Tensor> QwenImagePromptEncoder::tokenize(
     const std::vector<std::string>& prompts, bool warn) const {
@@ -113,6 +133,28 @@ QwenPromptEmbeds QwenImagePromptEncoder::encode(const std::vector<std::string>& 
   const auto [ids, mask] = tokenize(prompts);
   const auto hidden = encoder_->forward(ids, mask);
   return qwen_image_prompt_embeds_from_hidden(hidden, mask, options_.drop_idx);
+}
+
+void write_qwen_image_text_side(const std::string& model_dir, int64_t hidden_size, uint64_t seed,
+                                at::ScalarType dtype) {
+  if (hidden_size < 2 || hidden_size % 2 != 0) {
+    throw std::invalid_argument("spdit: a Qwen2.5-VL text model needs an even hidden size, not " +
+                                std::to_string(hidden_size));
+  }
+  text::Qwen2TextConfig c;
+  c.vocab_size = text::write_qwen2_tokenizer_files(model_dir + "/tokenizer");
+  c.hidden_size = hidden_size;
+  const int64_t head_dim = hidden_size % 16 == 0 ? 16 : hidden_size;
+  c.num_attention_heads = hidden_size / head_dim;
+  c.num_key_value_heads =
+      c.num_attention_heads % 2 == 0 ? c.num_attention_heads / 2 : c.num_attention_heads;
+  c.num_hidden_layers = 2;
+  c.intermediate_size = 2 * hidden_size;
+  const int64_t pairs = head_dim / 2;
+  c.mrope_section = {pairs - 2 * (pairs / 3), pairs / 3, pairs / 3};
+  at::manual_seed(seed);
+  text::Qwen2TextModel model(c);
+  text::save_qwen2_text_encoder(*model, model_dir + "/text_encoder", dtype);
 }
 
 }  // namespace spdit::pipelines

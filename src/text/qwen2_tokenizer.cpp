@@ -8,6 +8,7 @@
 #include "byte_symbols.h"
 #include "clip_text_normalize.h"
 #include "pcre2_regex.h"
+#include "qwen2_pre_tokenizer.h"
 #include "text_files.h"
 
 namespace spdit::text {
@@ -41,14 +42,18 @@ void read_vocab(const nlohmann::json& vocab, const std::string& where,
 Qwen2AddedToken added_token(const nlohmann::json& entry, int64_t id, const std::string& where) {
   if (!entry.is_object() || !entry.contains("content") || !entry["content"].is_string() ||
       entry["content"].get<std::string>().empty()) {
-    throw std::runtime_error("spdit: " + where + ": an added token should be {\"content\": ...}, not " +
-                             entry.dump());
+    throw std::runtime_error("spdit: " + where +
+                             ": an added token should be {\"content\": ...}, not " + entry.dump());
   }
   return {entry["content"].get<std::string>(), id,
           entry.value("special", true)};  // a token without the flag is treated as special
 }
 
 }  // namespace
+
+std::vector<std::string> qwen2_pre_tokenize(const std::string& text) {
+  return pre_tokenizer().find_all(text);
+}
 
 void Qwen2Tokenizer::add_merge(const std::string& first, const std::string& second,
                                const std::string& where) {
@@ -73,7 +78,8 @@ void Qwen2Tokenizer::finish(const std::string& where) {
 Qwen2Tokenizer Qwen2Tokenizer::from_tokenizer_json(const std::string& file) {
   const auto j = read_json_file(file);
   if (!j.is_object() || !j.contains("model") || !j["model"].is_object()) {
-    throw std::runtime_error("spdit: " + file + " has no \"model\"; is it a tokenizers tokenizer.json?");
+    throw std::runtime_error("spdit: " + file +
+                             " has no \"model\"; is it a tokenizers tokenizer.json?");
   }
   const auto& model = j["model"];
   const std::string type = model.value("type", std::string("BPE"));
@@ -98,14 +104,15 @@ Qwen2Tokenizer Qwen2Tokenizer::from_tokenizer_json(const std::string& file) {
     } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
       t.add_merge(m[0].get<std::string>(), m[1].get<std::string>(), file);
     } else {
-      throw std::runtime_error("spdit: " + file + ": a merge should be \"a b\" or [\"a\", \"b\"], not " +
-                               m.dump());
+      throw std::runtime_error("spdit: " + file +
+                               ": a merge should be \"a b\" or [\"a\", \"b\"], not " + m.dump());
     }
   }
   if (j.contains("added_tokens") && j["added_tokens"].is_array()) {
     for (const auto& a : j["added_tokens"]) {
       if (!a.contains("id") || !a["id"].is_number_integer())
-        throw std::runtime_error("spdit: " + file + ": an added token has no integer id: " + a.dump());
+        throw std::runtime_error("spdit: " + file +
+                                 ": an added token has no integer id: " + a.dump());
       t.added_.push_back(added_token(a, a["id"].get<int64_t>(), file));
     }
   }
@@ -249,7 +256,7 @@ std::vector<std::string> Qwen2Tokenizer::tokenize(const std::string& text) const
   std::vector<std::string> out;
   auto run = [&](const std::string& part) {
     if (part.empty()) return;
-    for (const auto& piece : pre_tokenizer().find_all(unicode_nfc(part))) {
+    for (const auto& piece : qwen2_pre_tokenize(unicode_nfc(part))) {
       auto sub = bpe(piece);
       out.insert(out.end(), sub.begin(), sub.end());
     }
@@ -283,8 +290,9 @@ std::vector<int64_t> Qwen2Tokenizer::encode(const std::string& text) const {
     if (it == vocab_.end()) {
       // Cannot happen with a byte-level vocabulary (finish() checked the bytes),
       // unless a merge makes a token the vocabulary lacks.
-      throw std::runtime_error("spdit: the Qwen2 BPE made the token '" + t +
-                               "', which the vocabulary lacks; do vocab and merges belong together?");
+      throw std::runtime_error(
+          "spdit: the Qwen2 BPE made the token '" + t +
+          "', which the vocabulary lacks; do vocab and merges belong together?");
     }
     ids.push_back(it->second);
   }
@@ -318,8 +326,9 @@ std::string Qwen2Tokenizer::decode(const std::vector<int64_t>& ids) const {
       const size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : 4;
       auto b = inverse.find(token.substr(i, n));
       if (b == inverse.end()) {
-        throw std::runtime_error("spdit: the Qwen2 vocabulary's token '" + token +
-                                 "' is not made of byte symbols; is it a byte-level BPE vocabulary?");
+        throw std::runtime_error(
+            "spdit: the Qwen2 vocabulary's token '" + token +
+            "' is not made of byte symbols; is it a byte-level BPE vocabulary?");
       }
       bytes += static_cast<char>(b->second);
       i += n;

@@ -40,7 +40,8 @@ struct QwenPromptEmbeds {
 };
 
 /// The template with `prompt` in place of "{}" (Python's str.format with one field).
-std::string qwen_image_apply_template(const std::string& prompt_template, const std::string& prompt);
+std::string qwen_image_apply_template(const std::string& prompt_template,
+                                      const std::string& prompt);
 
 /// _extract_masked_hidden, the drop of the first `drop_idx` rows, the zero
 /// padding and the mask: hidden (B, S, D), attention_mask (B, S) -> embeds, mask.
@@ -55,6 +56,11 @@ class QwenImagePromptEncoder {
   /// model is read). `dtype` Undefined: the weights' own.
   static QwenImagePromptEncoder load(const std::string& tokenizer, const std::string& text_encoder,
                                      at::ScalarType dtype = at::ScalarType::Undefined);
+  /// From a Qwen-Image model folder: its tokenizer/ and text_encoder/.
+  static QwenImagePromptEncoder from_model_dir(const std::string& model_dir,
+                                               at::ScalarType dtype = at::ScalarType::Undefined);
+  /// Whether `model_dir`/text_encoder/config.json is a Qwen2.5-VL (or Qwen2-VL) one.
+  static bool is_model_dir(const std::string& model_dir);
   QwenImagePromptEncoder(text::Qwen2Tokenizer tokenizer, text::Qwen2TextModel encoder,
                          QwenImagePromptOptions options = {});
 
@@ -75,5 +81,14 @@ class QwenImagePromptEncoder {
   text::Qwen2TextModel encoder_;
   QwenImagePromptOptions options_;
 };
+
+/// Writes a random-weight (seeded) Qwen-Image text side into `model_dir`, as
+/// `spdit new-model --model qwen-image` may: tokenizer/ (a small but real
+/// Qwen2 vocabulary, text::write_qwen2_tokenizer_files) and text_encoder/ (a
+/// 2-layer Qwen2.5-VL text model whose hidden size is `hidden_size`, the
+/// transformer's joint_attention_dim; head_dim 16 where it divides), stored in
+/// `dtype`. QwenImagePromptEncoder::from_model_dir reads it back.
+void write_qwen_image_text_side(const std::string& model_dir, int64_t hidden_size, uint64_t seed,
+                                at::ScalarType dtype);
 
 }  // namespace spdit::pipelines
