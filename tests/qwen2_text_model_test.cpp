@@ -9,6 +9,8 @@
 // in BF16 against the BF16 reference.
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include "spdit/checkpoints/checkpoint.h"
 #include "spdit/text/text_encoder_loading.h"
 #include "support/subprocess.h"

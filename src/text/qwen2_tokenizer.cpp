@@ -1,5 +1,6 @@
 #include "spdit/text/qwen2_tokenizer.h"
 
+#include <algorithm>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
