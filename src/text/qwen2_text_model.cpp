@@ -19,8 +19,7 @@ Qwen2TextConfig Qwen2TextConfig::from_json(const std::string& text, const std::s
   const auto& j = nested ? top["text_config"] : top;
   const std::string at = nested ? where + " (text_config)" : where;
   const std::string type = config_string(top, "model_type", "qwen2_5_vl", where);
-  if (type != "qwen2_5_vl" && type != "qwen2_vl" && type != "qwen2" &&
-      type != "qwen2_5_vl_text") {
+  if (type != "qwen2_5_vl" && type != "qwen2_vl" && type != "qwen2" && type != "qwen2_5_vl_text") {
     throw std::runtime_error("spdit: " + where + ": model_type '" + type +
                              "' is not a Qwen2 / Qwen2.5-VL text encoder (Qwen-Image's is "
                              "'qwen2_5_vl')");
@@ -52,10 +51,9 @@ Qwen2TextConfig Qwen2TextConfig::from_json(const std::string& text, const std::s
                              std::to_string(c.num_attention_heads) + ") times an even head_dim");
   }
   if (c.num_attention_heads % c.num_key_value_heads != 0) {
-    throw std::runtime_error("spdit: " + at + ": num_attention_heads " +
-                             std::to_string(c.num_attention_heads) +
-                             " should be a multiple of num_key_value_heads " +
-                             std::to_string(c.num_key_value_heads));
+    throw std::runtime_error(
+        "spdit: " + at + ": num_attention_heads " + std::to_string(c.num_attention_heads) +
+        " should be a multiple of num_key_value_heads " + std::to_string(c.num_key_value_heads));
   }
   const std::string act = config_string(j, "hidden_act", "silu", at);
   if (act != "silu") {
@@ -63,7 +61,8 @@ Qwen2TextConfig Qwen2TextConfig::from_json(const std::string& text, const std::s
                              "' is not supported; Qwen2's MLP uses 'silu'");
   }
   c.mrope_section.clear();
-  const auto& rs = j.contains("rope_scaling") ? j["rope_scaling"] : top.value("rope_scaling", nlohmann::json());
+  const auto& rs =
+      j.contains("rope_scaling") ? j["rope_scaling"] : top.value("rope_scaling", nlohmann::json());
   if (rs.is_object()) {
     const std::string kind = rs.value("type", rs.value("rope_type", std::string("default")));
     if (kind != "mrope" && kind != "default") {
@@ -74,14 +73,16 @@ Qwen2TextConfig Qwen2TextConfig::from_json(const std::string& text, const std::s
     if (rs.contains("mrope_section")) {
       for (const auto& v : rs["mrope_section"]) {
         if (!v.is_number_integer())
-          throw std::runtime_error("spdit: " + at + ": rope_scaling.mrope_section should hold integers");
+          throw std::runtime_error("spdit: " + at +
+                                   ": rope_scaling.mrope_section should hold integers");
         c.mrope_section.push_back(v.get<int64_t>());
       }
-      const int64_t sum = std::accumulate(c.mrope_section.begin(), c.mrope_section.end(), int64_t{0});
+      const int64_t sum =
+          std::accumulate(c.mrope_section.begin(), c.mrope_section.end(), int64_t{0});
       if (sum != c.head_dim() / 2) {
-        throw std::runtime_error("spdit: " + at + ": rope_scaling.mrope_section adds up to " +
-                                 std::to_string(sum) + "; it should be head_dim / 2 = " +
-                                 std::to_string(c.head_dim() / 2));
+        throw std::runtime_error(
+            "spdit: " + at + ": rope_scaling.mrope_section adds up to " + std::to_string(sum) +
+            "; it should be head_dim / 2 = " + std::to_string(c.head_dim() / 2));
       }
     }
   }
@@ -121,7 +122,7 @@ std::pair<at::Tensor, at::Tensor> qwen2_rope_cos_sin(const at::Tensor& position_
   const auto exponents =
       at::arange(0, head_dim, 2, at::TensorOptions().dtype(at::kLong)).to(at::kFloat) /
       static_cast<double>(head_dim);
-  const auto inv_freq = 1.0 / at::pow(theta, exponents);  // fp32, as transformers
+  const auto inv_freq = 1.0 / at::pow(theta, exponents);                    // fp32, as transformers
   const auto freqs = position_ids.to(at::kFloat).unsqueeze(-1) * inv_freq;  // (B, S, d/2)
   const auto emb = at::cat({freqs, freqs}, -1);
   return {emb.cos(), emb.sin()};
@@ -162,7 +163,8 @@ at::Tensor Qwen2AttentionImpl::forward(const at::Tensor& x, const at::Tensor& co
     k = k.repeat_interleave(groups, 1);
     v = v.repeat_interleave(groups, 1);
   }
-  const auto scores = at::matmul(q, k.transpose(-1, -2)) * (1.0 / std::sqrt(double(head_dim_))) + bias;
+  const auto scores =
+      at::matmul(q, k.transpose(-1, -2)) * (1.0 / std::sqrt(double(head_dim_))) + bias;
   const auto out = at::matmul(softmax_fp32(scores), v);
   return o_proj->forward(out.transpose(1, 2).reshape({b, s, heads_ * head_dim_}));
 }
@@ -174,10 +176,14 @@ struct NamedNode : torch::nn::Module {};
 Qwen2DecoderLayerImpl::Qwen2DecoderLayerImpl(const Qwen2TextConfig& c) {
   self_attn = register_module("self_attn", Qwen2Attention(c));
   auto mlp = register_module("mlp", std::make_shared<NamedNode>());
-  gate_proj_ = mlp->register_module("gate_proj", models::Linear(c.hidden_size, c.intermediate_size, false));
-  up_proj_ = mlp->register_module("up_proj", models::Linear(c.hidden_size, c.intermediate_size, false));
-  down_proj_ = mlp->register_module("down_proj", models::Linear(c.intermediate_size, c.hidden_size, false));
-  input_layernorm_ = register_module("input_layernorm", Qwen2RMSNorm(c.hidden_size, c.rms_norm_eps));
+  gate_proj_ =
+      mlp->register_module("gate_proj", models::Linear(c.hidden_size, c.intermediate_size, false));
+  up_proj_ =
+      mlp->register_module("up_proj", models::Linear(c.hidden_size, c.intermediate_size, false));
+  down_proj_ =
+      mlp->register_module("down_proj", models::Linear(c.intermediate_size, c.hidden_size, false));
+  input_layernorm_ =
+      register_module("input_layernorm", Qwen2RMSNorm(c.hidden_size, c.rms_norm_eps));
   post_attention_layernorm_ =
       register_module("post_attention_layernorm", Qwen2RMSNorm(c.hidden_size, c.rms_norm_eps));
 }
@@ -190,7 +196,8 @@ at::Tensor Qwen2DecoderLayerImpl::forward(const at::Tensor& x, const at::Tensor&
 }
 
 Qwen2TextModelImpl::Qwen2TextModelImpl(const Qwen2TextConfig& config) : config_(config) {
-  embed_tokens_ = register_module("embed_tokens", EmbeddingTable(config.vocab_size, config.hidden_size));
+  embed_tokens_ =
+      register_module("embed_tokens", EmbeddingTable(config.vocab_size, config.hidden_size));
   auto layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
     layers_.emplace_back(config);
@@ -199,7 +206,8 @@ Qwen2TextModelImpl::Qwen2TextModelImpl(const Qwen2TextConfig& config) : config_(
   norm_ = register_module("norm", Qwen2RMSNorm(config.hidden_size, config.rms_norm_eps));
 }
 
-at::Tensor Qwen2TextModelImpl::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask) {
+at::Tensor Qwen2TextModelImpl::forward(const at::Tensor& input_ids,
+                                       const at::Tensor& attention_mask) {
   at::NoGradGuard no_grad;  // inference only
   if (input_ids.dim() != 2 || input_ids.scalar_type() != at::kLong || input_ids.size(1) < 1) {
     throw std::runtime_error(
@@ -207,8 +215,9 @@ at::Tensor Qwen2TextModelImpl::forward(const at::Tensor& input_ids, const at::Te
         std::to_string(input_ids.dim()) + "-d " + c10::toString(input_ids.scalar_type()));
   }
   const int64_t b = input_ids.size(0), s = input_ids.size(1);
-  const auto mask = attention_mask.defined() ? attention_mask.to(at::kLong)
-                                             : at::ones({b, s}, at::TensorOptions().dtype(at::kLong));
+  const auto mask = attention_mask.defined()
+                        ? attention_mask.to(at::kLong)
+                        : at::ones({b, s}, at::TensorOptions().dtype(at::kLong));
   if (mask.sizes() != input_ids.sizes()) {
     throw std::runtime_error(
         "spdit: the Qwen2 attention_mask should have the shape of input_ids (batch, tokens)");
