@@ -124,3 +124,15 @@ TEST(QwenImagePromptEncoder, a_written_random_text_side_encodes) {
   // The learned merges are used: "the" is one token, not three bytes.
   EXPECT_EQ(enc.tokenizer().encode("the").size(), 1u);
 }
+
+TEST(QwenImagePromptEncoder, encode_prompt_keeps_max_sequence_length_rows) {
+  // __call__ passes max_sequence_length (512 by default) to encode_prompt, which cuts.
+  auto enc = encoder();
+  const auto all = enc.encode(kPrompts);
+  const auto cut = enc.encode_prompt(kPrompts, 5);
+  EXPECT_TRUE(at::equal(cut.embeds, all.embeds.narrow(1, 0, 5)));
+  EXPECT_TRUE(at::equal(cut.mask, all.mask.narrow(1, 0, 5)));
+  EXPECT_TRUE(at::equal(enc.encode_prompt(kPrompts).embeds, all.embeds));
+  EXPECT_NE(error_of([&] { enc.encode_prompt(kPrompts, 1025); }).find("1 to 1024, not 1025"),
+            std::string::npos);
+}

@@ -17,7 +17,7 @@ int encode_qwen_image_prompt(const std::string& model_dir, const std::string& pr
   auto encoder = pipelines::QwenImagePromptEncoder::from_model_dir(model_dir);
   std::map<std::string, at::Tensor> tensors;
   auto add = [&](const std::string& prefix, const std::string& text) {
-    const auto e = encoder.encode(text);
+    const auto e = encoder.encode_prompt({text});  // as __call__: at most 512 tokens
     tensors[prefix + "prompt_embeds"] = e.embeds.contiguous();
     tensors[prefix + "prompt_embeds_mask"] = e.mask.contiguous();
     std::cout << prefix << "prompt_embeds " << e.embeds.sizes() << " ";

@@ -135,6 +135,18 @@ QwenPromptEmbeds QwenImagePromptEncoder::encode(const std::vector<std::string>& 
   return qwen_image_prompt_embeds_from_hidden(hidden, mask, options_.drop_idx);
 }
 
+QwenPromptEmbeds QwenImagePromptEncoder::encode_prompt(const std::vector<std::string>& prompts,
+                                                       int64_t max_sequence_length) {
+  if (max_sequence_length < 1 || max_sequence_length > 1024) {
+    throw std::invalid_argument(
+        "spdit: Qwen-Image's max_sequence_length should be 1 to 1024, not " +
+        std::to_string(max_sequence_length));
+  }
+  auto out = encode(prompts);
+  const int64_t keep = std::min(max_sequence_length, out.embeds.size(1));
+  return {out.embeds.narrow(1, 0, keep), out.mask.narrow(1, 0, keep)};
+}
+
 void write_qwen_image_text_side(const std::string& model_dir, int64_t hidden_size, uint64_t seed,
                                 at::ScalarType dtype) {
   if (hidden_size < 2 || hidden_size % 2 != 0) {

@@ -71,6 +71,11 @@ class QwenImagePromptEncoder {
                                              bool warn = true) const;
   QwenPromptEmbeds encode(const std::vector<std::string>& prompts);
   QwenPromptEmbeds encode(const std::string& prompt) { return encode(std::vector{prompt}); }
+  /// encode_prompt as the pipeline's __call__ runs it: encode(), then the
+  /// first `max_sequence_length` rows of embeds and mask (__call__'s default
+  /// 512; more than 1024 is refused, as check_inputs does).
+  QwenPromptEmbeds encode_prompt(const std::vector<std::string>& prompts,
+                                 int64_t max_sequence_length = 512);
 
   const text::Qwen2Tokenizer& tokenizer() const { return tokenizer_; }
   const text::Qwen2TextModel& encoder() const { return encoder_; }
