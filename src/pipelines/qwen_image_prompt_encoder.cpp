@@ -22,9 +22,9 @@ std::string qwen_image_apply_template(const std::string& prompt_template,
   return prompt_template.substr(0, at) + prompt + prompt_template.substr(at + 2);
 }
 
-QwenPromptEmbeds qwen_image_prompt_embeds_from_hidden(const at::Tensor& hidden,
-                                                      const at::Tensor& attention_mask,
-                                                      int64_t drop_idx) {
+QwenImageTextEmbeds qwen_image_prompt_embeds_from_hidden(const at::Tensor& hidden,
+                                                         const at::Tensor& attention_mask,
+                                                         int64_t drop_idx) {
   if (hidden.dim() != 3 || attention_mask.dim() != 2 || hidden.size(0) != attention_mask.size(0) ||
       hidden.size(1) != attention_mask.size(1)) {
     throw std::invalid_argument(
@@ -48,7 +48,7 @@ QwenPromptEmbeds qwen_image_prompt_embeds_from_hidden(const at::Tensor& hidden,
         " tokens, all of them dropped as the template's system part; do the tokenizer and the "
         "template belong together?");
   }
-  QwenPromptEmbeds out;
+  QwenImageTextEmbeds out;
   out.embeds = at::zeros({hidden.size(0), longest, hidden.size(2)}, hidden.options());
   out.mask = at::zeros({hidden.size(0), longest}, at::TensorOptions().dtype(at::kLong));
   for (size_t b = 0; b < rows.size(); ++b) {
@@ -129,14 +129,14 @@ std::pair<at::Tensor, at::Tensor> QwenImagePromptEncoder::tokenize(
   return {ids, mask};
 }
 
-QwenPromptEmbeds QwenImagePromptEncoder::encode(const std::vector<std::string>& prompts) {
+QwenImageTextEmbeds QwenImagePromptEncoder::encode(const std::vector<std::string>& prompts) {
   const auto [ids, mask] = tokenize(prompts);
   const auto hidden = encoder_->forward(ids, mask);
   return qwen_image_prompt_embeds_from_hidden(hidden, mask, options_.drop_idx);
 }
 
-QwenPromptEmbeds QwenImagePromptEncoder::encode_prompt(const std::vector<std::string>& prompts,
-                                                       int64_t max_sequence_length) {
+QwenImageTextEmbeds QwenImagePromptEncoder::encode_prompt(const std::vector<std::string>& prompts,
+                                                          int64_t max_sequence_length) {
   if (max_sequence_length < 1 || max_sequence_length > 1024) {
     throw std::invalid_argument(
         "spdit: Qwen-Image's max_sequence_length should be 1 to 1024, not " +

@@ -34,7 +34,7 @@ struct QwenImagePromptOptions {
 };
 
 /// prompt_embeds and prompt_embeds_mask as the pipeline returns them.
-struct QwenPromptEmbeds {
+struct QwenImageTextEmbeds {
   at::Tensor embeds;  // (B, L, hidden), the text encoder's dtype; zeros past each row's length
   at::Tensor mask;    // (B, L) int64, 1 for the row's tokens
 };
@@ -45,9 +45,9 @@ std::string qwen_image_apply_template(const std::string& prompt_template,
 
 /// _extract_masked_hidden, the drop of the first `drop_idx` rows, the zero
 /// padding and the mask: hidden (B, S, D), attention_mask (B, S) -> embeds, mask.
-QwenPromptEmbeds qwen_image_prompt_embeds_from_hidden(const at::Tensor& hidden,
-                                                      const at::Tensor& attention_mask,
-                                                      int64_t drop_idx);
+QwenImageTextEmbeds qwen_image_prompt_embeds_from_hidden(const at::Tensor& hidden,
+                                                         const at::Tensor& attention_mask,
+                                                         int64_t drop_idx);
 
 class QwenImagePromptEncoder {
  public:
@@ -69,13 +69,13 @@ class QwenImagePromptEncoder {
   /// included, as transformers' truncation does) with a warning on stderr.
   std::pair<at::Tensor, at::Tensor> tokenize(const std::vector<std::string>& prompts,
                                              bool warn = true) const;
-  QwenPromptEmbeds encode(const std::vector<std::string>& prompts);
-  QwenPromptEmbeds encode(const std::string& prompt) { return encode(std::vector{prompt}); }
+  QwenImageTextEmbeds encode(const std::vector<std::string>& prompts);
+  QwenImageTextEmbeds encode(const std::string& prompt) { return encode(std::vector{prompt}); }
   /// encode_prompt as the pipeline's __call__ runs it: encode(), then the
   /// first `max_sequence_length` rows of embeds and mask (__call__'s default
   /// 512; more than 1024 is refused, as check_inputs does).
-  QwenPromptEmbeds encode_prompt(const std::vector<std::string>& prompts,
-                                 int64_t max_sequence_length = 512);
+  QwenImageTextEmbeds encode_prompt(const std::vector<std::string>& prompts,
+                                    int64_t max_sequence_length = 512);
 
   const text::Qwen2Tokenizer& tokenizer() const { return tokenizer_; }
   const text::Qwen2TextModel& encoder() const { return encoder_; }
