@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -131,7 +132,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  std::system(("mkdir -p '" + dir + "'").c_str());
+  std::filesystem::create_directories(dir);
   const std::string path = dir + "/diffusion_pytorch_model.safetensors";
   if (access(path.c_str(), R_OK) != 0) {
     std::cout << "writing Wan2.1-T2V-1.3B (fp32, original names) to " << path << "..." << std::endl;

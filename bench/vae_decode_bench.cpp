@@ -11,6 +11,7 @@
 // divided by P. Weights are random at FLUX.1's real dimensions.
 #include <ATen/Parallel.h>
 #include <stdlib.h>
+#include <filesystem>
 
 #include <algorithm>
 #include <chrono>
@@ -73,7 +74,7 @@ int main(int argc, char** argv) {
     const std::string dir = mkdtemp(tmpl);
     vae::write_random_autoencoder(dir + "/vae", config, /*seed=*/0);
     vae::AutoencoderKL model = vae::load_autoencoder(dir, dtype).model;
-    std::system(("rm -rf '" + dir + "'").c_str());  // the weights are in memory now
+    std::filesystem::remove_all(dir);  // the weights are in memory now
 
     const int64_t f = config.vae_scale_factor();
     at::manual_seed(0);

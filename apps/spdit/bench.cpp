@@ -2,6 +2,7 @@
 // docs/performance.md, as a table and as JSON. Every figure is a median of
 // repeated runs, and every ratio is measured side by side in one run.
 #include <ATen/ATen.h>
+#include <torch/version.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -117,6 +118,16 @@ struct AttentionBench {
   std::string device = "cpu";
 };
 
+// LibTorch's own fused attention, the bench's yardstick: 1.13 names it
+// _scaled_dot_product_attention (a tuple), 2.x scaled_dot_product_attention.
+at::Tensor libtorch_sdpa(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+#if TORCH_VERSION_MAJOR >= 2
+  return at::scaled_dot_product_attention(q, k, v);
+#else
+  return std::get<0>(at::_scaled_dot_product_attention(q, k, v));
+#endif
+}
+
 // The GPU's name from nvidia-smi: this binary needs no CUDA headers.
 std::string gpu_name() {
   std::string name;
@@ -163,11 +174,18 @@ int bench_attention_cuda(const AttentionBench& o) {
     auto ours = time_runs(o.repeats, [&] { local_attention(q, k, v, lo).out.sum().item<float>(); });
     auto qt = q.transpose(1, 2).contiguous(), kt = k.transpose(1, 2).contiguous(),
          vt = v.transpose(1, 2).contiguous();
-    auto theirs = time_runs(o.repeats, [&] {
-      std::get<0>(at::_scaled_dot_product_attention(qt, kt, vt)).sum().item<float>();
-    });
+    auto theirs = time_runs(o.repeats, [&] { libtorch_sdpa(qt, kt, vt).sum().item<float>(); });
+    // The figures count only if both compute the same thing: bf16 outputs
+    // of the two, compared in fp32, relative to the largest |v|.
+    const double diff = (local_attention(q, k, v, lo).out.to(at::kFloat) -
+                         libtorch_sdpa(qt, kt, vt).transpose(1, 2).to(at::kFloat))
+                            .abs()
+                            .max()
+                            .item<double>() /
+                        v.abs().max().to(at::kFloat).item<double>();
     const double a = flops / ours.median / 1e12, b = flops / theirs.median / 1e12;
     out["cases"].push_back({{"heads", h},
+                            {"max_diff_over_max_v", diff},
                             {"seq", sq},
                             {"head_dim", d},
                             {"tflops", a},
@@ -180,7 +198,8 @@ int bench_attention_cuda(const AttentionBench& o) {
               << std::setprecision(4) << std::setw(12) << ours.median << std::setw(12)
               << std::setprecision(1) << a << std::setw(14) << std::setprecision(4) << theirs.median
               << std::setw(12) << std::setprecision(1) << b << std::setw(14) << std::setprecision(2)
-              << a / b << "\n";
+              << a / b << "   max|diff|/max|v| " << std::scientific << std::setprecision(1) << diff
+              << std::defaultfloat << "\n";
   }
   write_json(o.json_path, out);
   return 0;
@@ -349,8 +368,8 @@ int bench_attention(const AttentionBench& o) {
       // LibTorch's own attention of this build, in its (B, H, S, D) layout.
       auto qt = q.transpose(1, 2).contiguous(), kt = k.transpose(1, 2).contiguous(),
            vt = v.transpose(1, 2).contiguous();
-      auto theirs = time_runs(reps, [&] { at::_scaled_dot_product_attention(qt, kt, vt); });
-      const int64_t tmem = peak_extra_bytes([&] { at::_scaled_dot_product_attention(qt, kt, vt); });
+      auto theirs = time_runs(reps, [&] { libtorch_sdpa(qt, kt, vt); });
+      const int64_t tmem = peak_extra_bytes([&] { libtorch_sdpa(qt, kt, vt); });
       const double tgf = flops / theirs.median / 1e9;
       row["libtorch_sdpa"] = {
           {"gflops", tgf}, {"peak_extra_bytes", tmem}, {"time", to_json(theirs)}};

@@ -16,6 +16,7 @@
 #include "parity_report.h"
 #include "pipeline_inputs.h"
 #include "png_writer.h"
+#include "qwen_encode.h"
 #include "rank_setup.h"
 #include "run_report.h"
 #include "spdit/checkpoints/checkpoint.h"
@@ -185,8 +186,8 @@ int generate_rank(World& world, const GenerateOptions& given) {
 }
 
 void add_encode_command(CLI::App& app, Action& action) {
-  auto* cmd = app.add_subcommand("encode",
-                                 "A prompt to FLUX.1's or Wan2.1's text embeddings (safetensors)");
+  auto* cmd = app.add_subcommand(
+      "encode", "A prompt to FLUX.1's, Wan2.1's or Qwen-Image's text embeddings (safetensors)");
   static std::string dir, prompt, out, negative;
   cmd->add_option("--model-dir", dir, "The model folder (diffusers layout)")
       ->required()
@@ -195,11 +196,16 @@ void add_encode_command(CLI::App& app, Action& action) {
   cmd->add_option("--out", out,
                   "The .safetensors file to write (prompt_embeds, pooled_prompt_embeds)")
       ->required();
-  cmd->add_option("--negative-prompt", negative,
-                  "Wan2.1: the negative prompt (negative_prompt_embeds; default empty)");
-  cmd->callback([&action] {
-    action = [] {
+  auto* negative_option = cmd->add_option(
+      "--negative-prompt", negative,
+      "Wan2.1: the negative prompt (negative_prompt_embeds; default empty); Qwen-Image: "
+      "negative_prompt_embeds and _mask when given");
+  cmd->callback([&action, negative_option] {
+    action = [negative_option] {
       check_can_write(out, "--out");
+      if (is_qwen_image_text_folder(dir))  // Qwen2.5-VL: prompt_embeds and prompt_embeds_mask
+        return encode_qwen_image_prompt(dir, prompt, negative_option->count() ? &negative : nullptr,
+                                        out);
       if (pipelines::WanFiles::is_wan_folder(
               dir)) {  // umT5: prompt_embeds and negative_prompt_embeds
         pipelines::WanVideoPipeline wan(pipelines::WanFiles::find(dir));

@@ -6,6 +6,7 @@
 #include "register_tiled_kernel.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/core/grad_mode.h>
 
 #include <algorithm>
 #include <cmath>

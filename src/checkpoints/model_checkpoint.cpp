@@ -147,10 +147,10 @@ FluxConfig flux_config(const Shapes& s, bool bfl, const nlohmann::json* cfg) {
 
 WanConfig wan_config(const Shapes& s, bool original, const nlohmann::json* cfg) {
   WanConfig c;
-  const auto& patch = shape_of(s, "patch_embedding.weight", 5);
+  const auto patch = shape_of(s, "patch_embedding.weight", 5);
   c.hidden = patch[0];
   c.in_channels = patch[1];
-  const auto& head = shape_of(s, original ? "head.head.weight" : "proj_out.weight", 2);
+  const auto head = shape_of(s, original ? "head.head.weight" : "proj_out.weight", 2);
   c.out_channels = head[0] / 4;  // patch (1, 2, 2)
   c.ffn = shape_of(s, original ? "blocks.0.ffn.0.weight" : "blocks.0.ffn.net.0.proj.weight", 2)[0];
   c.text_dim = shape_of(
@@ -180,7 +180,7 @@ WanConfig wan_config(const Shapes& s, bool original, const nlohmann::json* cfg) 
 
 QwenImageConfig qwen_config(const Shapes& s, const nlohmann::json* cfg) {
   QwenImageConfig c;
-  const auto& in = shape_of(s, "img_in.weight", 2);
+  const auto in = shape_of(s, "img_in.weight", 2);
   c.hidden = in[0];
   c.in_channels = in[1];
   c.text_dim = shape_of(s, "txt_in.weight", 2)[1];

@@ -1,5 +1,7 @@
 #include "spdit/models/skeleton.h"
 
+#include "../runtime/torch_compat.h"
+
 #include <ATen/EmptyTensor.h>
 #include <c10/core/Allocator.h>
 #include <sys/mman.h>
@@ -15,7 +17,7 @@ thread_local int g_depth = 0;
 // only when it is first written, and munmap gives everything back.
 class LazyPagesAllocator final : public c10::Allocator {
  public:
-  c10::DataPtr allocate(size_t n) const override {
+  c10::DataPtr allocate(size_t n) SPDIT_ALLOCATE_CONST override {
     if (n == 0) return {nullptr, nullptr, &release_empty, c10::Device(c10::kCPU)};
     void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                    -1, 0);
@@ -23,6 +25,7 @@ class LazyPagesAllocator final : public c10::Allocator {
     auto* ctx = new Mapping{p, n};
     return {p, ctx, &release, c10::Device(c10::kCPU)};
   }
+  SPDIT_ALLOCATOR_COPY_DATA
   c10::DeleterFnPtr raw_deleter() const override { return nullptr; }
 
  private:

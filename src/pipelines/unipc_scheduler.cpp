@@ -1,5 +1,7 @@
 #include "spdit/pipelines/unipc_scheduler.h"
 
+#include <ATen/core/grad_mode.h>
+
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <stdexcept>

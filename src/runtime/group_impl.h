@@ -2,6 +2,11 @@
 // Private: what a Group holds. Only src/runtime includes c10d.
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 
+#include "torch_compat.h"
+#if SPDIT_TORCH_AT_LEAST(2, 0)
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#endif
+
 #include <chrono>
 #include <string>
 #include <vector>
@@ -10,6 +15,15 @@
 #include "spdit/runtime/world.h"
 
 namespace spdit {
+
+// What runs a group's collectives. LibTorch 2 split c10d::ProcessGroup into a
+// dispatching front and per-device Backends (Gloo, NCCL); spdit makes one
+// backend per group and calls it directly, as it called the 1.13 group.
+#if SPDIT_TORCH_AT_LEAST(2, 0)
+using CollectiveBackend = c10d::Backend;
+#else
+using CollectiveBackend = c10d::ProcessGroup;
+#endif
 
 /// Heartbeats in the job's store: each rank bumps its counter twice a
 /// second, so that after a failed collective the survivors can name the
@@ -35,7 +49,7 @@ class Liveness {
 };
 
 struct Group::Impl {
-  c10::intrusive_ptr<c10d::ProcessGroup> pg;
+  c10::intrusive_ptr<CollectiveBackend> pg;
   std::vector<int> ranks;  // global ranks, in group order
   int rank = 0;            // index of this rank in `ranks`
   std::string name;

@@ -1,5 +1,7 @@
 #include "spdit/runtime/memory_meter.h"
 
+#include "torch_compat.h"
+
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
 
@@ -41,7 +43,7 @@ void free_counted(void* data) {
 
 class MeteredCpuAllocator final : public c10::Allocator {
  public:
-  c10::DataPtr allocate(size_t n) const override {
+  c10::DataPtr allocate(size_t n) SPDIT_ALLOCATE_CONST override {
     const int64_t limit = g_limit.load(std::memory_order_relaxed);
     const int64_t live = g_live.load(std::memory_order_relaxed);
     if (limit > 0 && live + static_cast<int64_t>(n) > limit) {
@@ -59,6 +61,7 @@ class MeteredCpuAllocator final : public c10::Allocator {
     void* data = base + kHeader;
     return {data, data, &free_counted, c10::Device(c10::DeviceType::CPU)};
   }
+  SPDIT_ALLOCATOR_COPY_DATA
   c10::DeleterFnPtr raw_deleter() const override { return &free_counted; }
 };
 

@@ -62,7 +62,7 @@ bool is_loopback(const std::string& host) {
   return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
 }
 
-c10::intrusive_ptr<c10d::ProcessGroup> make_process_group(
+c10::intrusive_ptr<CollectiveBackend> make_process_group(
     const c10::intrusive_ptr<c10d::Store>& store, int rank, int size, const RuntimeOptions& opts,
     const std::string& hostname) {
   if (opts.device().is_cuda()) {

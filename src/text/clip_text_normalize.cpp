@@ -116,3 +116,9 @@ std::string utf8_with_replacement(const std::string& bytes) {
 }
 
 }  // namespace spdit::text
+
+namespace spdit::text {
+
+std::string unicode_nfc(const std::string& text) { return nfc(text); }
+
+}  // namespace spdit::text

@@ -26,4 +26,7 @@ namespace spdit::text {
 /// Python's bytes.decode("utf-8", errors="replace") does.
 std::string utf8_with_replacement(const std::string& bytes);
 
+/// Unicode NFC of UTF-8 `text` (ICU), as Python's unicodedata.normalize("NFC").
+std::string unicode_nfc(const std::string& text);
+
 }  // namespace spdit::text

@@ -201,3 +201,51 @@ void save_text_encoder(const torch::nn::Module& model, const std::string& config
 }
 
 }  // namespace spdit::text
+
+namespace spdit::text {
+
+Qwen2TextModel load_qwen2_text_model(const std::string& folder,
+                                     const TextEncoderLoadOptions& options) {
+  const std::string what = "Qwen2.5-VL text encoder";
+  const auto ckpt = open_folder(folder, what);
+  const auto config = Qwen2TextConfig::from_json(ckpt.config_json(), ckpt.config_path());
+  // transformers >= 4.52 saves the language model under model.language_model.,
+  // older versions under model. (the vision tower beside it, never read here).
+  std::string prefix;
+  for (const char* p : {"model.language_model.", "model."}) {
+    if (ckpt.has(std::string(p) + "embed_tokens.weight")) {
+      prefix = p;
+      break;
+    }
+  }
+  if (prefix.empty()) {
+    std::vector<std::string> names;
+    for (const auto& [name, t] : ckpt.tensors()) names.push_back(name);
+    throw std::runtime_error(
+        "spdit: " + folder + " holds neither model.language_model.embed_tokens.weight nor " +
+        "model.embed_tokens.weight; the " + what +
+        " reads Qwen2_5_VLForConditionalGeneration's names. It has:" + list_some(names));
+  }
+  std::optional<Qwen2TextModel> model;
+  {
+    models::SkeletonScope skeleton;  // no weight memory until the file's tensors replace it
+    model.emplace(config);
+  }
+  std::map<std::string, std::string> aliases;
+  for (const auto& p : (*model)->named_parameters(true)) aliases[p.key()] = prefix + p.key();
+  place_weights(**model, ckpt, folder, what,
+                choose_dtype(ckpt, prefix + "embed_tokens.weight", options, what), aliases);
+  return *model;
+}
+
+void save_qwen2_text_encoder(const Qwen2TextModelImpl& model, const std::string& folder,
+                             at::ScalarType dtype) {
+  make_folder(folder);
+  write_text_file(folder + "/config.json", model.config().to_json());
+  std::map<std::string, at::Tensor> tensors;
+  for (const auto& p : model.named_parameters(true))
+    tensors["model.language_model." + p.key()] = p.value().detach().to(dtype).contiguous();
+  checkpoints::write_safetensors(folder + "/model.safetensors", tensors);
+}
+
+}  // namespace spdit::text

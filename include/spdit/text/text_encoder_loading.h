@@ -14,6 +14,7 @@
 #include <string>
 
 #include "spdit/text/clip_text_model.h"
+#include "spdit/text/qwen2_text_model.h"
 #include "spdit/text/t5_encoder.h"
 
 namespace spdit::text {
@@ -60,5 +61,20 @@ std::string umt5_wan_original_name(const std::string& transformers_name);
 ///   save_text_encoder(*clip, config.to_json(), "tiny/text_encoder", at::kFloat);
 void save_text_encoder(const torch::nn::Module& model, const std::string& config_json,
                        const std::string& folder, at::ScalarType dtype);
+
+/// The text model of a Qwen2_5_VLForConditionalGeneration folder (text_encoder/
+/// of Qwen-Image: config.json and shards). Reads the language model's tensors
+/// in either naming transformers has saved (model.language_model.layers.N...
+/// since 4.52, model.layers.N... before); the vision tower (visual.* /
+/// model.visual.*) and lm_head are never read (the file maps them, no page is
+/// touched). Throws naming the folder when neither naming is there.
+Qwen2TextModel load_qwen2_text_model(const std::string& folder,
+                                     const TextEncoderLoadOptions& options = {});
+
+/// Writes `model` as a Qwen2.5-VL text_encoder/ folder that load_qwen2_text_model
+/// reads: config.json and model.safetensors in transformers' current names
+/// (model.language_model.*), in `dtype`. For random-weight model folders.
+void save_qwen2_text_encoder(const Qwen2TextModelImpl& model, const std::string& folder,
+                             at::ScalarType dtype);
 
 }  // namespace spdit::text

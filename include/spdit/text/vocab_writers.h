@@ -29,4 +29,13 @@ int64_t write_clip_tokenizer_files(const std::string& folder, int merges = 200,
 void write_t5_tokenizer_files(const std::string& folder, int vocab_size = 128,
                               const std::string& corpus = builtin_text_corpus());
 
+/// Qwen2's tokenizer/ folder: tokenizer.json (a byte-level BPE: the 256 byte
+/// symbols, one token per merge learned from `corpus` by `merges` rounds as
+/// above but over Qwen2's pre-tokenized pieces, no end-of-word suffix; then
+/// Qwen2.5-VL's added tokens <|endoftext|>, <|im_start|>, <|im_end|>, ...)
+/// and tokenizer_config.json (pad <|endoftext|>). Creates the folder; returns
+/// the number of ids (vocabulary and added tokens).
+int64_t write_qwen2_tokenizer_files(const std::string& folder, int merges = 200,
+                                    const std::string& corpus = builtin_text_corpus());
+
 }  // namespace spdit::text
