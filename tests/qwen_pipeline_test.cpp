@@ -84,7 +84,8 @@ at::Tensor read_png(const std::string& path) {
   image.version = PNG_IMAGE_VERSION;
   if (!png_image_begin_read_from_file(&image, path.c_str())) return {};
   image.format = PNG_FORMAT_RGB;
-  auto pixels = at::empty({image.height, image.width, 3}, at::kByte);
+  auto pixels = at::empty(
+      {static_cast<int64_t>(image.height), static_cast<int64_t>(image.width), 3}, at::kByte);
   if (!png_image_finish_read(&image, nullptr, pixels.data_ptr(), 0, nullptr)) return {};
   return pixels;
 }
@@ -203,7 +204,7 @@ TEST(QwenImagePieces, new_model_writes_a_diffusers_qwen_image_folder) {
   EXPECT_EQ(qwen.scheduler_config().shift_terminal, 0.02);
   EXPECT_TRUE(qwen.scheduler_config().use_dynamic_shifting);
   // A prompt needs the text encoder: the message says how to go without it.
-  const auto msg = error_of([&] { pipelines::QwenImagePipeline(files); });
+  const auto msg = error_of([&] { pipelines::QwenImagePipeline with_text(files); });
   EXPECT_NE(msg.find("--prompt-embeds"), std::string::npos) << msg;
   EXPECT_NE(msg.find("Qwen2.5-VL"), std::string::npos) << msg;
 }
@@ -263,6 +264,10 @@ TEST(QwenImagePipeline, mistakes_are_named) {
   const std::string base = std::string(SPDIT_BIN) + " run --model-dir " + model_dir() +
                            " --height 32 --width 32 --steps 1";
   auto r = run_command(base + " --prompt 'a fox' --nproc 1");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("--prompt-embeds FILE"), std::string::npos) << r.output;
+  r = run_command(std::string(SPDIT_BIN) + " encode --model-dir " + model_dir() +
+                  " --prompt 'a fox' --out " + tmp.path + "/e.safetensors");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.output.find("--prompt-embeds FILE"), std::string::npos) << r.output;
   // --cfg 2 without a negative prompt: one branch only.

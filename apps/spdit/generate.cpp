@@ -20,6 +20,7 @@
 #include "spdit/hooks/sequence_parallel.h"
 #include "spdit/models/precision.h"
 #include "spdit/pipelines/flux_image_pipeline.h"
+#include "spdit/pipelines/qwen_image_pipeline.h"
 #include "spdit/pipelines/wan_video_pipeline.h"
 #include "spdit/sharding/sharded_weights.h"
 #include "validators.h"
@@ -228,9 +229,26 @@ void add_encode_command(CLI::App& app, Action& action) {
       ->required();
   cmd->add_option("--negative-prompt", negative,
                   "Wan2.1: the negative prompt (negative_prompt_embeds; default empty)");
-  cmd->callback([&action] {
-    action = [] {
+  cmd->callback([cmd, &action] {
+    const bool negative_given = cmd->get_option("--negative-prompt")->count() > 0;
+    action = [negative_given] {
       check_can_write(out, "--out");
+      if (pipelines::QwenImageFiles::is_qwen_image_folder(dir)) {  // embeddings and masks
+        auto encoder = pipelines::require_qwen_prompt_encoder(pipelines::QwenImageFiles::find(dir));
+        std::map<std::string, at::Tensor> t;
+        for (const auto& [prefix, text] :
+             {std::pair<std::string, std::string>{"", prompt},
+              std::pair<std::string, std::string>{"negative_", negative}}) {
+          if (!prefix.empty() && !negative_given) continue;  // diffusers: no negative, no true CFG
+          const auto e = encoder->encode(text);
+          t[prefix + "prompt_embeds"] = e.embeds.contiguous();
+          if (e.mask.defined()) t[prefix + "prompt_embeds_mask"] = e.mask.contiguous();
+        }
+        checkpoints::write_safetensors(out, t);
+        std::cout << "wrote " << out << ": prompt_embeds " << t["prompt_embeds"].sizes()
+                  << std::endl;
+        return 0;
+      }
       if (pipelines::WanFiles::is_wan_folder(
               dir)) {  // umT5: prompt_embeds and negative_prompt_embeds
         pipelines::WanVideoPipeline wan(pipelines::WanFiles::find(dir));
@@ -277,6 +295,21 @@ void add_decode_command(CLI::App& app, Action& action) {
   cmd->callback([&action] {
     action = [] {
       check_can_write(out, "--out");
+      if (pipelines::QwenImageFiles::is_qwen_image_folder(dir)) {  // packed, as FLUX.1's
+        pipelines::QwenImagePipeline qwen(pipelines::QwenImageFiles::find(dir),
+                                          at::ScalarType::Undefined, false);
+        const auto grid = qwen.grid(height, width);
+        auto x = tensor_from(latents, "latents");
+        if (x.dim() != 3 || x.size(1) != grid.tokens()) {
+          throw std::invalid_argument(
+              "'" + latents + "' latents are " + std::string(c10::str(x.sizes())) + "; a " +
+              std::to_string(height) + "x" + std::to_string(width) + " image has " +
+              std::to_string(grid.tokens()) + " packed tokens: give the size it was made at");
+        }
+        write_image(out, qwen.decode(x, grid));
+        std::cout << "wrote " << out << std::endl;
+        return 0;
+      }
       if (pipelines::WanFiles::is_wan_folder(
               dir)) {  // (1, 16, T, h, w) latents, the size is theirs
         pipelines::WanVideoPipeline wan(pipelines::WanFiles::find(dir), at::ScalarType::Undefined,
