@@ -603,7 +603,8 @@ void add_run_command(CLI::App& app, Action& action) {
   cmd->add_option("--prompt", o.prompt, "With --model-dir: the prompt");
   cmd->add_option("--prompt-embeds", o.prompt_embeds,
                   "With --model-dir: prompt_embeds and pooled_prompt_embeds from a .safetensors "
-                  "file (spdit encode)")
+                  "file (spdit encode); Qwen-Image: prompt_embeds[_mask] and "
+                  "negative_prompt_embeds[_mask]")
       ->check(CLI::ExistingFile);
   cmd->add_option("--noise", o.noise,
                   "With --model-dir: the initial packed noise ('noise' in a .safetensors file)")
@@ -619,7 +620,9 @@ void add_run_command(CLI::App& app, Action& action) {
   cmd->add_flag(
       "--shard-weights", o.shard_weights,
       "Each rank keeps 1/P of every block's weights; a block's are all-gathered as it runs");
-  cmd->add_option("--guidance", o.guidance, "With --model-dir: FLUX.1-dev's embedded guidance")
+  cmd->add_option("--guidance", o.guidance,
+                  "With --model-dir: FLUX.1-dev's embedded guidance; Wan's CFG scale (5); "
+                  "Qwen-Image's true CFG scale (4)")
       ->check(CLI::Range(0.0, 100.0))
       ->capture_default_str();
   cmd->add_option(
@@ -644,7 +647,8 @@ void add_run_command(CLI::App& app, Action& action) {
   cmd->add_option("--json", o.json, "Write the metrics as JSON");
   cmd->add_flag("--check", o.check, "Also run on one rank and compare (exit 1 on FAIL)");
   cmd->add_option("--negative-prompt", o.negative_prompt,
-                  "With a Wan --model-dir: the negative prompt (default empty)");
+                  "With a Wan --model-dir: the negative prompt (default empty); Qwen-Image: "
+                  "true CFG's negative prompt (none by default)");
   cmd->add_option("--scheduler", o.scheduler, "With a Wan --model-dir: unipc (Wan's own) or euler")
       ->check(CLI::IsMember({"unipc", "euler"}))
       ->capture_default_str();
