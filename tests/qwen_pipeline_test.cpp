@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "spdit/checkpoints/checkpoint.h"
+#include "spdit/checkpoints/model_checkpoint.h"
 #include "spdit/models/qwen_image.h"
 #include "spdit/pipelines/new_model.h"
 #include "spdit/pipelines/qwen_image_latents.h"
@@ -118,6 +119,36 @@ TEST(QwenImagePieces, image_and_text_rope_match_qwen_embed_rope_with_scale_rope)
   EXPECT_TRUE(at::allclose(out[1].tensor(), fixture("rope.img_sin"), 0, 1e-5));
   EXPECT_TRUE(at::allclose(out[2].tensor(), fixture("rope.txt_cos"), 0, 1e-5));
   EXPECT_TRUE(at::allclose(out[3].tensor(), fixture("rope.txt_sin"), 0, 1e-5));
+}
+
+// The transformer the pipeline drives, with the pipeline's positions (img_ids
+// for img_shapes [(1, 3, 5)]), against diffusers' QwenImageTransformer2DModel
+// (scripts/reference/qwen_transformer_reference.py: hidden 32, 2 blocks, bf16
+// weights computed in fp32).
+TEST(QwenImagePieces, transformer_with_the_pipelines_positions_matches_diffusers) {
+  const std::string dir = std::string(SPDIT_FIXTURES) + "/qwen_tiny";
+  auto ckpt = checkpoints::Checkpoint::open(dir);
+  const auto found = checkpoints::identify(ckpt);
+  ASSERT_EQ(found.model, "qwen-image");
+  auto model = checkpoints::build_model(found);
+  checkpoints::load_checkpoint(*model, ckpt, found, at::kFloat);
+  const auto io =
+      checkpoints::Checkpoint::open(std::string(SPDIT_FIXTURES) + "/qwen_tiny_io.safetensors");
+  at::NoGradGuard no_grad;
+  const auto want = io.tensor("output");
+  auto rel_err = [&](const at::Tensor& img_ids) {
+    const auto out =
+        model
+            ->call({io.tensor("hidden_states").clone()},
+                   {{"encoder_hidden_states", io.tensor("encoder_hidden_states").clone()},
+                    {"timestep", io.tensor("timestep").clone()},
+                    {"img_ids", img_ids}})
+            .tensor();
+    return ((out - want).abs().max() / want.abs().max()).item<double>();
+  };
+  EXPECT_LT(rel_err(pipelines::qwen_image_ids(fixture_grid())), 1e-5);
+  // FLUX.1's uncentred positions are not Qwen-Image's: the check can tell.
+  EXPECT_GT(rel_err(pipelines::flux_latent_image_ids(fixture_grid())), 1e-3);
 }
 
 TEST(QwenImagePieces, one_true_cfg_step_of_the_folders_schedule_matches_diffusers) {
