@@ -23,6 +23,7 @@
 #include "spdit/hooks/sequence_parallel.h"
 #include "spdit/models/precision.h"
 #include "spdit/pipelines/flux_image_pipeline.h"
+#include "spdit/pipelines/qwen_image_pipeline.h"
 #include "spdit/pipelines/wan_video_pipeline.h"
 #include "spdit/sharding/sharded_weights.h"
 #include "validators.h"
@@ -196,16 +197,31 @@ void add_encode_command(CLI::App& app, Action& action) {
   cmd->add_option("--out", out,
                   "The .safetensors file to write (prompt_embeds, pooled_prompt_embeds)")
       ->required();
-  auto* negative_option = cmd->add_option(
-      "--negative-prompt", negative,
-      "Wan2.1: the negative prompt (negative_prompt_embeds; default empty); Qwen-Image: "
-      "negative_prompt_embeds and _mask when given");
-  cmd->callback([&action, negative_option] {
-    action = [negative_option] {
+  cmd->add_option("--negative-prompt", negative,
+                  "Wan2.1: the negative prompt (negative_prompt_embeds; default empty); "
+                  "Qwen-Image: negative_prompt_embeds and _mask when given");
+  cmd->callback([cmd, &action] {
+    const bool negative_given = cmd->get_option("--negative-prompt")->count() > 0;
+    action = [negative_given] {
       check_can_write(out, "--out");
       if (is_qwen_image_text_folder(dir))  // Qwen2.5-VL: prompt_embeds and prompt_embeds_mask
-        return encode_qwen_image_prompt(dir, prompt, negative_option->count() ? &negative : nullptr,
-                                        out);
+        return encode_qwen_image_prompt(dir, prompt, negative_given ? &negative : nullptr, out);
+      if (pipelines::QwenImageFiles::is_qwen_image_folder(dir)) {  // embeddings and masks
+        auto encoder = pipelines::require_qwen_prompt_encoder(pipelines::QwenImageFiles::find(dir));
+        std::map<std::string, at::Tensor> t;
+        for (const auto& [prefix, text] :
+             {std::pair<std::string, std::string>{"", prompt},
+              std::pair<std::string, std::string>{"negative_", negative}}) {
+          if (!prefix.empty() && !negative_given) continue;  // diffusers: no negative, no true CFG
+          const auto e = encoder->encode(text);
+          t[prefix + "prompt_embeds"] = e.embeds.contiguous();
+          if (e.mask.defined()) t[prefix + "prompt_embeds_mask"] = e.mask.contiguous();
+        }
+        checkpoints::write_safetensors(out, t);
+        std::cout << "wrote " << out << ": prompt_embeds " << t["prompt_embeds"].sizes()
+                  << std::endl;
+        return 0;
+      }
       if (pipelines::WanFiles::is_wan_folder(
               dir)) {  // umT5: prompt_embeds and negative_prompt_embeds
         pipelines::WanVideoPipeline wan(pipelines::WanFiles::find(dir));
@@ -252,6 +268,21 @@ void add_decode_command(CLI::App& app, Action& action) {
   cmd->callback([&action] {
     action = [] {
       check_can_write(out, "--out");
+      if (pipelines::QwenImageFiles::is_qwen_image_folder(dir)) {  // packed, as FLUX.1's
+        pipelines::QwenImagePipeline qwen(pipelines::QwenImageFiles::find(dir),
+                                          at::ScalarType::Undefined, false);
+        const auto grid = qwen.grid(height, width);
+        auto x = tensor_from(latents, "latents");
+        if (x.dim() != 3 || x.size(1) != grid.tokens()) {
+          throw std::invalid_argument(
+              "'" + latents + "' latents are " + std::string(c10::str(x.sizes())) + "; a " +
+              std::to_string(height) + "x" + std::to_string(width) + " image has " +
+              std::to_string(grid.tokens()) + " packed tokens: give the size it was made at");
+        }
+        write_image(out, qwen.decode(x, grid));
+        std::cout << "wrote " << out << std::endl;
+        return 0;
+      }
       if (pipelines::WanFiles::is_wan_folder(
               dir)) {  // (1, 16, T, h, w) latents, the size is theirs
         pipelines::WanVideoPipeline wan(pipelines::WanFiles::find(dir), at::ScalarType::Undefined,

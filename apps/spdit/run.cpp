@@ -25,12 +25,14 @@
 #include "parity_report.h"
 #include "png_writer.h"
 #include "predict.h"
+#include "qwen_generate.h"
 #include "rank_setup.h"
 #include "spdit/checkpoints/model_checkpoint.h"
 #include "spdit/hooks/sequence_parallel.h"
 #include "spdit/models/pipeline.h"
 #include "spdit/models/weights.h"
 #include "spdit/pipelines/guidance.h"
+#include "spdit/pipelines/qwen_image_pipeline.h"
 #include "spdit/pipelines/wan_video_pipeline.h"
 #include "spdit/runtime/comm.h"
 #include "spdit/runtime/memory_meter.h"
@@ -66,7 +68,8 @@ struct RunOptions {
   bool vae_parallel_given = false;
   bool shard_weights = false;
   bool height_given = false, width_given = false;
-  int64_t max_sequence_length = 0;  // --model-dir: 0 is the folder's, else the variant's
+  int64_t max_sequence_length = 0;     // --model-dir: 0 is the folder's, else the variant's
+  bool negative_prompt_given = false;  // Qwen-Image: true CFG only with a negative prompt
 };
 
 using Clock = std::chrono::steady_clock;
@@ -300,7 +303,32 @@ WanGenerateOptions wan_generate_options(const RunOptions& o) {
   return g;
 }
 
+QwenGenerateOptions qwen_generate_options(const RunOptions& o) {
+  if (o.weights_flags_given || o.frames_given || o.cfg_scale > 1 || o.parallel == "auto") {
+    throw std::invalid_argument(
+        "--model-dir runs the model folder's own pipeline: leave out --model, --preset, "
+        "--weights, --frames, --text-len, --cfg-scale (Qwen-Image's true CFG scale is --guidance) "
+        "and --parallel");
+  }
+  QwenGenerateOptions g;
+  g.model_dir = o.model_dir, g.prompt = o.prompt, g.negative_prompt = o.negative_prompt;
+  g.negative_prompt_given = o.negative_prompt_given;
+  g.prompt_embeds = o.prompt_embeds, g.noise = o.noise, g.dump = o.dump, g.out = o.out,
+  g.json = o.json, g.dtype = o.dtype;
+  if (o.height_given) g.height = o.height;
+  if (o.width_given) g.width = o.width;
+  if (o.steps_given) g.steps = o.steps;
+  if (o.guidance_given) g.guidance = o.guidance;
+  g.seed = o.seed, g.ulysses = o.ulysses, g.ring = o.ring, g.cfg = o.cfg, g.threads = o.threads,
+  g.check = o.check;
+  g.vae_parallel = o.vae_parallel == "on";
+  g.shard_weights = o.shard_weights;
+  return g;
+}
+
 int run_rank(World& world, const RunOptions& given) {
+  if (!given.model_dir.empty() && pipelines::QwenImageFiles::is_qwen_image_folder(given.model_dir))
+    return qwen_generate_rank(world, qwen_generate_options(given));
   if (!given.model_dir.empty() && pipelines::WanFiles::is_wan_folder(given.model_dir))
     return wan_generate_rank(world, wan_generate_options(given));
   if (!given.model_dir.empty()) return generate_rank(world, generate_options(given));
@@ -575,7 +603,8 @@ void add_run_command(CLI::App& app, Action& action) {
   cmd->add_option("--prompt", o.prompt, "With --model-dir: the prompt");
   cmd->add_option("--prompt-embeds", o.prompt_embeds,
                   "With --model-dir: prompt_embeds and pooled_prompt_embeds from a .safetensors "
-                  "file (spdit encode)")
+                  "file (spdit encode); Qwen-Image: prompt_embeds[_mask] and "
+                  "negative_prompt_embeds[_mask]")
       ->check(CLI::ExistingFile);
   cmd->add_option("--noise", o.noise,
                   "With --model-dir: the initial packed noise ('noise' in a .safetensors file)")
@@ -591,7 +620,9 @@ void add_run_command(CLI::App& app, Action& action) {
   cmd->add_flag(
       "--shard-weights", o.shard_weights,
       "Each rank keeps 1/P of every block's weights; a block's are all-gathered as it runs");
-  cmd->add_option("--guidance", o.guidance, "With --model-dir: FLUX.1-dev's embedded guidance")
+  cmd->add_option("--guidance", o.guidance,
+                  "With --model-dir: FLUX.1-dev's embedded guidance; Wan's CFG scale (5); "
+                  "Qwen-Image's true CFG scale (4)")
       ->check(CLI::Range(0.0, 100.0))
       ->capture_default_str();
   cmd->add_option(
@@ -616,7 +647,8 @@ void add_run_command(CLI::App& app, Action& action) {
   cmd->add_option("--json", o.json, "Write the metrics as JSON");
   cmd->add_flag("--check", o.check, "Also run on one rank and compare (exit 1 on FAIL)");
   cmd->add_option("--negative-prompt", o.negative_prompt,
-                  "With a Wan --model-dir: the negative prompt (default empty)");
+                  "With a Wan --model-dir: the negative prompt (default empty); Qwen-Image: "
+                  "true CFG's negative prompt (none by default)");
   cmd->add_option("--scheduler", o.scheduler, "With a Wan --model-dir: unipc (Wan's own) or euler")
       ->check(CLI::IsMember({"unipc", "euler"}))
       ->capture_default_str();
@@ -636,6 +668,7 @@ void add_run_command(CLI::App& app, Action& action) {
     o.size_given =
         cmd->get_option("--height")->count() > 0 || cmd->get_option("--width")->count() > 0;
     o.guidance_given = cmd->get_option("--guidance")->count() > 0;
+    o.negative_prompt_given = cmd->get_option("--negative-prompt")->count() > 0;
     if (o.size_given &&
         (cmd->get_option("--height")->count() == 0 || cmd->get_option("--width")->count() == 0) &&
         !o.model_dir.empty() && pipelines::WanFiles::is_wan_folder(o.model_dir)) {
@@ -656,14 +689,16 @@ void add_run_command(CLI::App& app, Action& action) {
       check_can_write(o.out, "--out");
       check_can_write(o.json, "--json");
       const bool wan = !o.model_dir.empty() && pipelines::WanFiles::is_wan_folder(o.model_dir);
-      if (!o.model_dir.empty() && !wan && (o.cfg_given || o.cfg_scale > 1)) {
+      const bool qwen =
+          !o.model_dir.empty() && pipelines::QwenImageFiles::is_qwen_image_folder(o.model_dir);
+      if (!o.model_dir.empty() && !wan && !qwen && (o.cfg_given || o.cfg_scale > 1)) {
         throw std::invalid_argument(
             "--model-dir runs the model folder's own pipeline: leave out --cfg and --cfg-scale");
       }
       int n = o.nproc                 ? o.nproc
               : (o.ulysses || o.ring) ? o.cfg * std::max(1, o.ulysses) * std::max(1, o.ring)
                                       : 2;
-      if (!wan) check_guidance_flags(o, n);
+      if (!wan && !qwen) check_guidance_flags(o, n);
       if (n == 1) return run_as_rank([](World& w) { return run_rank(w, o); });
       return relaunch_self_with_ranks(n, "--nproc", o.oversubscribe);
     };

@@ -25,16 +25,20 @@ at::Tensor guided_velocity(models::Pipeline& pipe, const at::Tensor& latents, do
 
 at::Tensor guided_velocity(const std::function<at::Tensor(bool conditional)>& velocity,
                            double scale, const ParallelState* parallel) {
-  at::Tensor cond, uncond;
+  auto [cond, uncond] = guidance_branches(velocity, parallel);
+  return uncond + scale * (cond - uncond);
+}
+
+std::pair<at::Tensor, at::Tensor> guidance_branches(
+    const std::function<at::Tensor(bool conditional)>& velocity, const ParallelState* parallel) {
   if (parallel && parallel->cfg_degree() == 2) {
     auto mine = velocity(parallel->layout().cfg_rank == 0);
+    // Ordered by cfg_rank: [conditional, unconditional] on both ranks.
     auto both = all_gather(parallel->cfg_group(), mine.unsqueeze(0).contiguous(), 0);
-    cond = both[0], uncond = both[1];
-  } else {
-    cond = velocity(true);
-    uncond = velocity(false);
+    return {both[0], both[1]};
   }
-  return uncond + scale * (cond - uncond);
+  auto cond = velocity(true);
+  return {cond, velocity(false)};
 }
 
 }  // namespace spdit::pipelines

@@ -12,6 +12,8 @@
 #include "spdit/checkpoints/model_checkpoint.h"
 #include "spdit/models/layers.h"
 #include "spdit/models/pipeline.h"
+#include "spdit/pipelines/flow_match_scheduler.h"
+#include "spdit/pipelines/qwen_image_prompt_encoder.h"
 #include "spdit/pipelines/unipc_scheduler.h"
 #include "spdit/text/clip_text_model.h"
 #include "spdit/text/t5_encoder.h"
@@ -48,6 +50,11 @@ void write_json(const std::string& path, const nlohmann::json& j) {
 // As the published folders configure their schedulers.
 nlohmann::json scheduler_config(const std::string& model, bool schnell) {
   if (model == "wan") return nlohmann::json::parse(UniPCConfig::wan().to_json());
+  if (model == "qwen-image") {  // Qwen/Qwen-Image's: dynamic shift to 8192 tokens, terminal 0.02
+    auto j = nlohmann::json::parse(FlowMatchEulerConfig::qwen_image().to_json());
+    j["_class_name"] = "FlowMatchEulerDiscreteScheduler";
+    return j;
+  }
   if (schnell) {  // FLUX.1-schnell's: no shift at all
     return {{"_class_name", "FlowMatchEulerDiscreteScheduler"},
             {"num_train_timesteps", 1000},
@@ -144,6 +151,30 @@ void write_wan_side(const std::string& dir, const models::WanConfig& c, const st
   index["vae"] = {"diffusers", "AutoencoderKLWan"};
 }
 
+// Qwen-Image's VAE: the Wan VAE (as Qwen/Qwen-Image's vae/ ships it, under
+// diffusers' AutoencoderKLQwenImage); its text side: a 2-layer Qwen2.5-VL
+// text model as wide as the transformer's text input, with a small real
+// Qwen2 vocabulary (write_qwen_image_text_side).
+void write_qwen_image_side(const std::string& dir, const models::QwenImageConfig& config,
+                           const std::string& preset, uint64_t seed, at::ScalarType dtype,
+                           std::vector<std::string>& written, nlohmann::json& index) {
+  write_qwen_image_text_side(dir, config.text_dim, seed + 4, dtype);
+  written.push_back("text_encoder");
+  written.push_back("tokenizer");
+  index["text_encoder"] = {"transformers", "Qwen2_5_VLForConditionalGeneration"};
+  index["tokenizer"] = {"transformers", "Qwen2Tokenizer"};
+  vae::write_random_wan_vae(
+      dir + "/vae", preset == "full" ? vae::WanVaeConfig::wan21() : vae::WanVaeConfig::tiny(),
+      seed + 3, dtype);
+  const auto config = dir + "/vae/config.json";
+  std::ifstream in(config);
+  auto j = nlohmann::json::parse(in);
+  j["_class_name"] = "AutoencoderKLQwenImage";
+  write_json(config, j);
+  written.push_back("vae");
+  index["vae"] = {"diffusers", "AutoencoderKLQwenImage"};
+}
+
 }  // namespace
 
 std::vector<std::string> write_new_model(const std::string& dir, const NewModelOptions& o) {
@@ -194,6 +225,9 @@ std::vector<std::string> write_new_model(const std::string& dir, const NewModelO
   }
   if (auto* wan = std::get_if<models::WanConfig>(&config)) {
     write_wan_side(dir, *wan, o.preset, o.seed, dtype, written, index);
+  }
+  if (const auto* qwen = std::get_if<models::QwenImageConfig>(&config)) {
+    write_qwen_image_side(dir, *qwen, o.preset, o.seed, dtype, written, index);
   }
   write_json(dir + "/model_index.json", index);
   return written;

@@ -12,6 +12,7 @@
 #include <ATen/ATen.h>
 
 #include <functional>
+#include <utility>
 
 #include "spdit/models/pipeline.h"
 #include "spdit/runtime/parallel_state.h"
@@ -29,5 +30,12 @@ at::Tensor guided_velocity(models::Pipeline& pipe, const at::Tensor& latents, do
 /// is always on here (the caller decides by its scale).
 at::Tensor guided_velocity(const std::function<at::Tensor(bool conditional)>& velocity,
                            double scale, const ParallelState* parallel);
+
+/// The two velocities, (conditional, unconditional), each rank holding both:
+/// serial, or one per half of the world with a CFG degree of 2 (one
+/// all-gather). For pipelines that combine them their own way (Qwen-Image's
+/// true_cfg_norm_rescale).
+std::pair<at::Tensor, at::Tensor> guidance_branches(
+    const std::function<at::Tensor(bool conditional)>& velocity, const ParallelState* parallel);
 
 }  // namespace spdit::pipelines
