@@ -339,8 +339,8 @@ TEST(QwenImagePipeline, mistakes_are_named) {
   const std::string bare = tmp.path + "/bare";
   std::filesystem::copy(model_dir(), bare, std::filesystem::copy_options::recursive);
   std::filesystem::remove_all(bare + "/text_encoder");
-  const std::string bare_base = std::string(SPDIT_BIN) + " run --model-dir " + bare +
-                                " --height 32 --width 32 --steps 1";
+  const std::string bare_base =
+      std::string(SPDIT_BIN) + " run --model-dir " + bare + " --height 32 --width 32 --steps 1";
   auto r = run_command(bare_base + " --prompt 'a fox' --nproc 1");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.output.find("--prompt-embeds FILE"), std::string::npos) << r.output;

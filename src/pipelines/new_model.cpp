@@ -155,10 +155,10 @@ void write_wan_side(const std::string& dir, const models::WanConfig& c, const st
 // diffusers' AutoencoderKLQwenImage); its text side: a 2-layer Qwen2.5-VL
 // text model as wide as the transformer's text input, with a small real
 // Qwen2 vocabulary (write_qwen_image_text_side).
-void write_qwen_image_side(const std::string& dir, const models::QwenImageConfig& config,
+void write_qwen_image_side(const std::string& dir, const models::QwenImageConfig& qwen,
                            const std::string& preset, uint64_t seed, at::ScalarType dtype,
                            std::vector<std::string>& written, nlohmann::json& index) {
-  write_qwen_image_text_side(dir, config.text_dim, seed + 4, dtype);
+  write_qwen_image_text_side(dir, qwen.text_dim, seed + 4, dtype);
   written.push_back("text_encoder");
   written.push_back("tokenizer");
   index["text_encoder"] = {"transformers", "Qwen2_5_VLForConditionalGeneration"};
