@@ -3,6 +3,7 @@
 #include <cctype>
 #include <stdexcept>
 
+#include "spdit/text/ftfy.h"
 #include "spdit/text/text_encoder_loading.h"
 
 namespace spdit::pipelines {
@@ -69,22 +70,38 @@ std::string unescape_html(const std::string& s) {
   return out;
 }
 
+// Python's str.isspace / re's \s for one code point (what whitespace_clean's
+// r"\s+" and strip() remove): ASCII's six, U+1C..U+1F, U+85, U+A0, U+1680,
+// U+2000..U+200A, U+2028, U+2029, U+202F, U+205F, U+3000.
+bool python_space(uint32_t cp) {
+  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 ||
+         cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
+         cp == 0x202F || cp == 0x205F || cp == 0x3000;
+}
+
 }  // namespace
 
 std::string wan_prompt_clean(const std::string& text) {
-  // basic_clean: html.unescape twice, strip; whitespace_clean: \s+ -> " ",
-  // strip.
-  const auto unescaped = unescape_html(unescape_html(text));
+  // basic_clean: ftfy.fix_text, html.unescape twice, strip; whitespace_clean:
+  // \s+ -> " ", strip. fix_text returns well-formed UTF-8 (it replaces
+  // ill-formed bytes by U+FFFD), which the loop below relies on.
+  const auto unescaped = unescape_html(unescape_html(text::fix_text(text)));
   std::string out;
   bool space = false;
-  for (char c : unescaped) {
-    if (std::isspace(static_cast<unsigned char>(c))) {
+  for (size_t i = 0; i < unescaped.size();) {
+    const auto b = static_cast<unsigned char>(unescaped[i]);
+    const size_t n = b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
+    uint32_t cp = n == 1 ? b : n == 2 ? (b & 0x1F) : n == 3 ? (b & 0x0F) : (b & 0x07);
+    for (size_t k = 1; k < n && i + k < unescaped.size(); ++k)
+      cp = (cp << 6) | (static_cast<unsigned char>(unescaped[i + k]) & 0x3F);
+    if (python_space(cp)) {
       space = !out.empty();
-      continue;
+    } else {
+      if (space) out += ' ';
+      space = false;
+      out.append(unescaped, i, n);
     }
-    if (space) out += ' ';
-    space = false;
-    out += c;
+    i += n;
   }
   return out;
 }
