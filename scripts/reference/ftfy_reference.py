@@ -297,6 +297,49 @@ def own_cases():
     return c
 
 
+def random_cases(count=400, seed=20251126):
+    """Mojibake made on purpose: phrases in many scripts, pieces of them encoded
+    as UTF-8 and decoded with each codec ftfy knows (sometimes twice, sometimes
+    with U+A0 turned into a space or a byte lost), mixed with clean text. The
+    same seed gives the same cases."""
+    import random
+
+    rng = random.Random(seed)
+    phrases = [
+        "caf\u00e9 cr\u00e8me br\u00fbl\u00e9e", "na\u00efve fa\u00e7ade", "Stra\u00dfe M\u00fcnchen \u00e4\u00f6\u00fc",
+        "\u017c\u00f3\u0142w \u0141\u00f3d\u017a", "\u010ce\u0161tina \u0159e\u010d", "\u041f\u0440\u0438\u0432\u0435\u0442 \u043c\u0438\u0440",
+        "\u039a\u03b1\u03bb\u03b7\u03bc\u03ad\u03c1\u03b1", "G\u00fczel \u011f\u015f\u0131", "\u0160iauliai \u017e\u0117",
+        "\u201cquoted\u201d \u2018single\u2019", "dash \u2014 and \u2013 \u2026", "\u20ac 5 \u00a3 3 \u00a5 2",
+        "\u2714 done \u2764", "\U0001F600 \U0001F98A \U0001F52C", "\u4e2d\u6587 \u65e5\u672c\u8a9e", "\ud55c\uad6d\uc5b4",
+        "\u0645\u0631\u062d\u0628\u0627", "\u05e9\u05dc\u05d5\u05dd", "\u0939\u093f\u0928\u094d\u0926\u0940", "\u0e44\u0e17\u0e22",
+        "S\u00e3o Paulo", "\u00bfQu\u00e9 tal? \u00a1Bien!", "25\u00b0C \u00b1 2", "\u00a9 \u00ae \u2122", "voil\u00e0 \u00e0 la",
+        "a cat on a mat", "golden hour, 35mm", "\u00c5re \u00d8sterbro \u00e6\u00f8\u00e5",
+    ]
+    codecs = ["latin-1", "windows-1252", "windows-1251", "windows-1250", "windows-1253", "windows-1254",
+              "windows-1257", "iso-8859-2", "macroman", "cp437"]
+    out = []
+    for i in range(count):
+        parts = []
+        for _ in range(rng.randint(1, 3)):
+            phrase = rng.choice(phrases)
+            kind = rng.random()
+            if kind < 0.25:
+                parts.append(phrase)
+                continue
+            codec = rng.choice(codecs)
+            text = phrase.encode("utf-8").decode(codec, "replace")
+            if kind < 0.35:
+                text = text.encode("utf-8").decode(rng.choice(codecs[:2]), "replace")
+            if kind > 0.9:
+                text = text.replace("\u00a0", " ")
+            if kind > 0.95 and len(text) > 3:
+                j = rng.randrange(len(text))
+                text = text[:j] + rng.choice(["\ufffd", "?"]) + text[j + 1:]
+            parts.append(text)
+        out.append(("random mojibake %d" % i, rng.choice([" ", ", ", " - ", "\n"]).join(parts)))
+    return out
+
+
 def invalid_utf8_cases():
     return [
         ("invalid byte ff", b"bad \xff byte"),
@@ -325,6 +368,8 @@ def fixture(src):
                     continue
                 cases.append({"label": name + ": " + case["label"], "input": text, "fixed": ftfy.fix_text(text)})
     for label, text in own_cases():
+        cases.append({"label": "spdit: " + label, "input": text, "fixed": ftfy.fix_text(text)})
+    for label, text in random_cases():
         cases.append({"label": "spdit: " + label, "input": text, "fixed": ftfy.fix_text(text)})
     for label, data in invalid_utf8_cases():
         text = data.decode("utf-8", "replace")

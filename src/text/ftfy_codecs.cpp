@@ -35,9 +35,9 @@ size_t sequence_at(const std::string& bytes, size_t i, size_t* bad) {
     return 0;
   }
   for (size_t k = 1; k <= need; ++k) {
-    const bool ok = i + k < bytes.size() &&
-                    (k == 1 ? in(static_cast<unsigned char>(bytes[i + k]), lo, hi)
-                            : in(static_cast<unsigned char>(bytes[i + k]), 0x80, 0xBF));
+    const bool ok =
+        i + k < bytes.size() && (k == 1 ? in(static_cast<unsigned char>(bytes[i + k]), lo, hi)
+                                        : in(static_cast<unsigned char>(bytes[i + k]), 0x80, 0xBF));
     if (!ok) {
       *bad = k;
       return 0;

@@ -21,10 +21,10 @@ std::string fix_encoding_one_step(const std::string& text) {
     if (name != "macroman" && ftfy_fixes::has_altered_utf8(*bytes))
       *bytes = ftfy_fixes::restore_byte_a0(*bytes);
     if (codec.sloppy) *bytes = ftfy_fixes::replace_lossy_sequences(*bytes);
-    const bool variants = bytes->find('\xED') != std::string::npos ||
-                          bytes->find('\xC0') != std::string::npos;
-    std::optional<std::string> fixed = variants ? ftfy_codec::decode_utf8_variants(*bytes)
-                                                : ftfy_codec::decode_utf8(*bytes);
+    const bool variants =
+        bytes->find('\xED') != std::string::npos || bytes->find('\xC0') != std::string::npos;
+    std::optional<std::string> fixed =
+        variants ? ftfy_codec::decode_utf8_variants(*bytes) : ftfy_codec::decode_utf8(*bytes);
     if (fixed) return *fixed;
   }
 

@@ -35,8 +35,8 @@ bool sorted_contains(const char32_t* table, size_t n, char32_t cp) {
 
 const char* sorted_lookup(const ftfy_data::CharMapping* table, size_t n, char32_t cp) {
   const auto* end = table + n;
-  const auto* it = std::lower_bound(table, end, cp, [](const ftfy_data::CharMapping& m,
-                                                       char32_t c) { return m.code_point < c; });
+  const auto* it = std::lower_bound(
+      table, end, cp, [](const ftfy_data::CharMapping& m, char32_t c) { return m.code_point < c; });
   return it != end && it->code_point == cp ? it->utf8 : nullptr;
 }
 
@@ -76,8 +76,7 @@ std::string charref(std::string_view digits, int base) {
 
 bool all_of_class(std::string_view s, bool hex) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [hex](char c) {
-    return (c >= '0' && c <= '9') ||
-           (hex && ((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')));
+    return (c >= '0' && c <= '9') || (hex && ((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')));
   });
 }
 
@@ -85,10 +84,9 @@ bool all_of_class(std::string_view s, bool hex) {
 std::string unescape_match(std::string_view match) {
   const auto* begin = ftfy_data::kHtmlEntities;
   const auto* end = begin + ftfy_data::kHtmlEntityCount;
-  const auto* it = std::lower_bound(begin, end, match, [](const ftfy_data::Entity& e,
-                                                          std::string_view m) {
-    return std::string_view(e.name) < m;
-  });
+  const auto* it = std::lower_bound(
+      begin, end, match,
+      [](const ftfy_data::Entity& e, std::string_view m) { return std::string_view(e.name) < m; });
   if (it != end && std::string_view(it->name) == match) return it->utf8;
   if (match.substr(0, 2) != "&#") return std::string(match);
   // html.unescape replaces the reference only when every character between
@@ -218,8 +216,10 @@ std::string normalize_nfc(const std::string& text) {
 }
 
 std::string restore_byte_a0(const std::string& bytes) {
-  const std::string a_grave = regex(ftfy_data::kAGraveWord, Mode::kBytes)
-                                  .sub(bytes, [](std::string_view) { return "\xC3\xA0 "; });
+  const std::string a_grave =
+      regex(ftfy_data::kAGraveWord, Mode::kBytes).sub(bytes, [](std::string_view) {
+        return "\xC3\xA0 ";
+      });
   return regex(ftfy_data::kAlteredUtf8, Mode::kBytes).sub(a_grave, [](std::string_view m) {
     std::string s(m);
     std::replace(s.begin(), s.end(), ' ', '\xA0');

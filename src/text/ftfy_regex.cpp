@@ -27,8 +27,8 @@ FtfyRegex::FtfyRegex(const char* pattern, Mode mode) : code_(std::make_shared<Co
   // Text subjects are checked UTF-8 before they reach here (fix_text decodes
   // its input first), so PCRE2 need not check them again at each call.
   const uint32_t options = mode == Mode::kText ? (PCRE2_UTF | PCRE2_NO_UTF_CHECK) : 0;
-  code_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern), PCRE2_ZERO_TERMINATED,
-                              options, &error, &offset, nullptr);
+  code_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern), PCRE2_ZERO_TERMINATED, options,
+                              &error, &offset, nullptr);
   if (!code_->code) {
     throw std::logic_error("spdit: ftfy regex does not compile at offset " +
                            std::to_string(offset) + ": " + pcre2_message(error));
