@@ -74,6 +74,20 @@ TEST(Ftfy, PromptLikeRepairs) {
   EXPECT_EQ(fix_text(""), "");
 }
 
+TEST(Ftfy, LongLinesAreFixedWhole) {
+  // 240,000 characters on one line, and 50,000 mojibake pairs in a row (one
+  // UTF8_DETECTOR_RE match): ftfy fixes both (checked with ftfy 6.3.1); PCRE2
+  // must not run out of stack on them.
+  std::string messy, clean, pairs, e_acute;
+  for (int i = 0; i < 20000; ++i) {
+    messy += "caf\xC3\x83\xC2\xA9 \xC3\xA2\xE2\x82\xAC\xC5\x93ok\xC3\xA2\xE2\x82\xAC\xC2\x9D ";
+    clean += "caf\xC3\xA9 \"ok\" ";
+  }
+  for (int i = 0; i < 50000; ++i) pairs += "\xC3\x83\xC2\xA9", e_acute += "\xC3\xA9";
+  EXPECT_EQ(fix_text(messy), clean);
+  EXPECT_EQ(fix_text(pairs), e_acute);
+}
+
 TEST(Ftfy, MalformedUtf8BecomesReplacementCharacters) {
   // As Python's bytes.decode("utf-8", errors="replace"): one U+FFFD per
   // maximal ill-formed subsequence, then fixed like any text.

@@ -72,7 +72,9 @@ std::string unescape_html(const std::string& s) {
 
 // Python's str.isspace / re's \s for one code point (what whitespace_clean's
 // r"\s+" and strip() remove): ASCII's six, U+1C..U+1F, U+85, U+A0, U+1680,
-// U+2000..U+200A, U+2028, U+2029, U+202F, U+205F, U+3000.
+// U+2000..U+200A, U+2028, U+2029, U+202F, U+205F, U+3000. Wan's \s is the
+// `regex` module's (Unicode White_Space, without U+1C..U+1F); ftfy has removed
+// those four already, so the two agree on what reaches here.
 bool python_space(uint32_t cp) {
   return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 ||
          cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
