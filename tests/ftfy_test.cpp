@@ -103,6 +103,19 @@ TEST(Ftfy, MalformedUtf8BecomesReplacementCharacters) {
   EXPECT_EQ(fix_text("x\xF0\x9F\x98"), "x\xEF\xBF\xBD");        // cut at the end
 }
 
+TEST(Ftfy, WanPromptCleanMatchesWansOnEveryFixtureCase) {
+  size_t compared = 0;
+  for (const auto& c : cases()) {
+    const std::string label = c["label"];
+    const std::string input = c.contains("input_hex") ? from_hex(c["input_hex"].get<std::string>())
+                                                      : c["input"].get<std::string>();
+    EXPECT_EQ(spdit::pipelines::wan_prompt_clean(input), c["wan_prompt_clean"].get<std::string>())
+        << label;
+    ++compared;
+  }
+  EXPECT_GT(compared, 600u);
+}
+
 TEST(Ftfy, WanPromptCleanRunsFtfyFirst) {
   // Wan's basic_clean: ftfy.fix_text, html.unescape twice, strip; then
   // whitespace_clean (Python's \s, which includes U+00A0 and U+3000).

@@ -14,11 +14,14 @@ wcwidth, used only for ftfy's terminal formatting, may be absent: see import_ftf
            points Python's `re` gives them; the decoding tables of the
            single-byte codecs ftfy tries (its sloppy codecs included) and of
            strict windows-1252; chardata's HTML_ENTITIES, WIDTH_MAP, LIGATURES,
-           CONTROL_CHARS; html's numeric character reference tables.
+           CONTROL_CHARS; Python's html.unescape regex, its html5 entity table and
+           its numeric character reference tables (Wan's prompt_clean runs
+           html.unescape after ftfy).
   fixture  writes tests/fixtures/ftfy/cases.json: (input, ftfy.fix_text(input))
            for every case of ftfy's tests/test-cases/*.json and for prompt-like
            cases of our own. Inputs that are not valid UTF-8 are stored as hex
            and fixed as spdit documents: bytes.decode("utf-8", "replace") first.
+           Each case also holds Wan's whole prompt_clean of its input.
 
 Usage: ftfy_reference.py --src /tmp/ftfy-ref tables  > src/text/ftfy_tables.cpp
        ftfy_reference.py --src /tmp/ftfy-ref fixture > tests/fixtures/ftfy/cases.json
@@ -190,6 +193,7 @@ def tables(src):
         ("kAlteredUtf8", chardata.ALTERED_UTF8_RE),
         ("kLossyUtf8", chardata.LOSSY_UTF8_RE),
         ("kAGraveWord", fixes.A_GRAVE_WORD_RE),
+        ("kHtmlCharref", html._charref),
     ]
     for name, rx in regexes:
         w("// %s\nconst char* const %s =\n    %s;\n\n" % (name, name, cxx_string(to_pcre2(rx))))
@@ -216,6 +220,11 @@ def tables(src):
     for name in sorted(chardata.HTML_ENTITIES):
         w("  {%s, %s},\n" % (cxx_string(name), cxx_string(chardata.HTML_ENTITIES[name])))
     w("};\nconst size_t kHtmlEntityCount = sizeof(kHtmlEntities) / sizeof(kHtmlEntities[0]);\n\n")
+
+    w("const Entity kHtml5[] = {\n")
+    for name in sorted(html.entities.html5):
+        w("  {%s, %s},\n" % (cxx_string(name), cxx_string(html.entities.html5[name])))
+    w("};\nconst size_t kHtml5Count = sizeof(kHtml5) / sizeof(kHtml5[0]);\n\n")
 
     w("const CharMapping kInvalidCharrefs[] = {\n")
     for num in sorted(html._invalid_charrefs):
@@ -281,6 +290,8 @@ def own_cases():
     add("tabs and newlines kept", "a\tb\nc\n\nd")
     add("combining characters NFC", "cafe\u0301 nai\u0308ve \u1100\u1161")
     add("html with <", "<b>bold &amp; strong</b> &lt;tag&gt;")
+    add("html.unescape after ftfy (<)", "<p>caf&eacute &amp;amp; &notin; &notit; &ampxyz &#x26;lt; &#38 &#X41 &AElig</p>")
+    add("html.unescape names", "<i>&Eacute;t&eacute;&nbsp;&hellip&copy2024 &unknown; &a &am; &#xZZ;</i>")
     add("segments: < on first line turns off entities later", "x < y\n&amp; later line")
     add("segments: entities before < line", "&amp; first\nx < y &amp;")
     add("nbsp and soft hyphen", "non\u00a0breaking and soft\u00adhyphen")
@@ -352,6 +363,21 @@ def invalid_utf8_cases():
     ]
 
 
+def wan_prompt_clean(ftfy, text):
+    """Wan2.1's prompt_clean (wan/modules/tokenizers.py; diffusers' WanPipeline
+    has the same with ftfy installed): basic_clean then whitespace_clean, with
+    the `regex` module as Wan imports it (Debian's python3-regex)."""
+    import html
+
+    import regex
+
+    text = ftfy.fix_text(text)
+    text = html.unescape(html.unescape(text))
+    text = text.strip()
+    text = regex.sub(r"\s+", " ", text)
+    return text.strip()
+
+
 def fixture(src):
     ftfy = import_ftfy(src)
 
@@ -374,6 +400,9 @@ def fixture(src):
     for label, data in invalid_utf8_cases():
         text = data.decode("utf-8", "replace")
         cases.append({"label": "spdit invalid UTF-8: " + label, "input_hex": data.hex(), "fixed": ftfy.fix_text(text)})
+    for case in cases:
+        text = bytes.fromhex(case["input_hex"]).decode("utf-8", "replace") if "input_hex" in case else case["input"]
+        case["wan_prompt_clean"] = wan_prompt_clean(ftfy, text)
     json.dump(cases, sys.stdout, ensure_ascii=False, indent=1)
     sys.stdout.write("\n")
 

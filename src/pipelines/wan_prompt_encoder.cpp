@@ -1,6 +1,5 @@
 #include "spdit/pipelines/wan_prompt_encoder.h"
 
-#include <cctype>
 #include <stdexcept>
 
 #include "spdit/text/ftfy.h"
@@ -8,67 +7,6 @@
 
 namespace spdit::pipelines {
 namespace {
-
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
-
-// One pass of html.unescape for the entities prompts carry; others stay as
-// written.
-std::string unescape_html(const std::string& s) {
-  static const std::pair<const char*, const char*> named[] = {
-      {"&amp;", "&"}, {"&lt;", "<"},   {"&gt;", ">"},  {"&quot;", "\""},
-      {"&#39;", "'"}, {"&apos;", "'"}, {"&nbsp;", " "}};
-  std::string out;
-  for (size_t i = 0; i < s.size();) {
-    bool done = false;
-    if (s[i] == '&') {
-      for (const auto& [from, to] : named) {
-        if (s.compare(i, std::char_traits<char>::length(from), from) == 0) {
-          out += to;
-          i += std::char_traits<char>::length(from);
-          done = true;
-          break;
-        }
-      }
-      if (!done && i + 2 < s.size() && s[i + 1] == '#') {
-        const bool hex = s[i + 2] == 'x' || s[i + 2] == 'X';
-        size_t j = i + (hex ? 3 : 2);
-        uint32_t cp = 0;
-        const size_t start = j;
-        while (j < s.size() &&
-               (hex ? std::isxdigit(static_cast<unsigned char>(s[j]))
-                    : std::isdigit(static_cast<unsigned char>(s[j]))) &&
-               j - start < 7) {
-          cp = cp * (hex ? 16 : 10) +
-               static_cast<uint32_t>(std::stoul(std::string(1, s[j]), nullptr, 16));
-          ++j;
-        }
-        if (j > start && j < s.size() && s[j] == ';' && cp > 0 && cp < 0x110000) {
-          append_utf8(out, cp);
-          i = j + 1;
-          done = true;
-        }
-      }
-    }
-    if (!done) out += s[i++];
-  }
-  return out;
-}
 
 // Python's str.isspace / re's \s for one code point (what whitespace_clean's
 // r"\s+" and strip() remove): ASCII's six, U+1C..U+1F, U+85, U+A0, U+1680,
@@ -87,7 +25,7 @@ std::string wan_prompt_clean(const std::string& text) {
   // basic_clean: ftfy.fix_text, html.unescape twice, strip; whitespace_clean:
   // \s+ -> " ", strip. fix_text returns well-formed UTF-8 (it replaces
   // ill-formed bytes by U+FFFD), which the loop below relies on.
-  const auto unescaped = unescape_html(unescape_html(text::fix_text(text)));
+  const auto unescaped = text::html_unescape(text::html_unescape(text::fix_text(text)));
   std::string out;
   bool space = false;
   for (size_t i = 0; i < unescaped.size();) {

@@ -55,4 +55,8 @@ std::string fix_text(const std::string& utf8) {
   return out;
 }
 
+std::string html_unescape(const std::string& utf8) {
+  return ftfy_fixes::html_unescape(ftfy_codec::decode_utf8_replace(utf8));
+}
+
 }  // namespace spdit::text

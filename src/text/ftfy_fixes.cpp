@@ -7,6 +7,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string_view>
+#include <vector>
 
 #include "ftfy_codecs.h"
 #include "ftfy_encoding.h"
@@ -104,7 +105,45 @@ std::string unescape_match(std::string_view match) {
   return unescaped.find(';') != std::string::npos ? std::string(match) : unescaped;
 }
 
+// html._replace_charref's named branch for `name` (the match less its "&"):
+// the entity itself, else its longest prefix of two or more characters that
+// is an entity (names without ";" are the legacy ones), else unchanged.
+std::string named_charref(std::string_view name) {
+  const auto* begin = ftfy_data::kHtml5;
+  const auto* end = begin + ftfy_data::kHtml5Count;
+  auto find = [&](std::string_view n) -> const char* {
+    const auto* it = std::lower_bound(
+        begin, end, n, [](const ftfy_data::Entity& e, std::string_view m) { return e.name < m; });
+    return it != end && std::string_view(it->name) == n ? it->utf8 : nullptr;
+  };
+  if (const char* v = find(name)) return v;
+  // Python slices characters, not bytes: walk back over whole UTF-8 characters.
+  std::vector<size_t> ends;  // byte offset after each character
+  for (size_t i = 0; i < name.size();) {
+    const auto b = static_cast<unsigned char>(name[i]);
+    i += b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
+    ends.push_back(std::min(i, name.size()));
+  }
+  for (size_t x = ends.size() - 1; x > 1; --x) {
+    const size_t cut = ends[x - 1];
+    if (const char* v = find(name.substr(0, cut))) return v + std::string(name.substr(cut));
+  }
+  return "&" + std::string(name);
+}
+
 }  // namespace
+
+std::string html_unescape(const std::string& text) {
+  if (text.find('&') == std::string::npos) return text;
+  return regex(ftfy_data::kHtmlCharref, Mode::kText).sub(text, [](std::string_view m) {
+    const std::string_view s = m.substr(1);
+    if (s[0] != '#') return named_charref(s);
+    const bool hex = s[1] == 'x' || s[1] == 'X';
+    std::string_view digits = s.substr(hex ? 2 : 1);
+    if (!digits.empty() && digits.back() == ';') digits.remove_suffix(1);
+    return charref(digits, hex ? 16 : 10);
+  });
+}
 
 bool is_bad(const std::string& text) {
   return regex(ftfy_data::kBadness, Mode::kText).search(text);

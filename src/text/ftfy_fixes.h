@@ -30,6 +30,10 @@ std::string fix_c1_controls(const std::string& text);
 /// unicodedata.normalize("NFC", text), through ICU.
 std::string normalize_nfc(const std::string& text);
 
+/// Python's html.unescape (not an ftfy fix: Wan's basic_clean runs it after
+/// fix_text). Declared for users in spdit/text/ftfy.h.
+std::string html_unescape(const std::string& text);
+
 /// Bytes to bytes (the "transcode" steps of fix_encoding).
 std::string restore_byte_a0(const std::string& bytes);
 std::string replace_lossy_sequences(const std::string& bytes);

@@ -15,6 +15,7 @@ extern const char* const kAnsiEscape;    // fixes.ANSI_RE
 extern const char* const kAlteredUtf8;   // chardata.ALTERED_UTF8_RE (bytes)
 extern const char* const kLossyUtf8;     // chardata.LOSSY_UTF8_RE (bytes)
 extern const char* const kAGraveWord;    // fixes.A_GRAVE_WORD_RE (bytes)
+extern const char* const kHtmlCharref;   // Python's html._charref (html.unescape)
 
 /// A single-byte codec as Python decodes it: byte b -> chars[b].
 struct SingleByteCodec {
@@ -37,6 +38,10 @@ struct Entity {
 };
 extern const Entity kHtmlEntities[];
 extern const size_t kHtmlEntityCount;
+
+/// Python's html.entities.html5 (names with and without ";"), sorted by name.
+extern const Entity kHtml5[];
+extern const size_t kHtml5Count;
 
 /// A code point and the UTF-8 text it becomes.
 struct CharMapping {

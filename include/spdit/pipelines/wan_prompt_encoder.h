@@ -22,8 +22,7 @@ namespace spdit::pipelines {
 /// Wan's prompt_clean (basic_clean then whitespace_clean): ftfy.fix_text
 /// (text::fix_text: mojibake, curly quotes, ligatures, fullwidth forms, line
 /// breaks, HTML entities ...; ill-formed UTF-8 bytes become U+FFFD), then
-/// html.unescape twice for the entities prompts carry (&amp; &lt; &gt; &quot;
-/// &#39; &apos; &nbsp; and numeric ones), then runs of Python's whitespace
+/// html.unescape twice (text::html_unescape), then runs of Python's whitespace
 /// (\s, U+00A0 and U+3000 included) to one space, trimmed.
 std::string wan_prompt_clean(const std::string& text);
 

@@ -23,4 +23,10 @@ namespace spdit::text {
 /// bytes.decode("utf-8", errors="replace") does, and the result is fixed.
 std::string fix_text(const std::string& utf8);
 
+/// Python's html.unescape for UTF-8 text (Wan's basic_clean runs it twice
+/// after fix_text): every HTML5 named reference, with or without ";" as the
+/// standard allows, the longest entity prefix of an unknown name, numeric
+/// references with Windows-1252 for 0x80..0x9F and U+FFFD for the invalid.
+std::string html_unescape(const std::string& utf8);
+
 }  // namespace spdit::text
