@@ -18,15 +18,19 @@ std::string pcre2_message(int code) {
 
 struct FtfyRegex::Code {
   pcre2_code* code = nullptr;
+  uint32_t match_options = 0;
   ~Code() { pcre2_code_free(code); }
 };
 
 FtfyRegex::FtfyRegex(const char* pattern, Mode mode) : code_(std::make_shared<Code>()) {
   int error = 0;
   PCRE2_SIZE offset = 0;
-  // Text subjects are checked UTF-8 before they reach here (fix_text decodes
-  // its input first), so PCRE2 need not check them again at each call.
-  const uint32_t options = mode == Mode::kText ? (PCRE2_UTF | PCRE2_NO_UTF_CHECK) : 0;
+  const uint32_t options = mode == Mode::kText ? PCRE2_UTF : 0;
+  // Text subjects are well-formed UTF-8 by construction (fix_text and
+  // html_unescape decode their input with U+FFFD for bad bytes first, and
+  // every step writes UTF-8), so PCRE2 need not re-check the rest of the
+  // subject at each match of a substitution loop.
+  code_->match_options = mode == Mode::kText ? PCRE2_NO_UTF_CHECK : 0;
   code_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern), PCRE2_ZERO_TERMINATED, options,
                               &error, &offset, nullptr);
   if (!code_->code) {
@@ -40,7 +44,7 @@ bool FtfyRegex::search(const std::string& subject) const {
   std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)> md(
       pcre2_match_data_create_from_pattern(code_->code, nullptr), pcre2_match_data_free);
   const int rc = pcre2_match(code_->code, reinterpret_cast<PCRE2_SPTR>(subject.data()),
-                             subject.size(), 0, 0, md.get(), nullptr);
+                             subject.size(), 0, code_->match_options, md.get(), nullptr);
   if (rc == PCRE2_ERROR_NOMATCH) return false;
   if (rc < 0) throw std::runtime_error("spdit: ftfy regex failed: " + pcre2_message(rc));
   return true;
@@ -55,7 +59,7 @@ std::string FtfyRegex::sub(const std::string& subject,
   PCRE2_SIZE copied = 0;
   while (start <= subject.size()) {
     const int rc = pcre2_match(code_->code, reinterpret_cast<PCRE2_SPTR>(subject.data()),
-                               subject.size(), start, 0, md.get(), nullptr);
+                               subject.size(), start, code_->match_options, md.get(), nullptr);
     if (rc == PCRE2_ERROR_NOMATCH) break;
     if (rc < 0) throw std::runtime_error("spdit: ftfy regex failed: " + pcre2_message(rc));
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.get());
