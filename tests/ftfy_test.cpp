@@ -1,7 +1,8 @@
 // spdit::text::fix_text (the C++ port of ftfy.fix_text) against ftfy 6.3.1
 // itself: tests/fixtures/ftfy/cases.json holds (input, ftfy.fix_text(input))
 // for every case of ftfy's own tests/test-cases/*.json and for prompt-like
-// cases of ours (400 of them random mojibake in ten codecs, seeded), written
+// cases of ours (400 random mojibake in ten codecs, 150 random strings of
+// mojibake characters, seeded), each also with Wan2.1's prompt_clean, written
 // by scripts/reference/ftfy_reference.py.
 #include "spdit/text/ftfy.h"
 
