@@ -27,6 +27,7 @@
 #include "spdit/runtime/world.h"
 #include "spdit/text/clip_text_model.h"
 #include "spdit/text/clip_tokenizer.h"
+#include "spdit/text/ftfy.h"
 #include "spdit/text/t5_encoder.h"
 #include "spdit/text/t5_tokenizer.h"
 #include "spdit/text/text_encoder_loading.h"

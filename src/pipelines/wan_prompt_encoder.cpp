@@ -1,90 +1,47 @@
 #include "spdit/pipelines/wan_prompt_encoder.h"
 
-#include <cctype>
 #include <stdexcept>
 
+#include "spdit/text/ftfy.h"
 #include "spdit/text/text_encoder_loading.h"
 
 namespace spdit::pipelines {
 namespace {
 
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
-
-// One pass of html.unescape for the entities prompts carry; others stay as
-// written.
-std::string unescape_html(const std::string& s) {
-  static const std::pair<const char*, const char*> named[] = {
-      {"&amp;", "&"}, {"&lt;", "<"},   {"&gt;", ">"},  {"&quot;", "\""},
-      {"&#39;", "'"}, {"&apos;", "'"}, {"&nbsp;", " "}};
-  std::string out;
-  for (size_t i = 0; i < s.size();) {
-    bool done = false;
-    if (s[i] == '&') {
-      for (const auto& [from, to] : named) {
-        if (s.compare(i, std::char_traits<char>::length(from), from) == 0) {
-          out += to;
-          i += std::char_traits<char>::length(from);
-          done = true;
-          break;
-        }
-      }
-      if (!done && i + 2 < s.size() && s[i + 1] == '#') {
-        const bool hex = s[i + 2] == 'x' || s[i + 2] == 'X';
-        size_t j = i + (hex ? 3 : 2);
-        uint32_t cp = 0;
-        const size_t start = j;
-        while (j < s.size() &&
-               (hex ? std::isxdigit(static_cast<unsigned char>(s[j]))
-                    : std::isdigit(static_cast<unsigned char>(s[j]))) &&
-               j - start < 7) {
-          cp = cp * (hex ? 16 : 10) +
-               static_cast<uint32_t>(std::stoul(std::string(1, s[j]), nullptr, 16));
-          ++j;
-        }
-        if (j > start && j < s.size() && s[j] == ';' && cp > 0 && cp < 0x110000) {
-          append_utf8(out, cp);
-          i = j + 1;
-          done = true;
-        }
-      }
-    }
-    if (!done) out += s[i++];
-  }
-  return out;
+// Python's str.isspace / re's \s for one code point (what whitespace_clean's
+// r"\s+" and strip() remove): ASCII's six, U+1C..U+1F, U+85, U+A0, U+1680,
+// U+2000..U+200A, U+2028, U+2029, U+202F, U+205F, U+3000. Wan's \s is the
+// `regex` module's (Unicode White_Space, without U+1C..U+1F); ftfy has removed
+// those four already, so the two agree on what reaches here.
+bool python_space(uint32_t cp) {
+  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 ||
+         cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
+         cp == 0x202F || cp == 0x205F || cp == 0x3000;
 }
 
 }  // namespace
 
 std::string wan_prompt_clean(const std::string& text) {
-  // basic_clean: html.unescape twice, strip; whitespace_clean: \s+ -> " ",
-  // strip.
-  const auto unescaped = unescape_html(unescape_html(text));
+  // basic_clean: ftfy.fix_text, html.unescape twice, strip; whitespace_clean:
+  // \s+ -> " ", strip. fix_text returns well-formed UTF-8 (it replaces
+  // ill-formed bytes by U+FFFD), which the loop below relies on.
+  const auto unescaped = text::html_unescape(text::html_unescape(text::fix_text(text)));
   std::string out;
   bool space = false;
-  for (char c : unescaped) {
-    if (std::isspace(static_cast<unsigned char>(c))) {
+  for (size_t i = 0; i < unescaped.size();) {
+    const auto b = static_cast<unsigned char>(unescaped[i]);
+    const size_t n = b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
+    uint32_t cp = n == 1 ? b : n == 2 ? (b & 0x1F) : n == 3 ? (b & 0x0F) : (b & 0x07);
+    for (size_t k = 1; k < n && i + k < unescaped.size(); ++k)
+      cp = (cp << 6) | (static_cast<unsigned char>(unescaped[i + k]) & 0x3F);
+    if (python_space(cp)) {
       space = !out.empty();
-      continue;
+    } else {
+      if (space) out += ' ';
+      space = false;
+      out.append(unescaped, i, n);
     }
-    if (space) out += ' ';
-    space = false;
-    out += c;
+    i += n;
   }
   return out;
 }

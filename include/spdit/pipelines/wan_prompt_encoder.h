@@ -1,6 +1,6 @@
 #pragma once
 // Wan2.1's text side as diffusers' WanPipeline._get_t5_prompt_embeds runs it:
-// the prompt cleaned (HTML entities, runs of whitespace), umT5's SentencePiece
+// the prompt cleaned (ftfy's fix_text, HTML entities, runs of whitespace), umT5's SentencePiece
 // ids + </s> padded to 512 with a mask, the umT5 encoder's last hidden state
 // trimmed to the prompt's token count and zero-padded back to 512 rows (the
 // transformer sees zeros, not the encoder's output, at the padding).
@@ -19,9 +19,11 @@
 
 namespace spdit::pipelines {
 
-/// Wan's prompt_clean without ftfy (no such library here): HTML entities
-/// unescaped (&amp; &lt; &gt; &quot; &#39; and numeric ones), whitespace runs
-/// to one space, trimmed.
+/// Wan's prompt_clean (basic_clean then whitespace_clean): ftfy.fix_text
+/// (text::fix_text: mojibake, curly quotes, ligatures, fullwidth forms, line
+/// breaks, HTML entities ...; ill-formed UTF-8 bytes become U+FFFD), then
+/// html.unescape twice (text::html_unescape), then runs of Python's whitespace
+/// (\s, U+00A0 and U+3000 included) to one space, trimmed.
 std::string wan_prompt_clean(const std::string& text);
 
 /// The encoder's last hidden state (B, S, D) trimmed per row to its mask's
