@@ -89,3 +89,81 @@ TEST(AutoLayout, RunChoosesRunsAndMatchesOneRank) {
   EXPECT_EQ(ex.code, 0) << ex.output;
   EXPECT_NE(ex.output.find("--parallel auto on 4 ranks"), std::string::npos) << ex.output;
 }
+
+namespace {
+
+// A model of 1 GB of weights, 0.9 GB of them in 12 blocks of 75 MB.
+MemoryNeed gigabyte_model(int64_t budget) {
+  MemoryNeed m;
+  m.budget = budget;
+  m.source = "test";
+  m.weights = 1000000000;
+  m.blocks = 900000000;
+  m.largest_block = 75000000;
+  m.gathered_per_forward = m.blocks / 4 * 3;
+  return m;
+}
+
+}  // namespace
+
+TEST(AutoLayout, ReplicatedWeightsThatDoNotFitChooseSharding) {
+  // 4 ranks, 0.7 GB each: 1 GB replicated cannot fit; sharded a rank holds
+  // 0.1 GB + 0.9 GB / 4 + two blocks = 0.475 GB, plus the activations.
+  const auto memory = gigabyte_model(700000000);
+  auto c = weigh_layouts(shapes_of(8192, 4), {1024, 1024, 1, 0, 1}, 250000000, 4, false, kFast,
+                         memory);
+  ASSERT_TRUE(c.front().possible);
+  EXPECT_TRUE(c.front().shard);
+  EXPECT_EQ(c.front().weight_bytes, 100000000 + 225000000 + 150000000);
+  EXPECT_LE(c.front().weight_bytes + c.front().activation_bytes, memory.budget);
+  for (const auto& cand : c) {
+    if (cand.shard) continue;
+    EXPECT_FALSE(cand.possible) << "replicated weights (1 GB) cannot fit 0.7 GB";
+    EXPECT_FALSE(cand.fits);
+  }
+  const auto table = describe(c, kFast);
+  EXPECT_NE(table.find("does not fit: needs"), std::string::npos) << table;
+  EXPECT_NE(table.find("chosen: the fastest layout that fits"), std::string::npos) << table;
+  EXPECT_NE(table.find("replicated weights (1.0 GB) do not fit"), std::string::npos) << table;
+  // The sharded layout moves its gathers: they are in its bytes.
+  EXPECT_GE(c.front().prediction.bytes.at("all_gather"), memory.gathered_per_forward);
+}
+
+TEST(AutoLayout, WeightsThatFitStayReplicated) {
+  const auto memory = gigabyte_model(4000000000);
+  auto c = weigh_layouts(shapes_of(8192, 4), {1024, 1024, 1, 0, 1}, 250000000, 4, false, kFast,
+                         memory);
+  ASSERT_TRUE(c.front().possible);
+  EXPECT_FALSE(c.front().shard);
+  EXPECT_EQ(c.front().weight_bytes, memory.weights);
+  const auto table = describe(c, kFast);
+  EXPECT_NE(table.find("not chosen: sharding moves weights every forward"), std::string::npos)
+      << table;
+  // Without a budget nothing is rejected, and replicated weights still win.
+  auto free = weigh_layouts(shapes_of(8192, 4), {1024, 1024, 1, 0, 1}, 250000000, 4, false, kFast,
+                            gigabyte_model(0));
+  EXPECT_FALSE(free.front().shard);
+  for (const auto& cand : free) EXPECT_TRUE(cand.possible);
+}
+
+TEST(AutoLayout, NothingFitsSaysWhatItNeeds) {
+  const auto memory = gigabyte_model(300000000);  // sharded needs 0.475 GB and more
+  auto c = weigh_layouts(shapes_of(8192, 4), {1024, 1024, 1, 0, 1}, 250000000, 4, false, kFast,
+                         memory);
+  EXPECT_FALSE(c.front().possible);
+  const auto msg = test::error_of([&] { throw_if_nothing_fits(c, memory); });
+  EXPECT_NE(msg.find("no layout fits in 300.0 MB per rank (test)"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("the least any needs is"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("sharded weights: weights 475.0 MB"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("more ranks"), std::string::npos) << msg;
+}
+
+TEST(AutoLayout, MemoryPerRankFlagIsReadOrRefused) {
+  EXPECT_EQ(memory_budget("8e9", 2).budget, 8000000000);
+  EXPECT_EQ(memory_budget("123456789", 1).budget, 123456789);
+  EXPECT_EQ(memory_budget("", 1).budget, 0);
+  EXPECT_GT(memory_budget("auto", 1).budget, memory_budget("auto", 4).budget);
+  const auto msg = test::error_of([] { memory_budget("lots", 1); });
+  EXPECT_NE(msg.find("--memory-per-rank 'lots' is neither a number of bytes"), std::string::npos)
+      << msg;
+}
