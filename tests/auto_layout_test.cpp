@@ -110,8 +110,8 @@ TEST(AutoLayout, ReplicatedWeightsThatDoNotFitChooseSharding) {
   // 4 ranks, 0.7 GB each: 1 GB replicated cannot fit; sharded a rank holds
   // 0.1 GB + 0.9 GB / 4 + two blocks = 0.475 GB, plus the activations.
   const auto memory = gigabyte_model(700000000);
-  auto c = weigh_layouts(shapes_of(8192, 4), {1024, 1024, 1, 0, 1}, 250000000, 4, false, kFast,
-                         memory);
+  auto c =
+      weigh_layouts(shapes_of(8192, 4), {1024, 1024, 1, 0, 1}, 250000000, 4, false, kFast, memory);
   ASSERT_TRUE(c.front().possible);
   EXPECT_TRUE(c.front().shard);
   EXPECT_EQ(c.front().weight_bytes, 100000000 + 225000000 + 150000000);
@@ -131,8 +131,8 @@ TEST(AutoLayout, ReplicatedWeightsThatDoNotFitChooseSharding) {
 
 TEST(AutoLayout, WeightsThatFitStayReplicated) {
   const auto memory = gigabyte_model(4000000000);
-  auto c = weigh_layouts(shapes_of(8192, 4), {1024, 1024, 1, 0, 1}, 250000000, 4, false, kFast,
-                         memory);
+  auto c =
+      weigh_layouts(shapes_of(8192, 4), {1024, 1024, 1, 0, 1}, 250000000, 4, false, kFast, memory);
   ASSERT_TRUE(c.front().possible);
   EXPECT_FALSE(c.front().shard);
   EXPECT_EQ(c.front().weight_bytes, memory.weights);
@@ -148,8 +148,8 @@ TEST(AutoLayout, WeightsThatFitStayReplicated) {
 
 TEST(AutoLayout, NothingFitsSaysWhatItNeeds) {
   const auto memory = gigabyte_model(300000000);  // sharded needs 0.475 GB and more
-  auto c = weigh_layouts(shapes_of(8192, 4), {1024, 1024, 1, 0, 1}, 250000000, 4, false, kFast,
-                         memory);
+  auto c =
+      weigh_layouts(shapes_of(8192, 4), {1024, 1024, 1, 0, 1}, 250000000, 4, false, kFast, memory);
   EXPECT_FALSE(c.front().possible);
   const auto msg = test::error_of([&] { throw_if_nothing_fits(c, memory); });
   EXPECT_NE(msg.find("no layout fits in 300.0 MB per rank (test)"), std::string::npos) << msg;

@@ -15,6 +15,7 @@
 #include "spdit/checkpoints/model_checkpoint.h"
 #include "spdit/hooks/sequence_parallel.h"
 #include "spdit/models/pipeline.h"
+#include "spdit/models/precision.h"
 #include "spdit/sharding/sharded_weights.h"
 #include "support/ranks.h"
 #include "support/subprocess.h"

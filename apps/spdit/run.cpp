@@ -436,9 +436,10 @@ int run_rank(World& world, const RunOptions& given) {
     add_sharded_weights(
         prediction, ShardedWeights::predict_received_bytes_per_forward(pipe->model(), world.size()),
         guidance);
-    shards = std::make_unique<ShardedWeights>(pipe->model(), new_shard_group(world), stored_blocks);
-    // The file's pages this rank read its slices from are not needed again.
-    for (const auto& [name, view] : stored_blocks) ckpt->release_pages(view);
+    // The file's pages a rank reads its slices from go as soon as they are
+    // read: they would count in its peak.
+    shards = std::make_unique<ShardedWeights>(pipe->model(), new_shard_group(world), stored_blocks,
+                                              [&](const at::Tensor& t) { ckpt->release_pages(t); });
     stored_blocks.clear();
   }
   const bool lead = world.rank() == 0;

@@ -45,10 +45,10 @@ WeightMemory weight_memory(torch::nn::Module& model, int ranks, bool shard,
   return m;
 }
 
-std::string describe_weight_memory(torch::nn::Module& model, int ranks, bool shard,
-                                   const std::function<at::ScalarType(const std::string&)>& dtype_of,
-                                   const checkpoints::Checkpoint* ckpt,
-                                   const checkpoints::Identified* found) {
+std::string describe_weight_memory(
+    torch::nn::Module& model, int ranks, bool shard,
+    const std::function<at::ScalarType(const std::string&)>& dtype_of,
+    const checkpoints::Checkpoint* ckpt, const checkpoints::Identified* found) {
   const auto m = weight_memory(model, ranks, shard, dtype_of, ckpt, found);
   std::string s = "held " + format_bytes(m.held) +
                   (shard && ranks > 1 ? " (sharded over " + std::to_string(ranks) +
@@ -56,8 +56,9 @@ std::string describe_weight_memory(torch::nn::Module& model, int ranks, bool sha
                                       : " (replicated)") +
                   "; loading allocates " + format_bytes(m.loading);
   if (!ckpt) return s + " (seeded weights are drawn whole on every rank)";
-  return s + (shard && ranks > 1 ? " (each rank converts only its slice of the blocks"
-                                 : " (every tensor not stored in the run's dtype is converted") +
+  return s +
+         (shard && ranks > 1 ? " (each rank converts only its slice of the blocks"
+                             : " (every tensor not stored in the run's dtype is converted") +
          "; tensors stored in it are file pages the ranks of a machine share)";
 }
 

@@ -26,9 +26,9 @@ WeightMemory weight_memory(torch::nn::Module& model, int ranks, bool shard,
                            const checkpoints::Identified* found);
 
 /// One line: "held X, loading peak Y (...)".
-std::string describe_weight_memory(torch::nn::Module& model, int ranks, bool shard,
-                                   const std::function<at::ScalarType(const std::string&)>& dtype_of,
-                                   const checkpoints::Checkpoint* ckpt,
-                                   const checkpoints::Identified* found);
+std::string describe_weight_memory(
+    torch::nn::Module& model, int ranks, bool shard,
+    const std::function<at::ScalarType(const std::string&)>& dtype_of,
+    const checkpoints::Checkpoint* ckpt, const checkpoints::Identified* found);
 
 }  // namespace spdit::cli

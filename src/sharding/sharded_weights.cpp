@@ -119,7 +119,8 @@ ShardedWeights::ShardedWeights(torch::nn::Module& model, const Group& group)
     : ShardedWeights(model, group, {}) {}
 
 ShardedWeights::ShardedWeights(torch::nn::Module& model, const Group& group,
-                               const std::map<std::string, at::Tensor>& stored)
+                               const std::map<std::string, at::Tensor>& stored,
+                               const std::function<void(const at::Tensor&)>& done_with)
     : impl_(std::make_unique<Impl>()) {
   impl_->group = group;
   const auto named = blocks_of(model);
@@ -158,6 +159,12 @@ ShardedWeights::ShardedWeights(torch::nn::Module& model, const Group& group,
     for (size_t k = 0; k < b.buffers.size(); ++k) {
       FlatBuffer& buf = b.buffers[k];
       buf.shard = slice_of(buf, sources[k], (buf.total + p - 1) / p, r);
+    }
+    if (done_with) {
+      for (const auto& param : named[i].module->named_parameters(true)) {
+        auto from = stored.find(named[i].prefix + param.key());
+        if (from != stored.end()) done_with(from->second);
+      }
     }
     impl_->release(i);  // the whole weights (file pages or converted copies) go now
   }

@@ -45,9 +45,13 @@ class ShardedWeights {
   /// a checkpoint's mapped file), of which this rank reads and converts to
   /// the parameter's dtype only the slice it keeps. The parameter itself is
   /// never read (a skeleton's unbacked pages stay untouched). Bit-identical
-  /// to loading whole and then sharding.
+  /// to loading whole and then sharding. `done_with(tensor)`, when given, is
+  /// called for each stored tensor once its slice is read (a checkpoint's
+  /// release_pages: the file pages read stay resident otherwise, and add to
+  /// the rank's peak).
   ShardedWeights(torch::nn::Module& model, const Group& group,
-                 const std::map<std::string, at::Tensor>& stored);
+                 const std::map<std::string, at::Tensor>& stored,
+                 const std::function<void(const at::Tensor&)>& done_with = {});
   /// Unregisters the blocks, without communication: blocks still sharded
   /// are left without weights (a forward then fails on their shapes), so
   /// call unshard() first to go on using the model.
