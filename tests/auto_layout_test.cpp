@@ -23,6 +23,13 @@ models::ForwardShapes shapes_of(int64_t tokens, int64_t heads, int64_t text = 0)
 
 const MachineSpeed kFast{1e11, 1e12, "test"};
 
+// The line of the layout --parallel auto chose ("  * cfg ..."), or "".
+std::string chosen_line(const std::string& output) {
+  const auto at = output.find("\n  * ");
+  if (at == std::string::npos) return "";
+  return output.substr(at + 1, output.find('\n', at + 1) - at - 1);
+}
+
 }  // namespace
 
 TEST(AutoLayout, HeadsThatDoNotDivideSteerAwayFromUlysses) {
@@ -166,4 +173,43 @@ TEST(AutoLayout, MemoryPerRankFlagIsReadOrRefused) {
   const auto msg = test::error_of([] { memory_budget("lots", 1); });
   EXPECT_NE(msg.find("--memory-per-rank 'lots' is neither a number of bytes"), std::string::npos)
       << msg;
+}
+
+// As a user runs it: flux small on 4 ranks holds 37.0 MB of weights whole,
+// 29.9 MB sharded (1/4 of the blocks and two blocks whole); with 38 MB per
+// rank only sharded layouts fit beside the activations, and the run shards.
+TEST(AutoLayout, RunShardsWeightsThatDoNotFitReplicated) {
+  if (access(SPDIT_BIN, X_OK) != 0) GTEST_SKIP() << "the spdit command is not built here";
+  const std::string base = std::string(SPDIT_BIN) +
+                           " run --model flux --preset small --height 256 --width 256 --text-len 16"
+                           " --steps 1 --nproc 4 --parallel auto";
+  auto r = test::run_command(base + " --memory-per-rank 38e6 --check");
+  ASSERT_EQ(r.code, 0) << r.output;
+  // Which of the sharded layouts is fastest depends on the link measured.
+  EXPECT_NE(chosen_line(r.output).find(", sharded weights"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("replicated weights (37.0 MB) do not fit"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("sharded ("), std::string::npos) << r.output;  // the run's summary
+  EXPECT_NE(r.output.find("(match)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("PASS"), std::string::npos) << r.output;
+  // Fits nowhere: said with the least any layout needs, before any work.
+  auto none = test::run_command(base + " --memory-per-rank 20e6");
+  EXPECT_NE(none.code, 0);
+  EXPECT_NE(none.output.find("no layout fits in 20.0 MB per rank (--memory-per-rank 20e6)"),
+            std::string::npos)
+      << none.output;
+  EXPECT_NE(none.output.find("the least any needs is"), std::string::npos) << none.output;
+  // explain says the same, and the budget without --parallel auto is refused.
+  const std::string ex = std::string(SPDIT_BIN) +
+                         " explain --model flux --preset small --height 256 --width 256"
+                         " --text-len 16 --memory-per-rank 38e6";
+  auto e = test::run_command(ex + " --parallel auto --ranks 4");
+  EXPECT_EQ(e.code, 0) << e.output;
+  EXPECT_NE(chosen_line(e.output).find(", sharded weights"), std::string::npos) << e.output;
+  EXPECT_NE(e.output.find("weights per rank: held"), std::string::npos) << e.output;
+  auto manual = test::run_command(ex + " --ring 4");
+  EXPECT_NE(manual.code, 0);
+  EXPECT_NE(manual.output.find("--memory-per-rank is the budget --parallel auto weighs"),
+            std::string::npos)
+      << manual.output;
 }

@@ -256,4 +256,20 @@ TEST(ShardedWeights, LoadingShardedLowersEachRanksPeakAsProcesses) {
         << whole << "; block weights " << block_bytes_fp32;
   }
   EXPECT_EQ(sharded["comm_bytes_sent"], sharded["comm_bytes_predicted"]);
+  // explain predicts what loading allocates; the peaks differ by about the
+  // difference (the rest of a peak is the process itself).
+  auto predicted = [&](bool shard) {
+    auto e = test::run_command(std::string(SPDIT_BIN) + " explain --weights " + dir.path +
+                               " --dtype fp32 --height 64 --width 64 --text-len 5 --ring 2" +
+                               (shard ? " --shard-weights" : ""));
+    EXPECT_EQ(e.code, 0) << e.output;
+    const auto at = e.output.find("loading allocates ");
+    EXPECT_NE(at, std::string::npos) << e.output;
+    return at == std::string::npos ? 0.0 : std::stod(e.output.substr(at + 18)) * 1e6;  // "N MB"
+  };
+  const double saving = predicted(false) - predicted(true);
+  const double measured = replicated["load_peak_rss_bytes"].get<double>() -
+                          sharded["load_peak_rss_bytes"].get<double>();
+  EXPECT_GT(saving, 0.4 * static_cast<double>(block_bytes_fp32));
+  EXPECT_NEAR(measured, saving, 0.25 * saving) << "predicted saving " << saving;
 }

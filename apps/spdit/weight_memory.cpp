@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "auto_layout.h"
 #include "spdit/runtime/memory_meter.h"
 #include "spdit/sharding/sharded_weights.h"
 
@@ -50,11 +51,15 @@ std::string describe_weight_memory(
     const std::function<at::ScalarType(const std::string&)>& dtype_of,
     const checkpoints::Checkpoint* ckpt, const checkpoints::Identified* found) {
   const auto m = weight_memory(model, ranks, shard, dtype_of, ckpt, found);
-  std::string s = "held " + format_bytes(m.held) +
-                  (shard && ranks > 1 ? " (sharded over " + std::to_string(ranks) +
-                                            " ranks; two blocks whole while they run)"
-                                      : " (replicated)") +
-                  "; loading allocates " + format_bytes(m.loading);
+  MemoryNeed need;
+  add_model_weights(need, model, ranks, dtype_of);
+  std::string s =
+      "held " + format_bytes(m.held) +
+      (shard && ranks > 1
+           ? " (sharded over " + std::to_string(ranks) + " ranks), up to " +
+                 format_bytes(need.weights_per_rank(ranks, true)) + " while two blocks are whole"
+           : " (replicated)") +
+      "; loading allocates " + format_bytes(m.loading);
   if (!ckpt) return s + " (seeded weights are drawn whole on every rank)";
   return s +
          (shard && ranks > 1 ? " (each rank converts only its slice of the blocks"
