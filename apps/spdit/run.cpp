@@ -189,8 +189,8 @@ void check_weights_fit(const RunOptions& o, at::ScalarType dtype,
   const std::string what = ckpt ? "of --weights " + o.weights + " (converted to " + name + ")"
                                 : "of --model " + o.model + " --preset " + o.preset + " in " + name;
   std::string fixes = dtype == at::kFloat ? "--dtype bf16 (half the bytes), " : "";
-  fixes += "--shard-weights (1/P of the blocks per rank), ";
   fixes += ckpt ? "a smaller model" : "a smaller --preset";
+  fixes += ", --shard-weights (a rank keeps 1/P of the blocks)";
   throw std::runtime_error("out of memory before any work: the weights " + what + " need " +
                            gigabytes(static_cast<double>(per_rank)) +
                            " per rank (every rank holds them whole), more than the " +
