@@ -23,11 +23,12 @@ models::ForwardShapes shapes_of(int64_t tokens, int64_t heads, int64_t text = 0)
 
 const MachineSpeed kFast{1e11, 1e12, "test"};
 
-// The line of the layout --parallel auto chose ("  * cfg ..."), or "".
+// The line of the layout --parallel auto chose ("  * cfg ..."; a launched
+// run prefixes "[rank 0] "), or "".
 std::string chosen_line(const std::string& output) {
-  const auto at = output.find("\n  * ");
+  const auto at = output.find("  * cfg ");
   if (at == std::string::npos) return "";
-  return output.substr(at + 1, output.find('\n', at + 1) - at - 1);
+  return output.substr(at, output.find('\n', at) - at);
 }
 
 }  // namespace
