@@ -3,6 +3,7 @@
 // model; and what cannot work, before any rank starts.
 #include <iomanip>
 #include <iostream>
+#include <optional>
 
 #include "auto_layout.h"
 #include "commands.h"
@@ -12,6 +13,7 @@
 #include "spdit/models/pipeline.h"
 #include "spdit/sharding/sharded_weights.h"
 #include "validators.h"
+#include "weight_memory.h"
 
 namespace spdit::cli {
 namespace {
@@ -22,7 +24,7 @@ struct ExplainOptions {
   double cfg_scale = 1.0, link_gbps = 5.0;
   std::string parallel = "manual";
   int64_t height = 512, width = 512, frames = 1, text_len = 64;
-  std::string weights, dtype;
+  std::string weights, dtype, memory_per_rank;
   bool shard_weights = false;
 };
 
@@ -37,15 +39,27 @@ int explain(ExplainOptions o) {
   // --weights, the checkpoint's model at its size, read from its headers.
   std::unique_ptr<models::Pipeline> pipe;
   std::string label = o.preset;
+  std::optional<checkpoints::Checkpoint> ckpt;
+  std::optional<checkpoints::Identified> found;
   if (!o.weights.empty()) {
-    auto ckpt = checkpoints::Checkpoint::open(o.weights);
-    auto found = checkpoints::identify(ckpt);
-    pipe = models::make_pipeline(found.config, 0, models::Weights::kNone,
-                                 resolve_dtype(o.dtype, &found));
-    label = found.variant + " (" + o.weights + ")";
+    ckpt = checkpoints::Checkpoint::open(o.weights);
+    found = checkpoints::identify(*ckpt);
+    pipe = models::make_pipeline(found->config, 0, models::Weights::kNone,
+                                 resolve_dtype(o.dtype, &*found));
+    label = found->variant + " (" + o.weights + ")";
   } else {
     pipe = models::make_pipeline(o.model, o.preset, 0, models::Weights::kNone,
                                  resolve_dtype(o.dtype, nullptr));
+  }
+  const auto config = found ? found->config : models::preset_config(o.model, o.preset);
+  const auto keep = models::keep_in_fp32_modules(config);
+  const auto dtype_of = [&](const std::string& name) {
+    return models::parameter_dtype(name, pipe->dtype(), keep);
+  };
+  if (o.parallel != "auto" && !o.memory_per_rank.empty()) {
+    throw std::invalid_argument(
+        "--memory-per-rank is the budget --parallel auto weighs layouts against: add "
+        "--parallel auto --ranks N, or leave --memory-per-rank out");
   }
   models::RunSize size{o.height, o.width, o.frames, o.text_len, 1};
   pipe->check_size(size);
@@ -54,10 +68,15 @@ int explain(ExplainOptions o) {
     if (o.ranks < 1)
       throw std::invalid_argument(
           "--parallel auto needs --ranks N: the number of ranks to lay out");
-    const auto choice =
-        choose_layout(*pipe, shapes, size, o.ranks, o.cfg_scale > 1, nullptr, o.link_gbps);
+    // Explain runs on one machine for a job that may span several: "auto"
+    // shares this machine's memory among all --ranks.
+    const auto memory = memory_budget(o.memory_per_rank, o.ranks);
+    const auto choice = choose_layout(*pipe, shapes, size, o.ranks, o.cfg_scale > 1, nullptr,
+                                      o.link_gbps, memory, dtype_of);
     std::cout << "--parallel auto on " << o.ranks << " ranks:\n" << choice.table() << "\n";
+    throw_if_nothing_fits(choice.candidates, choice.memory);
     o.cfg = choice.best().cfg, o.ulysses = choice.best().ulysses, o.ring = choice.best().ring;
+    o.shard_weights = o.shard_weights || choice.best().shard;
   }
   if (o.cfg == 2 && !(o.cfg_scale > 1)) {
     throw std::invalid_argument(
@@ -103,6 +122,13 @@ int explain(ExplainOptions o) {
   if (p.bytes.empty()) std::cout << " none";
   for (const auto& [k, b] : p.bytes) std::cout << "\n  " << k << ": " << b << " bytes";
   std::cout << "\n  total: " << p.total_bytes() << " bytes\n";
+  if (ranks > 1 || ckpt) {
+    std::cout << "\nweights per rank: "
+              << describe_weight_memory(pipe->model(), ranks, o.shard_weights && ranks > 1,
+                                        dtype_of, ckpt ? &*ckpt : nullptr,
+                                        found ? &*found : nullptr)
+              << "\n";
+  }
   for (const auto& n : p.notes) std::cout << "note: " << n << "\n";
   for (const auto& e : p.errors) std::cout << "error: " << e << "\n";
   return p.errors.empty() ? 0 : 1;
@@ -136,6 +162,9 @@ void add_explain_command(CLI::App& app, Action& action) {
                   "With --parallel auto: the link's speed per rank in GB/s")
       ->check(CLI::Range(1e-3, 1e6))
       ->capture_default_str();
+  cmd->add_option("--memory-per-rank", o.memory_per_rank,
+                  "With --parallel auto: the memory a rank may use, BYTES (e.g. 8e9) or auto "
+                  "(this machine's available memory shared by --ranks); default: not limited");
   cmd->add_option("--weights", o.weights,
                   "Explain the model of this checkpoint (file, index or folder), at its size")
       ->check(CLI::ExistingPath);

@@ -92,7 +92,9 @@ int generate_rank(World& world, const GenerateOptions& given) {
   const Progress progress{lead};
   auto t0 = Clock::now();
   const auto dtype = o.dtype.empty() ? at::ScalarType::Undefined : models::parse_dtype(o.dtype);
-  pipelines::FluxImagePipeline flux(dir, dtype, /*with_text=*/!o.prompt.empty());
+  // Sharded, each rank later reads only its slice of the transformer's blocks.
+  const bool shard = o.shard_weights && world.size() > 1;
+  pipelines::FluxImagePipeline flux(dir, dtype, /*with_text=*/!o.prompt.empty(), shard);
   if (o.max_sequence_length > 0) flux.set_max_sequence_length(o.max_sequence_length);
   PhaseSeconds seconds;
   seconds.load = since(t0);
@@ -119,8 +121,7 @@ int generate_rank(World& world, const GenerateOptions& given) {
   cfg.setup(world);
   apply_sequence_parallel(flux.transformer(), cfg);
   std::unique_ptr<ShardedWeights> shards;
-  if (o.shard_weights && world.size() > 1)
-    shards = std::make_unique<ShardedWeights>(flux.transformer(), new_shard_group(world));
+  if (shard) shards = flux.shard_transformer(new_shard_group(world));
   t0 = Clock::now();
   auto last = Clock::now();
   auto latents = flux.denoise(noise, prompt, grid, steps, o.guidance, [&](int64_t i, int64_t n) {

@@ -67,6 +67,7 @@ struct RunOptions {
   std::string vae_parallel = "on";
   bool vae_parallel_given = false;
   bool shard_weights = false;
+  std::string memory_per_rank;  // --parallel auto's budget: bytes, "auto", or "" (auto if known)
   bool height_given = false, width_given = false;
   int64_t max_sequence_length = 0;     // --model-dir: 0 is the folder's, else the variant's
   bool negative_prompt_given = false;  // Qwen-Image: true CFG only with a negative prompt
@@ -183,12 +184,16 @@ void check_weights_fit(const RunOptions& o, at::ScalarType dtype,
                                       static_cast<int64_t>(c10::elementSize(dtype));
   std::string why;
   const int64_t budget = rank_memory_budget(local_ranks, why);
+  // Sharded, a rank holds 1/P of the blocks: the tensor limit still refuses
+  // with numbers what does not fit.
+  if (o.shard_weights) return;
   if (budget <= 0 || per_rank <= budget) return;
   const std::string name = models::dtype_name(dtype);
   const std::string what = ckpt ? "of --weights " + o.weights + " (converted to " + name + ")"
                                 : "of --model " + o.model + " --preset " + o.preset + " in " + name;
   std::string fixes = dtype == at::kFloat ? "--dtype bf16 (half the bytes), " : "";
   fixes += ckpt ? "a smaller model" : "a smaller --preset";
+  fixes += ", --shard-weights (a rank keeps 1/P of the blocks)";
   throw std::runtime_error("out of memory before any work: the weights " + what + " need " +
                            gigabytes(static_cast<double>(per_rank)) +
                            " per rank (every rank holds them whole), more than the " +
@@ -347,6 +352,11 @@ int run_rank(World& world, const RunOptions& given) {
         "--parallel auto chooses --cfg, --ulysses and --ring itself: leave them out "
         "(or give them and leave --parallel out)");
   }
+  if (!automatic && !o.memory_per_rank.empty()) {
+    throw std::invalid_argument(
+        "--memory-per-rank is the budget --parallel auto weighs layouts against: add "
+        "--parallel auto, or leave --memory-per-rank out");
+  }
   check_guidance_flags(o, world.size());
   auto [u, r] = automatic ? std::pair<int, int>{world.size(), 1}
                           : resolve_degrees(world.size() / o.cfg, o.ulysses, o.ring);
@@ -390,27 +400,56 @@ int run_rank(World& world, const RunOptions& given) {
   }
   const auto dtype = resolve_dtype(o.dtype, found ? &*found : nullptr);
   models::check_dtype_runs(dtype);
+  const auto size = size_of(o);
+  std::string auto_report;
+  if (automatic) {
+    // Chosen on the model's skeleton, before a byte of weights: the choice
+    // says whether they are made whole or sharded.
+    const auto config = found ? found->config : models::preset_config(o.model, o.preset);
+    auto skeleton = models::make_pipeline(config, o.seed, models::Weights::kNone, dtype);
+    skeleton->check_size(size);
+    MemoryNeed memory;
+    if (!o.memory_per_rank.empty() || available_memory_bytes() > 0) {
+      memory = memory_budget(o.memory_per_rank.empty() ? "auto" : o.memory_per_rank, local_ranks);
+    }
+    // Every rank takes the smallest budget (available memory moves): all choose alike.
+    const auto budgets = all_gather_ints(world.group(), {memory.budget});
+    memory.budget = *std::min_element(budgets.begin(), budgets.end());
+    const auto keep = models::keep_in_fp32_modules(config);
+    // Every rank measures and takes the slowest figures: all choose alike.
+    const auto choice = choose_layout(
+        *skeleton, skeleton->shapes(size), size, world.size(), o.cfg_scale > 1, &world, 0, memory,
+        [&](const std::string& name) { return models::parameter_dtype(name, dtype, keep); });
+    throw_if_nothing_fits(choice.candidates, choice.memory);
+    throw_if_impossible(choice.best().prediction);
+    o.cfg = choice.best().cfg, u = choice.best().ulysses, r = choice.best().ring;
+    o.shard_weights = o.shard_weights || choice.best().shard;
+    auto_report = choice.table();
+  }
   check_weights_fit(o, dtype, ckpt ? &*ckpt : nullptr, found ? &*found : nullptr, local_ranks);
   std::unique_ptr<models::Pipeline> pipe;
+  // --shard-weights from a checkpoint: the blocks' tensors stay in the file
+  // until ShardedWeights reads (and converts) this rank's slice of them.
+  std::map<std::string, at::Tensor> stored_blocks;
+  const bool shard = o.shard_weights && world.size() > 1;
   try {
-    pipe = ckpt ? checkpoints::make_pipeline(*ckpt, *found, o.seed, dtype)
-                : models::make_pipeline(o.model, o.preset, o.seed, models::Weights::kSeeded, dtype);
+    if (ckpt && shard) {
+      pipe = models::make_pipeline(found->config, o.seed, models::Weights::kNone, dtype);
+      stored_blocks = checkpoints::load_checkpoint_leaving(
+          pipe->model(), *ckpt, *found, dtype,
+          ShardedWeights::block_parameter_names(pipe->model()));
+    } else {
+      pipe =
+          ckpt ? checkpoints::make_pipeline(*ckpt, *found, o.seed, dtype)
+               : models::make_pipeline(o.model, o.preset, o.seed, models::Weights::kSeeded, dtype);
+    }
   } catch (const TensorMemoryLimitExceeded& e) {
     throw std::runtime_error(
         std::string(e.what()) + " (while making the weights of " +
         (ckpt ? "--weights " + o.weights : "--model " + o.model + " --preset " + o.preset) + ")");
   }
-  const auto size = size_of(o);
   pipe->check_size(size);
   auto shapes = pipe->shapes(size);
-  std::string auto_report;
-  if (automatic) {
-    // Every rank measures and takes the slowest figures: all choose alike.
-    const auto choice = choose_layout(*pipe, shapes, size, world.size(), o.cfg_scale > 1, &world);
-    throw_if_impossible(choice.best().prediction);
-    o.cfg = choice.best().cfg, u = choice.best().ulysses, r = choice.best().ring;
-    auto_report = choice.table();
-  }
   const auto guidance = guidance_of(o.cfg_scale, o.cfg);
   auto prediction = predict_step(shapes, size, u, r, guidance);
   throw_if_impossible(prediction);
@@ -421,11 +460,15 @@ int run_rank(World& world, const RunOptions& given) {
   cfg.setup(world);
   apply_sequence_parallel(pipe->model(), cfg);
   std::unique_ptr<ShardedWeights> shards;
-  if (o.shard_weights && world.size() > 1) {
+  if (shard) {
     add_sharded_weights(
         prediction, ShardedWeights::predict_received_bytes_per_forward(pipe->model(), world.size()),
         guidance);
-    shards = std::make_unique<ShardedWeights>(pipe->model(), new_shard_group(world));
+    // The file's pages a rank reads its slices from go as soon as they are
+    // read: they would count in its peak.
+    shards = std::make_unique<ShardedWeights>(pipe->model(), new_shard_group(world), stored_blocks,
+                                              [&](const at::Tensor& t) { ckpt->release_pages(t); });
+    stored_blocks.clear();
   }
   const bool lead = world.rank() == 0;
   if (lead) {
@@ -457,6 +500,8 @@ int run_rank(World& world, const RunOptions& given) {
   int64_t weight_bytes = 0;  // with sharded weights: the blocks' shards and the rest whole
   for (const auto& p : pipe->model().parameters()) weight_bytes += p.numel() * p.element_size();
   if (shards) weight_bytes += shards->kept_bytes();
+  // Loading's resident peak (weights made, converted, sharded), before the loop's.
+  const int64_t load_peak = peak_rss_bytes();
   const int64_t resident_before = reset_peak_rss();
   const int64_t tensors_before = reset_tensor_bytes_peak();
   std::vector<double> steps;
@@ -470,11 +515,14 @@ int run_rank(World& world, const RunOptions& given) {
   int64_t sent = 0;
   for (const auto& [k, b] : moved) sent += b.sent;
   const int64_t predicted = prediction.total_bytes() * o.steps;
-  auto peaks = all_gather_ints(world.group(), {peak_rss_bytes(), peak_rss_bytes() - resident_before,
-                                               mem.forward_activations, mem.loop - tensors_before});
-  int64_t peak = 0, resident_activation = 0, activation = 0, loop = 0;
-  std::vector<int64_t> activations, resident_activations, loops;
-  for (size_t i = 0; i < peaks.size(); i += 4) {
+  auto peaks = all_gather_ints(
+      world.group(), {peak_rss_bytes(), peak_rss_bytes() - resident_before, mem.forward_activations,
+                      mem.loop - tensors_before, load_peak});
+  int64_t peak = 0, resident_activation = 0, activation = 0, loop = 0, load = 0;
+  std::vector<int64_t> activations, resident_activations, loops, loads;
+  for (size_t i = 0; i < peaks.size(); i += 5) {
+    load = std::max(load, peaks[i + 4]);
+    loads.push_back(peaks[i + 4]);
     peak = std::max(peak, peaks[i]);
     resident_activation = std::max(resident_activation, peaks[i + 1]);
     resident_activations.push_back(peaks[i + 1]);
@@ -513,6 +561,10 @@ int run_rank(World& world, const RunOptions& given) {
                          : std::string(", replicated"))
               << "; resident " << mb(peak) << ", " << mb(resident_activation)
               << " above the loop's start" << std::endl;
+    std::cout << "loading: resident peak " << mb(load) << " per rank (max over ranks)"
+              << (shards && ckpt ? "; each rank read and converted only its slice of the blocks"
+                                 : std::string())
+              << std::endl;
     j = {{"model", pipe->name()},
          {"preset", o.preset},
          {"dtype", models::dtype_name(dtype)},
@@ -546,7 +598,9 @@ int run_rank(World& world, const RunOptions& given) {
          {"shard_weights", shards != nullptr},
          {"resident_activation_peak_bytes", resident_activation},
          {"resident_activation_peak_bytes_per_rank", resident_activations},
-         {"resident_before_loop_bytes", resident_before}};
+         {"resident_before_loop_bytes", resident_before},
+         {"load_peak_rss_bytes", load},
+         {"load_peak_rss_bytes_per_rank", loads}};
     for (const auto& [k, b] : moved)
       j["comm_bytes_by_kind"][k] = {{"sent", b.sent}, {"received", b.received}};
     if (!o.out.empty()) {
@@ -597,6 +651,9 @@ void add_run_command(CLI::App& app, Action& action) {
          "auto: choose cfg x ulysses x ring from the model, the size and the measured machine")
       ->check(CLI::IsMember({"auto", "manual"}))
       ->capture_default_str();
+  cmd->add_option("--memory-per-rank", o.memory_per_rank,
+                  "With --parallel auto: the memory a rank may use, BYTES (e.g. 8e9) or auto "
+                  "(the memory available, shared by the local ranks; the default)");
   cmd->add_option("--model-dir", o.model_dir,
                   "A model folder as downloaded (diffusers layout, FLUX.1): run its whole pipeline")
       ->check(CLI::ExistingDirectory);

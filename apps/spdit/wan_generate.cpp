@@ -86,8 +86,9 @@ int wan_generate_rank(World& world, const WanGenerateOptions& o) {
   auto t0 = Clock::now();
   const auto files = pipelines::WanFiles::find(o.model_dir);
   const auto dtype = o.dtype.empty() ? at::ScalarType::Undefined : models::parse_dtype(o.dtype);
-  pipelines::WanVideoPipeline wan(files, dtype,
-                                  /*with_text=*/!o.prompt.empty());
+  // Sharded, each rank later reads only its slice of the transformer's blocks.
+  const bool shard = o.shard_weights && world.size() > 1;
+  pipelines::WanVideoPipeline wan(files, dtype, /*with_text=*/!o.prompt.empty(), shard);
   const auto shape =
       wan.latent_shape(o.frames, o.height, o.width);  // refuses a bad size before encoding
   PhaseSeconds seconds;
@@ -125,9 +126,7 @@ int wan_generate_rank(World& world, const WanGenerateOptions& o) {
   cfg.setup(world);
   apply_sequence_parallel(wan.transformer(), cfg);
   std::unique_ptr<ShardedWeights> shards;
-  if (o.shard_weights && world.size() > 1) {
-    shards = std::make_unique<ShardedWeights>(wan.transformer(), new_shard_group(world));
-  }
+  if (shard) shards = wan.shard_transformer(new_shard_group(world));
   t0 = Clock::now();
   auto last = Clock::now();
   auto latents = wan.denoise(noise, prompts, o.steps, o.guidance, scheduler, &cfg.state(),

@@ -387,6 +387,14 @@ Comparison compare(const torch::nn::Module& model, const std::map<std::string, a
 
 void load_checkpoint(torch::nn::Module& model, const Checkpoint& ckpt, const Identified& found,
                      at::ScalarType dtype) {
+  load_checkpoint_leaving(model, ckpt, found, dtype, {});
+}
+
+std::map<std::string, at::Tensor> load_checkpoint_leaving(torch::nn::Module& model,
+                                                          const Checkpoint& ckpt,
+                                                          const Identified& found,
+                                                          at::ScalarType dtype,
+                                                          const std::vector<std::string>& leave) {
   auto named = tensors_in_model_names(ckpt, found);
   auto cmp = compare(model, named);
   if (!cmp.ok()) {
@@ -400,11 +408,19 @@ void load_checkpoint(torch::nn::Module& model, const Checkpoint& ckpt, const Ide
   at::NoGradGuard no_grad;
   if (dtype == at::ScalarType::Undefined) dtype = found.stored_dtype;
   const auto keep = models::keep_in_fp32_modules(found.config);
+  const std::set<std::string> left(leave.begin(), leave.end());
+  std::map<std::string, at::Tensor> deferred;
   auto place = [&](const std::string& name, at::Tensor t) {
     const at::Tensor& src = named.at(name);
     const auto want = at::isFloatingType(src.scalar_type())
                           ? models::parameter_dtype(name, dtype, keep)
                           : t.scalar_type();
+    if (left.count(name)) {
+      // Nothing read: the reader of slices converts only what it keeps.
+      t.set_data(models::lazy_empty(src.sizes(), want));
+      deferred.emplace(name, src);
+      return;
+    }
     // In place when stored in the dtype the model wants: the parameter
     // becomes a view of the file's pages. Else one converted copy, and the
     // file's pages it was read from are given back.
@@ -417,6 +433,7 @@ void load_checkpoint(torch::nn::Module& model, const Checkpoint& ckpt, const Ide
   };
   for (const auto& p : model.named_parameters(true)) place(p.key(), p.value());
   for (const auto& b : model.named_buffers(true)) place(b.key(), b.value());
+  return deferred;
 }
 
 std::string diffusers_config_json(const models::ModelConfig& config) {

@@ -20,7 +20,8 @@ bool exists(const std::string& p) {
 
 }  // namespace
 
-FluxImagePipeline::FluxImagePipeline(const ModelDir& dir, at::ScalarType dtype, bool with_text) {
+FluxImagePipeline::FluxImagePipeline(const ModelDir& dir, at::ScalarType dtype, bool with_text,
+                                     bool shard_blocks) {
   std::vector<std::string> parts = {"transformer", "vae"};
   if (with_text)
     parts.insert(parts.end(), {"tokenizer", "text_encoder", "tokenizer_2", "text_encoder_2"});
@@ -34,7 +35,13 @@ FluxImagePipeline::FluxImagePipeline(const ModelDir& dir, at::ScalarType dtype, 
   dtype_ = dtype == at::ScalarType::Undefined ? found_.stored_dtype : dtype;
   models::check_dtype_runs(dtype_);  // before minutes of loading
   transformer_ = checkpoints::build_model(found_);
-  checkpoints::load_checkpoint(*transformer_, ckpt, found_, dtype_);
+  if (shard_blocks) {
+    stored_blocks_ = checkpoints::load_checkpoint_leaving(
+        *transformer_, ckpt, found_, dtype_, ShardedWeights::block_parameter_names(*transformer_));
+    transformer_file_ = ckpt;
+  } else {
+    checkpoints::load_checkpoint(*transformer_, ckpt, found_, dtype_);
+  }
   vae_ = vae::load_autoencoder(dir.root(), dtype_).model;
   const auto& c = std::get<models::FluxConfig>(found_.config);
   if (vae_->config().latent_channels * 4 != c.in_channels) {
@@ -53,6 +60,17 @@ FluxImagePipeline::FluxImagePipeline(const ModelDir& dir, at::ScalarType dtype, 
     clip_ = text::load_clip_text_model(dir.component("text_encoder"));
     t5_ = text::load_t5_encoder(dir.component("text_encoder_2"));
   }
+}
+
+std::unique_ptr<ShardedWeights> FluxImagePipeline::shard_transformer(const Group& group) {
+  // The file's pages a rank reads its slices from go as soon as they are read.
+  auto shards = std::make_unique<ShardedWeights>(*transformer_, group, stored_blocks_,
+                                                 [this](const at::Tensor& t) {
+                                                   if (transformer_file_)
+                                                     transformer_file_->release_pages(t);
+                                                 });
+  stored_blocks_.clear();
+  return shards;
 }
 
 void FluxImagePipeline::set_max_sequence_length(int64_t tokens) {

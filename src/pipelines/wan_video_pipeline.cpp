@@ -95,7 +95,8 @@ WanScheduler parse_wan_scheduler(const std::string& name) {
   throw std::invalid_argument("spdit: --scheduler '" + name + "': use unipc (Wan's own) or euler");
 }
 
-WanVideoPipeline::WanVideoPipeline(const WanFiles& files, at::ScalarType dtype, bool with_text) {
+WanVideoPipeline::WanVideoPipeline(const WanFiles& files, at::ScalarType dtype, bool with_text,
+                                   bool shard_blocks) {
   auto ckpt = checkpoints::Checkpoint::open(files.transformer);
   found_ = checkpoints::identify(ckpt);
   if (found_.model != "wan") {
@@ -105,7 +106,13 @@ WanVideoPipeline::WanVideoPipeline(const WanFiles& files, at::ScalarType dtype, 
   dtype_ = dtype == at::ScalarType::Undefined ? found_.stored_dtype : dtype;
   models::check_dtype_runs(dtype_);  // before minutes of loading
   transformer_ = checkpoints::build_model(found_);
-  checkpoints::load_checkpoint(*transformer_, ckpt, found_, dtype_);
+  if (shard_blocks) {
+    stored_blocks_ = checkpoints::load_checkpoint_leaving(
+        *transformer_, ckpt, found_, dtype_, ShardedWeights::block_parameter_names(*transformer_));
+    transformer_file_ = ckpt;
+  } else {
+    checkpoints::load_checkpoint(*transformer_, ckpt, found_, dtype_);
+  }
   vae_ = vae::load_wan_vae(files.vae, at::kFloat).model;
   const auto& c = std::get<models::WanConfig>(found_.config);
   if (vae_->config().z_dim != c.in_channels) {
@@ -234,6 +241,17 @@ at::Tensor WanVideoPipeline::decode(const at::Tensor& latents,
   const auto z =
       vae::denormalize_wan_latents(latents.to(at::kFloat), vae_->config()).to(vae_->dtype());
   return wan_video_to_uint8(bands ? vae_->decode(z, *bands) : vae_->decode(z));
+}
+
+std::unique_ptr<ShardedWeights> WanVideoPipeline::shard_transformer(const Group& group) {
+  // The file's pages a rank reads its slices from go as soon as they are read.
+  auto shards = std::make_unique<ShardedWeights>(*transformer_, group, stored_blocks_,
+                                                 [this](const at::Tensor& t) {
+                                                   if (transformer_file_)
+                                                     transformer_file_->release_pages(t);
+                                                 });
+  stored_blocks_.clear();
+  return shards;
 }
 
 }  // namespace spdit::pipelines

@@ -2,6 +2,7 @@
 
 #include <torch/nn/modules/container/modulelist.h>
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -39,15 +40,42 @@ std::map<const torch::nn::Module*, std::pair<ShardedWeights*, size_t>>& registry
 int64_t bytes_of(const at::Tensor& t) { return t.numel() * static_cast<int64_t>(t.element_size()); }
 
 // The blocks: every module of the model's top-level ModuleLists, in
-// registration order (the order the models' forwards run them).
-std::vector<std::shared_ptr<torch::nn::Module>> blocks_of(torch::nn::Module& model) {
-  std::vector<std::shared_ptr<torch::nn::Module>> out;
-  for (const auto& child : model.children()) {
-    if (auto list = std::dynamic_pointer_cast<torch::nn::ModuleListImpl>(child)) {
-      for (const auto& m : *list) out.push_back(m);
+// registration order (the order the models' forwards run them), with the
+// prefix of their parameters' names in the model ("transformer_blocks.3.").
+struct NamedBlock {
+  std::string prefix;
+  std::shared_ptr<torch::nn::Module> module;
+};
+
+std::vector<NamedBlock> blocks_of(torch::nn::Module& model) {
+  std::vector<NamedBlock> out;
+  for (const auto& child : model.named_children()) {
+    if (auto list = std::dynamic_pointer_cast<torch::nn::ModuleListImpl>(child.value())) {
+      for (size_t i = 0; i < list->size(); ++i) {
+        out.push_back({child.key() + "." + std::to_string(i) + ".", list->ptr(i)});
+      }
     }
   }
   return out;
+}
+
+// This rank's slice of a flat buffer (`part` elements from r * part) filled
+// from the parameters' sources: only the elements that fall in the slice are
+// read and converted, so a source of another dtype is never converted whole.
+at::Tensor slice_of(const FlatBuffer& buf, const std::vector<at::Tensor>& sources, int64_t part,
+                    int64_t r) {
+  at::Tensor shard = at::zeros({part}, buf.params.front().options());
+  const int64_t begin = r * part, end = begin + part;
+  for (size_t j = 0; j < sources.size(); ++j) {
+    const int64_t lo = std::max(begin, buf.offsets[j]);
+    const int64_t hi = std::min(end, buf.offsets[j] + buf.numels[j]);
+    if (lo >= hi) continue;
+    // A view for the contiguous tensors of every published layout; a strided
+    // source is copied whole here (one parameter, transiently).
+    const at::Tensor flat = sources[j].reshape(-1);
+    shard.narrow(0, lo - begin, hi - lo).copy_(flat.narrow(0, lo - buf.offsets[j], hi - lo));
+  }
+  return shard;
 }
 
 }  // namespace
@@ -88,38 +116,55 @@ struct ShardedWeights::Impl {
 };
 
 ShardedWeights::ShardedWeights(torch::nn::Module& model, const Group& group)
+    : ShardedWeights(model, group, {}) {}
+
+ShardedWeights::ShardedWeights(torch::nn::Module& model, const Group& group,
+                               const std::map<std::string, at::Tensor>& stored,
+                               const std::function<void(const at::Tensor&)>& done_with)
     : impl_(std::make_unique<Impl>()) {
   impl_->group = group;
-  const auto modules = blocks_of(model);
-  if (modules.empty()) {
+  const auto named = blocks_of(model);
+  if (named.empty()) {
     throw std::invalid_argument(
         "spdit: --shard-weights shards a model's blocks (the modules of its top-level "
         "ModuleLists), and '" +
         model.name() + "' has none");
   }
+  at::NoGradGuard no_grad;
   const int64_t p = group.size(), r = group.rank();
-  impl_->blocks.resize(modules.size());
-  for (size_t i = 0; i < modules.size(); ++i) {
+  impl_->blocks.resize(named.size());
+  for (size_t i = 0; i < named.size(); ++i) {
     Block& b = impl_->blocks[i];
-    b.module = modules[i].get();
+    b.module = named[i].module.get();
     std::map<at::ScalarType, size_t> by_dtype;
-    for (auto& param : modules[i]->parameters()) {
-      auto [it, fresh] = by_dtype.emplace(param.scalar_type(), b.buffers.size());
-      if (fresh) b.buffers.emplace_back();
+    std::vector<std::vector<at::Tensor>> sources;  // per buffer, per parameter
+    for (const auto& param : named[i].module->named_parameters(true)) {
+      auto [it, fresh] = by_dtype.emplace(param.value().scalar_type(), b.buffers.size());
+      if (fresh) b.buffers.emplace_back(), sources.emplace_back();
       FlatBuffer& buf = b.buffers[it->second];
-      buf.params.push_back(param);
-      buf.shapes.push_back(param.sizes().vec());
-      buf.offsets.push_back(buf.total);
-      buf.numels.push_back(param.numel());
-      buf.total += param.numel();
-    }
-    for (auto& buf : b.buffers) {
-      const int64_t part = (buf.total + p - 1) / p;
-      at::Tensor flat = at::zeros({part * p}, buf.params.front().options());
-      for (size_t j = 0; j < buf.params.size(); ++j) {
-        flat.narrow(0, buf.offsets[j], buf.numels[j]).copy_(buf.params[j].detach().reshape(-1));
+      auto from = stored.find(named[i].prefix + param.key());
+      if (from != stored.end() && from->second.sizes() != param.value().sizes()) {
+        throw std::invalid_argument(
+            "spdit: sharding '" + from->first + "': the stored tensor has shape " +
+            std::string(c10::str(from->second.sizes())) + " but the parameter " +
+            std::string(c10::str(param.value().sizes())));
       }
-      buf.shard = flat.narrow(0, r * part, part).clone();
+      sources[it->second].push_back(from != stored.end() ? from->second : param.value().detach());
+      buf.params.push_back(param.value());
+      buf.shapes.push_back(param.value().sizes().vec());
+      buf.offsets.push_back(buf.total);
+      buf.numels.push_back(param.value().numel());
+      buf.total += param.value().numel();
+    }
+    for (size_t k = 0; k < b.buffers.size(); ++k) {
+      FlatBuffer& buf = b.buffers[k];
+      buf.shard = slice_of(buf, sources[k], (buf.total + p - 1) / p, r);
+    }
+    if (done_with) {
+      for (const auto& param : named[i].module->named_parameters(true)) {
+        auto from = stored.find(named[i].prefix + param.key());
+        if (from != stored.end()) done_with(from->second);
+      }
     }
     impl_->release(i);  // the whole weights (file pages or converted copies) go now
   }
@@ -159,11 +204,35 @@ int64_t ShardedWeights::received_bytes_per_forward() const {
   return kept_bytes() * (impl_->group.size() - 1);
 }
 
+std::vector<std::string> ShardedWeights::block_parameter_names(torch::nn::Module& model) {
+  std::vector<std::string> names;
+  for (const auto& block : blocks_of(model)) {
+    for (const auto& param : block.module->named_parameters(true))
+      names.push_back(block.prefix + param.key());
+  }
+  return names;
+}
+
+int64_t ShardedWeights::predict_kept_bytes(
+    torch::nn::Module& model, int ranks,
+    const std::function<at::ScalarType(const std::string&)>& dtype_of) {
+  int64_t bytes = 0;
+  for (const auto& block : blocks_of(model)) {
+    std::map<at::ScalarType, int64_t> total;  // elements per dtype, as the flat buffers group them
+    for (const auto& param : block.module->named_parameters(true))
+      total[dtype_of(block.prefix + param.key())] += param.value().numel();
+    for (const auto& [dtype, n] : total)
+      bytes += (n + ranks - 1) / ranks * static_cast<int64_t>(c10::elementSize(dtype));
+  }
+  return bytes;
+}
+
 int64_t ShardedWeights::predict_received_bytes_per_forward(torch::nn::Module& model, int ranks) {
   int64_t bytes = 0;
   for (const auto& block : blocks_of(model)) {
     std::map<at::ScalarType, int64_t> total;  // elements per dtype, as the flat buffers group them
-    for (const auto& param : block->parameters()) total[param.scalar_type()] += param.numel();
+    for (const auto& param : block.module->parameters())
+      total[param.scalar_type()] += param.numel();
     for (const auto& [dtype, n] : total) {
       bytes +=
           (n + ranks - 1) / ranks * static_cast<int64_t>(c10::elementSize(dtype)) * (ranks - 1);

@@ -66,6 +66,17 @@ Comparison compare(const torch::nn::Module& model, const std::map<std::string, a
 void load_checkpoint(torch::nn::Module& model, const Checkpoint& ckpt, const Identified& found,
                      at::ScalarType dtype = at::ScalarType::Undefined);
 
+/// load_checkpoint, except for the parameters named in `leave`: they become
+/// unbacked pages (models::lazy_empty) of the dtype the model holds them in,
+/// and their checkpoint tensors (views of the file, the stored dtype) are
+/// returned by name, for a reader of slices (ShardedWeights) to fill from.
+/// Checks the whole checkpoint first, as load_checkpoint does.
+std::map<std::string, at::Tensor> load_checkpoint_leaving(torch::nn::Module& model,
+                                                          const Checkpoint& ckpt,
+                                                          const Identified& found,
+                                                          at::ScalarType dtype,
+                                                          const std::vector<std::string>& leave);
+
 /// Bytes each process allocates to load the checkpoint in `dtype`: the
 /// tensors converted; those used in place cost file pages, shared by the
 /// ranks of a machine.

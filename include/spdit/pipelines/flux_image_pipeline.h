@@ -13,6 +13,7 @@
 #include <ATen/ATen.h>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -21,6 +22,7 @@
 #include "spdit/pipelines/flow_match_scheduler.h"
 #include "spdit/pipelines/flux_latents.h"
 #include "spdit/pipelines/model_dir.h"
+#include "spdit/sharding/sharded_weights.h"
 #include "spdit/text/clip_text_model.h"
 #include "spdit/text/clip_tokenizer.h"
 #include "spdit/text/t5_encoder.h"
@@ -43,8 +45,16 @@ class FluxImagePipeline {
   /// guidance embedder); the tokenizers and text encoders only when
   /// `with_text` (a run from precomputed embeddings needs none). Throws
   /// naming every part the folder lacks.
+  /// `shard_blocks`: the transformer's blocks are left in the file
+  /// (checkpoints::load_checkpoint_leaving) for shard_transformer() to read
+  /// each rank's slice of.
   explicit FluxImagePipeline(const ModelDir& dir, at::ScalarType dtype = at::ScalarType::Undefined,
-                             bool with_text = true);
+                             bool with_text = true, bool shard_blocks = false);
+
+  /// --shard-weights over `group`: each rank keeps 1/P of every block. After
+  /// a `shard_blocks` load each rank reads and converts only its slice from
+  /// the file; else the loaded blocks are sliced. Collective.
+  std::unique_ptr<ShardedWeights> shard_transformer(const Group& group);
 
   /// CLIP (77 tokens) and T5 (512 tokens for dev, 256 for schnell) of
   /// `prompt`; a longer prompt is cut with a warning, as diffusers does.
@@ -85,6 +95,8 @@ class FluxImagePipeline {
 
  private:
   checkpoints::Identified found_;
+  std::optional<checkpoints::Checkpoint> transformer_file_;  // while blocks are left in it
+  std::map<std::string, at::Tensor> stored_blocks_;
   std::shared_ptr<HookableModule> transformer_;
   at::ScalarType dtype_;
   int64_t max_sequence_length_ = 0;

@@ -15,6 +15,7 @@
 #include <ATen/ATen.h>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,6 +25,7 @@
 #include "spdit/pipelines/unipc_scheduler.h"
 #include "spdit/pipelines/wan_prompt_encoder.h"
 #include "spdit/runtime/parallel_state.h"
+#include "spdit/sharding/sharded_weights.h"
 #include "spdit/vae/wan_vae.h"
 
 namespace spdit::pipelines {
@@ -59,8 +61,14 @@ class WanVideoPipeline {
  public:
   /// Loads the transformer in `dtype` (Undefined: as stored) and the VAE
   /// (fp32); the umT5 encoder only when `with_text`.
+  /// `shard_blocks`: the transformer's blocks are left in the file for
+  /// shard_transformer() to read each rank's slice of.
   explicit WanVideoPipeline(const WanFiles& files, at::ScalarType dtype = at::ScalarType::Undefined,
-                            bool with_text = true);
+                            bool with_text = true, bool shard_blocks = false);
+
+  /// --shard-weights over `group`: each rank keeps 1/P of every block, read
+  /// and converted from the file after a `shard_blocks` load. Collective.
+  std::unique_ptr<ShardedWeights> shard_transformer(const Group& group);
 
   /// umT5's embeddings (1, 512, text_dim), trimmed and zero-padded as diffusers
   /// does.
@@ -93,6 +101,8 @@ class WanVideoPipeline {
 
  private:
   checkpoints::Identified found_;
+  std::optional<checkpoints::Checkpoint> transformer_file_;  // while blocks are left in it
+  std::map<std::string, at::Tensor> stored_blocks_;
   std::shared_ptr<HookableModule> transformer_;
   at::ScalarType dtype_;
   vae::WanVae vae_{nullptr};

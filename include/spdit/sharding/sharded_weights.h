@@ -14,10 +14,18 @@
 //   ShardedWeights shards(model, group);   // shards now; every rank of `group`
 //   model.call(...);                       // gathers each block as it runs
 //   shards.unshard();                      // whole weights again (collective)
+//
+// Loading a checkpoint sharded: the blocks' parameters are left as skeleton
+// pages (checkpoints::load_checkpoint's `leave`), and the constructor reads
+// each rank's slice straight from the file's tensors, converting only that
+// slice, so no rank ever holds a block's converted weights whole.
 #include <torch/nn/module.h>
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "spdit/runtime/world.h"
@@ -31,6 +39,19 @@ class ShardedWeights {
   /// rank of the group must run the same forwards. Throws when the model
   /// has no blocks. Keep `model` alive as long as this object.
   ShardedWeights(torch::nn::Module& model, const Group& group);
+  /// As above, but the block parameters named in `stored` (by their names in
+  /// `model`, as block_parameter_names() lists them) are read from there
+  /// instead: a tensor of the parameter's shape in any dtype (e.g. a view of
+  /// a checkpoint's mapped file), of which this rank reads and converts to
+  /// the parameter's dtype only the slice it keeps. The parameter itself is
+  /// never read (a skeleton's unbacked pages stay untouched). Bit-identical
+  /// to loading whole and then sharding. `done_with(tensor)`, when given, is
+  /// called for each stored tensor once its slice is read (a checkpoint's
+  /// release_pages: the file pages read stay resident otherwise, and add to
+  /// the rank's peak).
+  ShardedWeights(torch::nn::Module& model, const Group& group,
+                 const std::map<std::string, at::Tensor>& stored,
+                 const std::function<void(const at::Tensor&)>& done_with = {});
   /// Unregisters the blocks, without communication: blocks still sharded
   /// are left without weights (a forward then fails on their shapes), so
   /// call unshard() first to go on using the model.
@@ -49,6 +70,17 @@ class ShardedWeights {
   /// ("all_gather": (P - 1) shards of every block).
   int64_t received_bytes_per_forward() const;
   size_t blocks() const;
+
+  /// The names in `model` of the parameters a ShardedWeights shards (those
+  /// of its blocks): what a sharded load leaves for the constructor to read.
+  static std::vector<std::string> block_parameter_names(torch::nn::Module& model);
+
+  /// Bytes one rank keeps of the blocks of `model` sharded over `ranks`, in
+  /// the dtypes `dtype_of(name)` gives (a skeleton's own dtypes may not be
+  /// the run's): what loading sharded holds per rank, beside the rest.
+  static int64_t predict_kept_bytes(
+      torch::nn::Module& model, int ranks,
+      const std::function<at::ScalarType(const std::string&)>& dtype_of);
 
   /// What received_bytes_per_forward() will be for `model` sharded over
   /// `ranks` ranks, from its parameters' shapes alone (a skeleton does).
