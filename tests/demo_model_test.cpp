@@ -188,6 +188,17 @@ TEST(TrainDemo, refuses_a_folder_that_is_not_empty) {
             std::string::npos);
 }
 
+// ---- the shipped model --------------------------------------------------------
+
+// The transformer can only draw what the latents can hold: corners of
+// squares and triangles and the six colours must survive encode and decode.
+TEST(DemoModel, its_autoencoder_gives_back_shapes_and_colours) {
+  const auto r = pipelines::autoencoder_readback(SPDIT_DEMO_DIR, 11, 30, 128);
+  std::string misread;
+  for (const auto& m : r.misread) misread += "\n  " + m;
+  EXPECT_EQ(r.right, r.pictures) << "misread:" << misread;
+}
+
 // ---- the shipped model, through the command --------------------------------
 
 struct Drawn {
