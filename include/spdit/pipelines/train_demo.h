@@ -26,7 +26,7 @@ struct TrainDemoOptions {
   int64_t vae_steps = 800;
   int64_t vae_batch = 8;
   int64_t vae_image_size = 64;  // the autoencoder is convolutional: it learns on smaller pictures
-  int64_t transformer_steps = 4500;
+  int64_t transformer_steps = 13000;
   int64_t transformer_batch = 16;
   int64_t transformer_hidden = 128;  // the tiny preset's is 64; heads of 16 channels
   int64_t latent_pool = 2048;        // pictures encoded once, then drawn from
