@@ -188,6 +188,17 @@ TEST(TrainDemo, refuses_a_folder_that_is_not_empty) {
             std::string::npos);
 }
 
+// ---- the shipped model --------------------------------------------------------
+
+// The transformer can only draw what the latents can hold: corners of
+// squares and triangles and the six colours must survive encode and decode.
+TEST(DemoModel, its_autoencoder_gives_back_shapes_and_colours) {
+  const auto r = pipelines::autoencoder_readback(SPDIT_DEMO_DIR, 11, 30, 128);
+  std::string misread;
+  for (const auto& m : r.misread) misread += "\n  " + m;
+  EXPECT_EQ(r.right, r.pictures) << "misread:" << misread;
+}
+
 // ---- the shipped model, through the command --------------------------------
 
 struct Drawn {
@@ -209,34 +220,42 @@ Drawn draw(const std::string& prompt, int ranks) {
   return {pipelines::read_shape_picture(ckpt.tensor("image")[0].clone()), r.output};
 }
 
-// The main command's prompt, shape and colours; and a prompt of other
-// colours, its colours. The shipped model does not draw every prompt right
-// yet: docs/demo_model.md says what it gets wrong (clean squares and
-// triangles, some colour roles).
+// What a person would see: the shape, told by how much of its bounding box
+// it fills (square ~1, circle ~0.79, triangle ~0.5); the shape's colour and
+// the background's; a real size. The same on 1 rank and on 2 (Ulysses 2,
+// --check: PASS). The shipped model draws about half of its 90 prompts'
+// shapes right at seed 42 (docs/demo_model.md, scripts/demo_eval.py): the
+// shape is checked for two prompts of each shape that it draws, and for the
+// issue's yellow triangle on green, which comes out round, only the colours.
 TEST(DemoModelCli, draws_its_prompts_on_one_and_two_ranks) {
   struct Case {
     std::string shape, colour, background;
     bool check_shape;
   };
-  const std::vector<Case> cases = {{"circle", "red", "blue", true},
-                                   {"square", "blue", "yellow", false}};
+  const std::vector<Case> cases = {
+      {"circle", "red", "blue", true},       {"circle", "green", "red", true},
+      {"square", "blue", "yellow", true},    {"square", "red", "black", true},
+      {"triangle", "red", "yellow", true},   {"triangle", "white", "black", true},
+      {"triangle", "yellow", "green", false}};
   for (const auto& c : cases) {
     const auto prompt = pipelines::shape_prompt(c.shape, c.colour, c.background);
+    std::vector<ShapeReading> readings;
     for (int ranks : {1, 2}) {
       const auto d = draw(prompt, ranks);
-      if (c.check_shape) {
-        EXPECT_EQ(d.reading.shape, c.shape)
-            << prompt << " on " << ranks << " rank(s), fill " << d.reading.fill;
-      }
-      EXPECT_EQ(d.reading.colour, c.colour) << prompt << " on " << ranks << " rank(s)";
-      EXPECT_EQ(d.reading.background, c.background) << prompt << " on " << ranks << " rank(s)";
+      const auto on = prompt + " on " + std::to_string(ranks) + " rank(s)";
+      if (c.check_shape) EXPECT_EQ(d.reading.shape, c.shape) << on << ": fill " << d.reading.fill;
+      EXPECT_EQ(d.reading.colour, c.colour) << on;
+      EXPECT_EQ(d.reading.background, c.background) << on;
       // A real shape, not a speck or the whole picture.
-      EXPECT_GT(d.reading.area_fraction, 0.04) << prompt;
-      EXPECT_LT(d.reading.area_fraction, 0.6) << prompt;
+      EXPECT_GT(d.reading.area_fraction, 0.04) << on;
+      EXPECT_LT(d.reading.area_fraction, 0.6) << on;
       EXPECT_NE(d.output.find("128x128"), std::string::npos) << "the folder's own size:\n"
                                                              << d.output;
       if (ranks > 1) EXPECT_NE(d.output.find("PASS"), std::string::npos) << d.output;
+      readings.push_back(d.reading);
     }
+    EXPECT_NEAR(readings[0].fill, readings[1].fill, 0.01) << prompt;
+    EXPECT_NEAR(readings[0].area_fraction, readings[1].area_fraction, 0.01) << prompt;
   }
 }
 

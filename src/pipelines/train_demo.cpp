@@ -165,6 +165,33 @@ void train_autoencoder(vae::AutoencoderKL& vae, const TrainDemoOptions& o, std::
   freeze(params);
 }
 
+at::Tensor to_pixels(const at::Tensor& image) {  // (3, H, W) in [-1, 1] -> (H, W, 3) uint8
+  return ((image * 0.5 + 0.5).clamp(0, 1) * 255).round().to(at::kByte).permute({1, 2, 0});
+}
+
+AutoencoderReadback readback(vae::AutoencoderKL& vae, uint64_t seed, int64_t pictures,
+                             int64_t size) {
+  at::NoGradGuard no_grad;
+  std::mt19937_64 rng(seed);
+  AutoencoderReadback r;
+  for (int64_t i = 0; i < pictures; ++i) {
+    const auto s = draw_random_shape(rng, size);
+    const auto z =
+        vae->encode_moments(s.image.unsqueeze(0)).narrow(1, 0, vae->config().latent_channels);
+    const auto got = read_shape_picture(to_pixels(vae->decode(z)[0]).contiguous());
+    ++r.pictures;
+    if (got.shape == s.shape && got.colour == s.colour && got.background == s.background) {
+      ++r.right;
+    } else {
+      std::ostringstream m;
+      m << s.prompt << ": read a " << got.colour << " " << got.shape << " on " << got.background
+        << " (fill " << std::setprecision(3) << got.fill << ")";
+      r.misread.push_back(m.str());
+    }
+  }
+  return r;
+}
+
 // Exponential moving average of the weights: what diffusion models ship,
 // smoother than the last step's.
 struct Ema {
@@ -227,6 +254,12 @@ void unlink_weights(const std::string& folder) {
 
 }  // namespace
 
+AutoencoderReadback autoencoder_readback(const std::string& dir, uint64_t seed, int64_t pictures,
+                                         int64_t size) {
+  auto vae = vae::load_autoencoder(dir, at::kFloat).model;
+  return readback(vae, seed, pictures, size);
+}
+
 TrainDemoReport train_demo_model(const std::string& dir, const TrainDemoOptions& o) {
   check_options(o);
   NewModelOptions fresh;
@@ -246,6 +279,16 @@ TrainDemoReport train_demo_model(const std::string& dir, const TrainDemoOptions&
   vae::write_random_autoencoder(dir + "/vae", vae_config, o.seed + 3, at::kFloat);
   auto vae = vae::load_autoencoder(dir, at::kFloat).model;
   train_autoencoder(vae, o, rng, r);
+  {
+    // Pictures of the size the transformer learns at, none of them trained on.
+    const auto check = readback(vae, o.seed + 7, 60, o.image_size);
+    r.vae_readback_right = check.right, r.vae_readback_pictures = check.pictures;
+    if (o.log) {
+      o.log("autoencoder reads back " + std::to_string(check.right) + "/" +
+            std::to_string(check.pictures) + " fresh pictures right");
+      for (const auto& m : check.misread) o.log("  misread: " + m);
+    }
+  }
 
   // The pictures the transformer learns from, encoded once; their latents'
   // mean and spread become the config's shift and scaling factors (what

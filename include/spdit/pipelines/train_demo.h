@@ -26,7 +26,7 @@ struct TrainDemoOptions {
   int64_t vae_steps = 800;
   int64_t vae_batch = 8;
   int64_t vae_image_size = 64;  // the autoencoder is convolutional: it learns on smaller pictures
-  int64_t transformer_steps = 4500;
+  int64_t transformer_steps = 13000;
   int64_t transformer_batch = 16;
   int64_t transformer_hidden = 128;  // the tiny preset's is 64; heads of 16 channels
   int64_t latent_pool = 2048;        // pictures encoded once, then drawn from
@@ -41,10 +41,22 @@ struct TrainDemoReport {
   double vae_seconds = 0, transformer_seconds = 0;
   double latent_shift = 0, latent_scale = 1;  // written to vae/config.json
   int64_t max_sequence_length = 0;            // T5's tokens it learned with (model_index.json)
+  int64_t vae_readback_right = 0, vae_readback_pictures = 0;  // autoencoder_readback, at the end
 };
 
 /// Writes the trained folder `dir` (created; refused when it exists and is
 /// not empty). The same seed and thread count give the same weights.
 TrainDemoReport train_demo_model(const std::string& dir, const TrainDemoOptions& options);
+
+/// Whether an autoencoder keeps what the demo draws: `pictures` fresh shape
+/// pictures (size x size, drawn from `seed`) through encode and decode, each
+/// read back by read_shape_picture. A rounded corner or a shifted colour
+/// shows as a misread: the prompt, then what was read and the fill.
+struct AutoencoderReadback {
+  int64_t pictures = 0, right = 0;
+  std::vector<std::string> misread;
+};
+AutoencoderReadback autoencoder_readback(const std::string& dir, uint64_t seed, int64_t pictures,
+                                         int64_t size);
 
 }  // namespace spdit::pipelines
