@@ -218,64 +218,23 @@ VideoRequest parse_video_request(const std::string& body, const RequestLimits& l
   return r;
 }
 
-std::string to_wire(const ImageRequest& r) {
-  return json{{"prompt", r.prompt},
-              {"width", r.width},
-              {"height", r.height},
-              {"n", r.n},
-              {"response_format", r.response_format},
-              {"seed", r.seed},
-              {"steps", r.steps},
-              {"guidance", r.guidance}}
-      .dump();
-}
+// Every rank receives a request as JSON of all its fields; one definition
+// per request kind keeps the two directions in step.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ImageRequest, prompt, width, height, n, response_format, seed,
+                                   steps, guidance)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(VideoRequest, prompt, negative_prompt, width, height, frames,
+                                   fps, response_format, seed, steps, guidance)
+
+std::string to_wire(const ImageRequest& r) { return json(r).dump(); }
 
 ImageRequest image_request_from_wire(const std::string& bytes) {
-  const auto j = json::parse(bytes);
-  ImageRequest r;
-  r.prompt = j.at("prompt");
-  r.width = j.at("width");
-  r.height = j.at("height");
-  r.n = j.at("n");
-  r.response_format = j.at("response_format");
-  r.seed = j.at("seed");
-  r.steps = j.at("steps");
-  r.guidance = j.at("guidance");
-  return r;
+  return json::parse(bytes).get<ImageRequest>();
 }
 
-}  // namespace spdit::cli
-
-namespace spdit::cli {
-
-std::string to_wire(const VideoRequest& r) {
-  return json{{"prompt", r.prompt},
-              {"negative_prompt", r.negative_prompt},
-              {"width", r.width},
-              {"height", r.height},
-              {"frames", r.frames},
-              {"fps", r.fps},
-              {"response_format", r.response_format},
-              {"seed", r.seed},
-              {"steps", r.steps},
-              {"guidance", r.guidance}}
-      .dump();
-}
+std::string to_wire(const VideoRequest& r) { return json(r).dump(); }
 
 VideoRequest video_request_from_wire(const std::string& bytes) {
-  const auto j = json::parse(bytes);
-  VideoRequest r;
-  r.prompt = j.at("prompt");
-  r.negative_prompt = j.at("negative_prompt");
-  r.width = j.at("width");
-  r.height = j.at("height");
-  r.frames = j.at("frames");
-  r.fps = j.at("fps");
-  r.response_format = j.at("response_format");
-  r.seed = j.at("seed");
-  r.steps = j.at("steps");
-  r.guidance = j.at("guidance");
-  return r;
+  return json::parse(bytes).get<VideoRequest>();
 }
 
 }  // namespace spdit::cli

@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 
+#include "../text/text_files.h"
 #include "spdit/models/flux.h"
 #include "spdit/models/precision.h"
 #include "spdit/pipelines/flux_vae_stage.h"
@@ -11,15 +12,6 @@
 #include "spdit/vae/vae_loader.h"
 
 namespace spdit::pipelines {
-namespace {
-
-bool exists(const std::string& p) {
-  struct stat st {};
-  return stat(p.c_str(), &st) == 0;
-}
-
-}  // namespace
-
 FluxImagePipeline::FluxImagePipeline(const ModelDir& dir, at::ScalarType dtype, bool with_text,
                                      bool shard_blocks) {
   std::vector<std::string> parts = {"transformer", "vae"};
@@ -51,9 +43,10 @@ FluxImagePipeline::FluxImagePipeline(const ModelDir& dir, at::ScalarType dtype, 
                              std::to_string(c.in_channels) +
                              " (4 per latent channel, 2x2 patches)");
   }
-  scheduler_ = exists(dir.root() + "/scheduler") ? FlowMatchEulerConfig::from_model_dir(dir.root())
-               : c.guidance                      ? FlowMatchEulerConfig::flux_dev()
-                                                 : FlowMatchEulerConfig::flux_schnell();
+  scheduler_ = text::path_exists(dir.root() + "/scheduler")
+                   ? FlowMatchEulerConfig::from_model_dir(dir.root())
+               : c.guidance ? FlowMatchEulerConfig::flux_dev()
+                            : FlowMatchEulerConfig::flux_schnell();
   if (with_text) {
     clip_tokenizer_ = text::ClipTokenizer::load(dir.component("tokenizer"));
     t5_tokenizer_ = text::T5Tokenizer::load(dir.component("tokenizer_2"));

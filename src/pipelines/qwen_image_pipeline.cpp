@@ -7,6 +7,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "../text/text_files.h"
 #include "spdit/models/precision.h"
 #include "spdit/models/qwen_image.h"
 #include "spdit/pipelines/guidance.h"
@@ -17,27 +18,11 @@
 #include "spdit/vae/wan_vae_loader.h"
 
 namespace spdit::pipelines {
-namespace {
-
-bool exists(const std::string& p) {
-  struct stat st {};
-  return stat(p.c_str(), &st) == 0;
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-}  // namespace
-
 bool QwenImageFiles::is_qwen_image_folder(const std::string& root) {
   const auto index = root + "/model_index.json";
-  if (!exists(index)) return false;
+  if (!text::path_exists(index)) return false;
   try {
-    return nlohmann::json::parse(read_text(index)).value("_class_name", std::string()) ==
+    return nlohmann::json::parse(text::read_text_file(index)).value("_class_name", std::string()) ==
            "QwenImagePipeline";
   } catch (const std::exception&) {
     return false;
@@ -58,10 +43,11 @@ QwenImageFiles QwenImageFiles::find(const std::string& root) {
   // The text side is optional here: without it prompts come as embeddings.
   for (auto [name, path] :
        {std::pair{"text_encoder", &f.text_encoder}, std::pair{"tokenizer", &f.tokenizer}}) {
-    if (dir.components().count(name) && exists(root + "/" + name)) *path = root + "/" + name;
+    if (dir.components().count(name) && text::path_exists(root + "/" + name))
+      *path = root + "/" + name;
   }
   const auto sched = root + "/scheduler/scheduler_config.json";
-  if (exists(sched)) f.scheduler_config = sched;
+  if (text::path_exists(sched)) f.scheduler_config = sched;
   return f;
 }
 
@@ -89,7 +75,7 @@ QwenImagePipeline::QwenImagePipeline(const QwenImageFiles& files, at::ScalarType
   }
   scheduler_ = files.scheduler_config.empty()
                    ? FlowMatchEulerConfig::qwen_image()
-                   : FlowMatchEulerConfig::from_json(read_text(files.scheduler_config),
+                   : FlowMatchEulerConfig::from_json(text::read_text_file(files.scheduler_config),
                                                      files.scheduler_config);
 }
 

@@ -8,6 +8,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "../text/text_files.h"
 #include "spdit/models/precision.h"
 #include "spdit/models/wan.h"
 #include "spdit/pipelines/flow_match_scheduler.h"
@@ -18,18 +19,6 @@
 namespace spdit::pipelines {
 namespace {
 
-bool exists(const std::string& p) {
-  struct stat st {};
-  return stat(p.c_str(), &st) == 0;
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
 // The original release's file names (Wan-Video/Wan2.1,
 // wan/configs/shared_config.py).
 constexpr const char* kOriginalT5 = "models_t5_umt5-xxl-enc-bf16.pth";
@@ -38,9 +27,9 @@ constexpr const char* kOriginalTokenizer = "google/umt5-xxl";
 
 bool says_wan_pipeline(const std::string& root) {
   const auto index = root + "/model_index.json";
-  if (!exists(index)) return false;
+  if (!text::path_exists(index)) return false;
   try {
-    return nlohmann::json::parse(read_text(index)).value("_class_name", std::string()) ==
+    return nlohmann::json::parse(text::read_text_file(index)).value("_class_name", std::string()) ==
            "WanPipeline";
   } catch (const std::exception&) {
     return false;
@@ -50,7 +39,7 @@ bool says_wan_pipeline(const std::string& root) {
 }  // namespace
 
 bool WanFiles::is_wan_folder(const std::string& root) {
-  return says_wan_pipeline(root) || exists(root + "/" + kOriginalT5);
+  return says_wan_pipeline(root) || text::path_exists(root + "/" + kOriginalT5);
 }
 
 WanFiles WanFiles::find(const std::string& root) {
@@ -65,7 +54,7 @@ WanFiles WanFiles::find(const std::string& root) {
     f.tokenizer = dir.component("tokenizer");
     f.text_encoder = dir.component("text_encoder");
     const auto sched = root + "/scheduler/scheduler_config.json";
-    if (exists(sched)) f.scheduler_config = sched;
+    if (text::path_exists(sched)) f.scheduler_config = sched;
     return f;
   }
   f.layout = "wan-original";
@@ -74,10 +63,11 @@ WanFiles WanFiles::find(const std::string& root) {
   f.tokenizer = root + "/" + kOriginalTokenizer;
   f.text_encoder = root + "/" + kOriginalT5;
   std::string missing;
-  if (!exists(root + "/config.json")) missing += "\n  config.json (the transformer's dimensions)";
-  if (!exists(f.vae)) missing += std::string("\n  ") + kOriginalVae;
-  if (!exists(f.text_encoder)) missing += std::string("\n  ") + kOriginalT5;
-  if (!exists(f.tokenizer + "/spiece.model"))
+  if (!text::path_exists(root + "/config.json"))
+    missing += "\n  config.json (the transformer's dimensions)";
+  if (!text::path_exists(f.vae)) missing += std::string("\n  ") + kOriginalVae;
+  if (!text::path_exists(f.text_encoder)) missing += std::string("\n  ") + kOriginalT5;
+  if (!text::path_exists(f.tokenizer + "/spiece.model"))
     missing += std::string("\n  ") + kOriginalTokenizer + "/spiece.model";
   if (!missing.empty()) {
     throw std::runtime_error("spdit: '" + root +
@@ -120,10 +110,10 @@ WanVideoPipeline::WanVideoPipeline(const WanFiles& files, at::ScalarType dtype, 
         "spdit: the VAE of '" + files.root + "' has " + std::to_string(vae_->config().z_dim) +
         " latent channels, but the transformer takes " + std::to_string(c.in_channels));
   }
-  scheduler_ =
-      files.scheduler_config.empty()
-          ? UniPCConfig::wan()
-          : UniPCConfig::from_json(read_text(files.scheduler_config), files.scheduler_config);
+  scheduler_ = files.scheduler_config.empty()
+                   ? UniPCConfig::wan()
+                   : UniPCConfig::from_json(text::read_text_file(files.scheduler_config),
+                                            files.scheduler_config);
   if (with_text) {
     text_.emplace(WanPromptEncoder::load(files.tokenizer, files.text_encoder));
     const int64_t d = text_->encoder()->config().d_model;

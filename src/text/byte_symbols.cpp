@@ -39,4 +39,36 @@ const std::unordered_map<std::string, unsigned char>& symbol_bytes() {
   return inverse;
 }
 
+std::vector<BpePair> learn_bpe_merges(std::map<BpeWord, int64_t> words, int rounds) {
+  std::vector<BpePair> merges;
+  for (int r = 0; r < rounds; ++r) {
+    std::map<BpePair, int64_t> pairs;  // ordered: ties go to the smallest pair
+    for (const auto& [w, n] : words) {
+      for (size_t i = 0; i + 1 < w.size(); ++i) pairs[{w[i], w[i + 1]}] += n;
+    }
+    if (pairs.empty()) break;
+    auto best = pairs.begin();
+    for (auto it = pairs.begin(); it != pairs.end(); ++it) {
+      if (it->second > best->second) best = it;
+    }
+    const BpePair m = best->first;
+    merges.push_back(m);
+    std::map<BpeWord, int64_t> merged;
+    for (const auto& [w, n] : words) {
+      BpeWord out;
+      for (size_t i = 0; i < w.size();) {
+        if (i + 1 < w.size() && w[i] == m.first && w[i + 1] == m.second) {
+          out.push_back(m.first + m.second);
+          i += 2;
+        } else {
+          out.push_back(w[i++]);
+        }
+      }
+      merged[out] += n;
+    }
+    words.swap(merged);
+  }
+  return merges;
+}
+
 }  // namespace spdit::text

@@ -12,8 +12,8 @@
 namespace spdit::text {
 namespace {
 
-using Word = std::vector<std::string>;
-using Pair = std::pair<std::string, std::string>;
+using Word = BpeWord;
+using Pair = BpePair;
 
 // Each word of the corpus as CLIP's tokenizer sees it before BPE: its bytes'
 // symbols, </w> on the last; with how often it occurs.
@@ -32,38 +32,6 @@ std::map<Word, int64_t> corpus_words(const std::string& corpus) {
   return words;
 }
 
-std::vector<Pair> learn_merges(std::map<Word, int64_t> words, int rounds) {
-  std::vector<Pair> merges;
-  for (int r = 0; r < rounds; ++r) {
-    std::map<Pair, int64_t> pairs;  // ordered: ties go to the smallest pair
-    for (const auto& [w, n] : words) {
-      for (size_t i = 0; i + 1 < w.size(); ++i) pairs[{w[i], w[i + 1]}] += n;
-    }
-    if (pairs.empty()) break;
-    auto best = pairs.begin();
-    for (auto it = pairs.begin(); it != pairs.end(); ++it) {
-      if (it->second > best->second) best = it;
-    }
-    const Pair m = best->first;
-    merges.push_back(m);
-    std::map<Word, int64_t> merged;
-    for (const auto& [w, n] : words) {
-      Word out;
-      for (size_t i = 0; i < w.size();) {
-        if (i + 1 < w.size() && w[i] == m.first && w[i + 1] == m.second) {
-          out.push_back(m.first + m.second);
-          i += 2;
-        } else {
-          out.push_back(w[i++]);
-        }
-      }
-      merged[out] += n;
-    }
-    words.swap(merged);
-  }
-  return merges;
-}
-
 }  // namespace
 
 int64_t write_clip_tokenizer_files(const std::string& folder, int merges,
@@ -72,7 +40,7 @@ int64_t write_clip_tokenizer_files(const std::string& folder, int merges,
     throw std::runtime_error("spdit: a CLIP vocabulary needs merges >= 0, not " +
                              std::to_string(merges));
   make_folder(folder);
-  const auto learned = learn_merges(corpus_words(corpus), merges);
+  const auto learned = learn_bpe_merges(corpus_words(corpus), merges);
   // OpenAI's CLIP lays its vocabulary out in this order; a token a merge
   // rebuilds keeps its first id.
   std::vector<std::string> tokens;

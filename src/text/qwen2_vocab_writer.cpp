@@ -13,8 +13,8 @@
 namespace spdit::text {
 namespace {
 
-using Word = std::vector<std::string>;
-using Pair = std::pair<std::string, std::string>;
+using Word = BpeWord;
+using Pair = BpePair;
 
 // Qwen2.5-VL's added tokens, in its order (ids after the BPE vocabulary).
 const std::vector<std::string> kAddedTokens = {
@@ -34,33 +34,7 @@ std::vector<Pair> learn_merges(const std::string& corpus, int rounds) {
       ++words[w];
     }
   }
-  std::vector<Pair> merges;
-  for (int r = 0; r < rounds; ++r) {
-    std::map<Pair, int64_t> pairs;  // ordered: ties go to the smallest pair
-    for (const auto& [w, n] : words)
-      for (size_t i = 0; i + 1 < w.size(); ++i) pairs[{w[i], w[i + 1]}] += n;
-    if (pairs.empty()) break;
-    auto best = pairs.begin();
-    for (auto it = pairs.begin(); it != pairs.end(); ++it)
-      if (it->second > best->second) best = it;
-    const Pair m = best->first;
-    merges.push_back(m);
-    std::map<Word, int64_t> merged;
-    for (const auto& [w, n] : words) {
-      Word out;
-      for (size_t i = 0; i < w.size();) {
-        if (i + 1 < w.size() && w[i] == m.first && w[i + 1] == m.second) {
-          out.push_back(m.first + m.second);
-          i += 2;
-        } else {
-          out.push_back(w[i++]);
-        }
-      }
-      merged[out] += n;
-    }
-    words.swap(merged);
-  }
-  return merges;
+  return learn_bpe_merges(std::move(words), rounds);
 }
 
 }  // namespace

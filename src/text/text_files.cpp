@@ -15,6 +15,11 @@ bool file_exists(const std::string& path) {
   return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
+bool path_exists(const std::string& path) {
+  struct stat st {};
+  return stat(path.c_str(), &st) == 0;
+}
+
 void require_file(const std::string& path, const std::string& hint) {
   if (!file_exists(path)) throw std::runtime_error("spdit: no file " + path + hint);
 }

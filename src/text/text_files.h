@@ -7,6 +7,8 @@
 namespace spdit::text {
 
 bool file_exists(const std::string& path);
+/// A file or a folder at `path`.
+bool path_exists(const std::string& path);
 /// Throws "no <path><hint>" when `path` is not a readable file.
 void require_file(const std::string& path, const std::string& hint);
 std::string read_text_file(const std::string& path);
