@@ -187,6 +187,24 @@ int generate_rank(World& world, const GenerateOptions& given) {
   return code;
 }
 
+namespace {
+
+// A --dump's packed latents (1, tokens, C) for a height x width picture
+// (FLUX.1 and Qwen-Image alike), or an error naming the size they fit.
+at::Tensor packed_latents(const std::string& file, const pipelines::FluxLatentGrid& grid,
+                          int64_t height, int64_t width) {
+  auto x = tensor_from(file, "latents");
+  if (x.dim() != 3 || x.size(1) != grid.tokens()) {
+    throw std::invalid_argument("'" + file + "' latents are " + std::string(c10::str(x.sizes())) +
+                                "; a " + std::to_string(height) + "x" + std::to_string(width) +
+                                " image has " + std::to_string(grid.tokens()) +
+                                " packed tokens: give the size it was made at");
+  }
+  return x;
+}
+
+}  // namespace
+
 void add_encode_command(CLI::App& app, Action& action) {
   auto* cmd = app.add_subcommand(
       "encode", "A prompt to FLUX.1's, Wan2.1's or Qwen-Image's text embeddings (safetensors)");
@@ -273,13 +291,7 @@ void add_decode_command(CLI::App& app, Action& action) {
         pipelines::QwenImagePipeline qwen(pipelines::QwenImageFiles::find(dir),
                                           at::ScalarType::Undefined, false);
         const auto grid = qwen.grid(height, width);
-        auto x = tensor_from(latents, "latents");
-        if (x.dim() != 3 || x.size(1) != grid.tokens()) {
-          throw std::invalid_argument(
-              "'" + latents + "' latents are " + std::string(c10::str(x.sizes())) + "; a " +
-              std::to_string(height) + "x" + std::to_string(width) + " image has " +
-              std::to_string(grid.tokens()) + " packed tokens: give the size it was made at");
-        }
+        const auto x = packed_latents(latents, grid, height, width);
         write_image(out, qwen.decode(x, grid));
         std::cout << "wrote " << out << std::endl;
         return 0;
@@ -302,13 +314,7 @@ void add_decode_command(CLI::App& app, Action& action) {
       pipelines::FluxImagePipeline flux(pipelines::ModelDir::open(dir), at::ScalarType::Undefined,
                                         false);
       const auto grid = flux.grid(height, width);
-      auto x = tensor_from(latents, "latents");
-      if (x.dim() != 3 || x.size(1) != grid.tokens()) {
-        throw std::invalid_argument(
-            "'" + latents + "' latents are " + std::string(c10::str(x.sizes())) + "; a " +
-            std::to_string(height) + "x" + std::to_string(width) + " image has " +
-            std::to_string(grid.tokens()) + " packed tokens: give the size it was made at");
-      }
+      const auto x = packed_latents(latents, grid, height, width);
       write_image(out, flux.decode(x, grid));
       std::cout << "wrote " << out << std::endl;
       return 0;

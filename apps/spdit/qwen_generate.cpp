@@ -7,11 +7,13 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "decode_bands.h"
 #include "output_paths.h"
 #include "parity_report.h"
 #include "pipeline_inputs.h"
 #include "png_writer.h"
 #include "rank_setup.h"
+#include "run_report.h"
 #include "spdit/checkpoints/checkpoint.h"
 #include "spdit/hooks/sequence_parallel.h"
 #include "spdit/models/precision.h"
@@ -35,16 +37,12 @@ pipelines::QwenPromptEmbeds embeds_from(const std::string& file, const std::stri
   return p;
 }
 
-void phase(bool on, const std::string& what, double seconds) {
-  if (on)
-    std::cerr << what << " " << std::fixed << std::setprecision(3) << seconds << " s" << std::endl;
-}
-
 }  // namespace
 
 int qwen_generate_rank(World& world, const QwenGenerateOptions& o) {
   set_threads_per_rank(o.threads);
   const bool lead = world.rank() == 0;
+  const Progress progress{lead};
   if (lead) {
     check_can_write(o.out, "--out");
     check_can_write(o.json, "--json");
@@ -88,7 +86,7 @@ int qwen_generate_rank(World& world, const QwenGenerateOptions& o) {
   pipelines::QwenImagePipeline qwen(files, dtype, /*with_text=*/!o.prompt.empty());
   const auto grid = qwen.grid(o.height, o.width);
   const double load_s = since(t0);
-  phase(lead, "load", load_s);
+  progress.phase("load", load_s);
 
   // Every rank encodes (or reads) the prompt: the result is the same on each.
   t0 = Clock::now();
@@ -109,7 +107,7 @@ int qwen_generate_rank(World& world, const QwenGenerateOptions& o) {
         ") and --guidance above 1: leave --cfg out");
   }
   const double encode_s = since(t0);
-  phase(lead, "encode", encode_s);
+  progress.phase("encode", encode_s);
 
   const auto noise =
       o.noise.empty() ? qwen.initial_noise(grid, o.seed) : tensor_from(o.noise, "noise");
@@ -152,21 +150,18 @@ int qwen_generate_rank(World& world, const QwenGenerateOptions& o) {
 
   // Every rank holds the final latents: with several ranks each decodes a
   // band of rows (row_bands.h) and all get the picture; else rank 0 alone.
-  const bool banded = o.vae_parallel && world.size() > 1;
-  SequenceParallelConfig bands{1, world.size()};
-  if (banded) bands.setup(world);
+  const auto bands = decode_bands(world, o.vae_parallel);
+  const bool banded = bands != nullptr;
   at::Tensor pixels;
   double decode_s = 0;
   if (lead || banded) {
     t0 = Clock::now();
-    pixels = qwen.decode(latents, grid, banded ? &bands : nullptr);
+    pixels = qwen.decode(latents, grid, bands.get());
     decode_s = since(t0);
   }
   int code = 0;
   if (lead) {
-    phase(lead,
-          banded ? "decode (" + std::to_string(world.size()) + " ranks)" : std::string("decode"),
-          decode_s);
+    progress.phase(decode_phase_name(bands.get()), decode_s);
     nlohmann::json j = {{"model_dir", o.model_dir},
                         {"model", "qwen-image"},
                         {"dtype", models::dtype_name(qwen.dtype())},
