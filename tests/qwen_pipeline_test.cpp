@@ -367,4 +367,15 @@ TEST(QwenImagePipeline, mistakes_are_named) {
   r = run_command(base + " --prompt-embeds " + tmp.path + "/wide.safetensors --nproc 1");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.output.find("prompt_embeds must be (1, L, 32)"), std::string::npos) << r.output;
+  // Latents decoded at another size than they were made at: 2x2 packed tokens
+  // are a 32x32 picture, not 32x48.
+  checkpoints::write_safetensors(tmp.path + "/lat.safetensors",
+                                 {{"latents", at::randn({1, 4, 64}, gen)}});
+  r = run_command(std::string(SPDIT_BIN) + " decode --model-dir " + model_dir() + " --latents " +
+                  tmp.path + "/lat.safetensors --height 32 --width 48 --out " + tmp.path +
+                  "/lat.png");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("a 32x48 image has 6 packed tokens: give the size it was made at"),
+            std::string::npos)
+      << r.output;
 }
