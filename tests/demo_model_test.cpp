@@ -137,6 +137,11 @@ pipelines::TrainDemoOptions few_steps() {
   return o;
 }
 
+std::string file_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
 double mean_of(const std::vector<double>& v, size_t from, size_t n) {
   double s = 0;
   for (size_t i = from; i < from + n; ++i) s += v[i];
@@ -146,7 +151,9 @@ double mean_of(const std::vector<double>& v, size_t from, size_t n) {
 TEST(TrainDemo, a_few_steps_lower_both_losses_and_write_a_folder_the_pipeline_reads) {
   test::TempDir tmp;
   const std::string dir = tmp.path + "/demo";
-  const auto r = pipelines::train_demo_model(dir, few_steps());
+  auto o = few_steps();
+  o.snapshot_every = 25, o.snapshot_dir = tmp.path + "/snapshots";
+  const auto r = pipelines::train_demo_model(dir, o);
   ASSERT_EQ(r.vae_loss.size(), 30u);
   ASSERT_EQ(r.transformer_loss.size(), 40u);
   EXPECT_LT(mean_of(r.vae_loss, 25, 5), 0.8 * mean_of(r.vae_loss, 0, 5));
@@ -154,15 +161,19 @@ TEST(TrainDemo, a_few_steps_lower_both_losses_and_write_a_folder_the_pipeline_re
   const auto folder = pipelines::ModelDir::open(dir);
   EXPECT_EQ(folder.run_defaults().at("height"), 64);
   EXPECT_EQ(folder.run_defaults().at("max_sequence_length"), r.max_sequence_length);
+  EXPECT_EQ(folder.run_defaults().at("true_cfg_scale"), o.run_true_cfg_scale);
+  // The snapshot at step 25 is a whole folder of its own, with other weights
+  // than the end's; none is written at the last step (the folder is that).
+  const std::string snap = o.snapshot_dir + "/step-25";
+  const auto weights = "/transformer/diffusion_pytorch_model.safetensors";
+  EXPECT_EQ(pipelines::ModelDir::open(snap).run_defaults().at("height"), 64);
+  EXPECT_FALSE(file_bytes(snap + weights).empty());
+  EXPECT_NE(file_bytes(snap + weights), file_bytes(dir + weights));
+  EXPECT_FALSE(std::ifstream(o.snapshot_dir + "/step-40").good());
   pipelines::FluxImagePipeline flux(folder);
   flux.set_max_sequence_length(r.max_sequence_length);
   EXPECT_EQ(flux.encode("a red circle on a blue background").prompt_embeds.size(1),
             r.max_sequence_length);
-}
-
-std::string file_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
 }
 
 TEST(TrainDemo, the_same_seed_gives_the_same_weights) {
@@ -177,6 +188,22 @@ TEST(TrainDemo, the_same_seed_gives_the_same_weights) {
     EXPECT_FALSE(a.empty()) << part;
     EXPECT_TRUE(a == file_bytes(tmp.path + "/b" + part)) << part;
   }
+}
+
+TEST(TrainDemo, snapshot_flags_go_together) {
+  test::TempDir tmp;
+  auto o = few_steps();
+  o.snapshot_every = 10;
+  EXPECT_NE(test::error_of([&] {
+              pipelines::train_demo_model(tmp.path + "/a", o);
+            }).find("--snapshot-every N and --snapshot-dir DIR go together"),
+            std::string::npos);
+  o.uncond_prob = 1.0;
+  o.snapshot_every = 0;
+  EXPECT_NE(test::error_of([&] {
+              pipelines::train_demo_model(tmp.path + "/b", o);
+            }).find("--uncond-prob must be in [0, 1)"),
+            std::string::npos);
 }
 
 TEST(TrainDemo, refuses_a_folder_that_is_not_empty) {

@@ -207,3 +207,100 @@ TEST(FluxPipeline, SchnellRunsItsOwnDefaults) {
             }).find("the variants are FLUX.1's"),
             std::string::npos);
 }
+
+// True CFG (diffusers' true_cfg_scale with a negative prompt): the formula
+// step by step, off when it should be, and the same result serial, under SP
+// and with its two branches on two halves of the ranks (--cfg 2).
+TEST(FluxPipeline, TrueCfgIsDiffusersFormula) {
+  SPDIT_SKIP_WITHOUT_SENTENCEPIECE();
+  pipelines::FluxImagePipeline flux(pipelines::ModelDir::open(model_dir()), at::kFloat);
+  const auto grid = flux.grid(64, 64);
+  const auto noise = flux.initial_noise(grid, 3);
+  const auto pos = flux.encode("a red circle"), neg = flux.encode("");
+  const auto plain = flux.denoise(noise, pos, grid, 2, 3.5);
+  // Off: no negative, or a scale of 1.
+  EXPECT_TRUE(at::equal(flux.denoise(noise, pos, grid, 2, 3.5, {nullptr, 4.0}), plain));
+  EXPECT_TRUE(at::equal(flux.denoise(noise, pos, grid, 2, 3.5, {&neg, 1.0}), plain));
+  // The prompt as its own negative: neg + s * 0 is the prompt's velocity.
+  EXPECT_TRUE(at::equal(flux.denoise(noise, pos, grid, 2, 3.5, {&pos, 4.0}), plain));
+  // One step by hand: x + (sigma_1 - sigma_0) * (neg + s (pos - neg)).
+  const auto guided = flux.denoise(noise, pos, grid, 1, 3.5, {&neg, 4.0});
+  const auto pos_step = flux.denoise(noise, pos, grid, 1, 3.5);
+  const auto neg_step = flux.denoise(noise, neg, grid, 1, 3.5);
+  // Each step is x + dt * v, so the guided step is neg_step + s (pos_step - neg_step).
+  const auto expected = neg_step + 4.0 * (pos_step - neg_step);
+  EXPECT_LE((guided - expected).abs().max().item<double>(),
+            1e-5 * expected.abs().max().item<double>());
+  EXPECT_GT((guided - pos_step).abs().max().item<double>(), 1e-3) << "guidance changes the step";
+  // A negative prompt of the wrong width is named.
+  pipelines::FluxPrompt bad{at::zeros({1, 4, 7}), neg.pooled_prompt_embeds};
+  try {
+    flux.denoise(noise, pos, grid, 1, 3.5, {&bad, 4.0});
+    ADD_FAILURE() << "a negative prompt of the wrong width ran";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("negative_prompt_embeds"), std::string::npos) << e.what();
+  }
+}
+
+TEST(FluxPipeline, TrueCfgUnderSpAndOnTheCfgAxisMatchesOneRank) {
+  SPDIT_SKIP_WITHOUT_SENTENCEPIECE();
+  if (access(SPDIT_BIN, X_OK) != 0) GTEST_SKIP() << "the spdit command is not built here";
+  TempDir tmp;
+  const std::string bin = SPDIT_BIN, t = tmp.path;
+  const std::string base = bin + " run --model-dir " + model_dir() +
+                           " --prompt 'a red circle' --negative-prompt 'a blue square'" +
+                           " --cfg-scale 3 --steps 2 --dtype fp32 --check";
+  // 80x112: 35 tokens, which 2 does not divide.
+  for (const char* layout : {" --nproc 1", " --nproc 2 --ulysses 2", " --nproc 2 --cfg 2",
+                             " --nproc 4 --cfg 2 --ring 2", " --nproc 4 --ulysses 2 --ring 2"}) {
+    for (const char* size : {" --height 64 --width 64", " --height 80 --width 112"}) {
+      auto r = run_command(base + layout + size);
+      EXPECT_EQ(r.code, 0) << layout << size << "\n" << r.output;
+      EXPECT_NE(r.output.find("PASS"), std::string::npos) << layout << size << "\n" << r.output;
+      EXPECT_NE(r.output.find("true CFG 3"), std::string::npos) << r.output;
+    }
+  }
+  // The two halves give the serial result bit for bit (one all-gather, the
+  // same combination in the same order).
+  auto serial = run_command(base + " --nproc 1 --height 64 --width 64 --dump " + t + "/s.st");
+  auto halves =
+      run_command(base + " --nproc 2 --cfg 2 --height 64 --width 64 --dump " + t + "/h.st");
+  ASSERT_EQ(serial.code, 0) << serial.output;
+  ASSERT_EQ(halves.code, 0) << halves.output;
+  EXPECT_TRUE(at::equal(tensor_in(t + "/s.st", "latents"), tensor_in(t + "/h.st", "latents")));
+  // The dump carries the negative pair; a run from it reproduces the run.
+  auto again =
+      run_command(bin + " run --model-dir " + model_dir() + " --prompt-embeds " + t +
+                  "/s.st --noise " + t + "/s.st --cfg-scale 3 --steps 2 --dtype fp32 --nproc 1 " +
+                  "--height 64 --width 64 --dump " + t + "/a.st");
+  ASSERT_EQ(again.code, 0) << again.output;
+  EXPECT_TRUE(at::equal(tensor_in(t + "/s.st", "latents"), tensor_in(t + "/a.st", "latents")));
+}
+
+TEST(FluxPipeline, TrueCfgMistakesAreSaid) {
+  SPDIT_SKIP_WITHOUT_SENTENCEPIECE();
+  if (access(SPDIT_BIN, X_OK) != 0) GTEST_SKIP() << "the spdit command is not built here";
+  TempDir tmp;
+  const std::string bin = SPDIT_BIN, t = tmp.path;
+  const std::string base =
+      bin + " run --model-dir " + model_dir() + " --height 64 --width 64 --steps 1 --dtype fp32";
+  auto said = [](const std::string& command, const std::string& words) {
+    auto r = run_command(command);
+    EXPECT_NE(r.code, 0) << command << "\n" << r.output;
+    EXPECT_NE(r.output.find(words), std::string::npos) << command << "\n" << r.output;
+  };
+  // A negative prompt that nothing would use.
+  said(base + " --prompt x --negative-prompt y --nproc 1", "--negative-prompt is true CFG's");
+  // Two halves with one branch.
+  said(base + " --prompt x --cfg 2 --nproc 2", "--cfg 2 runs true CFG's two branches");
+  // Halves of an odd world.
+  said(base + " --prompt x --cfg 2 --cfg-scale 3 --nproc 3", "does not divide");
+  // Embeddings without negatives, when true CFG is asked for.
+  auto r =
+      run_command(bin + " encode --model-dir " + model_dir() + " --prompt x --out " + t + "/e.st");
+  ASSERT_EQ(r.code, 0) << r.output;
+  said(base + " --prompt-embeds " + t + "/e.st --cfg-scale 3 --nproc 1",
+       "holds no tensor 'negative_prompt_embeds'");
+  said(base + " --prompt-embeds " + t + "/e.st --cfg-scale 3 --negative-prompt y --nproc 1",
+       "--negative-prompt is text for the encoders");
+}

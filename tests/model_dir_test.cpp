@@ -102,3 +102,24 @@ TEST(ModelDir, NewModelCommandThenRunOnItsTransformer) {
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.output.find("exists and is not empty"), std::string::npos) << r.output;
 }
+
+// _spdit_run_defaults: sizes and counts whole, scales any positive number;
+// anything else is refused naming the key.
+TEST(ModelDir, RunDefaultsAreWholeSizesAndPositiveScales) {
+  TempDir tmp;
+  auto folder = [&](const std::string& defaults) {
+    std::ofstream(tmp.path + "/model_index.json")
+        << R"({"_class_name": "FluxPipeline", "_spdit_run_defaults": )" << defaults << "}";
+    return tmp.path;
+  };
+  auto md = pipelines::ModelDir::open(folder(R"({"height": 128, "true_cfg_scale": 4.5})"));
+  EXPECT_EQ(md.run_defaults().at("height"), 128);
+  EXPECT_EQ(md.run_defaults().at("true_cfg_scale"), 4.5);
+  for (const auto& [bad, words] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"height": 128.5})", "_spdit_run_defaults.height must be a positive whole number"},
+           {R"({"true_cfg_scale": -1})", "true_cfg_scale must be a positive number"},
+           {R"({"true_cfg_scale": "4"})", "true_cfg_scale must be a positive number"}}) {
+    const auto what = error_of([&] { pipelines::ModelDir::open(folder(bad)); });
+    EXPECT_NE(what.find(words), std::string::npos) << bad << ": " << what;
+  }
+}

@@ -6,7 +6,9 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <type_traits>
 
 #include "commands.h"
@@ -31,8 +33,43 @@
 namespace spdit::cli {
 namespace {
 
-pipelines::FluxPrompt prompt_from_file(const std::string& file) {
-  return {tensor_from(file, "prompt_embeds"), tensor_from(file, "pooled_prompt_embeds")};
+pipelines::FluxPrompt prompt_from_file(const std::string& file, const std::string& prefix = "") {
+  return {tensor_from(file, prefix + "prompt_embeds"),
+          tensor_from(file, prefix + "pooled_prompt_embeds")};
+}
+
+bool file_has(const std::string& file, const std::string& name) {
+  return checkpoints::Checkpoint::open(file).has(name);
+}
+
+// True CFG's negative prompt, when the run has one: the text (empty unless
+// given) through the encoders, or a --prompt-embeds file's negative_*
+// tensors. A folder's default scale with a file that has no negatives runs
+// without true CFG (said); an asked-for scale is refused instead.
+std::optional<pipelines::FluxPrompt> negative_prompt(pipelines::FluxImagePipeline& flux,
+                                                     GenerateOptions& o, bool scale_asked,
+                                                     bool lead) {
+  if (o.negative_prompt_given && !(o.true_cfg_scale > 1)) {
+    throw std::invalid_argument(
+        "--negative-prompt is true CFG's: give --cfg-scale above 1 with it (FLUX.1's "
+        "--guidance is the embedded guidance, which takes no negative prompt)");
+  }
+  if (!(o.true_cfg_scale > 1)) return std::nullopt;
+  if (o.prompt_embeds.empty()) return flux.encode(o.negative_prompt);
+  if (o.negative_prompt_given) {
+    throw std::invalid_argument(
+        "--negative-prompt is text for the encoders; with --prompt-embeds the negative prompt is "
+        "the file's negative_prompt_embeds and negative_pooled_prompt_embeds");
+  }
+  if (file_has(o.prompt_embeds, "negative_prompt_embeds") || scale_asked)
+    return prompt_from_file(o.prompt_embeds, "negative_");  // throws naming what is missing
+  if (lead) {
+    std::cout << "spdit run: '" << o.prompt_embeds
+              << "' has no negative_prompt_embeds: no true CFG (the folder's default scale "
+              << o.true_cfg_scale << " needs them)" << std::endl;
+  }
+  o.true_cfg_scale = 1;
+  return std::nullopt;
 }
 
 void write_image(const std::string& path, const at::Tensor& pixels) {  // (1, H, W, 3) uint8
@@ -53,6 +90,7 @@ GenerateOptions with_folder_defaults(GenerateOptions o, const pipelines::ModelDi
   take(o.width, "width", 1024);
   take(o.steps, "steps", 0);  // 0: the variant's
   take(o.max_sequence_length, "max_sequence_length", 0);
+  take(o.true_cfg_scale, "true_cfg_scale", 1);
   return o;
 }
 
@@ -71,9 +109,13 @@ int generate_rank(World& world, const GenerateOptions& given) {
         "--model-dir needs the prompt: --prompt TEXT, or --prompt-embeds FILE (from spdit "
         "encode or another implementation) -- one of them");
   }
-  auto [u, r] = resolve_degrees(world.size(), given.ulysses, given.ring);
+  if (world.size() % given.cfg != 0) {
+    throw std::invalid_argument("--cfg " + std::to_string(given.cfg) + " does not divide the " +
+                                std::to_string(world.size()) + " ranks");
+  }
+  auto [u, r] = resolve_degrees(world.size() / given.cfg, given.ulysses, given.ring);
   const auto dir = pipelines::ModelDir::open(given.model_dir);
-  const GenerateOptions o = with_folder_defaults(given, dir);
+  GenerateOptions o = with_folder_defaults(given, dir);
   check_ranks_agree(world, {{"--model-dir", o.model_dir},
                             {"--prompt", o.prompt},
                             {"--prompt-embeds", o.prompt_embeds},
@@ -84,6 +126,9 @@ int generate_rank(World& world, const GenerateOptions& given) {
                             {"--max-sequence-length", std::to_string(o.max_sequence_length)},
                             {"--seed", std::to_string(o.seed)},
                             {"--guidance", std::to_string(o.guidance)},
+                            {"--cfg-scale", std::to_string(o.true_cfg_scale)},
+                            {"--negative-prompt", o.negative_prompt},
+                            {"--cfg", std::to_string(o.cfg)},
                             {"--ulysses", std::to_string(u)},
                             {"--ring", std::to_string(r)},
                             {"--dtype", o.dtype},
@@ -104,6 +149,12 @@ int generate_rank(World& world, const GenerateOptions& given) {
   // ranks share; the result is the same on each), so no broadcast is needed.
   t0 = Clock::now();
   const auto prompt = o.prompt.empty() ? prompt_from_file(o.prompt_embeds) : flux.encode(o.prompt);
+  const auto negative = negative_prompt(flux, o, given.true_cfg_scale > 0, lead);
+  if (o.cfg == 2 && !negative) {
+    throw std::invalid_argument(
+        "--cfg 2 runs true CFG's two branches at once; this run has no true CFG (--cfg-scale " +
+        std::to_string(o.true_cfg_scale) + "): give --cfg-scale above 1, or leave --cfg out");
+  }
   seconds.encode = since(t0);
   progress.phase("encode", seconds.encode);
 
@@ -114,21 +165,27 @@ int generate_rank(World& world, const GenerateOptions& given) {
   if (lead) {
     std::cout << "spdit run: " << o.model_dir << " (flux " << flux.transformer_info().variant
               << ", " << models::dtype_name(flux.dtype()) << ") " << grid.image_height() << "x"
-              << grid.image_width() << ", " << steps << " steps, " << world.size()
-              << " rank(s) (ulysses " << u << " x ring " << r << ")" << std::endl;
+              << grid.image_width() << ", " << steps << " steps, "
+              << (negative ? "true CFG " + c10::str(o.true_cfg_scale) : std::string("no true CFG"))
+              << ", " << world.size() << " rank(s) (" << (o.cfg == 2 ? "cfg 2 x " : "")
+              << "ulysses " << u << " x ring " << r << ")" << std::endl;
   }
   SequenceParallelConfig cfg{u, r};
+  cfg.cfg_degree = o.cfg;
   cfg.setup(world);
+  const pipelines::FluxTrueCfg true_cfg{negative ? &*negative : nullptr, o.true_cfg_scale,
+                                        &cfg.state()};
   apply_sequence_parallel(flux.transformer(), cfg);
   std::unique_ptr<ShardedWeights> shards;
   if (shard) shards = flux.shard_transformer(new_shard_group(world));
   t0 = Clock::now();
   auto last = Clock::now();
-  auto latents = flux.denoise(noise, prompt, grid, steps, o.guidance, [&](int64_t i, int64_t n) {
-    seconds.steps.push_back(since(last));
-    last = Clock::now();
-    progress.step(i, n, seconds.steps.back());
-  });
+  auto latents =
+      flux.denoise(noise, prompt, grid, steps, o.guidance, true_cfg, [&](int64_t i, int64_t n) {
+        seconds.steps.push_back(since(last));
+        last = Clock::now();
+        progress.step(i, n, seconds.steps.back());
+      });
   seconds.denoise = since(t0);
   if (shards && o.check) shards->unshard();  // every rank: rank 0's reference runs alone
   remove_sequence_parallel(flux.transformer());
@@ -154,26 +211,39 @@ int generate_rank(World& world, const GenerateOptions& given) {
                         {"width", grid.image_width()},
                         {"steps", steps},
                         {"seed", o.seed},
-                        {"guidance", o.guidance}};
+                        {"guidance", o.guidance},
+                        {"true_cfg_scale", negative ? o.true_cfg_scale : 1.0},
+                        {"cfg", o.cfg}};
     j.update(run_report(world.size(), u, r, seconds, bands.get()));
     if (!o.out.empty()) {
       write_image(o.out, pixels);
       std::cout << "wrote " << o.out << std::endl;
     }
     if (!o.dump.empty()) {
-      checkpoints::write_safetensors(
-          o.dump, {{"prompt_embeds", prompt.prompt_embeds.contiguous()},
-                   {"pooled_prompt_embeds", prompt.pooled_prompt_embeds.contiguous()},
-                   {"noise", noise.contiguous()},
-                   {"latents", latents.contiguous()},
-                   {"image", pixels.contiguous()}});
-      std::cout << "wrote " << o.dump
-                << " (prompt_embeds, pooled_prompt_embeds, noise, latents, image)" << std::endl;
+      std::map<std::string, at::Tensor> dump = {
+          {"prompt_embeds", prompt.prompt_embeds.contiguous()},
+          {"pooled_prompt_embeds", prompt.pooled_prompt_embeds.contiguous()},
+          {"noise", noise.contiguous()},
+          {"latents", latents.contiguous()},
+          {"image", pixels.contiguous()}};
+      if (negative) {
+        dump["negative_prompt_embeds"] = negative->prompt_embeds.contiguous();
+        dump["negative_pooled_prompt_embeds"] = negative->pooled_prompt_embeds.contiguous();
+      }
+      checkpoints::write_safetensors(o.dump, dump);
+      std::cout << "wrote " << o.dump << " (prompt_embeds, pooled_prompt_embeds"
+                << (negative ? ", their negative_ pair" : "") << ", noise, latents, image)"
+                << std::endl;
     }
     if (o.check) {
-      // The same job on this one rank, the plan removed: the reference.
-      auto ref = flux.denoise(noise, prompt, grid, steps, o.guidance);
-      code = report_parity(latents, ref, models::tolerance_against_one_rank(flux.dtype()), j);
+      // The same job on this one rank, the plan removed, true CFG serial:
+      // the reference. Guidance scales the branches' rounding differences.
+      auto ref = flux.denoise(noise, prompt, grid, steps, o.guidance,
+                              {true_cfg.negative, true_cfg.scale, nullptr});
+      code = report_parity(
+          latents, ref,
+          models::tolerance_against_one_rank(flux.dtype()) * (negative ? o.true_cfg_scale : 1.0),
+          j);
     }
     print_phase_seconds(seconds);
     if (!o.json.empty()) {

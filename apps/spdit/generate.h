@@ -16,6 +16,13 @@ struct GenerateOptions {
   int steps = 0;
   uint64_t seed = 42;
   double guidance = 3.5;
+  // True CFG (diffusers' true_cfg_scale): 0 takes the folder's
+  // _spdit_run_defaults, else 1 (off). The negative prompt is empty unless
+  // given; `cfg` 2 runs its two branches on two halves of the ranks.
+  double true_cfg_scale = 0;
+  std::string negative_prompt;
+  bool negative_prompt_given = false;
+  int cfg = 1;
   int ulysses = 0, ring = 0, threads = 1;
   bool check = false;
   bool vae_parallel = true;  // with several ranks, each decodes a band of rows

@@ -55,7 +55,7 @@ struct RunOptions {
   bool check = false;
   bool oversubscribe = false;
   std::string parallel = "manual";
-  bool cfg_given = false;
+  bool cfg_given = false, cfg_scale_given = false;
   // A whole pipeline from a model folder (generate.h).
   std::string model_dir, prompt, prompt_embeds, noise, dump;
   double guidance = 3.5;
@@ -266,11 +266,10 @@ at::Tensor denoise(models::Pipeline& pipe, const RunOptions& o, bool report,
 }
 
 GenerateOptions generate_options(const RunOptions& o) {
-  if (o.weights_flags_given || o.frames_given || o.cfg_scale > 1 || o.cfg_given ||
-      o.parallel == "auto") {
+  if (o.weights_flags_given || o.frames_given || o.parallel == "auto") {
     throw std::invalid_argument(
         "--model-dir runs the model folder's own pipeline: leave out --model, --preset, "
-        "--weights, --frames, --text-len, --cfg, --cfg-scale and --parallel");
+        "--weights, --frames, --text-len and --parallel");
   }
   GenerateOptions g;
   g.model_dir = o.model_dir, g.prompt = o.prompt, g.prompt_embeds = o.prompt_embeds,
@@ -281,6 +280,8 @@ GenerateOptions generate_options(const RunOptions& o) {
   g.steps = o.steps_given ? o.steps : 0, g.seed = o.seed;
   g.guidance = o.guidance, g.ulysses = o.ulysses, g.ring = o.ring, g.threads = o.threads,
   g.check = o.check;
+  g.true_cfg_scale = o.cfg_scale_given ? o.cfg_scale : 0, g.cfg = o.cfg;
+  g.negative_prompt = o.negative_prompt, g.negative_prompt_given = o.negative_prompt_given;
   g.vae_parallel = o.vae_parallel == "on";
   g.shard_weights = o.shard_weights;
   return g;
@@ -639,7 +640,8 @@ void add_run_command(CLI::App& app, Action& action) {
   cmd->add_option("--ring", o.ring, "Ring degree R")->check(whole_number(1));
   cmd->add_option("--cfg-scale", o.cfg_scale,
                   "Classifier-free guidance scale: above 1, two forwards per step (prompt and "
-                  "negative prompt)")
+                  "negative prompt); with a FLUX.1 --model-dir, diffusers' true_cfg_scale "
+                  "(default: the folder's, else 1)")
       ->check(CLI::Range(0.0, 1e6))
       ->capture_default_str();
   cmd->add_option("--cfg", o.cfg,
@@ -705,7 +707,8 @@ void add_run_command(CLI::App& app, Action& action) {
   cmd->add_flag("--check", o.check, "Also run on one rank and compare (exit 1 on FAIL)");
   cmd->add_option("--negative-prompt", o.negative_prompt,
                   "With a Wan --model-dir: the negative prompt (default empty); Qwen-Image: "
-                  "true CFG's negative prompt (none by default)");
+                  "true CFG's negative prompt (none by default); FLUX.1: true CFG's "
+                  "(default empty)");
   cmd->add_option("--scheduler", o.scheduler, "With a Wan --model-dir: unipc (Wan's own) or euler")
       ->check(CLI::IsMember({"unipc", "euler"}))
       ->capture_default_str();
@@ -717,6 +720,7 @@ void add_run_command(CLI::App& app, Action& action) {
   cmd->callback([cmd, &action] {
     o.model_given = cmd->get_option("--model")->count() > 0;
     o.cfg_given = cmd->get_option("--cfg")->count() > 0;
+    o.cfg_scale_given = cmd->get_option("--cfg-scale")->count() > 0;
     o.steps_given = cmd->get_option("--steps")->count() > 0;
     o.height_given = cmd->get_option("--height")->count() > 0;
     o.width_given = cmd->get_option("--width")->count() > 0;
@@ -748,14 +752,11 @@ void add_run_command(CLI::App& app, Action& action) {
       const bool wan = !o.model_dir.empty() && pipelines::WanFiles::is_wan_folder(o.model_dir);
       const bool qwen =
           !o.model_dir.empty() && pipelines::QwenImageFiles::is_qwen_image_folder(o.model_dir);
-      if (!o.model_dir.empty() && !wan && !qwen && (o.cfg_given || o.cfg_scale > 1)) {
-        throw std::invalid_argument(
-            "--model-dir runs the model folder's own pipeline: leave out --cfg and --cfg-scale");
-      }
       int n = o.nproc                 ? o.nproc
               : (o.ulysses || o.ring) ? o.cfg * std::max(1, o.ulysses) * std::max(1, o.ring)
                                       : 2;
-      if (!wan && !qwen) check_guidance_flags(o, n);
+      // A FLUX.1 folder may bring its own true CFG scale: checked by each rank.
+      if (o.model_dir.empty()) check_guidance_flags(o, n);
       if (n == 1) return run_as_rank([](World& w) { return run_rank(w, o); });
       return relaunch_self_with_ranks(n, "--nproc", o.oversubscribe);
     };

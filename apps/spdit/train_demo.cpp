@@ -44,6 +44,18 @@ void add_train_demo_command(CLI::App& app, Action& action) {
                   "Intra-op threads (the same seed and threads give the same weights)")
       ->check(whole_number(1))
       ->capture_default_str();
+  cmd->add_option("--uncond-prob", o.uncond_prob,
+                  "Share of samples trained with the empty prompt (for true CFG)")
+      ->check(CLI::Range(0.0, 0.99))
+      ->capture_default_str();
+  cmd->add_option("--run-true-cfg-scale", o.run_true_cfg_scale,
+                  "The true CFG scale `spdit run` uses on the folder by default (1: none)")
+      ->check(CLI::Range(1.0, 100.0))
+      ->capture_default_str();
+  cmd->add_option("--snapshot-every", o.snapshot_every,
+                  "Write a runnable folder every N transformer steps (to --snapshot-dir)")
+      ->check(whole_number(1));
+  cmd->add_option("--snapshot-dir", o.snapshot_dir, "Where snapshots go: DIR/step-N");
   cmd->add_option("--json", json, "Write the loss curves and times here");
   cmd->callback([&action] {
     action = [] {

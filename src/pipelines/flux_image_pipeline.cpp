@@ -8,6 +8,7 @@
 #include "spdit/models/flux.h"
 #include "spdit/models/precision.h"
 #include "spdit/pipelines/flux_vae_stage.h"
+#include "spdit/pipelines/guidance.h"
 #include "spdit/text/text_encoder_loading.h"
 #include "spdit/vae/vae_loader.h"
 
@@ -108,21 +109,37 @@ at::Tensor FluxImagePipeline::initial_noise(const FluxLatentGrid& grid, uint64_t
       .to(at::kFloat);
 }
 
-at::Tensor FluxImagePipeline::denoise(at::Tensor latents, const FluxPrompt& prompt,
-                                      const FluxLatentGrid& grid, int64_t steps, double guidance,
-                                      const std::function<void(int64_t, int64_t)>& after_step) {
-  at::NoGradGuard no_grad;
-  const auto& c = std::get<models::FluxConfig>(found_.config);
+namespace {
+
+void check_prompt(const FluxPrompt& prompt, const models::FluxConfig& c, const char* which) {
   if (prompt.prompt_embeds.dim() != 3 || prompt.prompt_embeds.size(2) != c.text_dim) {
-    throw std::invalid_argument("spdit: prompt_embeds must be (1, T, " +
+    throw std::invalid_argument(std::string("spdit: ") + which + "prompt_embeds must be (1, T, " +
                                 std::to_string(c.text_dim) + "); " +
                                 std::string(c10::str(prompt.prompt_embeds.sizes())) + " given");
   }
   if (prompt.pooled_prompt_embeds.dim() != 2 ||
       prompt.pooled_prompt_embeds.size(1) != c.pooled_dim) {
+    throw std::invalid_argument(std::string("spdit: ") + which +
+                                "pooled_prompt_embeds must be (1, " + std::to_string(c.pooled_dim) +
+                                "); " + std::string(c10::str(prompt.pooled_prompt_embeds.sizes())) +
+                                " given");
+  }
+}
+
+}  // namespace
+
+at::Tensor FluxImagePipeline::denoise(at::Tensor latents, const FluxPrompt& prompt,
+                                      const FluxLatentGrid& grid, int64_t steps, double guidance,
+                                      const FluxTrueCfg& true_cfg,
+                                      const std::function<void(int64_t, int64_t)>& after_step) {
+  at::NoGradGuard no_grad;
+  const auto& c = std::get<models::FluxConfig>(found_.config);
+  check_prompt(prompt, c, "");
+  if (true_cfg.negative) check_prompt(*true_cfg.negative, c, "negative_");
+  if (true_cfg.parallel && true_cfg.parallel->cfg_degree() == 2 && !true_cfg.on()) {
     throw std::invalid_argument(
-        "spdit: pooled_prompt_embeds must be (1, " + std::to_string(c.pooled_dim) + "); " +
-        std::string(c10::str(prompt.pooled_prompt_embeds.sizes())) + " given");
+        "spdit: a CFG degree of 2 runs true CFG's two branches at once; it needs a negative "
+        "prompt and a true CFG scale above 1");
   }
   if (latents.dim() != 3 || latents.size(1) != grid.tokens() || latents.size(2) != c.in_channels) {
     throw std::invalid_argument("spdit: the noise must be packed (1, " +
@@ -132,7 +149,6 @@ at::Tensor FluxImagePipeline::denoise(at::Tensor latents, const FluxPrompt& prom
   }
   FlowMatchEulerScheduler schedule(scheduler_, steps, grid.tokens());
   const auto img_ids = flux_latent_image_ids(grid);
-  const auto txt_ids = at::zeros({prompt.prompt_embeds.size(1), 3});
   const int64_t b = latents.size(0);
   // Latents, timestep and guidance stay fp32 between steps, where diffusers
   // keeps them in the model's dtype: precision over bit-for-bit agreement
@@ -141,13 +157,18 @@ at::Tensor FluxImagePipeline::denoise(at::Tensor latents, const FluxPrompt& prom
   for (int64_t i = 0; i < schedule.steps(); ++i) {
     // diffusers passes timestep / 1000; the model scales by 1000 itself.
     const double t = schedule.timesteps()[i].item<double>() / 1000.0;
-    std::vector<Kwarg> args = {{"encoder_hidden_states", prompt.prompt_embeds},
-                               {"pooled_projections", prompt.pooled_prompt_embeds},
-                               {"timestep", at::full({b}, t)},
-                               {"img_ids", img_ids},
-                               {"txt_ids", txt_ids}};
-    if (c.guidance) args.push_back({"guidance", at::full({b}, guidance)});
-    auto v = transformer_->call({latents}, args).tensor().to(at::kFloat);
+    auto velocity = [&](bool conditional) {
+      const FluxPrompt& p = conditional ? prompt : *true_cfg.negative;
+      std::vector<Kwarg> args = {{"encoder_hidden_states", p.prompt_embeds},
+                                 {"pooled_projections", p.pooled_prompt_embeds},
+                                 {"timestep", at::full({b}, t)},
+                                 {"img_ids", img_ids},
+                                 {"txt_ids", at::zeros({p.prompt_embeds.size(1), 3})}};
+      if (c.guidance) args.push_back({"guidance", at::full({b}, guidance)});
+      return transformer_->call({latents}, args).tensor().to(at::kFloat);
+    };
+    const auto v = true_cfg.on() ? guided_velocity(velocity, true_cfg.scale, true_cfg.parallel)
+                                 : velocity(true);
     latents = schedule.step(v, i, latents);
     if (after_step) after_step(i + 1, schedule.steps());
   }

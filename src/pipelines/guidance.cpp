@@ -8,19 +8,12 @@ at::Tensor guided_velocity(models::Pipeline& pipe, const at::Tensor& latents, do
                            double scale, const ParallelState* parallel) {
   using models::Branch;
   if (!(scale > 1.0)) return pipe.velocity(latents, t, Branch::kConditional);
-  at::Tensor cond, uncond;
-  if (parallel && parallel->cfg_degree() == 2) {
-    const bool conditional = parallel->layout().cfg_rank == 0;
-    auto mine =
-        pipe.velocity(latents, t, conditional ? Branch::kConditional : Branch::kUnconditional);
-    // Ordered by cfg_rank: [conditional, unconditional] on both ranks.
-    auto both = all_gather(parallel->cfg_group(), mine.unsqueeze(0).contiguous(), 0);
-    cond = both[0], uncond = both[1];
-  } else {
-    cond = pipe.velocity(latents, t, Branch::kConditional);
-    uncond = pipe.velocity(latents, t, Branch::kUnconditional);
-  }
-  return uncond + scale * (cond - uncond);
+  return guided_velocity(
+      [&](bool conditional) {
+        return pipe.velocity(latents, t,
+                             conditional ? Branch::kConditional : Branch::kUnconditional);
+      },
+      scale, parallel);
 }
 
 at::Tensor guided_velocity(const std::function<at::Tensor(bool conditional)>& velocity,

@@ -80,11 +80,13 @@ ModelDir ModelDir::open(const std::string& root_in) {
   }
   if (j.contains("_spdit_run_defaults")) {
     for (const auto& [key, value] : j["_spdit_run_defaults"].items()) {
-      if (!value.is_number_integer() || value.get<int64_t>() <= 0) {
+      // Sizes and counts are whole; scales (true_cfg_scale) need not be.
+      const bool scale = key.size() > 6 && key.compare(key.size() - 6, 6, "_scale") == 0;
+      if (!(scale ? value.is_number() : value.is_number_integer()) || value.get<double>() <= 0) {
         throw std::runtime_error("spdit: '" + index + "': _spdit_run_defaults." + key +
-                                 " must be a positive whole number");
+                                 " must be a positive " + (scale ? "number" : "whole number"));
       }
-      dir.run_defaults_[key] = value.get<int64_t>();
+      dir.run_defaults_[key] = value.get<double>();
     }
   }
   return dir;

@@ -48,6 +48,14 @@ void check_options(const TrainDemoOptions& o) {
   positive(o.vae_batch, "--vae-batch");
   positive(o.transformer_batch, "--batch");
   positive(o.latent_pool, "--pool");
+  if (!(o.uncond_prob >= 0 && o.uncond_prob < 1))
+    throw std::invalid_argument("spdit train-demo: --uncond-prob must be in [0, 1)");
+  if (!(o.run_true_cfg_scale >= 1))
+    throw std::invalid_argument("spdit train-demo: --run-true-cfg-scale must be at least 1");
+  if (o.snapshot_every < 0 || (o.snapshot_every > 0) == o.snapshot_dir.empty()) {
+    throw std::invalid_argument(
+        "spdit train-demo: --snapshot-every N and --snapshot-dir DIR go together (N > 0)");
+  }
   if (o.transformer_hidden <= 0 || o.transformer_hidden % 16 != 0) {
     throw std::invalid_argument(
         "spdit train-demo: --hidden must be a positive "
@@ -209,6 +217,20 @@ struct Ema {
     at::NoGradGuard no_grad;
     for (size_t i = 0; i < params.size(); ++i) params[i].copy_(shadow[i]);
   }
+  // Runs `use` with the averaged weights in place, then puts the trained
+  // ones back (a snapshot in the middle of training).
+  template <typename F>
+  void with_averaged(F&& use) {
+    std::vector<at::Tensor> kept;
+    {
+      at::NoGradGuard no_grad;
+      for (const auto& p : params) kept.push_back(p.detach().clone());
+    }
+    copy_to_params();
+    use();
+    at::NoGradGuard no_grad;
+    for (size_t i = 0; i < params.size(); ++i) params[i].copy_(kept[i]);
+  }
 };
 
 // T5's tokens for the longest prompt with its </s>, rounded up to 8.
@@ -235,12 +257,15 @@ void write_run_defaults(const std::string& dir, const TrainDemoOptions& o,
   }
   index["_spdit_run_defaults"] = {{"height", o.image_size},
                                   {"width", o.image_size},
-                                  {"max_sequence_length", r.max_sequence_length}};
+                                  {"max_sequence_length", r.max_sequence_length},
+                                  {"true_cfg_scale", o.run_true_cfg_scale}};
   index["_spdit_train_demo"] = {{"seed", o.seed},
                                 {"vae_steps", o.vae_steps},
                                 {"steps", o.transformer_steps},
                                 {"batch", o.transformer_batch},
-                                {"pool", o.latent_pool}};
+                                {"pool", o.latent_pool},
+                                {"hidden", o.transformer_hidden},
+                                {"uncond_prob", o.uncond_prob}};
   std::ofstream out(path);
   out << index.dump(2) << "\n";
   if (!out.flush()) throw std::runtime_error("spdit: cannot write '" + path + "'");
@@ -250,6 +275,18 @@ void write_run_defaults(const std::string& dir, const TrainDemoOptions& o,
 // (loaded weights are its pages), so it is unlinked, never truncated.
 void unlink_weights(const std::string& folder) {
   std::filesystem::remove(folder + "/diffusion_pytorch_model.safetensors");
+}
+
+// `dir` as it stands, with `model`'s weights as its transformer, copied to
+// `to` (which must not exist yet).
+void write_snapshot(const std::string& dir, const std::string& to,
+                    const checkpoints::Identified& info, HookableModule& model) {
+  if (std::filesystem::exists(to))
+    throw std::runtime_error("spdit train-demo: snapshot '" + to + "' exists already");
+  std::filesystem::create_directories(std::filesystem::path(to).parent_path());
+  std::filesystem::copy(dir, to, std::filesystem::copy_options::recursive);
+  unlink_weights(to + "/transformer");
+  checkpoints::write_transformer_folder(to + "/transformer", info.config, model, at::kFloat);
 }
 
 }  // namespace
@@ -334,11 +371,19 @@ TrainDemoReport train_demo_model(const std::string& dir, const TrainDemoOptions&
   const auto prompts = all_shape_prompts();
   r.max_sequence_length = t5_tokens_needed(dir, prompts);
   flux.set_max_sequence_length(r.max_sequence_length);
+  write_run_defaults(dir, o, r);
   std::map<std::string, int64_t> prompt_index;
   std::vector<at::Tensor> t5, clip;
+  // The 90 prompts, then the empty one (true CFG's negative prompt).
   for (const auto& p : prompts) {
     prompt_index[p] = static_cast<int64_t>(t5.size());
     auto e = flux.encode(p);
+    t5.push_back(e.prompt_embeds);
+    clip.push_back(e.pooled_prompt_embeds);
+  }
+  const int64_t empty_prompt = static_cast<int64_t>(t5.size());
+  {
+    auto e = flux.encode("");
     t5.push_back(e.prompt_embeds);
     clip.push_back(e.pooled_prompt_embeds);
   }
@@ -365,6 +410,9 @@ TrainDemoReport train_demo_model(const std::string& dir, const TrainDemoOptions&
     auto idx = at::randint(x0_pool.size(0), {b}, gen, at::kLong);
     auto x0 = x0_pool.index_select(0, idx);
     auto text = pool_text.index_select(0, idx);
+    if (o.uncond_prob > 0)
+      text =
+          at::where(at::rand({b}, gen).lt(o.uncond_prob), at::full_like(text, empty_prompt), text);
     auto noise = at::randn(x0.sizes(), gen);
     auto u = at::sigmoid(at::randn({b}, gen));
     auto t = shift * u / (1 + (shift - 1) * u);
@@ -386,6 +434,12 @@ TrainDemoReport train_demo_model(const std::string& dir, const TrainDemoOptions&
     ema.update();
     r.transformer_loss.push_back(loss.item<double>());
     report(o, "transformer", step + 1, o.transformer_steps, r.transformer_loss.back(), since(t0));
+    if (o.snapshot_every > 0 && (step + 1) % o.snapshot_every == 0 &&
+        step + 1 < o.transformer_steps) {
+      const std::string to = o.snapshot_dir + "/step-" + std::to_string(step + 1);
+      ema.with_averaged([&] { write_snapshot(dir, to, flux.transformer_info(), model); });
+      if (o.log) o.log("wrote snapshot " + to);
+    }
   }
   r.transformer_seconds = since(t0);
   ema.copy_to_params();
@@ -393,7 +447,6 @@ TrainDemoReport train_demo_model(const std::string& dir, const TrainDemoOptions&
   unlink_weights(dir + "/transformer");
   checkpoints::write_transformer_folder(dir + "/transformer", flux.transformer_info().config, model,
                                         at::kFloat);
-  write_run_defaults(dir, o, r);
   return r;
 }
 

@@ -9,6 +9,8 @@
 //   auto prompt = flux.encode("a red fox in the snow");
 //   auto grid = flux.grid(1024, 1024);
 //   auto latents = flux.denoise(flux.initial_noise(grid, 0), prompt, grid, 28, 3.5);
+//   // or with true CFG: auto negative = flux.encode("");
+//   //   flux.denoise(noise, prompt, grid, 28, 3.5, FluxTrueCfg{&negative, 4.0});
 //   at::Tensor pixels = flux.decode(latents, grid);          // (1, 1024, 1024, 3) uint8
 #include <ATen/ATen.h>
 
@@ -17,11 +19,13 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "spdit/checkpoints/model_checkpoint.h"
 #include "spdit/pipelines/flow_match_scheduler.h"
 #include "spdit/pipelines/flux_latents.h"
 #include "spdit/pipelines/model_dir.h"
+#include "spdit/runtime/parallel_state.h"
 #include "spdit/sharding/sharded_weights.h"
 #include "spdit/text/clip_text_model.h"
 #include "spdit/text/clip_tokenizer.h"
@@ -35,6 +39,19 @@ namespace spdit::pipelines {
 struct FluxPrompt {
   at::Tensor prompt_embeds;         // (1, T, joint_attention_dim): T5's last hidden state
   at::Tensor pooled_prompt_embeds;  // (1, pooled_projection_dim): CLIP's pooled output
+};
+
+/// True classifier-free guidance, as diffusers' FluxPipeline does it with
+/// `true_cfg_scale` and a negative prompt: each step also runs the negative
+/// prompt and takes neg + scale * (pos - neg). Off unless `negative` is given
+/// and `scale` > 1. FLUX.1-dev's embedded guidance is passed to both
+/// branches. `parallel`: the run's layout; with a CFG degree of 2 the two
+/// branches run at once, one per half of the ranks (guidance.h).
+struct FluxTrueCfg {
+  const FluxPrompt* negative = nullptr;
+  double scale = 1.0;
+  const ParallelState* parallel = nullptr;
+  bool on() const { return negative != nullptr && scale > 1.0; }
 };
 
 class FluxImagePipeline {
@@ -86,6 +103,12 @@ class FluxImagePipeline {
   /// by a model without a guidance embedder (schnell).
   at::Tensor denoise(at::Tensor latents, const FluxPrompt& prompt, const FluxLatentGrid& grid,
                      int64_t steps, double guidance,
+                     const std::function<void(int64_t, int64_t)>& after_step = {}) {
+    return denoise(std::move(latents), prompt, grid, steps, guidance, FluxTrueCfg{}, after_step);
+  }
+  /// The same with true CFG (`true_cfg`).
+  at::Tensor denoise(at::Tensor latents, const FluxPrompt& prompt, const FluxLatentGrid& grid,
+                     int64_t steps, double guidance, const FluxTrueCfg& true_cfg,
                      const std::function<void(int64_t, int64_t)>& after_step = {});
   /// Packed latents -> pixels (1, H, W, 3) uint8.
   /// With `bands` (row_bands.h), every rank of it calls this with the same

@@ -35,15 +35,15 @@ class ModelDir {
   /// Throws naming every one of `names` the folder lacks, at once.
   void require(const std::vector<std::string>& names) const;
   /// model_index.json's `_spdit_run_defaults`: the run settings a folder was
-  /// made for (a trained demo's height, width, steps, max_sequence_length),
-  /// which `spdit run` takes where its flags are not given. Empty for
-  /// published folders.
-  const std::map<std::string, int64_t>& run_defaults() const { return run_defaults_; }
+  /// made for (a trained demo's height, width, steps, max_sequence_length:
+  /// whole numbers; true_cfg_scale), which `spdit run` takes where its flags
+  /// are not given. Empty for published folders.
+  const std::map<std::string, double>& run_defaults() const { return run_defaults_; }
 
  private:
   std::string root_, pipeline_class_;
   std::map<std::string, std::string> components_;
-  std::map<std::string, int64_t> run_defaults_;
+  std::map<std::string, double> run_defaults_;
 };
 
 }  // namespace spdit::pipelines

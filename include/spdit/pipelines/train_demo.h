@@ -32,6 +32,18 @@ struct TrainDemoOptions {
   int64_t latent_pool = 2048;        // pictures encoded once, then drawn from
   double vae_lr = 1e-3;
   double transformer_lr = 2e-3;
+  /// The share of samples whose prompt is replaced by the empty one, so that
+  /// the model also learns the unconditional velocity that true CFG
+  /// (`--true-cfg-scale`) steers away from.
+  double uncond_prob = 0.1;
+  /// Written to `_spdit_run_defaults`: the true CFG scale `spdit run` uses
+  /// on this folder unless told otherwise (1: none).
+  double run_true_cfg_scale = 4.0;
+  /// Every this many transformer steps (0: never), a whole runnable folder
+  /// with the weights so far (their moving average) goes to
+  /// `snapshot_dir`/step-N: to watch a long run draw, or keep what it had.
+  int64_t snapshot_every = 0;
+  std::string snapshot_dir;
   /// Called with one line of progress at a time (step, loss, seconds).
   std::function<void(const std::string&)> log;
 };
