@@ -7,6 +7,7 @@ commonest other one; shape by the fill of its bounding box: square > 0.9,
 circle > 0.64, else triangle).
 
     /usr/bin/python3 scripts/demo_eval.py [--spdit build/spdit] [--model-dir models/shapes-demo] [--seeds 42]
+        [--run-args "--cfg-scale 1"]   # more `spdit run` flags (default: the folder's own settings)
 
 Prints the fraction right per measure, per shape, and the misread prompts.
 Needs Debian's python3-torch (for the distances), as scripts/reference/ does.
@@ -57,6 +58,7 @@ def main():
     ap.add_argument("--spdit", default=os.path.join(ROOT, "build", "spdit"))
     ap.add_argument("--model-dir", default=os.path.join(ROOT, "models", "shapes-demo"))
     ap.add_argument("--seeds", default="42", help="comma-separated noise seeds")
+    ap.add_argument("--run-args", default="", help="more `spdit run` flags, e.g. '--cfg-scale 1'")
     a = ap.parse_args()
     right = {"shape": 0, "colour": 0, "background": 0, "all": 0}
     per_shape = {s: 0 for s in SHAPES}
@@ -71,7 +73,8 @@ def main():
                             continue
                         prompt = f"a {colour} {shape} on a {background} background"
                         subprocess.run([a.spdit, "run", "--model-dir", a.model_dir, "--prompt",
-                                        prompt, "--seed", seed, "--nproc", "1", "--dump", dump],
+                                        prompt, "--seed", seed, "--nproc", "1", "--dump", dump]
+                                       + a.run_args.split(),
                                        check=True, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL)
                         got = read(dumped_image(dump))
@@ -86,7 +89,7 @@ def main():
                         n += 1
     for m in misread:
         print(m)
-    print(f"{a.model_dir}: {n} pictures; right: " +
+    print(f"{a.model_dir} {a.run_args}: {n} pictures; right: " +
           ", ".join(f"{k} {v / n:.0%}" for k, v in right.items()) + "; shape right per shape: " +
           ", ".join(f"{s} {v}/{n // 3}" for s, v in per_shape.items()))
 

@@ -117,6 +117,62 @@ TEST(Serve, TwoRanksAnswerThePictureSpditRunMakes) {
   EXPECT_EQ(missing->status, 404);
 }
 
+// True CFG (diffusers' true_cfg_scale and negative_prompt) answers what
+// `spdit run --cfg-scale --negative-prompt` draws.
+TEST(Serve, TrueCfgAnswersThePictureSpditRunMakes) {
+  auto& server = shared_server();
+  json guided = kSmall;
+  guided["true_cfg_scale"] = 3;
+  guided["negative_prompt"] = "a blue square";
+  auto res = server.generate(guided);
+  ASSERT_TRUE(res && res->status == 200) << (res ? res->body : httplib::to_string(res.error()));
+  const std::string png = unbase64(json::parse(res->body)["data"][0].at("b64_json"));
+  const std::string out = scratch().path + "/run-cfg.png";
+  auto run = run_command(kBin + " run --model-dir " + model_dir() + " --prompt '" + kPrompt +
+                         "' --cfg-scale 3 --negative-prompt 'a blue square' --seed 7 --steps 2 "
+                         "--height 64 --width 64 --nproc 2 --ulysses 2 --out " +
+                         out);
+  ASSERT_EQ(run.code, 0) << run.output;
+  EXPECT_EQ(png, read_file(out));
+  res = server.generate(kSmall);
+  ASSERT_TRUE(res && res->status == 200);
+  EXPECT_NE(png, unbase64(json::parse(res->body)["data"][0].at("b64_json")))
+      << "guidance changed nothing";
+}
+
+// A folder's _spdit_run_defaults (spdit's trained demo has them) are the
+// requests' defaults: its size, its T5 length and its true CFG scale.
+TEST(Serve, AFoldersRunDefaultsAreTheRequestsDefaults) {
+  const std::string dir = scratch().path + "/with-defaults";
+  ASSERT_EQ(run_command("cp -r " + model_dir() + " " + dir).code, 0);
+  {
+    std::ifstream in(dir + "/model_index.json");
+    json index = json::parse(in);
+    index["_spdit_run_defaults"] = {
+        {"height", 64}, {"width", 96}, {"max_sequence_length", 32}, {"true_cfg_scale", 3}};
+    std::ofstream(dir + "/model_index.json") << index.dump(2);
+  }
+  Server server(dir, scratch().path, {"--nproc", "1"});
+  ASSERT_TRUE(server.wait_ready()) << server.process->output();
+  auto res = server.generate({{"prompt", kPrompt}, {"seed", 7}, {"steps", 2}});
+  ASSERT_TRUE(res && res->status == 200) << (res ? res->body : httplib::to_string(res.error()));
+  const std::string png = unbase64(json::parse(res->body)["data"][0].at("b64_json"));
+  EXPECT_EQ(png_size(png), std::make_pair(96, 64));
+  const std::string out = scratch().path + "/run-defaults.png";
+  auto run = run_command(kBin + " run --model-dir " + dir + " --prompt '" + kPrompt +
+                         "' --seed 7 --steps 2 --nproc 1 --out " + out);
+  ASSERT_EQ(run.code, 0) << run.output;
+  EXPECT_NE(run.output.find("true CFG 3"), std::string::npos) << run.output;
+  EXPECT_EQ(png, read_file(out));
+  // Over the folder's 32 T5 tokens: refused, not cut.
+  std::string long_prompt;
+  for (int i = 0; i < 40; ++i) long_prompt += "red ";
+  res = server.generate({{"prompt", long_prompt}});
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  EXPECT_NE(res->body.find("limit of 32"), std::string::npos) << res->body;
+}
+
 TEST(Serve, BadRequestsAnswer400AndTheServerKeepsServing) {
   auto& server = shared_server();
   const std::vector<std::pair<std::string, std::string>> cases = {
@@ -134,7 +190,10 @@ TEST(Serve, BadRequestsAnswer400AndTheServerKeepsServing) {
       {R"({"prompt": "x", "seed": -1})", "'seed' must be from 0"},
       {R"({"prompt": "x", "guidance": "high"})", "'guidance' must be a number"},
       {R"({"prompt": "x", "response_format": "jpeg"})", "\"b64_json\" or \"url\""},
-      {R"({"prompt": "x", "negative_prompt": "blur"})", "negative_prompt"},
+      {R"({"prompt": "x", "negative_prompt": "blur"})",
+       "'negative_prompt' steers only with true CFG"},
+      {R"({"prompt": "x", "true_cfg_scale": "4"})", "'true_cfg_scale' must be a number"},
+      {R"({"prompt": "x", "true_cfg_scale": 400})", "'true_cfg_scale' must be from 0 to 100"},
       {json{{"prompt",
              [] {
                std::string p;
@@ -445,7 +504,7 @@ TEST(Serve, APortInUseOrABadFlagIsSaidBeforeAnyLoading) {
   EXPECT_NE(r.output.find("--port"), std::string::npos) << r.output;
   r = run_command(kBin + " serve --model-dir " + model_dir() + " --port 8000 --nproc 2 --cfg 2");
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.output.find("guidance-distilled"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("one after the other on all ranks"), std::string::npos) << r.output;
   r = run_command(kBin + " serve --model-dir " + model_dir());
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.output.find("--port is required"), std::string::npos) << r.output;

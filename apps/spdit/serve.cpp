@@ -130,24 +130,18 @@ void add_serve_command(CLI::App& app, Action& action) {
       ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
   static int cfg = 1;
-  cmd->add_option("--cfg", cfg, "CFG degree; FLUX.1's pipeline has one branch, so only 1")
+  cmd->add_option("--cfg", cfg,
+                  "CFG degree; serve runs guidance's branches one after the other, so only 1")
       ->check(whole_number(1));
   cmd->callback([&action] {
     action = [] {
       o.vae_parallel = vae_parallel == "on";
-      if (cfg != 1 && pipelines::WanFiles::is_wan_folder(o.model_dir)) {
-        throw std::invalid_argument(
-            "--cfg " + std::to_string(cfg) +
-            ": serve runs Wan2.1's guidance branches one after the other on all ranks (the CFG "
-            "axis is `spdit run`'s so far): leave --cfg out and give all ranks to "
-            "--ulysses/--ring");
-      }
       if (cfg != 1) {
         throw std::invalid_argument(
             "--cfg " + std::to_string(cfg) +
-            " runs classifier-free guidance's two branches on two halves of the ranks, "
-            "but FLUX.1 is guidance-distilled and its pipeline runs one branch: leave "
-            "--cfg out and give all ranks to --ulysses/--ring");
+            ": serve runs guidance's two branches (Wan2.1's CFG, FLUX.1's true CFG) one after "
+            "the other on all ranks (the CFG axis is `spdit run`'s so far): leave --cfg out and "
+            "give all ranks to --ulysses/--ring");
       }
       if (launched_by_launcher()) {
         if (o.nproc)

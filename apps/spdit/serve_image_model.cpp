@@ -1,6 +1,8 @@
 // `spdit serve` on a FLUX.1 folder: pictures, as `spdit run --model-dir`
 // makes them.
 #include <iomanip>
+#include <map>
+#include <optional>
 #include <sstream>
 
 #include "png_writer.h"
@@ -21,7 +23,12 @@ class ServedFlux : public ServedModel {
       : flux_(std::make_shared<pipelines::FluxImagePipeline>(
             pipelines::ModelDir::open(o.model_dir),
             o.dtype.empty() ? at::ScalarType::Undefined : models::parse_dtype(o.dtype))),
-        sp_(ulysses, ring) {
+        sp_(ulysses, ring),
+        defaults_(pipelines::ModelDir::open(o.model_dir).run_defaults()) {
+    // A folder made for one size and T5 length (spdit's trained demo) is
+    // served at them, as `spdit run` runs it.
+    if (auto it = defaults_.find("max_sequence_length"); it != defaults_.end())
+      flux_->set_max_sequence_length(static_cast<int64_t>(it->second));
     sp_.setup(world);
     // Once: every request runs under the same plan.
     apply_sequence_parallel(flux_->transformer(), sp_);
@@ -34,6 +41,13 @@ class ServedFlux : public ServedModel {
     l.min_tokens = world_size;
     l.max_n = o.max_n;
     l.max_prompt_tokens = flux_->t5_max_length();
+    auto folder = [&](const char* key, double fallback) {
+      auto it = defaults_.find(key);
+      return it != defaults_.end() ? it->second : fallback;
+    };
+    l.default_width = static_cast<int64_t>(folder("width", 1024));
+    l.default_height = static_cast<int64_t>(folder("height", 1024));
+    l.default_true_cfg_scale = folder("true_cfg_scale", 1.0);
     // The HTTP threads count tokens while the loop runs: the tokenizer is
     // read-only, and the shared pointer keeps it alive past the loop.
     auto flux = flux_;
@@ -53,6 +67,10 @@ class ServedFlux : public ServedModel {
     auto t0 = Clock::now();
     // Every rank encodes (as `spdit run` does): no tensor broadcast needed.
     const auto prompt = flux_->encode(req.prompt);
+    // True CFG's branches run one after the other on all ranks.
+    std::optional<pipelines::FluxPrompt> negative;
+    if (req.true_cfg_scale > 1) negative = flux_->encode(req.negative_prompt);
+    const pipelines::FluxTrueCfg true_cfg{negative ? &*negative : nullptr, req.true_cfg_scale};
     g.phase("encode", t0);
     std::string error;
     // After an error the loop still runs every picture's steps: the other
@@ -61,8 +79,9 @@ class ServedFlux : public ServedModel {
     for (int k = 0; k < req.n; ++k) {
       g.begin_steps(steps, k);
       t0 = Clock::now();
-      auto latents = flux_->denoise(flux_->initial_noise(grid, req.seed + k), prompt, grid, steps,
-                                    req.guidance, [&](int64_t i, int64_t) { g.step_done(i); });
+      auto latents =
+          flux_->denoise(flux_->initial_noise(grid, req.seed + k), prompt, grid, steps,
+                         req.guidance, true_cfg, [&](int64_t i, int64_t) { g.step_done(i); });
       g.phase("denoise", t0);
       t0 = Clock::now();
       const auto pixels = g.decode(
@@ -85,6 +104,7 @@ class ServedFlux : public ServedModel {
  private:
   std::shared_ptr<pipelines::FluxImagePipeline> flux_;
   SequenceParallelConfig sp_;
+  std::map<std::string, double> defaults_;  // the folder's _spdit_run_defaults
 };
 
 }  // namespace

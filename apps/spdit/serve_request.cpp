@@ -4,6 +4,8 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <sstream>
+#include <string>
 #include <vector>
 
 namespace spdit::cli {
@@ -116,15 +118,20 @@ std::string response_format_field(const json& j, const char* ext) {
   return f;
 }
 
-double guidance_field(const json& j) {
-  const auto& v = j.at("guidance");
-  if (!v.is_number()) refuse(std::string("'guidance' must be a number, not ") + type_name(v));
-  const double g = v.get<double>();
-  if (!std::isfinite(g) || g < 0 || g > 100) {
-    refuse("'guidance' must be from 0 to 100, not " + v.dump());
+// A number in [lo, hi]; the message names the field and the range.
+double number_field(const json& j, const char* name, double lo, double hi) {
+  const auto& v = j.at(name);
+  if (!v.is_number()) refuse(std::string("'") + name + "' must be a number, not " + type_name(v));
+  const double x = v.get<double>();
+  if (!std::isfinite(x) || x < lo || x > hi) {
+    std::ostringstream m;
+    m << "'" << name << "' must be from " << lo << " to " << hi << ", not " << v.dump();
+    refuse(m.str());
   }
-  return g;
+  return x;
 }
+
+double guidance_field(const json& j) { return number_field(j, "guidance", 0, 100); }
 
 }  // namespace
 
@@ -137,8 +144,9 @@ ImageRequest parse_image_request(const std::string& body, const RequestLimits& l
   }
   const json j =
       object_with_fields(body, {"prompt", "size", "n", "response_format", "seed", "steps",
-                                "guidance", "negative_prompt", "model", "user"});
+                                "guidance", "true_cfg_scale", "negative_prompt", "model", "user"});
   ImageRequest r;
+  r.true_cfg_scale = l.default_true_cfg_scale;
   r.seed = random_seed;
   r.prompt = prompt_field(j, "draw");
   if (l.prompt_tokens) {
@@ -149,18 +157,23 @@ ImageRequest parse_image_request(const std::string& body, const RequestLimits& l
              ": shorten it");
     }
   }
-  if (j.contains("negative_prompt") && !text_field(j, "negative_prompt").empty()) {
-    // FLUX.1 is guidance-distilled: its pipeline runs no negative branch.
+  if (j.contains("true_cfg_scale")) r.true_cfg_scale = number_field(j, "true_cfg_scale", 0, 100);
+  if (j.contains("negative_prompt")) r.negative_prompt = text_field(j, "negative_prompt");
+  if (!r.negative_prompt.empty() && !(r.true_cfg_scale > 1)) {
+    // FLUX.1 is guidance-distilled: the negative branch is true CFG's only.
     refuse(
-        "'negative_prompt' needs classifier-free guidance, which this "
-        "model's pipeline (FLUX.1, guidance "
-        "distilled) does not run: leave it out and steer with 'guidance'");
+        "'negative_prompt' steers only with true CFG, which this request does not run "
+        "('true_cfg_scale' " +
+        json(r.true_cfg_scale).dump() +
+        "): give 'true_cfg_scale' above 1 (e.g. 4) with it, or leave it out and steer with "
+        "'guidance'");
   }
   if (j.contains("model"))
     text_field(j, "model");  // OpenAI clients send it; this server has one model
   if (j.contains("user")) text_field(j, "user");
-  parse_size(j.contains("size") ? text_field(j, "size") : default_size(l, 1024, 1024), l, r.width,
-             r.height);
+  parse_size(j.contains("size") ? text_field(j, "size")
+                                : default_size(l, l.default_width, l.default_height),
+             l, r.width, r.height);
   if (j.contains("n")) r.n = static_cast<int>(whole_field(j, "n", 1, l.max_n));
   r.response_format = response_format_field(j, "png");
   if (j.contains("seed"))
@@ -221,7 +234,7 @@ VideoRequest parse_video_request(const std::string& body, const RequestLimits& l
 // Every rank receives a request as JSON of all its fields; one definition
 // per request kind keeps the two directions in step.
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ImageRequest, prompt, width, height, n, response_format, seed,
-                                   steps, guidance)
+                                   steps, guidance, true_cfg_scale, negative_prompt)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(VideoRequest, prompt, negative_prompt, width, height, frames,
                                    fps, response_format, seed, steps, guidance)
 

@@ -29,6 +29,10 @@ struct ImageRequest {
   uint64_t seed = 0;
   int steps = 0;          // 0: the model's default
   double guidance = 3.5;  // FLUX.1-dev's embedded guidance
+  // True CFG (diffusers' true_cfg_scale): above 1, each step also runs the
+  // negative prompt. Default: the folder's (RequestLimits), else 1.
+  double true_cfg_scale = 1.0;
+  std::string negative_prompt;
 };
 
 /// POST /v1/videos/generations (a Wan2.1 model): our fields, in the images
@@ -54,6 +58,10 @@ struct RequestLimits {
   int max_steps = 100;
   int64_t max_prompt_tokens = 512;  // T5's limit (dev 512, schnell 256)
   int64_t max_frames = 81;          // --max-frames (video)
+  // Where a request says nothing: the size and true CFG scale (images) a
+  // folder's _spdit_run_defaults name, else the published defaults.
+  int64_t default_width = 1024, default_height = 1024;
+  double default_true_cfg_scale = 1.0;
   /// T5 tokens a prompt takes; refusing a long prompt beats cutting it
   /// silently.
   std::function<int64_t(const std::string&)> prompt_tokens;
