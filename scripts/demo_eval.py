@@ -39,18 +39,28 @@ def read(rows):
     counts = torch.bincount(labels.flatten(), minlength=6)
     counts[bg] = 0
     if int(counts.max()) == 0:
-        return None, None, COLOURS[bg], 0.0, 0.0
+        return None, None, COLOURS[bg], 0.0, 0.0, 0.0
     fg = int(counts.argmax())
     mask = labels.eq(fg)
     area = float(mask.sum())
     rows_in = torch.nonzero(mask.sum(1) >= 2).flatten()
     cols_in = torch.nonzero(mask.sum(0) >= 2).flatten()
     if len(rows_in) == 0 or len(cols_in) == 0:
-        return None, COLOURS[fg], COLOURS[bg], area / (h * w), 0.0
-    box = float((rows_in.max() - rows_in.min() + 1) * (cols_in.max() - cols_in.min() + 1))
-    fill = area / box
+        return None, COLOURS[fg], COLOURS[bg], area / (h * w), 0.0, 0.0
+    box_h = float(rows_in.max() - rows_in.min() + 1)
+    box_w = float(cols_in.max() - cols_in.min() + 1)
+    fill = area / (box_h * box_w)
     shape = "square" if fill > 0.9 else "circle" if fill > 0.64 else "triangle"
-    return shape, COLOURS[fg], COLOURS[bg], area / (h * w), fill
+    return shape, COLOURS[fg], COLOURS[bg], area / (h * w), fill, box_w / box_h
+
+
+def strict(shape, fill, aspect):
+    """Whether a picture read as `shape` also has its proportions: the drawn
+    shapes are as wide as tall (a triangle's box too), and a circle fills
+    pi/4 of its box. A lens or an oval reads as a circle by fill alone."""
+    if not 0.8 < aspect < 1.25:
+        return False
+    return shape != "circle" or 0.72 < fill < 0.85
 
 
 def main():
@@ -60,7 +70,7 @@ def main():
     ap.add_argument("--seeds", default="42", help="comma-separated noise seeds")
     ap.add_argument("--run-args", default="", help="more `spdit run` flags, e.g. '--cfg-scale 1'")
     a = ap.parse_args()
-    right = {"shape": 0, "colour": 0, "background": 0, "all": 0}
+    right = {"shape": 0, "colour": 0, "background": 0, "all": 0, "all, strict": 0}
     per_shape = {s: 0 for s in SHAPES}
     misread, n = [], 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,12 +90,14 @@ def main():
                         got = read(dumped_image(dump))
                         ok = [got[0] == shape, got[1] == colour, got[2] == background]
                         every = all(ok) and 0.04 < got[3] < 0.6
-                        for key, good in zip(right, ok + [every]):
+                        proportioned = every and strict(got[0], got[4], got[5])
+                        for key, good in zip(right, ok + [every, proportioned]):
                             right[key] += good
                         per_shape[shape] += ok[0]
-                        if not every:
+                        if not proportioned:
                             misread.append(f"seed {seed}: {prompt}: read a {got[1]} {got[0]} on "
-                                           f"{got[2]} (area {got[3]:.2f}, fill {got[4]:.2f})")
+                                           f"{got[2]} (area {got[3]:.2f}, fill {got[4]:.2f}, "
+                                           f"width/height {got[5]:.2f})")
                         n += 1
     for m in misread:
         print(m)

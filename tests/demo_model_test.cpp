@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <iostream>
 
 #include "spdit/attention/attention.h"
 #include "spdit/attention/local_attention.h"
@@ -249,43 +250,79 @@ Drawn draw(const std::string& prompt, int ranks) {
   return {pipelines::read_shape_picture(ckpt.tensor("image")[0].clone()), r.output};
 }
 
+bool drawn_as_asked(const ShapeReading& r, const std::string& shape, const std::string& colour,
+                    const std::string& background) {
+  // A real shape, not a speck or the whole picture.
+  return r.shape == shape && r.colour == colour && r.background == background &&
+         r.area_fraction > 0.04 && r.area_fraction < 0.6;
+}
+
 // What a person would see: the shape, told by how much of its bounding box
-// it fills (square ~1, circle ~0.79, triangle ~0.5); the shape's colour and
+// it fills (square ~1, circle 0.79, triangle 0.5); the shape's colour and
 // the background's; a real size. The same on 1 rank and on 2 (Ulysses 2,
-// --check: PASS). The shipped model draws about half of its 90 prompts'
-// shapes right at seed 42 (docs/demo_model.md, scripts/demo_eval.py): the
-// shape is checked for two prompts of each shape that it draws, and for the
-// issue's yellow triangle on green, which comes out round, only the colours.
+// --check: PASS), with the folder's own settings (128x128, true CFG 3). The
+// issue's two prompts, and a square.
 TEST(DemoModelCli, draws_its_prompts_on_one_and_two_ranks) {
   struct Case {
     std::string shape, colour, background;
-    bool check_shape;
   };
   const std::vector<Case> cases = {
-      {"circle", "red", "blue", true},       {"circle", "green", "red", true},
-      {"square", "blue", "yellow", true},    {"square", "red", "black", true},
-      {"triangle", "red", "yellow", true},   {"triangle", "white", "black", true},
-      {"triangle", "yellow", "green", false}};
+      {"circle", "red", "blue"}, {"triangle", "yellow", "green"}, {"square", "blue", "yellow"}};
   for (const auto& c : cases) {
     const auto prompt = pipelines::shape_prompt(c.shape, c.colour, c.background);
     std::vector<ShapeReading> readings;
     for (int ranks : {1, 2}) {
       const auto d = draw(prompt, ranks);
       const auto on = prompt + " on " + std::to_string(ranks) + " rank(s)";
-      if (c.check_shape) EXPECT_EQ(d.reading.shape, c.shape) << on << ": fill " << d.reading.fill;
-      EXPECT_EQ(d.reading.colour, c.colour) << on;
-      EXPECT_EQ(d.reading.background, c.background) << on;
-      // A real shape, not a speck or the whole picture.
-      EXPECT_GT(d.reading.area_fraction, 0.04) << on;
-      EXPECT_LT(d.reading.area_fraction, 0.6) << on;
+      EXPECT_TRUE(drawn_as_asked(d.reading, c.shape, c.colour, c.background))
+          << on << ": read a " << d.reading.colour << " " << d.reading.shape << " on "
+          << d.reading.background << " (fill " << d.reading.fill << ", area "
+          << d.reading.area_fraction << ")";
       EXPECT_NE(d.output.find("128x128"), std::string::npos) << "the folder's own size:\n"
                                                              << d.output;
+      EXPECT_NE(d.output.find("true CFG 3"), std::string::npos) << d.output;
       if (ranks > 1) EXPECT_NE(d.output.find("PASS"), std::string::npos) << d.output;
       readings.push_back(d.reading);
     }
     EXPECT_NEAR(readings[0].fill, readings[1].fill, 0.01) << prompt;
     EXPECT_NEAR(readings[0].area_fraction, readings[1].area_fraction, 0.01) << prompt;
   }
+}
+
+// A fixed sixth of the vocabulary, chosen by rule, not by result: each shape
+// with each colour once, on the next colour but k (k = the shape's place).
+// The shipped model draws all 18 right at seed 42 (of all 90 prompts,
+// 86; scripts/demo_eval.py); a model that lost its shapes would fall far
+// below 15.
+TEST(DemoModelCli, draws_most_of_a_fixed_sample_of_its_vocabulary) {
+  const auto& shapes = pipelines::demo_shapes();
+  const auto& colours = pipelines::demo_colours();
+  int right = 0, asked = 0;
+  std::string wrong;
+  for (size_t k = 0; k < shapes.size(); ++k) {
+    for (size_t i = 0; i < colours.size(); ++i) {
+      const auto& colour = colours[i];
+      const auto& background = colours[(i + 1 + k) % colours.size()];
+      const auto prompt = pipelines::shape_prompt(shapes[k], colour, background);
+      test::TempDir tmp;
+      const std::string dump = tmp.path + "/out.safetensors";
+      const auto r =
+          test::run_command(std::string(SPDIT_BIN) + " run --model-dir " + SPDIT_DEMO_DIR +
+                            " --prompt '" + prompt + "' --nproc 1 --dump " + dump);
+      ASSERT_EQ(r.code, 0) << r.output;
+      const auto got = pipelines::read_shape_picture(
+          checkpoints::Checkpoint::open(dump).tensor("image")[0].clone());
+      ++asked;
+      if (drawn_as_asked(got, shapes[k], colour, background)) {
+        ++right;
+      } else {
+        wrong +=
+            "\n  " + prompt + ": read a " + got.colour + " " + got.shape + " on " + got.background;
+      }
+    }
+  }
+  EXPECT_GE(right, 15) << right << " of " << asked << " right; wrong:" << wrong;
+  std::cout << right << " of " << asked << " drawn right" << wrong << std::endl;
 }
 
 TEST(DemoModelCli, words_outside_its_vocabulary_still_run) {

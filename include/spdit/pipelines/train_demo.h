@@ -26,7 +26,7 @@ struct TrainDemoOptions {
   int64_t vae_steps = 800;
   int64_t vae_batch = 8;
   int64_t vae_image_size = 64;  // the autoencoder is convolutional: it learns on smaller pictures
-  int64_t transformer_steps = 13000;
+  int64_t transformer_steps = 24000;
   int64_t transformer_batch = 16;
   int64_t transformer_hidden = 128;  // the tiny preset's is 64; heads of 16 channels
   int64_t latent_pool = 2048;        // pictures encoded once, then drawn from
@@ -38,7 +38,7 @@ struct TrainDemoOptions {
   double uncond_prob = 0.1;
   /// Written to `_spdit_run_defaults`: the true CFG scale `spdit run` uses
   /// on this folder unless told otherwise (1: none).
-  double run_true_cfg_scale = 4.0;
+  double run_true_cfg_scale = 3.0;
   /// Every this many transformer steps (0: never), a whole runnable folder
   /// with the weights so far (their moving average) goes to
   /// `snapshot_dir`/step-N: to watch a long run draw, or keep what it had.
