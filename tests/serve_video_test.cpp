@@ -207,7 +207,7 @@ TEST(ServeVideo, AFullQueueAnswers429AndLeavingClientsAreCancelled) {
 TEST(ServeVideo, FlagMistakesAreSaidBeforeAnyLoading) {
   auto r = run_command(kBin + " serve --model-dir " + wan_dir() + " --port 8000 --nproc 2 --cfg 2");
   EXPECT_EQ(r.code, 1) << r.output;
-  EXPECT_NE(r.output.find("serve runs Wan2.1's guidance branches one after the other"),
+  EXPECT_NE(r.output.find("(Wan2.1's CFG, FLUX.1's true CFG) one after the other on all ranks"),
             std::string::npos)
       << r.output;
   r = run_command(kBin + " serve --model-dir " + wan_dir() + " --port 8000 --vae-parallel maybe");
