@@ -334,6 +334,21 @@ TEST(DemoModelCli, words_outside_its_vocabulary_still_run) {
   EXPECT_NE(r.output.find("wrote"), std::string::npos) << r.output;
 }
 
+// The folder's true CFG scale is a default: any --cfg-scale given wins,
+// 0 and 1 included (both: no true CFG).
+TEST(DemoModelCli, a_given_cfg_scale_overrides_the_folders) {
+  for (const auto& [scale, said] :
+       std::vector<std::pair<std::string, std::string>>{{"", "true CFG 3"},
+                                                        {" --cfg-scale 0", "no true CFG"},
+                                                        {" --cfg-scale 1", "no true CFG"},
+                                                        {" --cfg-scale 5", "true CFG 5"}}) {
+    const auto r = test::run_command(std::string(SPDIT_BIN) + " run --model-dir " + SPDIT_DEMO_DIR +
+                                     " --prompt 'a red circle' --steps 1 --nproc 1" + scale);
+    EXPECT_EQ(r.code, 0) << scale << "\n" << r.output;
+    EXPECT_NE(r.output.find(said), std::string::npos) << scale << "\n" << r.output;
+  }
+}
+
 TEST(DemoModelCli, mistakes_get_clear_errors) {
   test::TempDir tmp;
   auto r = test::run_command(std::string(SPDIT_BIN) + " run --model-dir " + SPDIT_DEMO_DIR +

@@ -90,7 +90,10 @@ GenerateOptions with_folder_defaults(GenerateOptions o, const pipelines::ModelDi
   take(o.width, "width", 1024);
   take(o.steps, "steps", 0);  // 0: the variant's
   take(o.max_sequence_length, "max_sequence_length", 0);
-  take(o.true_cfg_scale, "true_cfg_scale", 1);
+  if (o.true_cfg_scale < 0) {  // not given: --cfg-scale 0 means off, not "the folder's"
+    auto it = d.find("true_cfg_scale");
+    o.true_cfg_scale = it != d.end() ? it->second : 1.0;
+  }
   return o;
 }
 
@@ -149,7 +152,7 @@ int generate_rank(World& world, const GenerateOptions& given) {
   // ranks share; the result is the same on each), so no broadcast is needed.
   t0 = Clock::now();
   const auto prompt = o.prompt.empty() ? prompt_from_file(o.prompt_embeds) : flux.encode(o.prompt);
-  const auto negative = negative_prompt(flux, o, given.true_cfg_scale > 0, lead);
+  const auto negative = negative_prompt(flux, o, given.true_cfg_scale >= 0, lead);
   if (o.cfg == 2 && !negative) {
     throw std::invalid_argument(
         "--cfg 2 runs true CFG's two branches at once; this run has no true CFG (--cfg-scale " +

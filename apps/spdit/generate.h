@@ -16,10 +16,10 @@ struct GenerateOptions {
   int steps = 0;
   uint64_t seed = 42;
   double guidance = 3.5;
-  // True CFG (diffusers' true_cfg_scale): 0 takes the folder's
-  // _spdit_run_defaults, else 1 (off). The negative prompt is empty unless
-  // given; `cfg` 2 runs its two branches on two halves of the ranks.
-  double true_cfg_scale = 0;
+  // True CFG (diffusers' true_cfg_scale): below 0 (not given) takes the
+  // folder's _spdit_run_defaults, else 1 (off); 0 or 1 given: off. The negative prompt is empty
+  // unless given; `cfg` 2 runs its two branches on two halves of the ranks.
+  double true_cfg_scale = -1;
   std::string negative_prompt;
   bool negative_prompt_given = false;
   int cfg = 1;

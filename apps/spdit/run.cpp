@@ -280,7 +280,7 @@ GenerateOptions generate_options(const RunOptions& o) {
   g.steps = o.steps_given ? o.steps : 0, g.seed = o.seed;
   g.guidance = o.guidance, g.ulysses = o.ulysses, g.ring = o.ring, g.threads = o.threads,
   g.check = o.check;
-  g.true_cfg_scale = o.cfg_scale_given ? o.cfg_scale : 0, g.cfg = o.cfg;
+  g.true_cfg_scale = o.cfg_scale_given ? o.cfg_scale : -1, g.cfg = o.cfg;
   g.negative_prompt = o.negative_prompt, g.negative_prompt_given = o.negative_prompt_given;
   g.vae_parallel = o.vae_parallel == "on";
   g.shard_weights = o.shard_weights;
