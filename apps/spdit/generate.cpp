@@ -79,21 +79,17 @@ void write_image(const std::string& path, const at::Tensor& pixels) {  // (1, H,
 // Settings left at 0 take the folder's _spdit_run_defaults (a trained demo
 // runs at the size and T5 length it learned), else the published defaults.
 GenerateOptions with_folder_defaults(GenerateOptions o, const pipelines::ModelDir& dir) {
-  const auto& d = dir.run_defaults();
   auto take = [&](auto& value, const char* key, int64_t fallback) {
     if (value > 0) return;
-    auto it = d.find(key);
-    value = static_cast<std::remove_reference_t<decltype(value)>>(it != d.end() ? it->second
-                                                                                : fallback);
+    value = static_cast<std::remove_reference_t<decltype(value)>>(
+        dir.run_default(key, static_cast<double>(fallback)));
   };
   take(o.height, "height", 1024);
   take(o.width, "width", 1024);
   take(o.steps, "steps", 0);  // 0: the variant's
   take(o.max_sequence_length, "max_sequence_length", 0);
-  if (o.true_cfg_scale < 0) {  // not given: --cfg-scale 0 means off, not "the folder's"
-    auto it = d.find("true_cfg_scale");
-    o.true_cfg_scale = it != d.end() ? it->second : 1.0;
-  }
+  // Not given (< 0) only: --cfg-scale 0 means off, not "the folder's".
+  if (o.true_cfg_scale < 0) o.true_cfg_scale = dir.run_default("true_cfg_scale", 1.0);
   return o;
 }
 
@@ -112,11 +108,7 @@ int generate_rank(World& world, const GenerateOptions& given) {
         "--model-dir needs the prompt: --prompt TEXT, or --prompt-embeds FILE (from spdit "
         "encode or another implementation) -- one of them");
   }
-  if (world.size() % given.cfg != 0) {
-    throw std::invalid_argument("--cfg " + std::to_string(given.cfg) + " does not divide the " +
-                                std::to_string(world.size()) + " ranks");
-  }
-  auto [u, r] = resolve_degrees(world.size() / given.cfg, given.ulysses, given.ring);
+  auto [u, r] = resolve_degrees(world.size(), given.ulysses, given.ring, given.cfg);
   const auto dir = pipelines::ModelDir::open(given.model_dir);
   GenerateOptions o = with_folder_defaults(given, dir);
   check_ranks_agree(world, {{"--model-dir", o.model_dir},

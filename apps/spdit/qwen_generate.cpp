@@ -59,11 +59,7 @@ int qwen_generate_rank(World& world, const QwenGenerateOptions& o) {
         "--negative-prompt is text for the encoder; with --prompt-embeds the negative prompt is "
         "the file's negative_prompt_embeds");
   }
-  if (world.size() % o.cfg != 0) {
-    throw std::invalid_argument("--cfg " + std::to_string(o.cfg) + " does not divide the " +
-                                std::to_string(world.size()) + " ranks");
-  }
-  auto [u, r] = resolve_degrees(world.size() / o.cfg, o.ulysses, o.ring);
+  auto [u, r] = resolve_degrees(world.size(), o.ulysses, o.ring, o.cfg);
   check_ranks_agree(world, {{"--model-dir", o.model_dir},
                             {"--prompt", o.prompt},
                             {"--negative-prompt", o.negative_prompt},

@@ -27,7 +27,12 @@ void set_threads_per_rank(int threads) {
   if (openblas_set_num_threads) openblas_set_num_threads(threads);
 }
 
-std::pair<int, int> resolve_degrees(int world, int u, int r) {
+std::pair<int, int> resolve_degrees(int world, int u, int r, int cfg) {
+  if (cfg < 1 || world % cfg != 0) {
+    throw std::invalid_argument("--cfg " + std::to_string(cfg) + " does not divide the " +
+                                std::to_string(world) + " ranks");
+  }
+  world /= cfg;
   if (!u && !r) u = world, r = 1;
   if (!u) u = r > 0 && world % r == 0 ? world / r : 0;
   if (!r) r = u > 0 && world % u == 0 ? world / u : 0;

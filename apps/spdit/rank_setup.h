@@ -17,8 +17,10 @@ void remember_command_line(int argc, char** argv);
 /// LibTorch's and OpenBLAS's threads, so ranks on one machine do not fight.
 void set_threads_per_rank(int threads);
 
-/// (U, R) from the world size and the flags (0 = not given).
-std::pair<int, int> resolve_degrees(int world_size, int ulysses, int ring);
+/// (U, R) from the world size and the flags (0 = not given), for the
+/// world / `cfg` ranks of one guidance branch; a `cfg` that does not divide
+/// the world is refused naming both.
+std::pair<int, int> resolve_degrees(int world_size, int ulysses, int ring, int cfg = 1);
 
 /// Every rank must have been started with the same settings, given as
 /// (flag, value); a mismatch is reported on every rank, naming the rank, the

@@ -360,7 +360,7 @@ int run_rank(World& world, const RunOptions& given) {
   }
   check_guidance_flags(o, world.size());
   auto [u, r] = automatic ? std::pair<int, int>{world.size(), 1}
-                          : resolve_degrees(world.size() / o.cfg, o.ulysses, o.ring);
+                          : resolve_degrees(world.size(), o.ulysses, o.ring, o.cfg);
   if (world.rank() == 0) {  // the rank that writes them, before any work
     check_can_write(o.out, "--out");
     check_can_write(o.json, "--json");

@@ -1,7 +1,6 @@
 // `spdit serve` on a FLUX.1 folder: pictures, as `spdit run --model-dir`
 // makes them.
 #include <iomanip>
-#include <map>
 #include <optional>
 #include <sstream>
 
@@ -20,15 +19,14 @@ using Clock = std::chrono::steady_clock;
 class ServedFlux : public ServedModel {
  public:
   ServedFlux(const ServeOptions& o, World& world, int ulysses, int ring)
-      : flux_(std::make_shared<pipelines::FluxImagePipeline>(
-            pipelines::ModelDir::open(o.model_dir),
-            o.dtype.empty() ? at::ScalarType::Undefined : models::parse_dtype(o.dtype))),
-        sp_(ulysses, ring),
-        defaults_(pipelines::ModelDir::open(o.model_dir).run_defaults()) {
+      : dir_(pipelines::ModelDir::open(o.model_dir)),
+        flux_(std::make_shared<pipelines::FluxImagePipeline>(
+            dir_, o.dtype.empty() ? at::ScalarType::Undefined : models::parse_dtype(o.dtype))),
+        sp_(ulysses, ring) {
     // A folder made for one size and T5 length (spdit's trained demo) is
     // served at them, as `spdit run` runs it.
-    if (auto it = defaults_.find("max_sequence_length"); it != defaults_.end())
-      flux_->set_max_sequence_length(static_cast<int64_t>(it->second));
+    if (const auto tokens = dir_.run_default("max_sequence_length", 0); tokens > 0)
+      flux_->set_max_sequence_length(static_cast<int64_t>(tokens));
     sp_.setup(world);
     // Once: every request runs under the same plan.
     apply_sequence_parallel(flux_->transformer(), sp_);
@@ -41,13 +39,9 @@ class ServedFlux : public ServedModel {
     l.min_tokens = world_size;
     l.max_n = o.max_n;
     l.max_prompt_tokens = flux_->t5_max_length();
-    auto folder = [&](const char* key, double fallback) {
-      auto it = defaults_.find(key);
-      return it != defaults_.end() ? it->second : fallback;
-    };
-    l.default_width = static_cast<int64_t>(folder("width", 1024));
-    l.default_height = static_cast<int64_t>(folder("height", 1024));
-    l.default_true_cfg_scale = folder("true_cfg_scale", 1.0);
+    l.default_width = static_cast<int64_t>(dir_.run_default("width", 1024));
+    l.default_height = static_cast<int64_t>(dir_.run_default("height", 1024));
+    l.default_true_cfg_scale = dir_.run_default("true_cfg_scale", 1.0);
     // The HTTP threads count tokens while the loop runs: the tokenizer is
     // read-only, and the shared pointer keeps it alive past the loop.
     auto flux = flux_;
@@ -102,9 +96,9 @@ class ServedFlux : public ServedModel {
   }
 
  private:
+  pipelines::ModelDir dir_;  // its _spdit_run_defaults are the requests' defaults
   std::shared_ptr<pipelines::FluxImagePipeline> flux_;
   SequenceParallelConfig sp_;
-  std::map<std::string, double> defaults_;  // the folder's _spdit_run_defaults
 };
 
 }  // namespace

@@ -53,17 +53,13 @@ int wan_generate_rank(World& world, const WanGenerateOptions& o) {
         "or --prompt-embeds FILE (from --dump "
         "or another implementation) -- one of them");
   }
-  if (world.size() % o.cfg != 0) {
-    throw std::invalid_argument("--cfg " + std::to_string(o.cfg) + " does not divide the " +
-                                std::to_string(world.size()) + " ranks");
-  }
   if (o.cfg == 2 && !(o.guidance > 1)) {
     throw std::invalid_argument("--cfg 2 runs the two guidance branches at once; with --guidance " +
                                 std::to_string(o.guidance) +
                                 " (<= 1) there is one branch: leave --cfg out");
   }
   const auto scheduler = pipelines::parse_wan_scheduler(o.scheduler);
-  auto [u, r] = resolve_degrees(world.size() / o.cfg, o.ulysses, o.ring);
+  auto [u, r] = resolve_degrees(world.size(), o.ulysses, o.ring, o.cfg);
   check_ranks_agree(world, {{"--model-dir", o.model_dir},
                             {"--prompt", o.prompt},
                             {"--negative-prompt", o.negative_prompt},

@@ -149,6 +149,10 @@ at::Tensor FluxImagePipeline::denoise(at::Tensor latents, const FluxPrompt& prom
   }
   FlowMatchEulerScheduler schedule(scheduler_, steps, grid.tokens());
   const auto img_ids = flux_latent_image_ids(grid);
+  // Text positions are all 0 in FLUX.1; one tensor per prompt length.
+  const auto txt_ids = at::zeros({prompt.prompt_embeds.size(1), 3});
+  const auto negative_txt_ids =
+      true_cfg.on() ? at::zeros({true_cfg.negative->prompt_embeds.size(1), 3}) : at::Tensor();
   const int64_t b = latents.size(0);
   // Latents, timestep and guidance stay fp32 between steps, where diffusers
   // keeps them in the model's dtype: precision over bit-for-bit agreement
@@ -163,7 +167,7 @@ at::Tensor FluxImagePipeline::denoise(at::Tensor latents, const FluxPrompt& prom
                                  {"pooled_projections", p.pooled_prompt_embeds},
                                  {"timestep", at::full({b}, t)},
                                  {"img_ids", img_ids},
-                                 {"txt_ids", at::zeros({p.prompt_embeds.size(1), 3})}};
+                                 {"txt_ids", conditional ? txt_ids : negative_txt_ids}};
       if (c.guidance) args.push_back({"guidance", at::full({b}, guidance)});
       return transformer_->call({latents}, args).tensor().to(at::kFloat);
     };

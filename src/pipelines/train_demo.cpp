@@ -375,18 +375,15 @@ TrainDemoReport train_demo_model(const std::string& dir, const TrainDemoOptions&
   std::map<std::string, int64_t> prompt_index;
   std::vector<at::Tensor> t5, clip;
   // The 90 prompts, then the empty one (true CFG's negative prompt).
-  for (const auto& p : prompts) {
+  auto texts = prompts;
+  texts.push_back("");
+  for (const auto& p : texts) {
     prompt_index[p] = static_cast<int64_t>(t5.size());
     auto e = flux.encode(p);
     t5.push_back(e.prompt_embeds);
     clip.push_back(e.pooled_prompt_embeds);
   }
-  const int64_t empty_prompt = static_cast<int64_t>(t5.size());
-  {
-    auto e = flux.encode("");
-    t5.push_back(e.prompt_embeds);
-    clip.push_back(e.pooled_prompt_embeds);
-  }
+  const int64_t empty_prompt = prompt_index.at("");
   const auto t5_all = at::cat(t5), clip_all = at::cat(clip);
   std::vector<int64_t> which;
   for (const auto& p : pool_prompts) which.push_back(prompt_index.at(p));

@@ -39,6 +39,11 @@ class ModelDir {
   /// whole numbers; true_cfg_scale), which `spdit run` takes where its flags
   /// are not given. Empty for published folders.
   const std::map<std::string, double>& run_defaults() const { return run_defaults_; }
+  /// run_defaults()'s `key`, or `fallback` where the folder names none.
+  double run_default(const std::string& key, double fallback) const {
+    auto it = run_defaults_.find(key);
+    return it != run_defaults_.end() ? it->second : fallback;
+  }
 
  private:
   std::string root_, pipeline_class_;
