@@ -388,6 +388,11 @@ TEST(Checkpoints, WrongInputsAreRefusedWithTheReason) {
   std::ofstream(flux + "/config.json") << R"({"num_attention_heads": 3, "attention_head_dim": 16})";
   expect_error([&] { identify(Checkpoint::open(flux)); },
                "3 heads of 16 do not make the hidden size 64");
+  // Odd RoPE axes sum to the head dim but rotate no whole channel pairs.
+  std::ofstream(flux + "/config.json")
+      << R"({"num_attention_heads": 4, "attention_head_dim": 16, "axes_dims_rope": [5, 5, 6]})";
+  expect_error([&] { identify(Checkpoint::open(flux)); },
+               "RoPE axis sizes must be even and not negative, not 5");
   // Wan image-to-video: named as such.
   auto i2v = test::wan_original_layout(64, 128, 1);
   i2v["blocks.0.cross_attn.k_img.weight"] = {"F32", {64, 64}};

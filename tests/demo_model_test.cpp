@@ -3,12 +3,17 @@
 // needs, and the command drawing the prompts on one and two ranks.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "spdit/attention/attention.h"
 #include "spdit/attention/local_attention.h"
 #include "spdit/checkpoints/checkpoint.h"
+#include "spdit/checkpoints/model_checkpoint.h"
+#include "spdit/models/flux.h"
 #include "spdit/pipelines/flux_image_pipeline.h"
 #include "spdit/pipelines/model_dir.h"
 #include "spdit/pipelines/shapes_data.h"
@@ -99,9 +104,61 @@ TEST(ShapesData, every_shape_reads_back_in_its_colours) {
     const auto s = pipelines::draw_random_shape(rng, 128);
     const auto r = pipelines::read_shape_picture(to_pixels(s.image));
     EXPECT_EQ(r.shape, s.shape) << s.prompt << " (fill " << r.fill << ")";
+    EXPECT_TRUE(r.well_proportioned)
+        << s.prompt << " (fill " << r.fill << ", aspect " << r.aspect << ")";
     EXPECT_EQ(r.colour, s.colour) << s.prompt;
     EXPECT_EQ(r.background, s.background) << s.prompt;
   }
+}
+
+// Pixels (size, size, 3) of a `colour` region where `inside(x, y)` holds,
+// on `background`.
+template <typename Inside>
+at::Tensor paint(int64_t size, const std::string& colour, const std::string& background,
+                 Inside inside) {
+  auto px = at::empty({size, size, 3}, at::kByte);
+  const auto fg = pipelines::demo_colour_rgb(colour), bg = pipelines::demo_colour_rgb(background);
+  for (int64_t y = 0; y < size; ++y) {
+    for (int64_t x = 0; x < size; ++x) {
+      const auto& c = inside(double(x) + 0.5, double(y) + 0.5) ? fg : bg;
+      for (int64_t k = 0; k < 3; ++k) px[y][x][k] = c[k];
+    }
+  }
+  return px;
+}
+
+// Fill alone calls an oval a circle and a rectangle a square; the
+// proportions tell them apart (what scripts/demo_eval.py calls "strict").
+TEST(ShapesData, ovals_lenses_and_rectangles_are_not_well_proportioned) {
+  auto ellipse = [](double a, double b) {
+    return [a, b](double x, double y) {
+      return (x - 64) * (x - 64) / (a * a) + (y - 64) * (y - 64) / (b * b) <= 1;
+    };
+  };
+  const auto circle = pipelines::read_shape_picture(paint(128, "red", "blue", ellipse(30, 30)));
+  EXPECT_EQ(circle.shape, "circle");
+  EXPECT_TRUE(circle.well_proportioned) << circle.fill << " " << circle.aspect;
+
+  const auto oval = pipelines::read_shape_picture(paint(128, "red", "blue", ellipse(40, 22)));
+  EXPECT_EQ(oval.shape, "circle");
+  EXPECT_NEAR(oval.aspect, 40.0 / 22.0, 0.1);
+  EXPECT_FALSE(oval.well_proportioned);
+
+  // Two discs' overlap: as wide as tall, but pointed at two ends.
+  const auto lens = pipelines::read_shape_picture(paint(128, "red", "blue", [](double x, double y) {
+    return (x - 44) * (x - 44) + (y - 64) * (y - 64) <= 34 * 34 &&
+           (x - 84) * (x - 84) + (y - 64) * (y - 64) <= 34 * 34;
+  }));
+  EXPECT_NE(lens.shape, "square");
+  EXPECT_FALSE(lens.well_proportioned)
+      << lens.shape << " fill " << lens.fill << " aspect " << lens.aspect;
+
+  const auto rectangle =
+      pipelines::read_shape_picture(paint(128, "green", "white", [](double x, double y) {
+        return std::abs(x - 64) < 40 && std::abs(y - 64) < 20;
+      }));
+  EXPECT_EQ(rectangle.shape, "square");
+  EXPECT_FALSE(rectangle.well_proportioned);
 }
 
 TEST(ShapesData, a_seed_draws_the_same_pictures) {
@@ -207,6 +264,53 @@ TEST(TrainDemo, snapshot_flags_go_together) {
               pipelines::train_demo_model(tmp.path + "/b", o);
             }).find("--uncond-prob must be in [0, 1)"),
             std::string::npos);
+}
+
+// The heads' width and their RoPE axes are the trainer's to choose; the
+// folder says them in its config.json, as a FLUX.1 folder does.
+TEST(TrainDemo, the_heads_and_their_rope_axes_go_into_the_folder) {
+  test::TempDir tmp;
+  auto o = few_steps();
+  o.vae_steps = 2, o.transformer_steps = 2, o.latent_pool = 8;
+  o.head_dim = 32, o.rope_axes = {4, 14, 14};
+  pipelines::train_demo_model(tmp.path + "/a", o);
+  nlohmann::json config;
+  std::ifstream(tmp.path + "/a/transformer/config.json") >> config;
+  EXPECT_EQ(config["attention_head_dim"], 32);
+  EXPECT_EQ(config["num_attention_heads"], 4);  // 128 wide
+  EXPECT_EQ(config["axes_dims_rope"], nlohmann::json::array({4, 14, 14}));
+  pipelines::FluxImagePipeline flux(pipelines::ModelDir::open(tmp.path + "/a"));
+  const auto& loaded = std::get<models::FluxConfig>(flux.transformer_info().config);
+  EXPECT_EQ(loaded.axes_dims, (std::vector<int64_t>{4, 14, 14}));
+  EXPECT_EQ(loaded.heads, 4);
+
+  const std::vector<std::pair<std::function<void(pipelines::TrainDemoOptions&)>, std::string>>
+      wrong = {
+          {[](auto& w) {
+             w.rope_axes = {4, 6};
+           },
+           "--rope-axes must be three even"},
+          {[](auto& w) {
+             w.rope_axes = {4, 5, 7};
+           },
+           "--rope-axes must be three even"},
+          {[](auto& w) {
+             w.rope_axes = {8, 8, 8};
+           },
+           "that sum to --head-dim 16"},
+          {[](auto& w) { w.head_dim = 48; }, "--hidden 128 must be a positive multiple of"},
+          {[](auto& w) { w.head_dim = 7; }, "--head-dim must be positive and even"},
+      };
+  int i = 0;
+  for (const auto& [mistake, said] : wrong) {
+    auto w = few_steps();
+    mistake(w);
+    const auto dir = tmp.path + "/w" + std::to_string(i++);
+    EXPECT_NE(test::error_of([&] { pipelines::train_demo_model(dir, w); }).find(said),
+              std::string::npos)
+        << said;
+    EXPECT_FALSE(std::filesystem::exists(dir)) << "refused before writing: " << dir;
+  }
 }
 
 TEST(TrainDemo, refuses_a_folder_that_is_not_empty) {

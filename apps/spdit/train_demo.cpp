@@ -24,8 +24,18 @@ void add_train_demo_command(CLI::App& app, Action& action) {
   cmd->add_option("--steps", o.transformer_steps, "Transformer training steps")
       ->check(whole_number(1))
       ->capture_default_str();
-  cmd->add_option("--hidden", o.transformer_hidden, "The transformer's width (a multiple of 16)")
-      ->check(whole_number(16))
+  cmd->add_option("--hidden", o.transformer_hidden,
+                  "The transformer's width (a multiple of --head-dim)")
+      ->check(whole_number(2))
+      ->capture_default_str();
+  cmd->add_option("--head-dim", o.head_dim, "The attention heads' width")
+      ->check(whole_number(2))
+      ->capture_default_str();
+  cmd->add_option("--rope-axes", o.rope_axes,
+                  "The head's RoPE channels per axis: frame,row,column (even, summing to "
+                  "--head-dim)")
+      ->delimiter(',')
+      ->expected(3)
       ->capture_default_str();
   cmd->add_option("--vae-steps", o.vae_steps, "Autoencoder training steps")
       ->check(whole_number(1))

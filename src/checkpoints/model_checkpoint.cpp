@@ -96,7 +96,15 @@ void check_dims(const std::string& what, int64_t hidden, int64_t heads, int64_t 
   }
   if (axes) {
     int64_t sum = 0;
-    for (int64_t a : *axes) sum += a;
+    for (int64_t a : *axes) {
+      // Each axis rotates pairs of channels: an odd or negative count has no
+      // meaning, and would shift every later axis's angles by one channel.
+      if (a < 0 || a % 2 != 0) {
+        throw std::runtime_error("spdit: " + what + ": RoPE axis sizes must be even and " +
+                                 "not negative, not " + std::to_string(a));
+      }
+      sum += a;
+    }
     if (sum != head_dim) {
       throw std::runtime_error("spdit: " + what + ": the RoPE axes sum to " + std::to_string(sum) +
                                ", not the head dim " + std::to_string(head_dim));

@@ -156,10 +156,13 @@ ShapeReading read_shape_picture(const at::Tensor& pixels) {
   auto rows = at::nonzero(mask.sum(1) >= 2).flatten();
   auto cols = at::nonzero(mask.sum(0) >= 2).flatten();
   if (rows.numel() == 0 || cols.numel() == 0) return r;
-  const double box = double(rows.max().item<int64_t>() - rows.min().item<int64_t>() + 1) *
-                     double(cols.max().item<int64_t>() - cols.min().item<int64_t>() + 1);
-  r.fill = area / box;
+  const double box_h = double(rows.max().item<int64_t>() - rows.min().item<int64_t>() + 1);
+  const double box_w = double(cols.max().item<int64_t>() - cols.min().item<int64_t>() + 1);
+  r.fill = area / (box_h * box_w);
+  r.aspect = box_w / box_h;
   r.shape = r.fill > 0.9 ? "square" : r.fill > 0.64 ? "circle" : "triangle";
+  r.well_proportioned = r.aspect > 0.8 && r.aspect < 1.25 &&
+                        (r.shape != "circle" || (r.fill > 0.72 && r.fill < 0.85));
   return r;
 }
 

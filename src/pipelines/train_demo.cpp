@@ -56,10 +56,24 @@ void check_options(const TrainDemoOptions& o) {
     throw std::invalid_argument(
         "spdit train-demo: --snapshot-every N and --snapshot-dir DIR go together (N > 0)");
   }
-  if (o.transformer_hidden <= 0 || o.transformer_hidden % 16 != 0) {
+  if (o.head_dim <= 0 || o.head_dim % 2 != 0)
+    throw std::invalid_argument("spdit train-demo: --head-dim must be positive and even");
+  if (o.transformer_hidden <= 0 || o.transformer_hidden % o.head_dim != 0) {
     throw std::invalid_argument(
-        "spdit train-demo: --hidden must be a positive "
-        "multiple of 16 (heads of 16)");
+        "spdit train-demo: --hidden " + std::to_string(o.transformer_hidden) +
+        " must be a positive multiple of --head-dim " + std::to_string(o.head_dim));
+  }
+  int64_t axes_sum = 0;
+  bool axes_even = o.rope_axes.size() == 3;
+  for (int64_t a : o.rope_axes) {
+    axes_sum += a;
+    axes_even = axes_even && a >= 0 && a % 2 == 0;
+  }
+  if (!axes_even || axes_sum != o.head_dim) {
+    throw std::invalid_argument(
+        "spdit train-demo: --rope-axes must be three even channel counts (frame, row, column) "
+        "that sum to --head-dim " +
+        std::to_string(o.head_dim));
   }
   if (o.image_size % 16 != 0 || o.vae_image_size % 16 != 0 || o.image_size < 32 ||
       o.vae_image_size < 32) {
@@ -188,12 +202,13 @@ AutoencoderReadback readback(vae::AutoencoderKL& vae, uint64_t seed, int64_t pic
         vae->encode_moments(s.image.unsqueeze(0)).narrow(1, 0, vae->config().latent_channels);
     const auto got = read_shape_picture(to_pixels(vae->decode(z)[0]).contiguous());
     ++r.pictures;
-    if (got.shape == s.shape && got.colour == s.colour && got.background == s.background) {
+    if (got.shape == s.shape && got.colour == s.colour && got.background == s.background &&
+        got.well_proportioned) {
       ++r.right;
     } else {
       std::ostringstream m;
       m << s.prompt << ": read a " << got.colour << " " << got.shape << " on " << got.background
-        << " (fill " << std::setprecision(3) << got.fill << ")";
+        << " (fill " << std::setprecision(3) << got.fill << ", aspect " << got.aspect << ")";
       r.misread.push_back(m.str());
     }
   }
@@ -265,6 +280,8 @@ void write_run_defaults(const std::string& dir, const TrainDemoOptions& o,
                                 {"batch", o.transformer_batch},
                                 {"pool", o.latent_pool},
                                 {"hidden", o.transformer_hidden},
+                                {"head_dim", o.head_dim},
+                                {"rope_axes", o.rope_axes},
                                 {"uncond_prob", o.uncond_prob}};
   std::ofstream out(path);
   out << index.dump(2) << "\n";
@@ -359,7 +376,9 @@ TrainDemoReport train_demo_model(const std::string& dir, const TrainDemoOptions&
   // padding, would cost most of the training time.
   auto flux_config = models::FluxConfig::preset("tiny");
   flux_config.hidden = o.transformer_hidden;
-  flux_config.heads = o.transformer_hidden / flux_config.head_dim;
+  flux_config.head_dim = o.head_dim;
+  flux_config.heads = o.transformer_hidden / o.head_dim;
+  flux_config.axes_dims = o.rope_axes;
   {
     auto fresh_model =
         models::make_pipeline(flux_config, o.seed, models::Weights::kSeeded, at::kFloat);

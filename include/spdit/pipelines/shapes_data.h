@@ -52,7 +52,13 @@ ShapeSample draw_random_shape(std::mt19937_64& rng, int64_t size);
 /// ~1, circle ~0.79, triangle ~0.5).
 struct ShapeReading {
   std::string shape, colour, background;
-  double fill = 0;           // shape pixels / their bounding box
+  double fill = 0;    // shape pixels / their bounding box
+  double aspect = 0;  // the bounding box's width / its height
+  /// Whether the shape also has its proportions, as every drawn one does:
+  /// its box about as wide as tall (a triangle's too) and, for a circle, a
+  /// fill near pi/4. An oval or a lens reads as a circle by fill alone, a
+  /// rectangle as a square.
+  bool well_proportioned = false;
   double area_fraction = 0;  // shape pixels / all pixels
   double colour_error = 0;   // mean RGB distance of the shape pixels from their palette colour
 };

@@ -28,8 +28,13 @@ struct TrainDemoOptions {
   int64_t vae_image_size = 64;  // the autoencoder is convolutional: it learns on smaller pictures
   int64_t transformer_steps = 24000;
   int64_t transformer_batch = 16;
-  int64_t transformer_hidden = 128;  // the tiny preset's is 64; heads of 16 channels
-  int64_t latent_pool = 2048;        // pictures encoded once, then drawn from
+  int64_t transformer_hidden = 128;  // the tiny preset's is 64
+  /// The attention heads' width, and its split into FLUX.1's three RoPE
+  /// axes (frame, row, column; each even, summing to head_dim). The frame
+  /// axis's position is always 0 in FLUX.1, so its channels are not rotated.
+  int64_t head_dim = 16;
+  std::vector<int64_t> rope_axes{4, 6, 6};
+  int64_t latent_pool = 2048;  // pictures encoded once, then drawn from
   double vae_lr = 1e-3;
   double transformer_lr = 2e-3;
   /// The share of samples whose prompt is replaced by the empty one, so that
@@ -62,8 +67,9 @@ TrainDemoReport train_demo_model(const std::string& dir, const TrainDemoOptions&
 
 /// Whether an autoencoder keeps what the demo draws: `pictures` fresh shape
 /// pictures (size x size, drawn from `seed`) through encode and decode, each
-/// read back by read_shape_picture. A rounded corner or a shifted colour
-/// shows as a misread: the prompt, then what was read and the fill.
+/// read back by read_shape_picture. A rounded corner, a circle squashed or
+/// a shifted colour shows as a misread: the prompt, then what was read, the
+/// fill and the aspect.
 struct AutoencoderReadback {
   int64_t pictures = 0, right = 0;
   std::vector<std::string> misread;
