@@ -72,6 +72,7 @@ def main():
     a = ap.parse_args()
     right = {"shape": 0, "colour": 0, "background": 0, "all": 0, "all, strict": 0}
     per_shape = {s: 0 for s in SHAPES}
+    strict_per_shape = {s: 0 for s in SHAPES}
     misread, n = [], 0
     with tempfile.TemporaryDirectory() as tmp:
         dump = os.path.join(tmp, "dump.safetensors")
@@ -94,6 +95,7 @@ def main():
                         for key, good in zip(right, ok + [every, proportioned]):
                             right[key] += good
                         per_shape[shape] += ok[0]
+                        strict_per_shape[shape] += proportioned
                         if not proportioned:
                             misread.append(f"seed {seed}: {prompt}: read a {got[1]} {got[0]} on "
                                            f"{got[2]} (area {got[3]:.2f}, fill {got[4]:.2f}, "
@@ -103,7 +105,9 @@ def main():
         print(m)
     print(f"{a.model_dir} {a.run_args}: {n} pictures; right: " +
           ", ".join(f"{k} {v / n:.0%}" for k, v in right.items()) + "; shape right per shape: " +
-          ", ".join(f"{s} {v}/{n // 3}" for s, v in per_shape.items()))
+          ", ".join(f"{s} {v}/{n // 3}" for s, v in per_shape.items()) +
+          "; strict per shape: " +
+          ", ".join(f"{s} {v}/{n // 3}" for s, v in strict_per_shape.items()))
 
 
 if __name__ == "__main__":
