@@ -211,7 +211,18 @@ TEST(TrainDemo, a_few_steps_lower_both_losses_and_write_a_folder_the_pipeline_re
   const std::string dir = tmp.path + "/demo";
   auto o = few_steps();
   o.snapshot_every = 25, o.snapshot_dir = tmp.path + "/snapshots";
+  std::vector<std::string> progress;
+  o.log = [&](const std::string& line) { progress.push_back(line); };
   const auto r = pipelines::train_demo_model(dir, o);
+  // Progress about twenty times a phase, with the time left until the last.
+  auto said = [&](const std::string& start) {
+    for (const auto& line : progress)
+      if (line.rfind(start, 0) == 0) return line;
+    return std::string("(none)");
+  };
+  EXPECT_NE(said("transformer step 2/40").find(" min left"), std::string::npos);
+  EXPECT_EQ(said("transformer step 40/40").find("left"), std::string::npos);
+  EXPECT_NE(said("autoencoder reads back"), "(none)");
   ASSERT_EQ(r.vae_loss.size(), 30u);
   ASSERT_EQ(r.transformer_loss.size(), 40u);
   EXPECT_LT(mean_of(r.vae_loss, 25, 5), 0.8 * mean_of(r.vae_loss, 0, 5));

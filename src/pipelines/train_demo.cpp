@@ -126,13 +126,18 @@ void set_lr(torch::optim::AdamW& opt, double lr) {
   for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
 }
 
-// Progress about twenty times per phase, and at the last step.
+// Progress about twenty times per phase, and at the last step, with the
+// time left at the pace so far (a run of the defaults takes over an hour).
 void report(const TrainDemoOptions& o, const char* phase, int64_t step, int64_t steps, double loss,
             double seconds) {
   if (!o.log || (step % std::max<int64_t>(1, steps / 20) != 0 && step != steps)) return;
   std::ostringstream s;
   s << phase << " step " << step << "/" << steps << "  loss " << std::setprecision(4) << loss
     << "  " << std::fixed << std::setprecision(1) << seconds << " s";
+  if (step < steps) {
+    const double left = seconds / double(step) * double(steps - step);
+    s << ", about " << std::setprecision(0) << std::ceil(left / 60) << " min left";
+  }
   o.log(s.str());
 }
 
