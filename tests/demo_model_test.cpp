@@ -220,7 +220,7 @@ TEST(TrainDemo, a_few_steps_lower_both_losses_and_write_a_folder_the_pipeline_re
       if (line.rfind(start, 0) == 0) return line;
     return std::string("(none)");
   };
-  EXPECT_NE(said("transformer step 2/40").find(" min left"), std::string::npos);
+  EXPECT_NE(said("transformer step 2/40").find(" s left"), std::string::npos);
   EXPECT_EQ(said("transformer step 40/40").find("left"), std::string::npos);
   EXPECT_NE(said("autoencoder reads back"), "(none)");
   ASSERT_EQ(r.vae_loss.size(), 30u);

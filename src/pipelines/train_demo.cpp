@@ -136,7 +136,12 @@ void report(const TrainDemoOptions& o, const char* phase, int64_t step, int64_t 
     << "  " << std::fixed << std::setprecision(1) << seconds << " s";
   if (step < steps) {
     const double left = seconds / double(step) * double(steps - step);
-    s << ", about " << std::setprecision(0) << std::ceil(left / 60) << " min left";
+    s << ", about " << std::setprecision(0);
+    if (left < 120) {
+      s << std::ceil(left) << " s left";
+    } else {
+      s << std::ceil(left / 60) << " min left";
+    }
   }
   o.log(s.str());
 }
