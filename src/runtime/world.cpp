@@ -9,6 +9,7 @@
 #endif
 
 #include <netdb.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <condition_variable>
@@ -60,6 +61,19 @@ int parse_int_env(const char* name, const std::string& value) {
 
 bool is_loopback(const std::string& host) {
   return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
+}
+
+// Gloo and the TCP store write to sockets without MSG_NOSIGNAL: once a peer
+// has gone, a write raises SIGPIPE, whose default kills this whole process
+// without a word, where the collective should fail with an error naming the
+// group (PyTorch never sees this: Python ignores SIGPIPE). So a rank ignores
+// it, unless the program has its own handler, which is kept.
+void ignore_sigpipe_unless_handled() {
+  struct sigaction current {};
+  if (sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL &&
+      !(current.sa_flags & SA_SIGINFO)) {
+    signal(SIGPIPE, SIG_IGN);
+  }
 }
 
 c10::intrusive_ptr<CollectiveBackend> make_process_group(
@@ -299,6 +313,7 @@ struct World::Impl {
 };
 
 World::World(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {
+  ignore_sigpipe_unless_handled();
   impl_->liveness = std::make_shared<Liveness>(impl_->store, impl_->rank);
   announce_and_wait_for_peers(*impl_->store, "world", impl_->rank, impl_->size,
                               impl_->options.timeout());
@@ -428,6 +443,7 @@ std::shared_ptr<World> init_from_env(const RuntimeOptions& options) {
     char host[256] = {0};
     if (gethostname(host, sizeof(host) - 1) == 0) impl->hostname = host;
   }
+  ignore_sigpipe_unless_handled();
   c10d::TCPStoreOptions so;
   so.port = static_cast<uint16_t>(port);
   so.isServer = impl->rank == 0;
