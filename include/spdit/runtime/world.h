@@ -97,6 +97,10 @@ class World {
 /// LOCAL_RANK, MASTER_ADDR, MASTER_PORT) through a TCPStore on the master.
 /// A missing variable, an unreachable master, or a rank that never joins is an
 /// error that names it. The World becomes this thread's current world.
+/// Making a World (here or in run_in_process) sets SIGPIPE to ignored when
+/// it has its default action, so that a peer gone mid-write fails the
+/// collective with an error instead of killing the process; a program's own
+/// SIGPIPE handler is kept.
 std::shared_ptr<World> init_from_env(const RuntimeOptions& options = RuntimeOptions());
 
 /// True when the environment describes a launched job (RANK and WORLD_SIZE set).
