@@ -8,8 +8,10 @@
 # Where the machine lacks spdit's other build dependencies and cannot install
 # them, SPDIT_DEBS names a folder of Debian packages to unpack into a private
 # prefix (nothing is installed), and SPDIT_GLOO_INCLUDE_DIR a copy of Gloo's
-# headers (CUDA wheels ship none). Each step has a time limit so that the logs
-# come back even when one runs long.
+# headers (CUDA wheels ship none). SPDIT_ONLY_TARGET=<test binary> with
+# SPDIT_GTEST_FILTER builds just that binary and the command, runs the filter
+# and the GPU bench: a quick recheck. Each step has a time limit so that the
+# logs come back even when one runs long.
 set -uo pipefail
 out=${OUT:-/tmp/spdit-cuda-check}
 mkdir -p "$out"
@@ -19,6 +21,10 @@ step() { echo "== $(date +%T) $*"; }
 
 step "machine"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
+# The host CPU too: its features decide the CPU kernels (AMX, AVX512-BF16).
+lscpu | grep -E "^Model name|^CPU\(s\)" | tee "$out/cpu.txt"
+grep -o -w -E "avx512f|avx512_bf16|amx_tile|amx_bf16" /proc/cpuinfo | sort -u | tr '\n' ' ' | tee -a "$out/cpu.txt"
+echo
 (g++ --version | head -1; cmake --version | head -1; ninja --version; grep PRETTY /etc/os-release) 2>&1
 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
 torch_dir=$(python3 -c 'import torch, os; print(os.path.dirname(torch.__file__))')
@@ -60,14 +66,22 @@ rc=$?
 grep -E "spdit:|Torch|CUDA|Error|error" "$out/configure.log" | head -20
 [ $rc -eq 0 ] || { tail -30 "$out/configure.log"; exit 1; }
 
-if [ -n "${SPDIT_ONLY_TARGET:-}" ]; then  # one test binary, one filter: a quick recheck
-  step "build $SPDIT_ONLY_TARGET"
-  ninja -C "$build" -j "$jobs" "$SPDIT_ONLY_TARGET" > "$out/build.log" 2>&1 || {
+if [ -n "${SPDIT_ONLY_TARGET:-}" ]; then  # a quick recheck: one test binary, one filter, the GPU bench
+  step "build $SPDIT_ONLY_TARGET and the command"
+  timeout "${SPDIT_BUILD_LIMIT:-300}" ninja -C "$build" -j "$jobs" "$SPDIT_ONLY_TARGET" spdit_cli \
+    > "$out/build.log" 2>&1 || {
     grep -E "error:|FAILED:" "$out/build.log" | head -20
     exit 1
   }
   step "run it"
-  "$build/tests/$SPDIT_ONLY_TARGET" --gtest_filter="${SPDIT_GTEST_FILTER:-*}" 2>&1 | tail -40
+  timeout "${SPDIT_TEST_LIMIT:-150}" "$build/tests/$SPDIT_ONLY_TARGET" \
+    --gtest_filter="${SPDIT_GTEST_FILTER:-*}" > "$out/gtest.log" 2>&1
+  echo "tests rc=$?"
+  grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[       OK|Failure|Expected|Which is|actual|error" \
+    "$out/gtest.log" | head -60
+  step "attention on the GPU"
+  timeout 120 "$build/spdit" bench attention --device cuda --repeats 5 \
+    --json "$out/bench_attention_cuda.json" 2>&1 | tee "$out/bench_attention_cuda.txt"
   exit
 fi
 
@@ -91,7 +105,7 @@ grep -E "error:|FAILED:" "$out/build.log" | sort -u | head -40
 
 step "tests"
 # MP4 output needs FFmpeg (off in this build); the rest runs as in CI.
-timeout "${SPDIT_TEST_LIMIT:-150}" ctest --test-dir "$build" -j "$jobs" --timeout 150 \
+timeout "${SPDIT_TEST_LIMIT:-150}" ctest --test-dir "$build" -j "$jobs" --timeout 150 --output-on-failure \
   -E "${SPDIT_TEST_EXCLUDE:-Mp4Writer|prompt_to_mp4}" > "$out/ctest.log" 2>&1
 echo "ctest rc=$?"
 grep -E "tests passed|Failed|\*\*\*|Not Run|Timeout" "$out/ctest.log" | head -40

@@ -13,26 +13,13 @@
 #include "attention/cache_blocking.h"
 #include "attention/register_tiled_kernel.h"
 #include "spdit/attention/local_attention.h"
+#include "support/env_scope.h"
 
 using namespace spdit;
 
 namespace {
 
-// Sets an environment variable for one scope (empty: unset afterwards if it
-// was unset before); the kernels read theirs on every call.
-class EnvScope {
- public:
-  EnvScope(const char* var, const char* value) : var_(var) {
-    if (const char* old = std::getenv(var)) saved_ = old, had_ = true;
-    setenv(var, value, 1);
-  }
-  ~EnvScope() { had_ ? setenv(var_, saved_.c_str(), 1) : unsetenv(var_); }
-
- private:
-  const char* var_;
-  std::string saved_;
-  bool had_ = false;
-};
+using spdit::test::EnvScope;
 
 // SPDIT_CPU_KERNEL for one scope.
 class KernelChoice : public EnvScope {
@@ -266,6 +253,8 @@ TEST(LocalAttentionKernels, Bf16KernelKeepsParityWithTheFp32Kernel) {
         << "this CPU has no AVX512-BF16 (cpuid): bf16 inputs are converted to fp32 here, which "
            "Bf16InputsWithoutTheKernelRunTheFp32Kernel covers";
   }
+  // The kernel itself, also where converting is the default (Intel).
+  EnvScope kernel("SPDIT_CPU_BF16_KERNEL", "avx512_bf16");
   const Bf16Shape shapes[] = {
       {1, 1, 16, false},    {7, 13, 16, false},  {6, 64, 64, true},      {13, 65, 48, false},
       {5, 129, 80, true},   {12, 600, 64, true}, {37, 1100, 128, false}, {600, 531, 64, false},
@@ -310,6 +299,7 @@ TEST(LocalAttentionKernels, Bf16KernelContinuesAnFp32AccumulatorInPlace) {
   if (!spdit::detail::cpu_has_avx512_bf16()) {
     GTEST_SKIP() << "this CPU has no AVX512-BF16 (cpuid)";
   }
+  EnvScope kernel("SPDIT_CPU_BF16_KERNEL", "avx512_bf16");
   // Ring attention's steps with bf16 keys: two blocks, the first masking some
   // rows' keys entirely, continued in the fp32 accumulator they started.
   const auto bf = at::TensorOptions().dtype(at::kBFloat16);
@@ -355,7 +345,10 @@ TEST(LocalAttentionKernels, Bf16InputsWithoutTheKernelRunTheFp32Kernel) {
 TEST(LocalAttentionKernels, Bf16KernelChoiceFollowsTheCpuAndTheEnvironment) {
   {
     EnvScope none("SPDIT_CPU_BF16_KERNEL", "");
-    EXPECT_EQ(spdit::detail::bf16_kernel_selected(), spdit::detail::cpu_has_avx512_bf16());
+    EXPECT_EQ(spdit::detail::bf16_kernel_selected(), spdit::detail::bf16_kernel_faster_here());
+    // Faster only where the CPU has the instructions at all.
+    if (!spdit::detail::cpu_has_avx512_bf16())
+      EXPECT_FALSE(spdit::detail::bf16_kernel_faster_here());
   }
   {
     EnvScope want("SPDIT_CPU_BF16_KERNEL", "avx512_bf16");

@@ -141,10 +141,10 @@ std::string gpu_name() {
   return name.empty() ? "unknown (nvidia-smi gave nothing)" : name;
 }
 
-// On a CUDA device: spdit's local attention (its ATen path: blocked online
-// softmax, fp32 accumulation) against LibTorch's fused attention of the same
-// build, in bf16, B=1. Each timed run ends by reading one value back, which
-// waits for the device; both sides pay it alike.
+// On a CUDA device: spdit's local attention (the kernel it picks: flash,
+// efficient or, with SPDIT_DEVICE_ATTENTION=aten, its ATen path) against
+// LibTorch's public fused attention of the same build, in bf16, B=1. Each timed run ends by reading
+// one value back, which waits for the device; both sides pay it alike.
 int bench_attention_cuda(const AttentionBench& o) {
   if (!at::hasCUDA()) {
     throw std::runtime_error(
@@ -190,6 +190,7 @@ int bench_attention_cuda(const AttentionBench& o) {
                             {"head_dim", d},
                             {"tflops", a},
                             {"time", to_json(ours)},
+                            {"kernel", local_attention_device_kernel(q, k, v, lo)},
                             {"libtorch_sdpa", {{"tflops", b}, {"time", to_json(theirs)}}},
                             {"ratio", a / b}});
     std::string name =
@@ -198,7 +199,8 @@ int bench_attention_cuda(const AttentionBench& o) {
               << std::setprecision(4) << std::setw(12) << ours.median << std::setw(12)
               << std::setprecision(1) << a << std::setw(14) << std::setprecision(4) << theirs.median
               << std::setw(12) << std::setprecision(1) << b << std::setw(14) << std::setprecision(2)
-              << a / b << "   max|diff|/max|v| " << std::scientific << std::setprecision(1) << diff
+              << a / b << "   " << local_attention_device_kernel(q, k, v, lo)
+              << "   max|diff|/max|v| " << std::scientific << std::setprecision(1) << diff
               << std::defaultfloat << "\n";
   }
   write_json(o.json_path, out);

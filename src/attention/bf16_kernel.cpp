@@ -185,9 +185,15 @@ bool cpu_has_avx512_bf16() {
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
 }
 
+bool bf16_kernel_faster_here() {
+  __builtin_cpu_init();
+  return cpu_has_avx512_bf16() && __builtin_cpu_is("amd");
+}
+
 #else
 
 bool cpu_has_avx512_bf16() { return false; }
+bool bf16_kernel_faster_here() { return false; }
 
 #endif
 
@@ -196,7 +202,7 @@ bool bf16_kernel_selected() {
   // compare the two ways within one process.
   const char* want = std::getenv("SPDIT_CPU_BF16_KERNEL");
   const std::string name = want ? want : "";
-  if (name.empty()) return cpu_has_avx512_bf16();
+  if (name.empty()) return bf16_kernel_faster_here();
   if (name == "convert") return false;
   if (name == "avx512_bf16") {
     if (!cpu_has_avx512_bf16()) {

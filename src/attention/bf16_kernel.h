@@ -11,13 +11,20 @@
 
 namespace spdit::detail {
 
-/// Whether this CPU has AVX512-BF16 (cpuid) and SPDIT_CPU_BF16_KERNEL does
-/// not say "convert"; where it does not, bf16 inputs are converted to fp32 and
-/// run on the fp32 kernel. SPDIT_CPU_BF16_KERNEL=avx512_bf16 on a CPU without
-/// it, or an unknown name, throws std::invalid_argument.
+/// Whether bf16 inputs run the bf16 kernel: SPDIT_CPU_BF16_KERNEL when set
+/// (avx512_bf16 or convert), else bf16_kernel_faster_here(). Otherwise they
+/// are converted to fp32 and run on the fp32 kernel.
+/// SPDIT_CPU_BF16_KERNEL=avx512_bf16 on a CPU without AVX512-BF16, or an
+/// unknown name, throws std::invalid_argument.
 bool bf16_kernel_selected();
 /// The CPU has AVX512-BF16 (and AVX512F/BW), whatever the environment says.
 bool cpu_has_avx512_bf16();
+/// Whether the bf16 kernel beats converting to fp32 on this CPU: AMD CPUs
+/// with AVX512-BF16 run vdpbf16ps on two pipes (Zen 5: 1.5x and more the
+/// fp32 kernel), Intel's on one port against two for fp32 FMAs (an Intel
+/// Xeon with AMX: 0.61x and 0.63x, docs/performance.md), so there it is not
+/// chosen until an AMX kernel exists.
+bool bf16_kernel_faster_here();
 
 /// The bf16 kernel runs head dims that are a multiple of 16 (one fp32 vector).
 bool bf16_kernel_runs(int64_t d);

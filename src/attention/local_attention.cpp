@@ -2,6 +2,7 @@
 
 #include "bf16_kernel.h"
 #include "cache_blocking.h"
+#include "device_attention.h"
 #include "online_softmax_cpu.h"
 #include "register_tiled_kernel.h"
 
@@ -220,8 +221,27 @@ LocalAttentionPath local_attention_path(const at::Tensor& q, const at::Tensor& k
   // ATen path (same algorithm) keeps gradients flowing.
   const bool recording =
       at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
-  return q.device().is_cpu() && !o.attn_mask.defined() && !recording ? LocalAttentionPath::kFusedCpu
-                                                                     : LocalAttentionPath::kAtenOps;
+  if (o.attn_mask.defined() || recording) return LocalAttentionPath::kAtenOps;
+  if (q.device().is_cpu()) return LocalAttentionPath::kFusedCpu;
+  const bool same_dtype = k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type();
+  return q.is_cuda() && same_dtype &&
+                 detail::device_kernel(q, o.key_padding_mask.defined()) !=
+                     detail::DeviceKernel::kAten
+             ? LocalAttentionPath::kFusedDevice
+             : LocalAttentionPath::kAtenOps;
+}
+
+std::string local_attention_device_kernel(const at::Tensor& q, const at::Tensor& k,
+                                          const at::Tensor& v, const LocalAttentionOptions& o) {
+  switch (local_attention_path(q, k, v, o)) {
+    case LocalAttentionPath::kFusedCpu:
+      return "cpu";
+    case LocalAttentionPath::kFusedDevice:
+      return detail::device_kernel_name(detail::device_kernel(q, o.key_padding_mask.defined()));
+    case LocalAttentionPath::kAtenOps:
+      break;
+  }
+  return "aten";
 }
 
 namespace {
@@ -258,10 +278,17 @@ AttentionState attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor
     while (am.dim() < 4) am = am.unsqueeze(0);
   }
 
-  const bool fused = local_attention_path(q, k, v, o) == LocalAttentionPath::kFusedCpu;
+  const auto path = local_attention_path(q, k, v, o);
+  const bool fused = path == LocalAttentionPath::kFusedCpu;
   if (into && !(fused && scale > 0 && continuable(*into, q))) {
     merge_attention_(*into, attend(q, k, v, o, nullptr));
     return *into;
+  }
+  if (path == LocalAttentionPath::kFusedDevice) {
+    auto st =
+        detail::device_attention(detail::device_kernel(q, kpm.defined()), q, k, v,
+                                 kpm.defined() ? kpm.view({kpm.size(0), Sk}) : at::Tensor(), scale);
+    return {o.out_fp32 ? st.out.to(at::kFloat) : st.out, st.lse};
   }
   if (fused) {
     at::Tensor bias;

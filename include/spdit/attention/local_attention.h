@@ -38,16 +38,27 @@ struct AttentionState {
 AttentionState local_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                const LocalAttentionOptions& options = {});
 
-/// The two implementations behind local_attention. kFusedCpu: the CPU
-/// kernels below (forward only: they have no backward). kAtenOps: the same
-/// blocked online softmax from ATen ops (matmul, exp, sums), which autograd
-/// differentiates; it runs on other devices, with attn_mask, and whenever
-/// autograd is recording (grad mode on and q, k or v requiring grad), as in
-/// `spdit train-demo`. Both compute the same forward (tested).
-enum class LocalAttentionPath { kFusedCpu, kAtenOps };
+/// The implementations behind local_attention. kFusedCpu: the CPU kernels
+/// below (forward only: they have no backward). kFusedDevice: on a CUDA
+/// device, LibTorch's fused kernels that also return the LSE (cuDNN's or
+/// flash, or memory-efficient for fp32 and key padding masks; LibTorch 2.1+,
+/// head dims a multiple of 8 up to 256). kAtenOps: the same blocked online softmax
+/// from ATen ops (matmul, exp, sums), which autograd differentiates; it runs
+/// everywhere else, with attn_mask, and whenever autograd is recording
+/// (grad mode on and q, k or v requiring grad), as in `spdit train-demo`.
+/// All compute the same forward (tested).
+enum class LocalAttentionPath { kFusedCpu, kFusedDevice, kAtenOps };
 LocalAttentionPath local_attention_path(const at::Tensor& q, const at::Tensor& k,
                                         const at::Tensor& v,
                                         const LocalAttentionOptions& options = {});
+
+/// The kernel local attention runs for these inputs: "cpu" (the CPU kernels
+/// above), "cudnn", "flash" or "efficient" (kFusedDevice), or "aten" (kAtenOps). The environment
+/// variable SPDIT_DEVICE_ATTENTION picks one by that name, to compare them; a name that cannot take
+/// the inputs is an error that says why.
+std::string local_attention_device_kernel(const at::Tensor& q, const at::Tensor& k,
+                                          const at::Tensor& v,
+                                          const LocalAttentionOptions& options = {});
 
 /// Continues `acc` (the attention of these queries over other keys) with the
 /// keys k, v: the result of merge_attention_(acc, local_attention(q, k, v, o))
