@@ -18,8 +18,8 @@ using spdit::test::EnvScope;
 
 namespace {
 
-#define SKIP_WITHOUT_CUDA()                                                                 \
-  if (!at::hasCUDA())                                                                       \
+#define SKIP_WITHOUT_CUDA()                                                                \
+  if (!at::hasCUDA())                                                                      \
   GTEST_SKIP() << "no CUDA device: this LibTorch has no CUDA or this machine no GPU (see " \
                   "docs/cuda.md to build against a CUDA LibTorch)"
 
@@ -115,7 +115,10 @@ TEST(DeviceAttention, EachKernelMatchesTheCpuKernel) {
                                  name(dt) + " S=" + std::to_string(s.sq) + "/" +
                                  std::to_string(s.sk) + " d=" + std::to_string(s.d);
         if (!*kernel) {
-          EXPECT_EQ(ran, !fused_dims ? "aten" : cudnn_ok ? "cudnn" : flash_ok ? "flash" : "efficient")
+          EXPECT_EQ(ran, !fused_dims ? "aten"
+                         : cudnn_ok  ? "cudnn"
+                         : flash_ok  ? "flash"
+                                     : "efficient")
               << what;
         }
         LocalAttentionOptions o;
