@@ -26,15 +26,15 @@ struct TrainDemoOptions {
   int64_t vae_steps = 800;
   int64_t vae_batch = 8;
   int64_t vae_image_size = 64;  // the autoencoder is convolutional: it learns on smaller pictures
-  int64_t transformer_steps = 24000;
+  int64_t transformer_steps = 48000;
   int64_t transformer_batch = 16;
   int64_t transformer_hidden = 128;  // the tiny preset's is 64
   /// The attention heads' width, and its split into FLUX.1's three RoPE
   /// axes (frame, row, column; each even, summing to head_dim). The frame
   /// axis's position is always 0 in FLUX.1, so its channels are not rotated.
-  int64_t head_dim = 16;
-  std::vector<int64_t> rope_axes{4, 6, 6};
-  int64_t latent_pool = 2048;  // pictures encoded once, then drawn from
+  int64_t head_dim = 32;
+  std::vector<int64_t> rope_axes{4, 14, 14};
+  int64_t latent_pool = 8192;  // pictures encoded once, then drawn from
   double vae_lr = 1e-3;
   double transformer_lr = 2e-3;
   /// The share of samples whose prompt is replaced by the empty one, so that
