@@ -9,6 +9,7 @@
 #include "spdit/hooks/sequence_parallel.h"
 #include "spdit/plan/sp_config.h"
 #include "spdit/runtime/error_message.h"
+#include "support/env_scope.h"
 #include "support/ranks.h"
 #include "support/toy_models.h"
 #include "support/user_models.h"
@@ -305,9 +306,8 @@ TEST(PlanMistakes, UserMessagesCarryNoLibTorchBacktraceUnlessAsked) {
         << "LibTorch's own message has the backtrace";
     EXPECT_EQ(error_message(e).find("Exception raised from"), std::string::npos);
     EXPECT_NE(error_message(e).find("cannot be multiplied (2x3 and 4x5)"), std::string::npos);
-    setenv("SPDIT_BACKTRACE", "1", 1);
+    test::EnvScope backtrace("SPDIT_BACKTRACE", "1");
     EXPECT_NE(error_message(e).find("Exception raised from"), std::string::npos);
-    unsetenv("SPDIT_BACKTRACE");
   }
 }
 

@@ -125,6 +125,8 @@ AttentionState device_attention(DeviceKernel kernel, const at::Tensor& q, const 
                                                        /*return_debug_mask=*/false, scale);
       out = std::get<0>(r);
       lse = std::get<1>(r).reshape({B, H, Sq});  // cuDNN's statistics are (B, H, Sq, 1)
+    } catch (const c10::OutOfMemoryError&) {
+      throw;  // the GPU's memory, not cuDNN's support: flash would not fit either
     } catch (const c10::Error& e) {
       if (forced()) throw;
       {
